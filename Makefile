@@ -1,0 +1,29 @@
+# The two commands a newcomer needs:  `make demo`  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/clinical_rlhf_config.yaml
+
+.PHONY: install demo test bench clean
+
+$(BIN)/clinical-rlhf: pyproject.toml constraints-cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first, pinned to the CPU build; the constraint keeps every later step from replacing it.
+	$(BIN)/pip install -q -c constraints-cpu.txt torch
+	$(BIN)/pip install -q -c constraints-cpu.txt -e '.[dev]'
+	touch $@
+
+install: $(BIN)/clinical-rlhf
+
+demo: install
+	$(BIN)/clinical-rlhf train --config $(CONFIG)
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: install
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs artifacts .pytest_cache

@@ -1,0 +1,3 @@
+"""Clinical RLHF: safety-constrained RLHF for medical language models."""
+
+__version__ = "0.1.0"

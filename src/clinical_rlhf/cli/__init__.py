@@ -1,0 +1,59 @@
+"""`clinical-rlhf` (also `python main.py`): wiring only.
+
+Each command group lives in its own module with a `register(app)` function, and imports
+heavy libraries (torch, transformers) inside the command, so `--help` stays instant.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+from rich.console import Console
+
+from clinical_rlhf.errors import ClinicalRLHFError
+
+app = typer.Typer(
+    name="clinical-rlhf",
+    help="Safety-constrained RLHF for medical language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES = (
+    "config_cmd",      # config validate / show
+    "models_cmd",      # list-models, plan
+    "demo_cmd",        # build-demo-model
+    "safety_cmd",      # safety-demo, safety-check, safety-eval, audit verify
+    "reward_cmd",      # reward-eval
+    "monitoring_cmd",  # alerts export, report
+    "train_cmd",       # train
+)
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(app)
+
+err_console = Console(stderr=True)
+
+
+def main() -> None:
+    """Entry point: run the app; a user-fixable error ends with one line and its exit code."""
+    try:
+        app(standalone_mode=False)
+    except ClinicalRLHFError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        raise

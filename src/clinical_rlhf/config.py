@@ -1,0 +1,604 @@
+"""The one configuration schema: every YAML key, its default, its unit and why.
+
+Loading order: YAML file -> ``--set a.b=c`` overrides -> validation, once, at the entry
+point. The result is a frozen tree; code receives the section it needs, never a dict.
+Unknown keys are rejected with their dotted path so that a typo cannot silently fall
+back to a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from clinical_rlhf.errors import ConfigError
+
+
+class _Section(BaseModel):
+    """Base of every section: frozen, strict about unknown keys, documented by docstrings."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, protected_namespaces=()
+    )
+
+
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+# ----------------------------------------------------------------------------- model
+
+
+class ModelConfig(_Section):
+    name: str = "clinical-demo"
+    """Registry id (`clinical-rlhf list-models`), e.g. `biomistral-7b`. Default: the local demo
+    model, so that a fresh clone trains without any download."""
+
+    path: Path | None = None
+    """Local directory holding a transformers checkpoint. When set it is loaded instead of the
+    registry's Hub id (the registry entry still supplies template, sampling and LoRA targets)."""
+
+    revision: str | None = None
+    """Hub revision (branch, tag or commit) to pin; `None` takes the default branch."""
+
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    """Where the policy runs. `auto` picks CUDA, then Apple MPS, then CPU."""
+
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    """Weight dtype for unquantized layers. `auto`: bfloat16 on GPUs that support it, float16 on
+    other GPUs, float32 on CPU (half precision is slow and lossy on CPU)."""
+
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    """Attention kernel. `auto`: flash_attention_2 when installed on a supported GPU, else sdpa
+    when the architecture supports it, else eager."""
+
+    trust_remote_code: bool = False
+    """Run model code shipped in a Hub repository. Off by default: it executes arbitrary code."""
+
+
+class ModelLoadingConfig(_Section):
+    load_in_4bit: bool = False
+    """Quantize the frozen base to 4 bits with bitsandbytes (QLoRA). Cuts base weights ~4x."""
+
+    load_in_8bit: bool = False
+    """Quantize the frozen base to 8 bits (LLM.int8). Mutually exclusive with `load_in_4bit`."""
+
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    """4-bit data type. NF4 is information-optimal for normally distributed weights (QLoRA paper)."""
+
+    bnb_4bit_compute_dtype: Literal["float32", "float16", "bfloat16"] = "bfloat16"
+    """Dtype the 4-bit weights are dequantized to for matmuls."""
+
+    bnb_4bit_use_double_quant: bool = True
+    """Quantize the quantization constants too: saves ~0.4 bit/parameter at no measurable cost."""
+
+    use_lora: bool = True
+    """Train LoRA adapters instead of all weights. Also gives the reference policy for free:
+    the same model with the adapter disabled."""
+
+    lora_r: PositiveInt = 16
+    """LoRA rank. 8-16 is the usual range for RLHF on 7B models."""
+
+    lora_alpha: PositiveInt = 32
+    """LoRA scaling numerator (update scaled by alpha / r); 2 x r is the common choice."""
+
+    lora_dropout: Probability = 0.05
+    """Dropout on the LoRA input path."""
+
+    target_modules: tuple[str, ...] | None = None
+    """Module names that receive adapters. `None` takes the registry's list for the architecture."""
+
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: ~30% slower, much less activation memory."""
+
+    shared_value_base: bool = True
+    """Put the value head on the policy backbone (one model in memory) instead of a separate
+    value model. Halves memory; the analysis notes possible interference, measured in training."""
+
+    @model_validator(mode="after")
+    def _one_quantization(self) -> ModelLoadingConfig:
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ValueError("load_in_4bit and load_in_8bit are mutually exclusive; set one to false")
+        return self
+
+
+# ----------------------------------------------------------------------------- demo model
+
+
+class DemoModelConfig(_Section):
+    """The locally built demo model (`clinical-rlhf build-demo-model`)."""
+
+    cache_dir: Path = Path("artifacts/demo-model")
+    """Where the trained tokenizer and SFT model are written and looked for."""
+
+    architecture: Literal["gpt2", "llama"] = "gpt2"
+    """Architecture family of the demo model, built from its transformers config class."""
+
+    vocab_size: PositiveInt = 2048
+    """Size of the byte-level BPE vocabulary trained on the clinical corpus."""
+
+    n_layer: PositiveInt = 4
+    """Transformer blocks."""
+
+    n_embd: PositiveInt = 128
+    """Hidden size."""
+
+    n_head: PositiveInt = 4
+    """Attention heads."""
+
+    context_length: PositiveInt = 256
+    """Maximum sequence length in tokens (prompt + answer)."""
+
+    corpus_size: Annotated[int, Field(ge=200)] = 2400
+    """Prompt/answer pairs generated from the knowledge base (before the held-out split)."""
+
+    heldout_fraction: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.1
+    """Fraction of the corpus kept out of SFT for evaluation and RL prompts."""
+
+    unsafe_fraction: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.25
+    """Fraction of answers written deliberately unsafe (labelled), as in real web text."""
+
+    sft_epochs: PositiveInt = 3
+    """Supervised passes over the training split."""
+
+    sft_learning_rate: Annotated[float, Field(gt=0.0)] = 1e-3
+    """AdamW learning rate for SFT (a tiny model from scratch tolerates a large one)."""
+
+    sft_batch_size: PositiveInt = 32
+    """Sequences per SFT step."""
+
+    max_build_seconds: PositiveInt = 180
+    """Upper bound on the build; training stops early (and says so) when it is reached."""
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class PPOConfig(_Section):
+    learning_rate: Annotated[float, Field(gt=0.0)] = 1e-5
+    """AdamW learning rate for adapters and value head. 1e-5 suits 7B LoRA; the demo uses more."""
+
+    batch_size: PositiveInt = 8
+    """Prompts per iteration (rollout batch)."""
+
+    samples_per_prompt: PositiveInt = 1
+    """Answers sampled per prompt. Group-normalised advantages need at least 2."""
+
+    mini_batch_size: PositiveInt = 8
+    """Rollout samples per optimizer step."""
+
+    micro_batch_size: PositiveInt = 8
+    """Samples per forward/backward pass; mini_batch_size / micro_batch_size = accumulation steps.
+    Halved automatically on an out-of-memory error."""
+
+    ppo_epochs: PositiveInt = 4
+    """Passes over each rollout batch."""
+
+    clip_range: Annotated[float, Field(gt=0.0)] = 0.2
+    """Policy ratio clip epsilon (Schulman et al. 2017)."""
+
+    clip_range_value: Annotated[float, Field(gt=0.0)] = 0.2
+    """Value prediction clip around the rollout values."""
+
+    vf_coef: Annotated[float, Field(ge=0.0)] = 0.1
+    """Weight of the value loss in the combined loss (shared backbone)."""
+
+    entropy_coef: Annotated[float, Field(ge=0.0)] = 0.0
+    """Entropy bonus weight. Entropy is always logged; the bonus is off by default."""
+
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = 1.0
+    """Global gradient-norm clip."""
+
+    gamma: Probability = 1.0
+    """Discount. 1.0: one answer is one episode and its reward arrives at the last token."""
+
+    lam: Probability = 0.95
+    """GAE lambda."""
+
+    advantage_estimator: Literal["gae", "group"] = "gae"
+    """`gae` uses the value head; `group` normalises rewards over the samples of one prompt
+    (GRPO-style, critic-free)."""
+
+    whiten_advantages: bool = True
+    """Normalise advantages to zero mean, unit variance over the batch."""
+
+    reward_normalization: bool = False
+    """Scale scalar rewards by a running standard deviation."""
+
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """Per-token KL estimate (Schulman, "Approximating KL divergence"): k1 = log ratio,
+    k3 = (r - 1) - log r, unbiased and non-negative."""
+
+    init_kl_coef: Annotated[float, Field(ge=0.0)] = 0.05
+    """Initial beta of the KL penalty against the reference policy."""
+
+    adaptive_kl: bool = True
+    """Adapt beta towards `kl_target` (Ziegler et al. 2019) instead of keeping it fixed."""
+
+    kl_target: Annotated[float, Field(gt=0.0)] = 6.0
+    """Target sequence-level KL (nats) for the adaptive controller."""
+
+    kl_horizon: PositiveInt = 10000
+    """Horizon (samples) of the adaptive KL controller."""
+
+    target_kl: Annotated[float, Field(gt=0.0)] | None = 0.1
+    """Stop the current PPO epoch loop when the approximate KL to the rollout policy exceeds this.
+    `None` disables the early stop."""
+
+    max_new_tokens: PositiveInt = 64
+    """Answer length limit in tokens."""
+
+    temperature: Annotated[float, Field(gt=0.0)] | None = None
+    """Sampling temperature; `None` takes the registry's default for the model."""
+
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    """Nucleus sampling. 1.0 keeps PPO's log-probs those of the sampled distribution."""
+
+    missing_eos_penalty: Annotated[float, Field(ge=0.0)] = 1.0
+    """Subtracted from the scalar reward of an answer that hit `max_new_tokens` without EOS."""
+
+
+class LagrangianConfig(_Section):
+    """Safety as a constraint (Safe RLHF, Dai et al. 2023): maximise reward subject to
+    E[cost] <= cost_threshold, with a learned multiplier."""
+
+    enabled: bool = True
+    """Weigh the cost advantage into the policy objective."""
+
+    init_multiplier: Annotated[float, Field(ge=0.0)] = 1.0
+    """Initial lambda (log-parameterised internally, so it stays non-negative)."""
+
+    learning_rate: Annotated[float, Field(gt=0.0)] = 0.05
+    """Step size of the multiplier update on log lambda."""
+
+    max_multiplier: Annotated[float, Field(gt=0.0)] = 10.0
+    """Cap on lambda, so one bad batch cannot drown the reward signal."""
+
+    cost_threshold: Probability = 0.0
+    """Allowed expected cost (unsafe ratio) per answer. 0: every veto pushes lambda up."""
+
+
+class CheckpointConfig(_Section):
+    save_frequency: PositiveInt = 5
+    """Iterations between checkpoints."""
+
+    keep_last: PositiveInt = 3
+    """Regular checkpoints kept (the best and emergency ones are kept besides)."""
+
+
+class RollbackConfig(_Section):
+    enabled: bool = True
+    """Restore the best checkpoint when safety degrades."""
+
+    window: PositiveInt = 3
+    """Iterations averaged when comparing the unsafe ratio with the best checkpoint's."""
+
+    margin: Probability = 0.15
+    """Rollback when the window's unsafe ratio exceeds the best checkpoint's by this much."""
+
+    lr_factor: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """Learning rate multiplier applied after a rollback."""
+
+    kl_coef_factor: Annotated[float, Field(ge=1.0)] = 2.0
+    """KL beta multiplier applied after a rollback."""
+
+
+class TrainingConfig(_Section):
+    algorithm: Literal["ppo", "dpo"] = "ppo"
+    """Training algorithm."""
+
+    run_name: str = "demo"
+    """Name of the run directory under `runs_dir`."""
+
+    runs_dir: Path = Path("runs")
+    """Parent of every run directory (checkpoints, audit log, tracking store, report)."""
+
+    seed: int = 42
+    """Seeds python, numpy and torch (CUDA too)."""
+
+    deterministic: bool = False
+    """Call torch.use_deterministic_algorithms(True): reproducible on GPU at a speed cost."""
+
+    num_iterations: PositiveInt = 20
+    """Rollout-and-update iterations."""
+
+    prompts: Path | None = None
+    """JSONL of training prompts (`{"prompt": ...}` per line). `None`: the demo corpus's train split."""
+
+    eval_prompts: Path | None = None
+    """JSONL of held-out prompts for the before/after evaluation. `None`: the corpus's held-out split."""
+
+    eval_size: PositiveInt = 64
+    """Held-out prompts evaluated before and after training."""
+
+    ppo: PPOConfig = PPOConfig()
+    lagrangian: LagrangianConfig = LagrangianConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    rollback: RollbackConfig = RollbackConfig()
+
+
+# ----------------------------------------------------------------------------- safety
+
+
+class AuditConfig(_Section):
+    enabled: bool = True
+    """Write the hash-chained audit log (`<run dir>/audit.jsonl`)."""
+
+    fsync: Literal["always", "batch", "never"] = "always"
+    """`always`: fsync after every record (no record lost on power failure); `batch`: fsync on
+    flush/close; `never`: leave it to the OS."""
+
+    store_raw_text: bool = False
+    """Store prompt and answer text (PHI-scrubbed) besides their hashes. Off: hashes only."""
+
+
+class SafetyConfig(_Section):
+    max_unsafe_ratio: Probability = 0.10
+    """Emergency stop when an iteration's unsafe (vetoed) answer ratio exceeds this."""
+
+    escalate_is_unsafe: bool = False
+    """Count `escalate` verdicts as unsafe for the ratio and the cost (reject always is)."""
+
+    knowledge_dir: Path | None = None
+    """Directory of knowledge YAML files overriding the shipped clinical knowledge base."""
+
+    audit: AuditConfig = AuditConfig()
+
+
+# ----------------------------------------------------------------------------- reward
+
+
+class RewardWeights(_Section):
+    safety: Annotated[float, Field(ge=0.0)] = 0.35
+    """Weight of the safety objective."""
+
+    guidelines: Annotated[float, Field(ge=0.0)] = 0.30
+    """Weight of guideline adherence."""
+
+    uncertainty: Annotated[float, Field(ge=0.0)] = 0.25
+    """Weight of calibrated uncertainty."""
+
+    coherence: Annotated[float, Field(ge=0.0)] = 0.10
+    """Weight of fluency and relevance."""
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> RewardWeights:
+        total = self.safety + self.guidelines + self.uncertainty + self.coherence
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"reward weights must sum to 1.0, they sum to {total:.4f}")
+        return self
+
+
+class UncertaintyEstimationConfig(_Section):
+    method: Literal["auto", "mc_dropout", "sampling", "off"] = "auto"
+    """`mc_dropout` for models with dropout, `sampling` (answer disagreement) for models
+    without; `auto` chooses by the model."""
+
+    n_samples: PositiveInt = 10
+    """Stochastic passes (MC-dropout) or sampled answers."""
+
+
+class RewardConfig(_Section):
+    weights: RewardWeights = RewardWeights()
+
+    combination: Literal["linear", "geometric", "safety_gate"] = "linear"
+    """`linear`: weighted sum; `geometric`: weighted geometric mean (one near-zero component
+    pulls the total down); `safety_gate`: weighted sum, capped at the safety score when safety
+    is below `safety_gate`."""
+
+    safety_gate: Probability = 0.5
+    """Threshold of the `safety_gate` combination."""
+
+    veto_penalty: float = -1.0
+    """Scalar reward of an answer the guard rejected (never the learned score)."""
+
+    hallucination_penalty: Annotated[float, Field(ge=0.0)] = 0.2
+    """Subtracted from the total per hallucination flag (capped at the total)."""
+
+    uncertainty_estimation: UncertaintyEstimationConfig = UncertaintyEstimationConfig()
+
+    learned_model: Path | None = None
+    """Directory of a learned preference reward model used as an extra component."""
+
+    learned_weight: Annotated[float, Field(ge=0.0)] = 0.0
+    """Weight of the learned component, added on top of the rule-based total."""
+
+
+# ----------------------------------------------------------------------------- monitoring
+
+
+class AlertRuleConfig(_Section):
+    name: str
+    """Rule name, e.g. `safety_violation`."""
+
+    condition: str
+    """Comparison on a metric, e.g. `unsafe_ratio > 0.10` or `kl > target_kl`."""
+
+    severity: Literal["info", "warning", "critical"] = "warning"
+    """How loudly to report."""
+
+    action: Literal["emergency_stop", "rollback", "early_stop_epoch", "log_and_notify"] = "log_and_notify"
+    """What the trainer does when the condition holds."""
+
+
+def _default_alert_rules() -> tuple[AlertRuleConfig, ...]:
+    """The three rules of the system analysis."""
+    return (
+        AlertRuleConfig(name="safety_violation", condition="unsafe_ratio > 0.10",
+                        severity="critical", action="emergency_stop"),
+        AlertRuleConfig(name="reward_drift", condition="psi > 0.25",
+                        severity="warning", action="log_and_notify"),
+        AlertRuleConfig(name="training_divergence", condition="kl > target_kl",
+                        severity="warning", action="early_stop_epoch"),
+    )
+
+
+class TrackingConfig(_Section):
+    enabled: bool = True
+    """Track the run with MLflow."""
+
+    uri: str | None = None
+    """MLflow tracking URI. `None`: SQLite inside the run directory (`<run dir>/mlflow.db`)."""
+
+    experiment: str = "clinical-rlhf"
+    """MLflow experiment name."""
+
+
+class PrometheusConfig(_Section):
+    port: Annotated[int, Field(ge=0, le=65535)] | None = None
+    """Port of the training metrics exporter; `None` leaves it off. 0 picks a free port."""
+
+    host: str = "127.0.0.1"
+    """Bind address of the exporter (loopback by default)."""
+
+
+class DriftConfig(_Section):
+    reference_iterations: PositiveInt = 3
+    """Iterations whose reward and safety scores form the reference window."""
+
+    psi_bins: Annotated[int, Field(ge=2)] = 10
+    """PSI bins, fixed from reference quantiles."""
+
+    ks_alpha: Probability = 0.05
+    """KS p-value below which a shift is reported."""
+
+    cusum_slack: Annotated[float, Field(ge=0.0)] = 0.5
+    """CUSUM slack k, in reference standard deviations."""
+
+    cusum_threshold: Annotated[float, Field(gt=0.0)] = 5.0
+    """CUSUM decision threshold h, in reference standard deviations."""
+
+    iqr_factor: Annotated[float, Field(gt=0.0)] = 1.5
+    """Tukey fence multiplier."""
+
+
+class MemoryConfig(_Section):
+    warning_fraction: Probability = 0.85
+    """Fraction of RAM/VRAM in use that raises a warning and shrinks micro-batches."""
+
+    critical_fraction: Probability = 0.95
+    """Fraction that is treated as an imminent out-of-memory error."""
+
+
+class MonitoringConfig(_Section):
+    tracking: TrackingConfig = TrackingConfig()
+    prometheus: PrometheusConfig = PrometheusConfig()
+    drift: DriftConfig = DriftConfig()
+    memory: MemoryConfig = MemoryConfig()
+    alerts: tuple[AlertRuleConfig, ...] = Field(default_factory=_default_alert_rules)
+    """Alert rules evaluated every iteration (see `clinical-rlhf alerts export`)."""
+
+
+# ----------------------------------------------------------------------------- root
+
+
+class Config(_Section):
+    model: ModelConfig = ModelConfig()
+    model_loading: ModelLoadingConfig = ModelLoadingConfig()
+    demo_model: DemoModelConfig = DemoModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    safety: SafetyConfig = SafetyConfig()
+    reward: RewardConfig = RewardConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    @property
+    def run_dir(self) -> Path:
+        """`runs/<run_name>/`: everything a run writes lives here."""
+        return self.training.runs_dir / self.training.run_name
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML (saved with every checkpoint, logged to the tracker)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _dotted(location: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in location) or "<root>"
+
+
+def _format_validation_error(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        key = _dotted(item["loc"])
+        if item["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key `{key}`; remove it or check its spelling "
+                         f"(`clinical-rlhf config show` lists every key)")
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+            given = item.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"{source}: `{key}`: {message}{shown}")
+    return "\n".join(lines)
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """`a.b.c=value` -> (["a", "b", "c"], value parsed as YAML, so `3`, `true`, `[x, y]` type)."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override `{override}` is not of the form key.path=value, e.g. training.seed=7")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply `--set` overrides to the raw mapping; unknown keys are caught by validation."""
+    for override in overrides:
+        path, value = parse_override(override)
+        node = data
+        for depth, part in enumerate(path[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override `{override}`: `{'.'.join(path[:depth + 1])}` is a value, "
+                                  f"not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning every failure into one clear ConfigError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; pass an existing file, "
+                          f"e.g. config/clinical_rlhf_config.yaml") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections (model:, training:, ...), "
+                          f"not a {type(data).__name__}")
+    return data
+
+
+def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, source)) from None
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """YAML file (or the defaults when `path` is None) + overrides -> validated, frozen Config."""
+    data = read_yaml(Path(path)) if path is not None else {}
+    data = apply_overrides(data, overrides)
+    return config_from_mapping(data, source=str(path) if path is not None else "defaults")
+
