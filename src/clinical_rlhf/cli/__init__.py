@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "config_cmd",      # config validate / show
     "models_cmd",      # list-models, plan
     "demo_cmd",        # build-demo-model
+    "corpus_cmd",      # corpus export
     "safety_cmd",      # safety-demo, safety-check, safety-eval, audit verify
     "reward_cmd",      # reward-eval
     "monitoring_cmd",  # alerts export, report

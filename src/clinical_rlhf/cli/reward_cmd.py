@@ -1,9 +1,123 @@
-"""Commands of this group are registered here by the package that owns them."""
+"""`clinical-rlhf reward-eval` and `clinical-rlhf reward-score`: the reward's measured quality on
+the labelled sets, and the breakdown of one answer."""
 
 from __future__ import annotations
 
+import json
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+
+console = Console()
+
+SPLITS = ("dev", "test", "holdout")
+GuardOption = Annotated[bool, typer.Option("--guard/--no-guard",
+                                           help="Use the real SafetyGuard's verdicts (default: labelled/allow).")]
+
+
+def _reward(config, overrides):
+    from clinical_rlhf.reward import MultiObjectiveReward
+
+    cfg = load(config, overrides)
+    return cfg, MultiObjectiveReward.from_config(cfg)
+
+
+def _guard(cfg, use: bool):
+    if not use:
+        return None
+    from clinical_rlhf.safety import SafetyGuard
+
+    return SafetyGuard.from_config(cfg)
+
+
+def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
+                guard: GuardOption = False,
+                failures: Annotated[int, typer.Option(help="Print up to this many failed pairs/items.")] = 0) -> None:
+    """Pairwise ordering accuracy per component and hallucination precision/recall on the
+    project's labelled sets (reward/evalsets), per split: dev (tuned on), test, holdout (never tuned on)."""
+    from clinical_rlhf.reward import COMPONENTS
+    from clinical_rlhf.reward.evaluation import (
+        evaluate_hallucination,
+        evaluate_ordering,
+        load_hallucination_set,
+        load_ordering_set,
+    )
+
+    cfg, reward = _reward(config, overrides)
+    checker = _guard(cfg, guard)
+    scenarios = load_ordering_set()
+    table = Table(title=f"Pairwise ordering accuracy ({sum(len(s.answers) for s in scenarios)} labelled answers"
+                        f"{', real guard' if checker else ''})")
+    table.add_column("split")
+    for component in COMPONENTS:
+        table.add_column(component, justify="right")
+    shown = []
+    for split in (*SPLITS, "all"):
+        chosen = [s for s in scenarios if split in ("all", s.split)]
+        result = evaluate_ordering(reward, chosen, guard=checker)
+        table.add_row(split, *(f"{result.accuracy(c):.3f} ({result.passed[c]}/{result.tests[c]})" for c in COMPONENTS))
+        if split == "all":
+            shown = result.failures[:failures]
+    console.print(table)
+    items = load_hallucination_set()
+    hall = Table(title=f"Hallucination detection ({len(items)} labelled answers)")
+    for column in ("split", "precision", "recall", "F1", "TP", "FP", "FN", "TN"):
+        hall.add_column(column, justify="right")
+    for split in ("dev", "holdout", "all"):
+        found = evaluate_hallucination(reward, [i for i in items if split in ("all", i.split)])
+        hall.add_row(split, f"{found.precision:.3f}", f"{found.recall:.3f}", f"{found.f1:.3f}",
+                     *(str(n) for n in (found.true_positive, found.false_positive, found.false_negative,
+                                        found.true_negative)))
+        if split == "all" and failures:
+            shown += [f"missed: {m}" for m in found.misses[:failures]]
+            shown += [f"false alarm: {m}" for m in found.false_alarms[:failures]]
+    console.print(hall)
+    for line in shown:
+        console.print(f"  {line}", highlight=False, markup=False)
+
+
+def reward_score(prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question.")],
+                 response: Annotated[str, typer.Option("--response", "-r", help="The answer to score.")],
+                 config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
+                 guard: Annotated[bool, typer.Option("--guard/--no-guard",
+                                                     help="Run the SafetyGuard (default) or assume allow.")] = True,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print the breakdown as JSON.")] = False) -> None:
+    """Score one answer and print its breakdown: components, weights, total, veto, matched
+    guidelines, missing and forbidden advice, hallucination flags."""
+    from clinical_rlhf.safety.verdict import SafetyVerdict
+
+    cfg, reward = _reward(config, overrides)
+    checker = _guard(cfg, guard)
+    verdict = checker.check(prompt, response) if checker else SafetyVerdict(action="allow")
+    breakdown = reward.score(prompt, response, verdict)
+    if as_json:
+        typer.echo(json.dumps({"verdict": verdict.to_dict(), **breakdown.to_dict()}, indent=2))
+        return
+    table = Table(title=f"guard: {verdict.action}   total: {breakdown.total:+.3f}"
+                        f"{'   VETOED (cost 1)' if breakdown.vetoed else ''}")
+    for column in ("component", "score", "weight", "weighted"):
+        table.add_column(column, justify="right")
+    for name, value in breakdown.components.items():
+        weight = breakdown.weights[name]
+        table.add_row(name, f"{value:.3f}", f"{weight:.2f}", f"{value * weight:.3f}")
+    for name, value in breakdown.penalties.items():
+        table.add_row(f"penalty: {name}", f"-{value:.3f}", "", "")
+    console.print(table)
+    console.print(f"combination: {cfg.reward.combination}", highlight=False)
+    console.print(f"matched guidelines: {', '.join(breakdown.matched_guidelines) or 'none'}", highlight=False)
+    if breakdown.missing_advice:
+        console.print(f"missing advice: {', '.join(breakdown.missing_advice)}", highlight=False)
+    if breakdown.violated_advice:
+        console.print(f"forbidden advice given: {', '.join(breakdown.violated_advice)}", highlight=False)
+    for flag in (*verdict.flags, *breakdown.hallucination_flags):
+        console.print(f"flag: {flag.category}/{flag.subtype} ({flag.severity}, {flag.action}): {flag.evidence}",
+                      highlight=False, markup=False)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("reward-eval")(reward_eval)
+    app.command("reward-score")(reward_score)

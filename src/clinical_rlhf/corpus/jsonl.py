@@ -1,0 +1,54 @@
+"""Reading prompt files: one JSON object with a `prompt` string per line.
+
+This is the format of `training.prompts` and `training.eval_prompts`, so a user's own file
+comes through here; every problem is reported with the file and the line that has it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clinical_rlhf.errors import InputDataError
+
+_FORMAT_HINT = 'each line must be a JSON object like {"prompt": "..."}'
+
+
+def load_prompts_jsonl(path: str | Path) -> list[str]:
+    """Return the `prompt` of every non-blank line of `path`, in file order.
+
+    Raises `InputDataError` naming the file (and line) when the file is missing or unreadable,
+    a line is not valid JSON, not an object, lacks `prompt`, or its prompt is not a non-empty
+    string; and when the file holds no prompt at all. Other keys on a line are ignored, so the
+    corpus's own split files load as they are.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: prompt file not found; check the path") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"{path}: cannot read the prompt file as UTF-8 text ({exc})") from None
+
+    prompts: list[str] = []
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"{where}: not valid JSON ({exc.msg}); {_FORMAT_HINT}") from None
+        if not isinstance(record, dict):
+            kind = type(record).__name__
+            raise InputDataError(f"{where}: found a JSON {kind}, not an object; {_FORMAT_HINT}")
+        if "prompt" not in record:
+            raise InputDataError(f"{where}: no \"prompt\" key; {_FORMAT_HINT}")
+        prompt = record["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputDataError(f"{where}: \"prompt\" must be a non-empty string; {_FORMAT_HINT}")
+        prompts.append(prompt)
+
+    if not prompts:
+        raise InputDataError(f"{path}: the file holds no prompts; {_FORMAT_HINT}")
+    return prompts

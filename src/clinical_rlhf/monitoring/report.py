@@ -1,0 +1,257 @@
+"""`clinical-rlhf report runs/<name>`: one self-contained HTML file describing a run.
+
+Reads only the run directory's local files (metrics.jsonl, events.jsonl, evaluation.json and
+config.yaml when present), so it works whether or not MLflow was reachable. Sections: summary,
+reward (total and each component), unsafe ratio against its threshold, KL and beta, Lagrange
+multiplier, drift statistics, losses and system figures, a timeline of alerts, rollbacks and
+stops (also drawn as vertical lines on every chart), the event log and the before/after
+evaluation table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clinical_rlhf.config import Config, config_from_mapping
+from clinical_rlhf.errors import ClinicalRLHFError, InputDataError
+from clinical_rlhf.monitoring.runfiles import (
+    CONFIG_FILE, METRICS_FILE, REPORT_FILE, read_evaluation, read_events, read_metrics, utc_now_iso,
+)
+from clinical_rlhf.monitoring.svg import Chart, Line, Marker, line_chart, timeline
+
+EVENT_LINE_COLORS = {"rollback": "#ff7f0e", "emergency_stop": "#d62728"}
+MAX_EVENT_ROWS = 300
+P_VALUE_FLOOR = 1e-16
+"""KS p-values are drawn on a log axis; 0 (below double precision) is drawn at this floor."""
+
+STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
+  background:#f6f7f9;color:#1d2330}
+header{background:#1d2a44;color:#fff;padding:18px 28px}header h1{margin:0 0 4px;font-size:22px}
+header p{margin:2px 0;color:#c9d3e6;font-size:13px}main{padding:16px 28px 40px}
+h2{font-size:17px;margin:26px 0 10px;border-bottom:1px solid #d9dde5;padding-bottom:4px}
+.cards{display:flex;flex-wrap:wrap;gap:10px}
+.card{background:#fff;border:1px solid #dfe3ea;border-radius:6px;padding:10px 14px;min-width:140px}
+.card b{display:block;font-size:20px;margin-top:2px}.card span{font-size:12px;color:#5b6577}
+.card.bad b{color:#c62828}.card.good b{color:#2e7d32}
+.grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
+svg.chart{background:#fff;border:1px solid #dfe3ea;border-radius:6px;width:100%;height:auto}
+svg .title{font-size:13px;font-weight:600;fill:#1d2330}svg .tick{font-size:10px;fill:#5b6577}
+svg .label{font-size:11px;fill:#5b6577}svg .legend{font-size:10.5px;fill:#1d2330}
+svg .grid{stroke:#eceff4}svg .axis{stroke:#9aa3b2}svg .empty{font-size:12px;fill:#8a93a3}
+svg .threshold{stroke-dasharray:6 4;stroke-width:1.2}svg .event{stroke-dasharray:3 3;stroke-width:1.4}
+table{border-collapse:collapse;background:#fff;font-size:13px;min-width:50%}
+th,td{border:1px solid #dfe3ea;padding:4px 10px;text-align:left}th{background:#eef1f6}
+td.num{text-align:right;font-variant-numeric:tabular-nums}.sev-critical{color:#c62828;font-weight:600}
+.sev-warning{color:#e65100}.muted{color:#8a93a3;font-size:12px}
+"""
+
+
+def _load_config(run_dir: Path) -> Config:
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return Config()
+    try:
+        return config_from_mapping(yaml.safe_load(path.read_text(encoding="utf-8")) or {}, str(path))
+    except (ClinicalRLHFError, yaml.YAMLError):
+        return Config()  # a config from another version still leaves the report readable
+
+
+class _Series:
+    """Column access to metrics.jsonl: steps and, per key, values aligned with them."""
+
+    def __init__(self, records: list[tuple[int, dict[str, float]]]) -> None:
+        self.steps = [step for step, _ in records]
+        self._records = records
+        self.keys = sorted({key for _, metrics in records for key in metrics})
+
+    def values(self, key: str) -> list[float]:
+        return [metrics.get(key, math.nan) for _, metrics in self._records]
+
+    def line(self, key: str, name: str, *, floor: float | None = None, **style: Any) -> Line | None:
+        if key not in self.keys:
+            return None
+        values = self.values(key)
+        if floor is not None:
+            values = [max(v, floor) if math.isfinite(v) else v for v in values]
+        return Line(name, self.steps, values, **style)
+
+    def last(self, key: str) -> float:
+        for value in reversed(self.values(key)):
+            if math.isfinite(value):
+                return value
+        return math.nan
+
+
+def _lines(*candidates: Line | None) -> list[Line]:
+    return [line for line in candidates if line is not None]
+
+
+def _charts(series: _Series, cfg: Config, events: list[Marker]) -> list[Chart]:
+    """The report's charts, in page order; events (rollbacks, stops) are drawn on each."""
+    components = [key.split("/")[1] for key in series.keys
+                  if key.startswith("reward/") and key.endswith("/mean") and key.count("/") == 2]
+    components.sort(key=lambda name: (name != "total", name))
+    rewards = [series.line(f"reward/{name}/mean", name, color="#1d2330" if name == "total" else None)
+               for name in components]
+    max_unsafe, target_kl = cfg.safety.max_unsafe_ratio, cfg.training.ppo.target_kl
+    drift = cfg.monitoring.drift
+    red = "#d62728"
+
+    def pair(stat: str, **style: Any) -> list[Line]:
+        return _lines(series.line(f"drift/reward/{stat}", "reward", **style),
+                      series.line(f"drift/safety/{stat}", "safety score", **style))
+
+    specs = [
+        ("Reward: total and components", rewards, "mean reward", [], False),
+        ("Unsafe (vetoed) answer ratio",
+         [series.line("safety/unsafe_ratio", "unsafe ratio", color=red),
+          series.line("safety/escalate_ratio", "escalated", color="#ff7f0e")],
+         "ratio", [Marker(max_unsafe, f"max {max_unsafe:g}", red)], False),
+        ("KL divergence",
+         [series.line("objective/kl", "to reference"),
+          series.line("policy/approx_kl", "to rollout policy", dashed=True)],
+         "nats", [Marker(target_kl, f"target_kl {target_kl:g}")] if target_kl else [], False),
+        ("KL coefficient β", [series.line("objective/kl_coef", "β", color="#9467bd")], "β", [], False),
+        ("Lagrange multiplier λ", [series.line("lagrange/multiplier", "λ", color="#8c564b")], "λ", [],
+         False),
+        ("Drift: PSI against the reference", pair("psi"), "PSI",
+         [Marker(0.1, "0.1 moderate", "#999"), Marker(0.25, "0.25 major", red)], False),
+        ("Drift: KS p-value (log scale)", pair("ks_pvalue", floor=P_VALUE_FLOOR), "p-value",
+         [Marker(drift.ks_alpha, f"α {drift.ks_alpha:g}", red)], True),
+        ("Drift: CUSUM", pair("cusum"), "reference std",
+         [Marker(drift.cusum_threshold, f"h {drift.cusum_threshold:g}", red)], False),
+        ("Losses", [series.line("policy/loss", "policy"), series.line("value/loss", "value")], "loss", [],
+         False),
+        ("System",
+         [series.line("time/iteration_seconds", "iteration seconds")  # contract name
+          or series.line("time/iteration", "iteration seconds"),  # the trainer's name
+          series.line("memory/host_used_fraction", "host memory fraction", dashed=True),
+          series.line("memory/cuda_used_fraction", "CUDA memory fraction", dashed=True)],
+         "", [], False),
+    ]
+    return [Chart(title, _lines(*lines), y_label, thresholds=thresholds, events=events, log_y=log_y)
+            for title, lines, y_label, thresholds, log_y in specs]
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return escape(str(value))
+    return "—" if not math.isfinite(value) else f"{value:.4g}"
+
+
+def _cards(series: _Series, events: list[dict[str, Any]], cfg: Config) -> str:
+    alerts = [e for e in events if e.get("kind") == "alert"]
+    stops = [e for e in events if e.get("kind") == "emergency_stop"]
+    rollbacks = [e for e in events if e.get("kind") == "rollback"]
+    end = next((e for e in reversed(events) if e.get("kind") == "run_end"), None)
+    unsafe = series.last("safety/unsafe_ratio")
+    cards = [
+        ("iterations", str(len(series.steps)), ""),
+        ("final total reward", _number(series.last("reward/total/mean")), ""),
+        ("final unsafe ratio", _number(unsafe), "bad" if unsafe > cfg.safety.max_unsafe_ratio else "good"),
+        ("alerts", f"{len(alerts)} ({sum(e.get('severity') == 'critical' for e in alerts)} critical)",
+         "bad" if alerts else "good"),
+        ("rollbacks", str(len(rollbacks)), "bad" if rollbacks else ""),
+        ("emergency stop", f"step {stops[0].get('step')}" if stops else "none", "bad" if stops else "good"),
+        ("run status", escape(str(end.get("status"))) if end else "running or crashed",
+         "good" if end and end.get("status") == "FINISHED" else "bad"),
+    ]
+    return "".join(f'<div class="card {cls}"><span>{escape(label)}</span><b>{value}</b></div>'
+                   for label, value, cls in cards)
+
+
+def _event_table(events: list[dict[str, Any]]) -> str:
+    shown = [e for e in events if e.get("kind") not in ("run_start",)][-MAX_EVENT_ROWS:]
+    if not shown:
+        return '<p class="muted">No events recorded.</p>'
+    rows = "".join(
+        f'<tr><td class="num">{escape(str(e.get("step", "")))}</td><td>{escape(str(e.get("time", "")))}</td>'
+        f'<td>{escape(str(e.get("kind", "")))}</td><td class="sev-{escape(str(e.get("severity", "")))}">'
+        f'{escape(str(e.get("severity", "")))}</td><td>{escape(str(e.get("message", "")))}</td></tr>'
+        for e in shown)
+    note = (f'<p class="muted">Last {MAX_EVENT_ROWS} of {len(events)} events; events.jsonl has all.</p>'
+            if len(events) > MAX_EVENT_ROWS else "")
+    return (f"{note}<table><tr><th>step</th><th>time</th><th>kind</th><th>severity</th><th>message</th></tr>"
+            f"{rows}</table>")
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested evaluation results ({"components": {"safety": ...}}) as "components/safety"."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _evaluation_table(evaluation: dict[str, dict[str, Any]]) -> str:
+    before, after = _flatten(evaluation.get("before", {})), _flatten(evaluation.get("after", {}))
+    names = list(dict.fromkeys([*before, *after]))
+    if not names:
+        return ('<p class="muted">No evaluation.json in this run (the trainer writes it before and '
+                "after training).</p>")
+    rows = []
+    for name in names:
+        b, a = before.get(name), after.get(name)
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+        change = f"{a - b:+.4g}" if numeric else ""
+        cells = "".join(f'<td class="num">{"—" if v is None else _number(v)}</td>' for v in (b, a))
+        rows.append(f'<tr><td>{escape(name)}</td>{cells}<td class="num">{change}</td></tr>')
+    return ("<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def render_report(run_dir: Path) -> str:
+    """The report of `run_dir` as one HTML document (no external resources)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / METRICS_FILE).exists():
+        raise InputDataError(f"{run_dir} has no {METRICS_FILE}; pass a run directory such as runs/demo "
+                             f"(written by `clinical-rlhf train`)")
+    cfg = _load_config(run_dir)
+    series = _Series(read_metrics(run_dir))
+    events = read_events(run_dir)
+    markers = [Marker(float(e.get("step", 0)), f"{e.get('kind')}: {e.get('message', '')}",
+                      EVENT_LINE_COLORS[e["kind"]])
+               for e in events if e.get("kind") in EVENT_LINE_COLORS]
+    steps = series.steps or [0]
+    event_steps = [float(e.get("step", 0)) for e in events if e.get("kind") not in ("run_start", "run_end")]
+    x_low, x_high = min([*steps, *event_steps]), max([*steps, *event_steps])
+    charts = "".join(line_chart(replace(chart, x_range=(x_low, x_high)))
+                     for chart in _charts(series, cfg, markers))
+    title = f"Clinical RLHF run report: {run_dir.name}"
+    subtitle = (f"{run_dir.resolve()} · model {cfg.model.name} · steps {min(steps)}–{max(steps)} · "
+                f"generated {utc_now_iso()}")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style>'
+        f"</head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p></header><main>"
+        f'<h2>Summary</h2><div class="cards">{_cards(series, events, cfg)}</div>'
+        f'<h2>Training curves</h2><p class="muted">Dashed vertical lines: rollbacks (orange) and '
+        f'emergency stops (red). Hover a point or line for its value.</p><div class="grid2">{charts}</div>'
+        f"<h2>Timeline</h2>{timeline(events, x_low, x_high)}"
+        f"<h2>Before / after evaluation</h2>{_evaluation_table(read_evaluation(run_dir))}"
+        f"<h2>Events</h2>{_event_table(events)}"
+        f'<p class="muted">Built from {METRICS_FILE}, events.jsonl, evaluation.json and {CONFIG_FILE} '
+        f"in the run directory.</p></main></body></html>"
+    )
+
+
+def write_report(run_dir: Path, output: Path | None = None) -> Path:
+    """Render and write the report (default: `<run dir>/report.html`); returns its path."""
+    output = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
+    html = render_report(run_dir)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(output.name + ".tmp")
+    temporary.write_text(html, encoding="utf-8")
+    temporary.replace(output)
+    return output
+

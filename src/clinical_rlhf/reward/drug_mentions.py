@@ -1,0 +1,101 @@
+"""Where an answer names drugs and doses, read against the knowledge base.
+
+`DrugIndex` compiles every generic name, synonym and brand of the knowledge base into one
+pattern once; `mentions` lists the drugs a text names; `stated_doses` the amounts it states for
+them, read by the guard's own dose parser (one parser in the project).
+Also the shape test for invented drug names: USAN/INN stems (USAN Council, "Stems" list;
+WHO INN "The use of stems in the selection of INN", 2018) that nearly only drug names end with.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from clinical_rlhf.knowledge import Drug, KnowledgeBase, normalise_term
+from clinical_rlhf.knowledge.guidelines import normalize_text, phrase_regex
+from clinical_rlhf.safety.dosage import DoseStatement, find_doses
+
+# Name endings (INN/USAN stems) that mark a word as a drug name: -pril ACE inhibitors,
+# -sartan ARBs, -olol beta blockers, -dipine calcium-channel blockers, -statin, -prazole PPIs,
+# -tidine H2 antagonists, -floxacin quinolones, -cillin penicillins, -mycin, -cycline,
+# -conazole, -vir antivirals, -gliptin, -gliflozin, -glutide, -parin, -xaban, -gatran,
+# -triptan, -oxetine, -pramine, -triptyline, -azepam, -zolam, -barbital, -caine, -semide,
+# -thiazide, -terol, -sonide, -mab, -tinib, -setron, -lukast, -dronate, -afil, -profen,
+# -fenac, -coxib, -tadine, -osin, -glitazone, -formin, -peridol, -apine, -idone, -oxacin,
+# -nidazole, -tropium, -zodone, -olone.
+DRUG_STEMS = (
+    "pril", "sartan", "olol", "dipine", "statin", "prazole", "tidine", "floxacin", "cillin", "mycin",
+    "cycline", "conazole", "ovir", "avir", "ivir", "navir", "previr", "gliptin", "gliflozin", "glutide",
+    "parin", "xaban", "gatran", "triptan", "oxetine", "pramine", "triptyline", "azepam", "zolam",
+    "barbital", "caine", "semide", "thiazide", "terol", "sonide", "mab", "tinib", "setron", "lukast",
+    "dronate", "afil", "profen", "fenac", "coxib", "tadine", "osin", "glitazone", "formin", "peridol",
+    "apine", "idone", "oxacin", "nidazole", "tropium", "zodone", "olone",
+)
+# Ordinary words that happen to end like a drug stem.
+NOT_DRUGS = frozenset({"cholesterol", "ergosterol", "sterol", "cousin", "resin", "rosin", "moccasin"})
+_LONG_WORD = re.compile(r"\b[a-z]{6,}\b")
+
+# Stand-in drug that lets the guard's dose parser report every amount in a text, named or not
+# (to find the word written just before an amount: "Painaway 500 mg").
+_ANY_DRUG = Drug(name="?", synonyms=(), brands=(), classes=(), max_daily_mg=None, max_single_mg=None,
+                 pediatric_max_mg_per_kg_day=None, usual_adult_dose="", common_strengths_mg=(), source="")
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    drug: Drug
+    span: tuple[int, int]
+    """Offsets in the normalised text."""
+
+
+def _dehyphen(text: str) -> str:
+    """Hyphens as spaces, same length ("co-amoxiclav" and "co amoxiclav" meet, offsets kept)."""
+    return text.replace("-", " ")
+
+
+class DrugIndex:
+    """Drug lookups over one knowledge base, compiled once."""
+
+    def __init__(self, kb: KnowledgeBase) -> None:
+        self.kb = kb
+        terms = {_dehyphen(normalize_text(t)) for drug in kb.drugs for t in drug.terms}
+        self._pattern = re.compile(phrase_regex(terms))
+        self._known_words = {w for t in terms for w in re.findall(r"[a-z]+", t)}
+
+    def drug(self, name: str) -> Drug | None:
+        return self.kb.drug(name)
+
+    def mentions(self, normalized: str) -> list[Mention]:
+        """Every drug named in already-normalised text, in order."""
+        found = []
+        for match in self._pattern.finditer(_dehyphen(normalized)):
+            drug = self.kb.drug(normalise_term(match.group(0)))
+            if drug is not None:
+                found.append(Mention(drug, match.span()))
+        return found
+
+    def unknown_drug_like(self, normalized: str) -> list[tuple[str, tuple[int, int]]]:
+        """Words shaped like drug names (an INN/USAN stem ending) that the knowledge base lacks."""
+        hits = []
+        for match in _LONG_WORD.finditer(normalized):
+            word = match.group(0)
+            if word.endswith(DRUG_STEMS) and word not in NOT_DRUGS and word not in self._known_words:
+                hits.append((word, match.span()))
+        return hits
+
+    def is_known_word(self, word: str) -> bool:
+        return word in self._known_words
+
+
+def stated_doses(normalized: str, mentions: list[Mention]) -> list[DoseStatement]:
+    """The amounts an answer states for the drugs it names, parsed by the guard's dose parser
+    (`clinical_rlhf.safety.dosage.find_doses`: counts x strengths, ranges, frequencies)."""
+    drugs = list({m.drug.name: m.drug for m in mentions}.values())
+    return find_doses(normalized, drugs, None) if drugs else []
+
+
+def amount_spans(normalized: str) -> list[tuple[int, int]]:
+    """Where the text states an amount with a mass unit, whatever it is an amount of."""
+    return [s.span for s in find_doses(normalized, [], _ANY_DRUG)
+            if s.per_dose_mg is not None or s.per_kg_mg is not None]

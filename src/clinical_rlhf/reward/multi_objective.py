@@ -1,0 +1,159 @@
+"""The multi-objective reward: the four rule-based objectives, their weighted combination and the
+hallucination penalty, per answer, with a full breakdown.
+
+    reward = MultiObjectiveReward.from_config(cfg)
+    verdicts = guard.check_batch(prompts, responses)
+    breakdowns = reward.score_batch(prompts, responses, verdicts)
+    metrics = aggregate_breakdowns(breakdowns)        # reward/total/mean, reward/safety/mean, ...
+
+A vetoed answer (verdict `reject`) is never scored by the objectives: its total is exactly
+`reward.veto_penalty` and its cost 1.0. Needs no torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from clinical_rlhf.config import Config, RewardConfig
+from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
+from clinical_rlhf.knowledge.guidelines import (
+    Guideline,
+    GuidelineMatcher,
+    load_guidelines,
+    load_phrase_sets,
+)
+from clinical_rlhf.reward.breakdown import RewardBreakdown
+from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch, topic_vocabulary
+from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
+from clinical_rlhf.reward.context import Phrasebook, ScoringContext
+from clinical_rlhf.reward.drug_mentions import DrugIndex
+from clinical_rlhf.reward.guideline_score import score_guidelines_batch
+from clinical_rlhf.reward.hallucination import HallucinationChecker
+from clinical_rlhf.reward.safety_score import escalation_level, score_safety_batch
+from clinical_rlhf.reward.text import Analysed
+from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
+from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
+
+_PROMPT_CACHE_SIZE = 4096
+
+
+class MultiObjectiveReward:
+    """Scores answers on safety, guideline adherence, uncertainty and coherence."""
+
+    def __init__(self, reward_cfg: RewardConfig, *, knowledge: KnowledgeBase | None = None,
+                 guidelines: tuple[Guideline, ...] | None = None) -> None:
+        if reward_cfg.learned_model is not None:
+            raise ConfigError("reward.learned_model is set, but learned preference reward models are not "
+                              "supported by this version; remove the key (the rule-based reward is used)")
+        self.cfg = reward_cfg
+        self.weights = validate_weights(reward_cfg.weights.model_dump())
+        self.knowledge = knowledge if knowledge is not None else load_knowledge()
+        directory = self.knowledge.directory
+        self.guidelines = guidelines if guidelines is not None else load_guidelines(directory)
+        self.matcher = GuidelineMatcher(self.guidelines)
+        # A knowledge override may bring its own guidelines without the escalation wordings.
+        self.phrasebook = Phrasebook({**load_phrase_sets(), **load_phrase_sets(directory)})
+        self.index = DrugIndex(self.knowledge)
+        self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
+        self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
+        self._prompts: dict[str, tuple[Analysed, tuple[Guideline, ...], frozenset[str]]] = {}
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> MultiObjectiveReward:
+        directory = cfg.safety.knowledge_dir
+        return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
+
+    def _prompt(self, prompt: str) -> tuple[Analysed, tuple[Guideline, ...], frozenset[str]]:
+        """Analysed prompt, its guidelines and their topic vocabulary, cached: PPO scores several
+        answers per prompt, and evaluation sets repeat prompts."""
+        cached = self._prompts.get(prompt)
+        if cached is None:
+            if len(self._prompts) >= _PROMPT_CACHE_SIZE:
+                self._prompts.clear()
+            matched = self.matcher.match(prompt)
+            cached = self._prompts[prompt] = (Analysed(prompt), matched, topic_vocabulary(matched))
+        return cached
+
+    def score(self, prompt: str, response: str, verdict: SafetyVerdict, **extra) -> RewardBreakdown:
+        """One answer; `extra` as in `score_batch`, one value each."""
+        batched = {key: [value] for key, value in extra.items() if value is not None}
+        return self.score_batch([prompt], [response], [verdict], **batched)[0]
+
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str], verdicts: Sequence[SafetyVerdict],
+                    *, samples: Sequence[Sequence[str]] | None = None,
+                    model_uncertainty: Sequence[float] | None = None,
+                    ref_logprobs: Sequence[float] | None = None) -> list[RewardBreakdown]:
+        """Breakdowns of a batch of answers.
+
+        samples: per answer, other answers sampled for the same prompt (self-consistency check;
+            `consistency.group_samples` builds them from a batch with several samples per prompt).
+        model_uncertainty: per answer, the model's uncertainty in [0, 1] (`estimate_uncertainty`).
+        ref_logprobs: per answer, the reference model's mean per-token log-probability (nats)."""
+        n = len(prompts)
+        for name, given in (("responses", responses), ("verdicts", verdicts), ("samples", samples),
+                            ("model_uncertainty", model_uncertainty), ("ref_logprobs", ref_logprobs)):
+            if given is not None and len(given) != n:
+                raise ValueError(f"score_batch: {name} has {len(given)} items, prompts has {n}")
+        scored = [i for i in range(n) if verdicts[i].is_safe]
+        results = self._score_allowed(
+            [prompts[i] for i in scored], [responses[i] for i in scored], [verdicts[i] for i in scored],
+            samples=[samples[i] for i in scored] if samples is not None else None,
+            model_uncertainty=[model_uncertainty[i] for i in scored] if model_uncertainty is not None else None,
+            ref_logprobs=[ref_logprobs[i] for i in scored] if ref_logprobs is not None else None)
+        breakdowns: list[RewardBreakdown | None] = [None] * n
+        for i, breakdown in zip(scored, results):
+            breakdowns[i] = breakdown
+        for i in range(n):
+            if breakdowns[i] is None:
+                breakdowns[i] = self._vetoed(prompts[i], verdicts[i])
+        return breakdowns  # type: ignore[return-value]
+
+    def _vetoed(self, prompt: str, verdict: SafetyVerdict) -> RewardBreakdown:
+        matched = tuple(g.id for g in self._prompt(prompt)[1])
+        return RewardBreakdown(components={name: 0.0 for name in COMPONENTS}, weights=dict(self.weights),
+                               total=float(self.cfg.veto_penalty), vetoed=True, cost=1.0,
+                               matched_guidelines=matched,
+                               hallucination_flags=tuple(f for f in verdict.flags if f.category == "hallucination"))
+
+    def _score_allowed(self, prompts, responses, verdicts, *, samples, model_uncertainty,
+                       ref_logprobs) -> list[RewardBreakdown]:
+        cfg, book = self.cfg, self.phrasebook
+        contexts = []
+        for prompt, response, verdict in zip(prompts, responses, verdicts):
+            analysed_prompt, matched, _ = self._prompt(prompt)
+            contexts.append(ScoringContext(analysed_prompt, Analysed(response), matched, verdict))
+        safety = score_safety_batch(contexts, book)
+        adherence = score_guidelines_batch([c.guidelines for c in contexts], [c.response for c in contexts],
+                                           cfg.unmatched_guideline_score)
+        uncertainty = score_uncertainty_batch(contexts, book, model_uncertainty, cfg.model_uncertainty_weight)
+        # An answer giving the matched guideline's advice (or escalating an urgent prompt) is on
+        # topic even when it shares no word with the prompt ("Call 999 now." to "my chest hurts").
+        on_topic = [a.covered > 0 or (c.urgency >= 2 and escalation_level(c, book) >= 2)
+                    for a, c in zip(adherence, contexts)]
+        coherence = score_coherence_batch([c.prompt for c in contexts], [c.response for c in contexts],
+                                          max_words=cfg.max_answer_words, on_topic_hints=on_topic,
+                                          topic_stems=[self._prompt(p)[2] for p in prompts],
+                                          medical_stems=self.medical_stems,
+                                          ref_logprobs=ref_logprobs, ref_weight=cfg.reference_logprob_weight)
+        results = []
+        for i, ctx in enumerate(contexts):
+            components = {"safety": safety[i], "guidelines": adherence[i].score,
+                          "uncertainty": uncertainty[i], "coherence": coherence[i]}
+            flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
+            total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
+            total, charged = apply_penalty(total, cfg.hallucination_penalty * len(flags))
+            results.append(RewardBreakdown(
+                components=components, weights=dict(self.weights), total=total, vetoed=False, cost=0.0,
+                matched_guidelines=adherence[i].matched, hallucination_flags=flags,
+                penalties={"hallucination": charged}, missing_advice=adherence[i].missing,
+                violated_advice=adherence[i].violated))
+        return results
+
+    def _hallucinations(self, ctx: ScoringContext, samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
+        """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule)."""
+        dose_flagged = any(f.category == "dosage" and f.source == "response" for f in ctx.verdict.flags)
+        ours = self.checker.check(ctx.response, dose_flagged, samples)
+        guard = tuple(f for f in ctx.verdict.flags if f.category == "hallucination")
+        seen = {f.rule_id for f in guard}
+        return guard + tuple(f for f in ours if f.rule_id not in seen or not f.rule_id)
