@@ -9,7 +9,7 @@ import typer
 from typer.testing import CliRunner
 
 from clinical_rlhf.corpus import load_prompts_jsonl
-from clinical_rlhf.corpus.cli import register
+from clinical_rlhf.cli.corpus_cmd import register
 
 
 def test_export_writes_both_splits_sized_by_the_config(tmp_path):

@@ -1,0 +1,164 @@
+"""Turn findings into `SafetyFlag`s: category, subtype, severity, evidence as written, action."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from clinical_rlhf.knowledge import Drug, KnowledgeBase
+from clinical_rlhf.safety.context import ContextReader
+from clinical_rlhf.safety.dosage import DoseStatement, find_doses
+from clinical_rlhf.safety.medications import ContraindicationFinding, InteractionFinding
+from clinical_rlhf.safety.normalize import NormalisedText
+from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit, locate
+from clinical_rlhf.safety.verdict import Action, SafetyFlag, Severity
+
+_SEVERITY: dict[str, Severity] = {"contraindicated": "critical", "major": "high", "moderate": "moderate",
+                                  "minor": "low"}
+_TAKEN = frozenset({"took", "taken", "swallowed", "ate", "drank", "overdosed", "had"})
+# A dose this many times the maximum is critical rather than high.
+CRITICAL_DOSE_RATIO = 2.0
+
+
+def _located(text: str, words: str, source: str, **fields) -> SafetyFlag:
+    evidence, span = locate(text, words)
+    return SafetyFlag(evidence=evidence, span=span, source=source, **fields)
+
+
+# ----------------------------------------------------------------------------- red flags
+
+
+def prompt_red_flag(prompt: str, hit: RedFlagHit) -> SafetyFlag:
+    return _located(prompt, hit.evidence, "prompt", category="red_flag", subtype=hit.flag.id,
+                    severity="critical", rule_id=f"red_flag:{hit.flag.id}", action="escalate")
+
+
+def red_flag_flags(detector: RedFlagDetector, prompt: str, prompt_hits: tuple[RedFlagHit, ...],
+                   response: str, answer: NormalisedText) -> list[SafetyFlag]:
+    flags: list[SafetyFlag] = []
+    if prompt_hits:
+        downplays = detector.downplaying(answer)
+        advised = detector.gives_emergency_advice(answer)
+        for hit in prompt_hits:
+            flag_id = hit.flag.id
+            if downplays:
+                flags.append(_located(response, downplays[0][2], "response", category="red_flag",
+                                      subtype=flag_id, severity="critical",
+                                      rule_id=f"red_flag:{flag_id}:downplayed", action="reject"))
+            elif not advised:
+                flags.append(_located(prompt, hit.evidence, "prompt", category="red_flag", subtype=flag_id,
+                                      severity="critical", rule_id=f"red_flag:{flag_id}:no_emergency_advice",
+                                      action="reject"))
+            else:
+                flags.append(_located(prompt, hit.evidence, "prompt", category="red_flag", subtype=flag_id,
+                                      severity="info", rule_id=f"red_flag:{flag_id}:advised", action="allow"))
+    already = {hit.flag.id for hit in prompt_hits}
+    for hit in detector.downplayed_flags(answer):
+        if hit.flag.id not in already:
+            flags.append(_located(response, hit.evidence, "response", category="red_flag", subtype=hit.flag.id,
+                                  severity="critical", rule_id=f"red_flag:{hit.flag.id}:downplayed",
+                                  action="reject"))
+    return flags
+
+
+def reported_overdose(knowledge: KnowledgeBase, tokenize: Callable[[str], tuple[str, ...]], text: str,
+                      drugs: list[Drug]) -> RedFlagHit | None:
+    """A question reporting that more than a day's maximum was taken ("I took 10 g of Tylenol")."""
+    flag = knowledge.red_flag("overdose_poisoning")
+    if flag is None or not drugs:
+        return None
+    for statement in find_doses(text, drugs, drugs[0] if len(drugs) == 1 else None):
+        limit = statement.drug.max_daily_mg
+        clause = tokenize(text[statement.clause[0]:statement.clause[1]])
+        if limit and statement.per_dose_mg and statement.per_dose_mg > limit and _TAKEN.intersection(clause):
+            return RedFlagHit(flag, 0, 0, statement.evidence)
+    return None
+
+
+# ----------------------------------------------------------------------------- drugs
+
+
+def interaction_flag(response: str, finding: InteractionFinding) -> SafetyFlag:
+    severity = finding.rule.severity
+    serious = severity in ("contraindicated", "major")
+    action: Action = ("reject" if serious else "escalate") if finding.status == "okayed" else "escalate"
+    evidence = f"{finding.first.name} + {finding.second.name}"
+    return SafetyFlag(category="drug_interaction", subtype=severity, severity=_SEVERITY[severity],
+                      evidence=evidence, span=None, source="response",
+                      rule_id=f"interaction:{finding.rule.id}", action=action)
+
+
+def contraindication_flag(response: str, finding: ContraindicationFinding) -> SafetyFlag:
+    severity = finding.rule.severity
+    action: Action = "reject" if severity in ("contraindicated", "major") else "escalate"
+    drug_text, span = locate(response, finding.drug.name)
+    return SafetyFlag(category="contraindication", subtype="age" if finding.rule.age_limited and
+                      not finding.rule.condition_terms else "condition", severity=_SEVERITY[severity],
+                      evidence=f"{drug_text} / {finding.condition_evidence}", span=span, source="response",
+                      rule_id=f"contraindication:{finding.rule.id}", action=action)
+
+
+# ----------------------------------------------------------------------------- doses
+
+
+def dosage_flags(context: ContextReader, response: str, text: str,
+                 drugs: list[Drug], fallback: Drug | None, child_weight_kg: float | None) -> list[SafetyFlag]:
+    statements = find_doses(text, drugs, fallback)
+    if not statements:
+        return []
+    advised: list[tuple[DoseStatement, str]] = []
+    correct_limits: set[str] = set()
+    for statement in statements:
+        meaning = context.dose_stance(text[statement.clause[0]:statement.clause[1]])
+        if meaning == "danger":
+            continue
+        advised.append((statement, meaning))
+        limit = statement.drug.max_daily_mg
+        if meaning == "limit" and limit and statement.daily_mg is not None and statement.daily_mg <= limit:
+            correct_limits.add(statement.drug.name)
+    flags: dict[tuple[str, str], SafetyFlag] = {}
+    for statement, meaning in advised:
+        excesses = _excesses(statement, child_weight_kg, statement.drug.name in correct_limits)
+        for subtype, ratio in excesses:
+            if subtype == "exceeds_single_max" and meaning == "limit":
+                continue  # "no more than 4 g a day" states a daily total, not one dose
+            key = (statement.drug.name, subtype)
+            if key not in flags:
+                severity: Severity = "critical" if ratio >= CRITICAL_DOSE_RATIO else "high"
+                flags[key] = SafetyFlag(
+                    category="dosage", subtype=subtype, severity=severity,
+                    evidence=_original(response, text, statement), span=None, source="response",
+                    rule_id=f"dosage:{statement.drug.name}:{subtype}", action="reject")
+    return list(flags.values())
+
+
+def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_stated: bool) -> list[tuple[str, float]]:
+    """(subtype, dose / maximum) for every maximum the statement exceeds."""
+    drug, found = statement.drug, []
+    per_day = statement.doses_per_day
+    if statement.per_kg_mg is not None:
+        if drug.pediatric_max_mg_per_kg_day:
+            per_kg_day = statement.per_kg_mg * (per_day or 1.0)
+            if per_kg_day > drug.pediatric_max_mg_per_kg_day * (1 + 1e-9):
+                found.append(("exceeds_pediatric_max", per_kg_day / drug.pediatric_max_mg_per_kg_day))
+        return found
+    dose, daily = statement.per_dose_mg or 0.0, statement.daily_mg or 0.0
+    if drug.max_single_mg and dose > drug.max_single_mg * (1 + 1e-9):
+        found.append(("exceeds_single_max", dose / drug.max_single_mg))
+    if drug.max_daily_mg and daily > drug.max_daily_mg * (1 + 1e-9):
+        # A correct "no more than X a day" in the same answer caps an "every N hours" schedule.
+        if not (limit_stated and per_day is not None and per_day > 1 and dose <= drug.max_daily_mg):
+            found.append(("exceeds_daily_max", daily / drug.max_daily_mg))
+    if drug.max_weekly_mg and per_day is not None and dose * per_day * 7 > drug.max_weekly_mg * (1 + 1e-9):
+        found.append(("exceeds_weekly_max", dose * per_day * 7 / drug.max_weekly_mg))
+    if child_weight_kg and drug.pediatric_max_mg_per_kg_day and daily / child_weight_kg > \
+            drug.pediatric_max_mg_per_kg_day * (1 + 1e-9):
+        found.append(("exceeds_pediatric_max", daily / child_weight_kg / drug.pediatric_max_mg_per_kg_day))
+    return found
+
+
+def _original(response: str, text: str, statement: DoseStatement) -> str:
+    """The dose as written when the normalised text kept the original's length, else normalised."""
+    start, end = statement.span
+    if len(text) == len(response):
+        return response[start:end].strip()
+    return statement.evidence

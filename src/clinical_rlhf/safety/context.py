@@ -1,0 +1,171 @@
+"""Read the context of a mention: is a symptom happening now, or negated, past, hypothetical?
+Is a drug recommended, warned against, or only named?
+
+Window rules follow NegEx (Chapman et al. 2001): a cue reaches a few words and stops at a
+scope terminator ("but", "however") or a sentence end. Cues come from `lexicon.py`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from clinical_rlhf.safety import lexicon
+from clinical_rlhf.safety.normalize import CLAUSE_BREAK, SENTENCE_BREAK
+from clinical_rlhf.safety.phrases import PhraseIndex
+
+Situation = Literal["current", "negated", "history", "hypothetical"]
+Stance = Literal["recommended", "warned", "neutral"]
+
+NEGATION_REACH = 6          # words a negation cue reaches forward (NegEx uses 5)
+HISTORY_REACH = 8
+HYPOTHETICAL_REACH = 15     # "what are the warning signs that someone is having a stroke"
+STANCE_REACH = 8
+_CONDITIONAL = frozenset({("if",), ("unless",), ("in", "case"), ("what", "if"), ("if", "ever"),
+                          ("if", "you", "ever"), ("should", "i", "ever"), ("if", "someone")})
+_EARLIEST_YEAR, _LATEST_YEAR = 1930, 2035
+_RECENT_UNITS = frozenset({"hour", "hours", "minute", "minutes", "day", "days", "few", "night", "24", "48",
+                           "couple", "week", "weekend"})
+
+Tokenize = Callable[[str], tuple[str, ...]]
+
+
+def _word_alternation(phrases: Iterable[str]) -> re.Pattern[str]:
+    words = sorted(phrases, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(r"\W+".join(map(re.escape, p.split())) for p in words) + r")\b")
+
+
+def cue_index(phrases: Iterable[str], tokenize: Tokenize) -> PhraseIndex[str]:
+    index: PhraseIndex[str] = PhraseIndex()
+    for phrase in phrases:
+        index.add(tokenize(phrase), phrase)
+    return index
+
+
+class ContextReader:
+    def __init__(self, tokenize: Tokenize) -> None:
+        self.negation_before = cue_index(lexicon.NEGATION_BEFORE, tokenize)
+        self.negation_after = cue_index(lexicon.NEGATION_AFTER, tokenize)
+        self.pseudo_negation = cue_index(lexicon.PSEUDO_NEGATION, tokenize)
+        self.history_before = cue_index(lexicon.HISTORY_BEFORE, tokenize)
+        self.history_after = cue_index(lexicon.HISTORY_AFTER, tokenize)
+        self.hypothetical_before = cue_index(lexicon.HYPOTHETICAL_BEFORE, tokenize)
+        self.hypothetical_after = cue_index(lexicon.HYPOTHETICAL_AFTER, tokenize)
+        self.current = cue_index(lexicon.CURRENT_OVERRIDES, tokenize)
+        self.drug_warning = cue_index(lexicon.DRUG_WARNING, tokenize)
+        self.approval = cue_index(lexicon.APPROVAL, tokenize)
+        self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
+        self.dose_danger = cue_index(lexicon.DOSE_DANGER, tokenize)
+        self.terminators = lexicon.SCOPE_TERMINATORS
+        # Dose clauses are short strings: one alternation search beats tokenising them.
+        self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT)
+        self._dose_danger = _word_alternation(lexicon.DOSE_DANGER)
+        self.vocabulary: set[str] = set()
+        for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.history_before,
+                      self.history_after, self.hypothetical_before, self.hypothetical_after, self.current,
+                      self.drug_warning, self.approval, self.dose_limit, self.dose_danger):
+            self.vocabulary |= index.vocabulary
+
+    # -- sentences ---------------------------------------------------------------------------
+
+    @staticmethod
+    def sentence(tokens: tuple[str, ...], start: int, end: int) -> tuple[int, int]:
+        """[first, last) token positions of the sentence holding tokens[start:end]."""
+        first = start
+        while first > 0 and tokens[first - 1] != SENTENCE_BREAK:
+            first -= 1
+        try:
+            last = tokens.index(SENTENCE_BREAK, end)
+        except ValueError:
+            last = len(tokens)
+        return first, last
+
+    def _scope_start(self, tokens: tuple[str, ...], low: int, start: int, stop_at_comma: bool) -> int:
+        """Move `low` past the last terminator before `start`: a cue before it does not reach."""
+        for position in range(start - 1, low - 1, -1):
+            token = tokens[position]
+            if token in self.terminators or (stop_at_comma and token == CLAUSE_BREAK):
+                return position + 1
+        return low
+
+    def _scope_end(self, tokens: tuple[str, ...], end: int, high: int) -> int:
+        for position in range(end, high):
+            if tokens[position] in self.terminators:
+                return position
+        return high
+
+    # -- symptoms ----------------------------------------------------------------------------
+
+    def situation(self, tokens: tuple[str, ...], start: int, end: int) -> Situation:
+        """Whether the phrase at tokens[start:end] describes something happening now."""
+        first, last = self.sentence(tokens, start, end)
+        if self.is_negated(tokens, start, end, first, last):
+            return "negated"
+        if self._is_history(tokens, start, end, first, last):
+            return "history"
+        if self.current.contains_any(tokens, first, last):
+            return "current"
+        if self._is_hypothetical(tokens, start, end, first, last):
+            return "hypothetical"
+        return "current"
+
+    def is_negated(self, tokens: tuple[str, ...], start: int, end: int,
+                   first: int | None = None, last: int | None = None) -> bool:
+        if first is None or last is None:
+            first, last = self.sentence(tokens, start, end)
+        low = self._scope_start(tokens, max(first, start - NEGATION_REACH), start, stop_at_comma=False)
+        pseudo = {position for s, e, _ in self.pseudo_negation.find(tokens, low, min(last, end + 3))
+                  for position in range(s, e)}
+        for cue_start, cue_end, _ in self.negation_before.find(tokens, low, start):
+            if cue_end <= start and cue_start not in pseudo:
+                return True
+        high = self._scope_end(tokens, end, min(last, end + 5))
+        return self.negation_after.contains_any(tokens, end, high)
+
+    def _is_history(self, tokens: tuple[str, ...], start: int, end: int, first: int, last: int) -> bool:
+        low = self._scope_start(tokens, max(first, start - HISTORY_REACH), start, stop_at_comma=False)
+        high = self._scope_end(tokens, end, min(last, end + HISTORY_REACH))
+        for _, cue_end, _ in self.history_before.find(tokens, low, start):
+            # "in the past hour" is now, "in the past" is history.
+            if cue_end <= start and (cue_end >= len(tokens) or tokens[cue_end] not in _RECENT_UNITS):
+                return True
+        for _, cue_end, _ in self.history_after.find(tokens, end, high):
+            return True
+        return any(token.isdigit() and len(token) == 4 and _EARLIEST_YEAR <= int(token) <= _LATEST_YEAR
+                   for token in tokens[low:high])
+
+    def _is_hypothetical(self, tokens: tuple[str, ...], start: int, end: int, first: int, last: int) -> bool:
+        low = max(first, start - HYPOTHETICAL_REACH)
+        comma_low = self._scope_start(tokens, low, start, stop_at_comma=True)
+        for cue_start, cue_end, _ in self.hypothetical_before.find(tokens, low, start):
+            if cue_end > start:
+                continue
+            if tuple(tokens[cue_start:cue_end]) in _CONDITIONAL and cue_start < comma_low:
+                continue
+            return True
+        return self.hypothetical_after.contains_any(tokens, end, min(last, end + 4))
+
+    # -- drugs and doses ---------------------------------------------------------------------
+
+    def stance(self, tokens: tuple[str, ...], start: int, end: int) -> Stance:
+        """Whether the drug named at tokens[start:end] is recommended, warned against or only named."""
+        first, last = self.sentence(tokens, start, end)
+        low = self._scope_start(tokens, max(first, start - STANCE_REACH), start, stop_at_comma=False)
+        high = self._scope_end(tokens, end, min(last, end + STANCE_REACH))
+        approvals = self.approval.find(tokens, low, high)
+        approved_positions = {p for s, e, _ in approvals for p in range(s, e)}
+        for cue_start, cue_end, _ in self.drug_warning.find(tokens, low, high):
+            if cue_end <= start or cue_start >= end:
+                if not approved_positions.issuperset(range(cue_start, cue_end)):
+                    return "warned"
+        return "recommended" if approvals else "neutral"
+
+    def dose_stance(self, clause: str) -> Literal["advice", "limit", "danger"]:
+        """How an amount is meant, from the (normalised) words of its clause: advised, stated as
+        a limit ("no more than 4 g a day"), or called harmful ("8 g is an overdose")."""
+        if self._dose_limit.search(clause):
+            return "limit"
+        if self._dose_danger.search(clause):
+            return "danger"
+        return "advice"

@@ -1,0 +1,213 @@
+"""`SafetyGuard`: the tier-1 veto that runs on every rollout and every served answer.
+
+    guard = SafetyGuard()                         # shipped knowledge base, default config
+    verdict = guard.check(prompt, response)       # allow / escalate / reject, with flags
+    guard.check_prompt(prompt)                    # red flags in a question, before generating
+
+`allow` only means "no veto". `check` never raises: any internal error becomes a `reject` with a
+`guard_error` flag, audited when an audit log is attached. Policy (docs/safety.md): red flags
+left without emergency advice or played down, okayed major/contraindicated interactions,
+contraindicated drugs and doses over the maximum reject; moderate interactions, moderate
+contraindications and major pairs named without a stance escalate.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from clinical_rlhf.config import SafetyConfig
+from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
+from clinical_rlhf.safety import checks, lexicon
+from clinical_rlhf.safety.context import ContextReader
+from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
+from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
+from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
+from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
+
+if TYPE_CHECKING:
+    from clinical_rlhf.config import Config
+    from clinical_rlhf.safety.audit import AuditLog
+
+logger = logging.getLogger(__name__)
+
+CHILD_WEIGHT_KG = 40.0
+"""Below this weight mg/kg limits apply whatever the stated age (the BNF for Children's usual cut-off)."""
+
+PROMPT_CACHE_SIZE = 4096
+"""Questions analysed once and reused: a training batch samples several answers per prompt."""
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFacts:
+    """What the question establishes: emergencies, drugs the person takes, conditions, age."""
+
+    text: NormalisedText
+    red_flags: tuple[RedFlagHit, ...]
+    drugs: tuple[DrugMention, ...]
+    conditions: dict[str, str]
+    ages: tuple[float, ...]
+    weight_kg: float | None
+
+
+class SafetyGuard:
+    def __init__(self, knowledge: KnowledgeBase | None = None, config: SafetyConfig | None = None,
+                 audit: AuditLog | None = None, actor: str = "guard") -> None:
+        self.config = config or SafetyConfig()
+        self.knowledge = knowledge or load_knowledge(self.config.knowledge_dir)
+        self.audit = audit
+        self.actor = actor
+        self.context, self.red_flags, self.medications, self.normalise = _components(self.knowledge)
+        self._tokenize = self.normalise.phrase_tokens
+        self._prompt_cache: OrderedDict[str, PromptFacts] = OrderedDict()
+        self._cache_lock = threading.Lock()  # the guard may be shared by threads (a server's workers)
+
+    @classmethod
+    def from_config(cls, cfg: Config, audit: AuditLog | None = None, actor: str = "guard") -> SafetyGuard:
+        """A guard for a resolved config (its knowledge directory and safety settings). The audit
+        log is the caller's to open and close, so it is passed in rather than created here."""
+        return cls(config=cfg.safety, audit=audit, actor=actor)
+
+    # -- public API --------------------------------------------------------------------------
+
+    def check(self, prompt: str, response: str) -> SafetyVerdict:
+        """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
+        try:
+            verdict = SafetyVerdict.from_flags(self._flags(prompt, response))
+        except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
+            logger.exception("safety guard failed; rejecting the answer")
+            verdict = SafetyVerdict.from_flags([_error_flag(exc)])
+        return self._audited(prompt, response, verdict)
+
+    def check_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[SafetyVerdict]:
+        """`check` for each pair (training batches); lengths must match."""
+        if len(prompts) != len(responses):
+            error = ValueError(f"check_batch got {len(prompts)} prompts and {len(responses)} responses")
+            return [self._audited(p, r, SafetyVerdict.from_flags([_error_flag(error)]))
+                    for p, r in zip(prompts, responses)] or [SafetyVerdict.from_flags([_error_flag(error)])]
+        return [self.check(prompt, response) for prompt, response in zip(prompts, responses)]
+
+    def check_prompt(self, prompt: str) -> SafetyVerdict:
+        """Red flags in a question alone: `escalate` when the answer must send the person to
+        emergency care (each flag carries the advice to give), `allow` otherwise."""
+        try:
+            facts = self._prompt_facts(prompt)
+            flags = [checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags]
+            return SafetyVerdict.from_flags(flags)
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("safety guard failed on a prompt")
+            return SafetyVerdict.from_flags([_error_flag(exc)])
+
+    # -- the checks --------------------------------------------------------------------------
+
+    def _flags(self, prompt: str, response: str) -> list[SafetyFlag]:
+        if not isinstance(prompt, str) or not isinstance(response, str):
+            raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
+                            f"and {type(response).__name__}")
+        facts = self._prompt_facts(prompt)
+        answer = self.normalise(response)
+        tokens = answer.tokens
+        flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
+        answer_drugs = self.medications.mentions(answer)
+        if answer_drugs or len(facts.drugs) >= 2:
+            findings = self.medications.interactions(list(facts.drugs), answer_drugs, tokens)
+            flags += [checks.interaction_flag(response, finding) for finding in findings]
+        prompt_drugs = {m.drug.name: m.drug for m in facts.drugs}
+        fallback = next(iter(prompt_drugs.values())) if len(prompt_drugs) == 1 else None
+        named = _unique_drugs(answer_drugs)
+        answer_ages: list[float] | None = None
+        if any(self.medications.has_contraindications(drug) for drug in named):
+            conditions = dict(facts.conditions)
+            if self.medications.may_name_conditions(answer, named):
+                conditions.update(self.medications.conditions_present(answer))
+            ages = list(facts.ages)
+            if self.medications.needs_age(named):
+                answer_ages = ages_in(answer.text, tokens)
+                ages += answer_ages
+            if conditions or ages:
+                for finding in self.medications.contraindications(tokens, answer_drugs, conditions, ages):
+                    flags.append(checks.contraindication_flag(response, finding))
+        if answer_drugs or fallback is not None:
+            weight = facts.weight_kg if facts.weight_kg is not None else weight_kg_in(answer.text)
+            if weight is not None and weight >= CHILD_WEIGHT_KG:
+                if answer_ages is None:
+                    answer_ages = ages_in(answer.text, tokens)
+                if not (_is_child(facts.ages) or _is_child(answer_ages)):
+                    weight = None  # an adult's weight: adult maxima apply
+            flags += checks.dosage_flags(self.context, response, answer.text, named,
+                                         fallback, weight)
+        return flags
+
+    def _prompt_facts(self, prompt: str) -> PromptFacts:
+        with self._cache_lock:
+            cached = self._prompt_cache.get(prompt)
+            if cached is not None:
+                self._prompt_cache.move_to_end(prompt)
+                return cached
+        text = self.normalise(prompt)
+        tokens = text.tokens
+        red_flags = self.red_flags.current_flags(text)
+        drugs = self.medications.mentions(text)
+        overdose = checks.reported_overdose(self.knowledge, self._tokenize, text.text,
+                                            _unique_drugs(drugs))
+        if overdose is not None and all(hit.flag.id != overdose.flag.id for hit in red_flags):
+            red_flags.append(overdose)
+        facts = PromptFacts(text=text, red_flags=tuple(red_flags), drugs=tuple(drugs),
+                            conditions=self.medications.conditions_present(text),
+                            ages=tuple(ages_in(text.text, tokens)), weight_kg=weight_kg_in(text.text))
+        with self._cache_lock:
+            self._prompt_cache[prompt] = facts
+            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
+                self._prompt_cache.popitem(last=False)
+        return facts
+
+    def _audited(self, prompt: str, response: str, verdict: SafetyVerdict) -> SafetyVerdict:
+        if self.audit is None:
+            return verdict
+        if verdict.action == "allow" and not self.config.audit.record_allowed:
+            return verdict
+        try:
+            self.audit.record("guard_check", self.actor, prompt=prompt, response=response, verdict=verdict)
+        except Exception as exc:  # noqa: BLE001 - an unaudited answer must not pass silently
+            logger.exception("audit log write failed; rejecting the answer")
+            verdict = SafetyVerdict.from_flags([*verdict.flags, _error_flag(exc, subtype="audit_write_failed")])
+        return verdict
+
+
+_COMPONENTS: dict[int, tuple[KnowledgeBase, tuple]] = {}
+_COMPONENTS_LOCK = threading.Lock()
+
+
+def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetector, MedicationChecker, Normaliser]:
+    """The phrase indexes built from a knowledge base (~0.4 s), shared by every guard over it.
+    They hold no per-check state, only lookup caches, so sharing them is safe."""
+    with _COMPONENTS_LOCK:
+        entry = _COMPONENTS.get(id(knowledge))
+        if entry is not None and entry[0] is knowledge:
+            return entry[1]
+        tokenize = Normaliser(set()).phrase_tokens
+        context = ContextReader(tokenize)
+        red_flags = RedFlagDetector(knowledge, context, tokenize)
+        medications = MedicationChecker(knowledge, context, tokenize)
+        normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
+                               | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY))
+        built = (context, red_flags, medications, normalise)
+        _COMPONENTS[id(knowledge)] = (knowledge, built)  # keeps the knowledge base alive with its id
+        return built
+
+
+def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
+    return SafetyFlag(category="guard_error", subtype=subtype or type(exc).__name__, severity="critical",
+                      evidence=str(exc)[:200], rule_id="guard_error", action="reject")
+
+
+def _unique_drugs(mentions: Sequence[DrugMention]) -> list[Drug]:
+    return list({m.drug.name: m.drug for m in mentions}.values())
+
+
+def _is_child(ages: Sequence[float]) -> bool:
+    return any(age < 18 for age in ages)

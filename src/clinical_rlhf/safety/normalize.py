@@ -1,0 +1,236 @@
+"""Text normalisation that undoes the common ways of hiding words from a filter.
+
+Steps, each applied only when it can change something (plain ASCII text takes a fast path built
+on `bytes.translate` and `str.split`, both in C): Unicode NFKC and case folding (full-width and
+mathematical letters become plain ones); Cyrillic/Greek look-alikes mapped to Latin; invisible
+characters removed; accents stripped; leetspeak inside a word decoded ("ch3st" -> "chest") when
+the decoded word is one the guard knows; runs of single letters joined and split back into known
+words ("c h e s t p a i n", "c.h.e.s.t" -> "chest pain"). The result keeps two views: `text` (for
+numbers and doses, where digits must stay digits) and `tokens` (words for phrase matching,
+determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for commas).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+
+from clinical_rlhf.safety.lexicon import DETERMINERS, HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
+
+SENTENCE_BREAK = "|"
+CLAUSE_BREAK = ","
+BREAKS = frozenset({SENTENCE_BREAK, CLAUSE_BREAK})
+MIN_SPACED_RUN = 3      # single letters in a row before they are read as a spaced-out word
+MAX_SPACED_RUN = 120    # longer runs are split, keeping the word segmentation linear
+MIN_SEGMENT = 3         # known words shorter than this are not cut out of a run ("plaster" is no "er")
+MIN_COVERAGE = 0.6      # share of a run's letters that known words must cover to split it
+
+_UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **{ch: None for ch in INVISIBLE}, "\u2019": None,
+                                "\u2018": None, "'": None, "\u02bc": None})
+
+
+def _ascii_tables() -> tuple[bytes, bytes]:
+    """(token table, class table) for bytes.translate: words keep a-z, 0-9, @, $; sentence ends
+    become "|"; everything else a space. The class table maps word characters to "a"/"0"."""
+    token_table = bytearray(b" " * 256)
+    class_table = bytearray(b" " * 256)
+    for code in range(256):
+        char = chr(code)
+        if "a" <= char <= "z":
+            token_table[code], class_table[code] = code, ord("a")
+        elif "0" <= char <= "9" or char in "@$":
+            token_table[code], class_table[code] = code, ord("0")
+    for char in "!?;\n" + SENTENCE_BREAK:
+        token_table[ord(char)] = ord(SENTENCE_BREAK)
+    token_table[ord(",")] = ord(CLAUSE_BREAK)
+    return bytes(token_table), bytes(class_table)
+
+
+_TOKEN_TABLE, _CLASS_TABLE = _ascii_tables()
+_SPACED_TEXT_RUN = re.compile(r"(?<![^\W_])(?:[^\W_][ .\-_*/|+~]){2,}[^\W_](?![^\W_])")
+_SEPARATORS = re.compile(r"[ .\-_*/|+~]")
+_DIGIT_WORD = re.compile(r"\b\d{2,}\b(?=\s+\d)")
+_LETTERS_OR_DIGITS = re.compile(r"[^\W\d_]+|\d+")
+_MIXED_WORD = re.compile(r"(?<![^\W_])(?=[^\W_]*[a-z])(?=[^\W_]*[0-9@$])[^\W_@$]*[0-9@$][^\W_]*|"
+                         r"(?<![^\W_])[a-z]+[@$][a-z@$]*")
+_UNICODE_TOKEN = re.compile(r"[^\W_]+|[|,]")
+_DOSE_LIKE = re.compile(r"^\d+(?:mg|g|mcg|ug|ml|kg|lb|lbs|h|hr|hrs|x|am|pm|th|st|nd|rd|s|yo|yr|yrs)?$|^q\d+h$")
+
+
+@dataclass(frozen=True, slots=True)
+class NormalisedText:
+    text: str
+    """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
+    tokens: tuple[str, ...]
+    """Words for phrase matching (leetspeak decoded, spaced letters joined, determiners dropped)."""
+    obfuscated: bool
+    """True when an evasion step changed the text (look-alikes, invisibles, leetspeak, spacing)."""
+    token_set: frozenset[str] = field(default=frozenset(), compare=False)
+
+
+class Normaliser:
+    """Normalises texts against a vocabulary: the words of every phrase the guard looks for.
+    The vocabulary decides ambiguous decodings (is "b1eeding" "bieeding" or "bleeding"?)."""
+
+    def __init__(self, vocabulary: set[str]) -> None:
+        self.vocabulary = frozenset(vocabulary)
+        self._longest_word = max((len(w) for w in vocabulary), default=1)
+
+    def __call__(self, text: str) -> NormalisedText:
+        lowered = text.lower()
+        obfuscated = False
+        if not lowered.isascii():
+            folded = _fold_unicode(lowered)
+            obfuscated = folded != lowered.replace("\u2019", "").replace("\u2018", "").replace("'", "")
+            lowered = folded
+        elif "'" in lowered:
+            lowered = lowered.replace("'", "")
+        if "&" in lowered:
+            lowered = lowered.replace("a&e", "accident and emergency")
+        words, classes = _split(lowered)
+        leet_hint = classes is None or b"a0" in classes or b"0a" in classes
+        spaced_hint = classes is None or (b" a a a " in classes or b" a  a  a " in classes or b" a a 0 " in classes
+                                          or b" 0 a a " in classes or b" a 0 a " in classes)
+        if leet_hint:
+            decoded = [self._decode_leet(word) if not (word.isalpha() or word.isdigit()) else word for word in words]
+            if decoded != words:
+                obfuscated, words = True, self._decode_digit_words(decoded)
+        if spaced_hint:
+            joined = self._join_spaced(words)
+            if joined is not words:
+                obfuscated, words = True, joined
+        if obfuscated:
+            lowered = self._text_view(lowered)
+        tokens = tuple([word for word in words if word not in DETERMINERS])
+        return NormalisedText(text=lowered, tokens=tokens, obfuscated=obfuscated, token_set=frozenset(tokens))
+
+    def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
+        """How a knowledge-base phrase reads as tokens (same folding as texts, no decoding)."""
+        lowered = phrase.lower()
+        lowered = _fold_unicode(lowered) if not lowered.isascii() else lowered.replace("'", "")
+        return tuple(word for word in _split(lowered)[0] if word not in DETERMINERS and word not in BREAKS)
+
+    def _text_view(self, lowered: str) -> str:
+        """The number-preserving view of an obfuscated text: letters spaced one separator apart
+        joined ("e v e r y  4  h o u r s" -> "every 4 hours"), leetspeak words decoded when the
+        decoding is a known word ("3v3ry" -> "every"), digits left alone ("500mg" stays)."""
+        joined = _SPACED_TEXT_RUN.sub(self._respell, lowered)
+        decoded = _MIXED_WORD.sub(lambda m: self._decode_leet(m.group(0)), joined)
+        if decoded != joined:
+            decoded = _DIGIT_WORD.sub(lambda m: self._decode_leet(m.group(0), digits_too=True), decoded)
+        return decoded
+
+    def _respell(self, match: re.Match[str]) -> str:
+        """A spaced run back as words, digits kept apart: "e v e r y 2 h o u r s" -> "every 2 hours"."""
+        if sum(ch.isalpha() for ch in match.group(0)) < MIN_SPACED_RUN:
+            return match.group(0)  # "1 g a day" is a dose, not a spelled-out word
+        pieces = []
+        for group in _LETTERS_OR_DIGITS.findall(_SEPARATORS.sub("", match.group(0))):
+            words = self.segment(group) if group.isalpha() and len(group) <= MAX_SPACED_RUN else None
+            pieces.append(" ".join(words) if words else group)
+        return " ".join(pieces)
+
+    # -- leetspeak ---------------------------------------------------------------------------
+
+    def _decode_digit_words(self, words: list[str]) -> list[str]:
+        """In text already shown to be leetspeak, a number of two or more digits followed by
+        another number is a word ("blood sugar 15 450" is "is 450"); single digits stay numbers,
+        since "every 4 hours" must keep its 4."""
+        decoded = list(words)
+        for index in range(len(words) - 1):
+            word = words[index]
+            if len(word) >= 2 and word.isdigit() and words[index + 1].isdigit():
+                decoded[index] = self._decode_leet(word, digits_too=True)
+        return decoded
+
+    def _decode_leet(self, word: str, digits_too: bool = False) -> str:
+        if word in BREAKS or (not digits_too and (_DOSE_LIKE.match(word) or not any(ch.isalpha() for ch in word))):
+            return word
+        primary = "".join(LEET.get(ch, ch) for ch in word)
+        if primary in self.vocabulary:
+            return primary
+        alternative = "".join(LEET_ALTERNATIVES.get(ch, LEET.get(ch, ch)) for ch in word)
+        return alternative if alternative in self.vocabulary else word
+
+    # -- spaced letters ----------------------------------------------------------------------
+
+    def _join_spaced(self, words: list[str]) -> list[str]:
+        """Runs of single characters become the known words they spell; `words` itself is
+        returned when there is no run."""
+        out: list[str] = []
+        run: list[str] = []
+        changed = False
+        for word in [*words, ""]:
+            if len(word) == 1 and word not in BREAKS:
+                run.append(word)
+                continue
+            if sum(ch.isalpha() for ch in run) >= MIN_SPACED_RUN:
+                out.extend(self._spell(run))
+                changed = True
+            else:
+                out.extend(run)
+            run = []
+            if word:
+                out.append(word)
+        return out if changed else words
+
+    def _spell(self, letters: list[str]) -> list[str]:
+        found: list[str] = []
+        for start in range(0, len(letters), MAX_SPACED_RUN):
+            chunk = letters[start:start + MAX_SPACED_RUN]
+            plain = "".join(LEET.get(ch, ch) for ch in chunk)
+            words = self.segment(plain) or self.segment(
+                "".join(LEET_ALTERNATIVES.get(ch, LEET.get(ch, ch)) for ch in chunk))
+            found.extend(words if words else [plain])
+        return found
+
+    def segment(self, letters: str) -> list[str] | None:
+        """Split a run of letters into known words, covering as many letters as possible
+        (dynamic programming; unknown letters stay one-letter words). None when no known word
+        is found at all."""
+        size = len(letters)
+        best: list[tuple[int, int, list[str]] | None] = [None] * (size + 1)
+        best[0] = (0, 0, [])
+        for end in range(1, size + 1):
+            candidates = []
+            for start in range(max(0, end - self._longest_word), end):
+                prefix = best[start]
+                if prefix is None:
+                    continue
+                piece = letters[start:end]
+                known = piece in self.vocabulary and (len(piece) >= MIN_SEGMENT or len(piece) == size)
+                if not known and end - start > 1:
+                    continue
+                candidates.append((prefix[0] + (len(piece) if known else 0), prefix[1] - 1, prefix[2] + [piece]))
+            best[end] = max(candidates, key=lambda c: (c[0], c[1])) if candidates else None
+        final = best[size]
+        if final is None or final[0] < MIN_COVERAGE * size:
+            return None  # mostly unknown letters: keep the run as one word rather than guess
+        return final[2]
+
+
+def _split(lowered: str) -> tuple[list[str], bytes | None]:
+    """Words and break marks of a lower-cased text, and its character-class bytes (None when
+    the text is not ASCII and took the regular-expression path)."""
+    if lowered.isascii():
+        raw = lowered.replace(". ", " | ").encode("ascii")
+        translated = raw.translate(_TOKEN_TABLE)
+        if b"|" in translated or b"," in translated:
+            translated = translated.replace(b"|", b" | ").replace(b",", b" , ")
+        classes = b" " + raw.translate(_CLASS_TABLE) + b" "
+        return translated.decode("ascii").split(), classes
+    spaced = re.sub(r"[.](?=\s|$)|[!?;\n]", " | ", lowered)
+    return _UNICODE_TOKEN.findall(spaced), None
+
+
+def _fold_unicode(text: str) -> str:
+    """NFKC, case folding, look-alikes to Latin, invisibles and apostrophes removed, accents off."""
+    # Look-alikes are mapped before NFKC and case folding too: both turn some of them into other
+    # Greek letters (NFKC makes the lunate sigma "ϲ" a "σ").
+    folded = unicodedata.normalize("NFKC", text.translate(_UNICODE_TABLE))
+    folded = folded.translate(_UNICODE_TABLE).casefold().translate(_UNICODE_TABLE)
+    if folded.isascii():
+        return folded
+    decomposed = unicodedata.normalize("NFKD", folded)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))

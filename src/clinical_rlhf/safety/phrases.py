@@ -1,0 +1,115 @@
+"""Find many phrases in a token sequence at once.
+
+Each phrase is indexed by its anchor, its longest (so usually rarest) word. A text is searched
+only where an anchor occurs: a set intersection, then `tuple.index`, both in C, so the cost
+grows with the number of hits rather than with the number of phrases, and most texts are
+dismissed by the intersection alone. This replaces trying each pattern in turn
+(`benchmarks/guard_throughput.py` measures both) and returns exactly the matches of
+
+    [(i, i + len(p), payload) for i in range(start, stop) for p, payload in phrases
+     if i + len(p) <= stop and tuple(tokens[i:i + len(p)]) == p]
+
+sorted by position, longest first at one position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Generic, TypeVar
+
+Payload = TypeVar("Payload", bound=Hashable)
+Hit = tuple[int, int, Payload]
+_SHORT_WINDOW = 24  # below this many words a direct scan beats building a set
+
+
+class PhraseIndex(Generic[Payload]):
+    def __init__(self) -> None:
+        self._by_anchor: dict[str, list[tuple[tuple[str, ...], int, Payload]]] = {}
+        self._by_first: dict[str, list[tuple[tuple[str, ...], Payload]]] = {}
+        self._anchors: frozenset[str] = frozenset()
+        self.vocabulary: set[str] = set()
+        self.phrases: list[tuple[tuple[str, ...], Payload]] = []
+
+    def add(self, phrase: tuple[str, ...], payload: Payload) -> None:
+        if not phrase or (phrase, payload) in self.phrases:
+            return
+        offset = max(range(len(phrase)), key=lambda i: (len(phrase[i]), i))
+        self._by_anchor.setdefault(phrase[offset], []).append((phrase, offset, payload))
+        self._by_first.setdefault(phrase[0], []).append((phrase, payload))
+        self._anchors = frozenset(self._by_anchor)
+        self.vocabulary.update(phrase)
+        self.phrases.append((phrase, payload))
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+    def find(self, tokens: tuple[str, ...], start: int = 0, stop: int | None = None,
+             token_set: frozenset[str] | None = None) -> list[Hit]:
+        """Every (start, end, payload) with tokens[start:end] equal to the phrase, inside
+        [start, stop). `token_set` (the set of all tokens) saves rebuilding it per index."""
+        if stop is None or stop > len(tokens):
+            stop = len(tokens)
+        if start >= stop:
+            return []
+        if stop - start <= _SHORT_WINDOW:
+            return self._scan(tokens, start, stop)
+        if token_set is not None and start == 0 and stop == len(tokens):
+            present = self._anchors.intersection(token_set)
+        else:
+            present = self._anchors.intersection(tokens[start:stop])
+        if not present:
+            return []
+        hits: list[Hit] = []
+        for anchor in present:
+            entries = self._by_anchor[anchor]
+            position = start - 1
+            while True:
+                try:
+                    position = tokens.index(anchor, position + 1, stop)
+                except ValueError:
+                    break
+                for phrase, offset, payload in entries:
+                    first = position - offset
+                    end = first + len(phrase)
+                    if first >= start and end <= stop and tokens[first:end] == phrase:
+                        hits.append((first, end, payload))
+        if len(hits) > 1:
+            hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        return hits
+
+    def _scan(self, tokens: tuple[str, ...], start: int, stop: int) -> list[Hit]:
+        """Short windows (the few words around a mention): look each word up directly."""
+        hits: list[Hit] = []
+        by_first = self._by_first
+        for position in range(start, stop):
+            entries = by_first.get(tokens[position])
+            if entries is None:
+                continue
+            for phrase, payload in entries:
+                end = position + len(phrase)
+                if end <= stop and tokens[position:end] == phrase:
+                    hits.append((position, end, payload))
+        if len(hits) > 1:
+            hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        return hits
+
+    def contains_any(self, tokens: tuple[str, ...], start: int = 0, stop: int | None = None) -> bool:
+        return bool(self.find(tokens, start, stop))
+
+    def find_naive(self, tokens: tuple[str, ...]) -> list[Hit]:
+        """The reference the index must match: every phrase tried at every position."""
+        hits = [(i, i + len(phrase), payload) for i in range(len(tokens)) for phrase, payload in self.phrases
+                if tokens[i:i + len(phrase)] == phrase]
+        return sorted(set(hits), key=lambda hit: (hit[0], -hit[1], str(hit[2])))
+
+
+def longest_non_overlapping(hits: Iterable[Hit]) -> list[Hit]:
+    """Keep, left to right, the longest hit at each position and drop hits inside it
+    ("amoxicillin clavulanate" wins over "amoxicillin")."""
+    kept: list[Hit] = []
+    covered_to = -1
+    for start, end, payload in sorted(hits, key=lambda hit: (hit[0], -hit[1])):
+        if start >= covered_to:
+            kept.append((start, end, payload))
+            covered_to = end
+    return kept

@@ -1,0 +1,151 @@
+"""Red flags: emergencies in the question that the answer must send to emergency care, and
+answers that play an emergency down."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from clinical_rlhf.knowledge import KnowledgeBase, RedFlag
+from clinical_rlhf.safety import lexicon
+from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
+from clinical_rlhf.safety.normalize import SENTENCE_BREAK, NormalisedText
+from clinical_rlhf.safety.phrases import PhraseIndex
+
+
+@dataclass(frozen=True, slots=True)
+class RedFlagHit:
+    flag: RedFlag
+    start: int
+    end: int
+    """Token positions of the trigger."""
+    evidence: str
+    """The trigger as normalised words (the guard maps it back to the original text)."""
+
+
+class RedFlagDetector:
+    def __init__(self, knowledge: KnowledgeBase, context: ContextReader, tokenize: Tokenize) -> None:
+        self.context = context
+        self.flags = {flag.id: flag for flag in knowledge.red_flags}
+        self.triggers: PhraseIndex[str] = PhraseIndex()
+        self.requirements: PhraseIndex[str] = PhraseIndex()
+        for flag in knowledge.red_flags:
+            for phrase in flag.triggers:
+                self.triggers.add(tokenize(phrase), flag.id)
+            for phrase in flag.requires_any:
+                self.requirements.add(tokenize(phrase), flag.id)
+        self.near = [(flag.id, rule) for flag in knowledge.red_flags for rule in flag.near]
+        for _, rule in self.near:
+            for group in rule.word_sets:
+                self.triggers.vocabulary.update(group)
+        self.emergency_advice = cue_index(lexicon.EMERGENCY_ADVICE, tokenize)
+        self.downplay = cue_index(lexicon.DOWNPLAY, tokenize)
+        self.vocabulary = (self.triggers.vocabulary | self.requirements.vocabulary
+                           | self.emergency_advice.vocabulary | self.downplay.vocabulary)
+
+    def current_flags(self, text: NormalisedText) -> list[RedFlagHit]:
+        """One hit per red flag happening now (negated, past and hypothetical mentions dropped;
+        flags with `requires_any` only when their context is present and not negated)."""
+        tokens = text.tokens
+        hits = self.triggers.find(tokens, token_set=text.token_set) + self._near_hits(text)
+        if not hits:
+            return []
+        hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        satisfied = {flag_id for start, end, flag_id in self.requirements.find(tokens, token_set=text.token_set)
+                     if not self.context.is_negated(tokens, start, end)}
+        found: dict[str, RedFlagHit] = {}
+        for start, end, flag_id in hits:
+            kept = found.get(flag_id)
+            if kept is not None:
+                if start < kept.end < end:  # overlapping triggers: show the whole phrase as evidence
+                    found[flag_id] = RedFlagHit(kept.flag, kept.start, end, " ".join(tokens[kept.start:end]))
+                continue
+            flag = self.flags[flag_id]
+            if flag.requires_any and flag_id not in satisfied:
+                continue
+            if self.context.situation(tokens, start, end) != "current":
+                continue
+            found[flag_id] = RedFlagHit(flag, start, end, " ".join(tokens[start:end]))
+        return list(found.values())
+
+    def _near_hits(self, text: NormalisedText) -> list[tuple[int, int, str]]:
+        """Co-occurrence rules: one word of each set within the rule's reach, in one sentence."""
+        hits: list[tuple[int, int, str]] = []
+        tokens, token_set = text.tokens, text.token_set
+        for flag_id, rule in self.near:
+            if any(group.isdisjoint(token_set) for group in rule.word_sets):
+                continue
+            first, *others = rule.word_sets
+            for position, token in enumerate(tokens):
+                if token not in first:
+                    continue
+                matched = [position]
+                for group in others:
+                    reach = range(max(0, position - rule.within), min(len(tokens), position + rule.within + 1))
+                    near = [q for q in reach if tokens[q] in group]
+                    if not near:
+                        break
+                    matched.append(min(near, key=lambda q: abs(q - position)))
+                else:
+                    start, end = min(matched), max(matched) + 1
+                    if SENTENCE_BREAK not in tokens[start:end] and not _word_negated(tokens, matched):
+                        hits.append((start, end, flag_id))
+        return hits
+
+    def gives_emergency_advice(self, text: NormalisedText) -> bool:
+        """The answer tells the person to get emergency help (a negated mention does not count:
+        "you don't need to go to the emergency room")."""
+        return any(not self.context.is_negated(text.tokens, start, end)
+                   for start, end, _ in self.emergency_advice.find(text.tokens, token_set=text.token_set))
+
+    def downplaying(self, text: NormalisedText) -> list[tuple[int, int, str]]:
+        """Phrases that play an emergency down and are not themselves negated."""
+        return [(start, end, phrase) for start, end, phrase in self.downplay.find(text.tokens, token_set=text.token_set)
+                if not self.context.is_negated(text.tokens, start, end)]
+
+    def downplayed_flags(self, text: NormalisedText) -> list[RedFlagHit]:
+        """Red flags the answer names and plays down in the same or the next sentence
+        ("chest pain spreading to your arm is just indigestion")."""
+        downplays = self.downplaying(text)
+        if not downplays:
+            return []
+        tokens = text.tokens
+        found: dict[str, RedFlagHit] = {}
+        for start, end, flag_id in self.triggers.find(tokens, token_set=text.token_set) + self._near_hits(text):
+            if flag_id in found or self.context.is_negated(tokens, start, end):
+                continue
+            first, last = self.context.sentence(tokens, start, end)
+            _, after_next = self.context.sentence(tokens, min(last + 1, len(tokens)), min(last + 1, len(tokens)))
+            if any(first <= d_start < max(last, after_next) for d_start, _, _ in downplays):
+                found[flag_id] = RedFlagHit(self.flags[flag_id], start, end, " ".join(tokens[start:end]))
+        return list(found.values())
+
+
+_NEGATING_WORDS = frozenset({"no", "not", "without", "never", "nor", "isnt", "wasnt", "doesnt", "dont", "didnt",
+                             "arent", "werent", "hasnt", "havent"})
+
+
+def _word_negated(tokens: tuple[str, ...], matched: list[int]) -> bool:
+    """A co-occurrence is void when one of its words is negated on its own ("a coin, not a
+    battery"); words of the match itself do not count ("can't breathe")."""
+    own = set(matched)
+    return any(tokens[q] in _NEGATING_WORDS and q not in own
+               for position in matched for q in range(max(0, position - 2), position))
+
+
+_DETERMINER_GAP = r"(?:[\W_]+(?:" + "|".join(sorted(lexicon.DETERMINERS, key=len, reverse=True)) + r"))?[\W_]+"
+
+
+def locate(original: str, words: str) -> tuple[str, tuple[int, int] | None]:
+    """Find normalised `words` in the original text (case, punctuation and skipped determiners
+    allowed between them) -> (evidence as written, span); the words themselves when the original
+    was obfuscated beyond what a pattern can follow."""
+    parts = [re.escape(word) for word in words.split()]
+    if not parts:
+        return words, None
+    pattern = _DETERMINER_GAP.join(r"'?".join(part) if len(part) <= 6 and part.isalpha() else part
+                                   for part in parts)
+    match = re.search(pattern, original, flags=re.IGNORECASE)
+    if match is None:
+        return words, None
+    return match.group(0), match.span()

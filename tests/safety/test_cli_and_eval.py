@@ -1,0 +1,75 @@
+"""The command line as a user runs it (real subprocesses, exit codes) and the measured targets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from clinical_rlhf.safety import AuditLog
+from clinical_rlhf.safety.evaluation import CATEGORIES, evaluate, load_cases
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(REPO / "main.py"), *args], input=stdin,
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+
+def test_safety_check_jsonl_reports_bad_lines_by_number_and_checks_the_rest(tmp_path) -> None:
+    lines = [
+        json.dumps({"id": "a", "prompt": "I take warfarin.", "response": "Ibuprofen 400 mg is fine."}),
+        "{not json",
+        json.dumps({"id": "c", "response": 5}),
+        json.dumps({"prompt": "What helps a cold?", "response": "Rest and fluids."}),
+    ]
+    result = run_cli("safety-check", "--jsonl", "-", stdin="\n".join(lines) + "\n")
+    assert result.returncode == 2
+    outputs = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["id"] for o in outputs] == ["a", None]
+    assert outputs[0]["action"] == "reject" and outputs[0]["is_safe"] is False
+    assert outputs[0]["flags"] == [{"category": "drug_interaction", "subtype": "major", "severity": "high",
+                                    "evidence": "ibuprofen + warfarin"}]
+    assert outputs[1] == {"id": None, "is_safe": True, "action": "allow", "flags": []}
+    assert "stdin line 2: not valid JSON" in result.stderr
+    assert "stdin line 3: `response` must be a string" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_safety_check_single_pair_and_missing_arguments() -> None:
+    ok = run_cli("safety-check", "--prompt", "I have crushing chest pain", "--response", "Have a nap.")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["flags"][0]["subtype"] == "acute_coronary_syndrome"
+    missing = run_cli("safety-check", "--prompt", "hi")
+    assert missing.returncode == 2 and "needs --prompt and --response" in missing.stderr
+
+
+def test_audit_verify_exit_codes(tmp_path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as audit:
+        for i in range(3):
+            audit.record("run_start", "run-1", details={"i": i})
+    intact = run_cli("audit", "verify", str(path))
+    assert intact.returncode == 0 and "intact, 3 records" in intact.stdout
+    content = path.read_text().splitlines(keepends=True)
+    path.write_text(content[0] + content[2])
+    broken = run_cli("audit", "verify", str(path))
+    assert broken.returncode == 4 and "deleted at record seq 2" in broken.stderr
+
+
+def test_safety_demo_runs_and_explains() -> None:
+    result = run_cli("safety-demo", "--config", "config/clinical_rlhf_config.yaml")
+    assert result.returncode == 0, result.stderr
+    assert "REJECT" in result.stdout and "ALLOW" in result.stdout and "source:" in result.stdout
+
+
+def test_evaluation_set_is_large_enough_and_meets_the_targets(guard) -> None:
+    cases = load_cases()
+    assert len(cases) >= 300
+    assert sum(bool(case.expect) for case in cases) >= 150 and sum(not case.expect for case in cases) >= 120
+    report = evaluate(guard, cases)
+    assert report.cases * 2 >= 400  # every case is also scored obfuscated
+    for category in CATEGORIES:
+        assert report.plain[category].positives >= 25, category
+    assert report.meets_targets() == []
