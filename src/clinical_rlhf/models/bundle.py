@@ -1,0 +1,180 @@
+"""`PolicyBundle`: everything PPO needs from the model side, behind one small interface.
+
+The trainer never asks whether LoRA is on, whether the critic shares the backbone or whether
+the base is quantized: `forward` gives logits and values, `reference()` gives the reference
+policy, `trainable_state_dict()` is what a checkpoint stores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from clinical_rlhf.errors import CheckpointError
+from clinical_rlhf.models.registry import ModelEntry
+from clinical_rlhf.models.value_head import ValueHead, ValueModel
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that skip left padding: [0,0,1,1] mask -> [0,0,0,1].
+
+    `generate` derives positions this way; passing the same ids in the training forward keeps
+    the log-probs of a left-padded rollout identical to those computed while sampling
+    (GPT-2 and BioGPT use absolute positions, so a shift would change every logit).
+    """
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class LoadInfo:
+    """How the bundle was actually built (after every fallback), for logs and tests."""
+
+    source: str
+    """Hub id or local directory the weights came from."""
+    precision: str
+    """fp32, fp16, bf16, int8 or nf4: what the base weights really are."""
+    attn_implementation: str
+    """Attention kernel in use."""
+    load_seconds: float
+    """Wall time of `build_policy`."""
+
+
+class PolicyBundle:
+    """Policy, tokenizer, critic and reference policy of one model. Built by `build_policy`.
+
+    Returned in eval mode (dropout off), as transformers loads models: PPO's probability
+    ratios need the same log-probs at rollout and update time. `train()` switches dropout on.
+    """
+
+    def __init__(self, *, model: nn.Module, tokenizer, entry: ModelEntry, device: torch.device,
+                 value_head: ValueHead, value_model: ValueModel | None, reference_model: nn.Module | None,
+                 uses_lora: bool, temperature: float, info: LoadInfo):
+        self.model = model
+        """The causal LM (a peft model when LoRA is on)."""
+        self.tokenizer = tokenizer
+        """Pad token set, `padding_side == "left"` for batched generation."""
+        self.entry = entry
+        """Registry entry: prompt template, default temperature, LoRA targets, ..."""
+        self.device = device
+        self.value_head = value_head
+        """The linear critic head (inside `value_model` when the critic is separate)."""
+        self.value_model = value_model
+        """The separate critic, or None when the value head shares the policy backbone."""
+        self.uses_lora = uses_lora
+        self.temperature = temperature
+        """Sampling temperature: `training.ppo.temperature`, else the registry default."""
+        self.info = info
+        self._policy_model = model
+        self._reference_model = reference_model
+        self._in_reference = False
+
+    # ------------------------------------------------------------------ forward passes
+
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """[B, T, V] logits of `self.model` (the reference policy inside `reference()`)."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits [B, T, V] and values [B, T], adapter on.
+
+        Shared critic: one pass, values read from the last hidden state. Separate critic: a
+        second pass through the value model.
+        """
+        if self._in_reference:
+            raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
+        position_ids = position_ids_from_mask(attention_mask)
+        if self.value_model is None:
+            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                 output_hidden_states=True, use_cache=False)
+            return outputs.logits, self.value_head(outputs.hidden_states[-1])
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                            use_cache=False).logits
+        return logits, self.value_model(input_ids, attention_mask, position_ids)
+
+    @contextlib.contextmanager
+    def reference(self) -> Iterator[PolicyBundle]:
+        """Within the block `self.model` is the reference policy, under `torch.no_grad()`.
+
+        LoRA: the same model with the adapter disabled (no second copy in memory).
+        Without LoRA: the frozen copy taken when the bundle was built.
+        """
+        if self._in_reference:
+            raise RuntimeError("bundle.reference() blocks cannot be nested")
+        self._in_reference = True
+        try:
+            with torch.no_grad():
+                if self.uses_lora:
+                    with self.model.disable_adapter():
+                        yield self
+                else:
+                    self.model = self._reference_model
+                    try:
+                        yield self
+                    finally:
+                        self.model = self._policy_model
+        finally:
+            self._in_reference = False
+
+    # ------------------------------------------------------------------ training state
+
+    def _trainable_modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {"policy": self._policy_model}
+        if self.value_model is None:
+            modules["value_head"] = self.value_head
+        else:
+            modules["value_model"] = self.value_model
+        return modules
+
+    def _named_trainable(self) -> Iterator[tuple[str, nn.Parameter]]:
+        for prefix, module in self._trainable_modules().items():
+            for name, parameter in module.named_parameters():
+                if parameter.requires_grad:
+                    yield f"{prefix}.{name}", parameter
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """LoRA weights (all policy weights without LoRA) + value head (+ value model's trainables)."""
+        return [parameter for _, parameter in self._named_trainable()]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copies of every trainable tensor, keyed `policy.*`, `value_head.*`, `value_model.*`."""
+        return {name: parameter.detach().to("cpu", copy=True) for name, parameter in self._named_trainable()}
+
+    def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        """Restore what `trainable_state_dict` saved. Strict: keys and shapes must match exactly."""
+        own = dict(self._named_trainable())
+        missing = sorted(set(own) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"checkpoint weights do not match this model: {len(missing)} missing (e.g. {missing[:2]}), "
+                f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); resume with the model and "
+                f"model_loading settings the checkpoint was trained with")
+        for name, parameter in own.items():
+            value = state_dict[name]
+            if tuple(value.shape) != tuple(parameter.shape):
+                raise CheckpointError(f"checkpoint tensor `{name}` has shape {tuple(value.shape)}, the model "
+                                      f"expects {tuple(parameter.shape)}; was lora_r changed since it was saved?")
+            with torch.no_grad():
+                parameter.copy_(value.to(device=parameter.device, dtype=parameter.dtype))
+
+    # ------------------------------------------------------------------ prompts
+
+    def format_prompt(self, user_text: str) -> str:
+        """`user_text` in the entry's prompt template (the same format the demo model was SFT'd on)."""
+        return self.entry.format_prompt(user_text)
+
+    def train(self, mode: bool = True) -> PolicyBundle:
+        """Set train/eval mode on the policy and the critic together."""
+        self._policy_model.train(mode)
+        self.value_head.train(mode)
+        if self.value_model is not None:
+            self.value_model.train(mode)
+        return self
+
+    def eval(self) -> PolicyBundle:
+        return self.train(False)
