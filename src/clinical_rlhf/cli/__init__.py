@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "reward_cmd",      # reward-eval
     "monitoring_cmd",  # alerts export, report
     "train_cmd",       # train
+    "serve_cmd",       # serve, serve-key
 )
 
 for _name in COMMAND_MODULES:
