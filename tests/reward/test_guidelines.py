@@ -1,19 +1,22 @@
 """The guideline knowledge file: content, validation errors that name file and entry, and the
 fast matcher against the naive definition."""
 
+import functools
 import re
 from pathlib import Path
 
 import pytest
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.knowledge import load_knowledge
 from clinical_rlhf.knowledge.guidelines import (
     GuidelineMatcher,
-    canonical_prompt,
+    PromptReading,
     load_guidelines,
     load_phrase_sets,
     match_guidelines,
     phrase_regex,
+    window_counts,
 )
 from clinical_rlhf.reward.evaluation import load_hallucination_set, load_ordering_set
 
@@ -46,21 +49,79 @@ def test_cached_and_phrase_sets_present():
     ("I get a headache most afternoons", {"tension_headache"}),
     ("his lips and tongue are swelling after a peanut", {"anaphylaxis"}),  # "a + b" trigger
     ("What is the capital of France?", set()),
+    # the asker's own words: one word of each `near` set within reach, in one sentence
+    ("My husband says his chest feels like an elephant is sitting on it", {"chest_pain_acs"}),
+    ("Mum's mouth has gone lopsided", {"stroke_fast"}),
+    ("My throat hurts and my tonsils look swollen", {"sore_throat"}),  # no allergen: not anaphylaxis
+    # negated mentions do not count
+    ("No chest pain at all, just heartburn after dinner", {"heartburn_gord"}),
+    ("I'm not suicidal, I just can't sleep at night", {"insomnia"}),
+    ("My son has a cough but no fever", {"acute_cough"}),
+    # past and general mentions do not make an emergency (routine statements still match)
+    ("I had a stroke in 2019. How can I keep my blood pressure down?", {"hypertension_raised_reading"}),
+    ("How can I lower my risk of a heart attack?", set()),
+    ("What are the warning signs of a stroke?", set()),
+    ("My dad had a heart attack 3 years ago and now his chest feels tight again", {"chest_pain_acs"}),
+    # an emergency or urgent match drops the everyday complaint that came with it
+    ("I've had a cough for a week and now crushing chest pain", {"chest_pain_acs"}),
+    # breathlessness is the asthma statement only with asthma in the prompt
+    ("I can't breathe and my inhaler isn't helping", {"severe_asthma_attack"}),
+    ("I can't breathe properly after the fire", set()),
 ])
 def test_match_examples(prompt, expected):
     assert {g.id for g in match_guidelines(prompt)} == expected
 
 
-def _naive_match(guidelines, prompt):
-    text = canonical_prompt(prompt)
+def _in_set(word, group):
+    return any(word == w or (w.endswith("*") and word.startswith(w[:-1])) for w in group)
 
-    def occurs(phrase):
-        return re.search(phrase_regex([phrase]), text) is not None
 
-    matched = [g for g in guidelines
-               if any(all(occurs(part) for part in t.split(" + ")) for t in g.triggers)
-               and (not g.context or any(occurs(c) for c in g.context))]
+@functools.lru_cache(maxsize=None)
+def _compiled(phrase):
+    return re.compile(phrase_regex([phrase]))
+
+
+def _naive_match(guidelines, prompt, red_flags=()):
+    """The matcher's definition, written the slow way: every phrase searched on its own, every
+    co-occurrence found by trying every pair of positions."""
+    reading = PromptReading(prompt)
+
+    def counts(phrase, strict):
+        if phrase.rstrip("*") not in reading.text:        # speed only: the regex needs these letters
+            return False
+        for found in _compiled(phrase).finditer(reading.text):
+            first, last = reading.word_at(found.start()), reading.word_at(found.end() - 1) + 1
+            if reading.counts(first, last, strict):
+                return True
+        return False
+
+    def co_occurs(window, strict):
+        words = reading.words
+        for p in range(len(words)):
+            if not _in_set(words[p], window.word_sets[0]):
+                continue
+            matched = [p]
+            for group in window.word_sets[1:]:
+                near = [q for q in range(len(words)) if q != p and abs(q - p) <= window.within
+                        and reading.sentence[q] == reading.sentence[p] and _in_set(words[q], group)]
+                if not near:
+                    break
+                matched.append(min(near, key=lambda q: abs(q - p)))
+            else:
+                if window_counts(reading, matched, strict):
+                    return True
+        return False
+
+    matched = []
+    for g in guidelines:
+        strict = g.urgency in ("emergency", "urgent")
+        hit = (any(all(counts(part, strict) for part in t.split(" + ")) for t in g.triggers)
+               or any(co_occurs(w, strict) for w in g.near) or bool(set(g.red_flags) & set(red_flags)))
+        if hit and (not g.context or any(counts(c, False) for c in g.context)):
+            matched.append(g)
     dropped = {s for g in matched for s in g.supersedes}
+    if any(g.urgency in ("emergency", "urgent") for g in matched):
+        dropped |= {g.id for g in matched if g.urgency not in ("emergency", "urgent")}
     return tuple(g.id for g in matched if g.id not in dropped)
 
 
@@ -68,13 +129,47 @@ def test_matcher_equals_naive_definition_on_every_labelled_prompt():
     guidelines = load_guidelines()
     matcher = GuidelineMatcher(guidelines)
     prompts = {s.prompt for s in load_ordering_set()} | {i.prompt for i in load_hallucination_set()}
-    assert len(prompts) > 150
+    assert len(prompts) > 180
     matched_any = 0
-    for prompt in prompts:
+    for prompt in sorted(prompts):
         fast = tuple(g.id for g in matcher.match(prompt))
         assert fast == _naive_match(guidelines, prompt), prompt
         matched_any += bool(fast)
-    assert matched_any > 60
+    assert matched_any > 90
+    # through red flags recognised elsewhere: the stroke statement lists the `stroke` flag
+    assert [g.id for g in matcher.match("she seems odd", red_flags={"stroke"})] == ["stroke_fast"]
+    assert _naive_match(guidelines, "she seems odd", {"stroke"}) == ("stroke_fast",)
+
+
+@pytest.mark.parametrize("prompt, phrase, negated", [
+    ("I have no chest pain", "chest pain", True),
+    ("He doesn't have a fever", "fever", True),
+    ("I'm not suicidal", "suicidal", True),
+    ("Stroke was ruled out", "stroke", True),
+    ("No fever but a rash that won't fade", "rash", False),       # "but" ends the scope
+    ("My baby is not feeding and has a fever", "fever", False),   # "not feeding", then "and"
+    ("He isn't breathing properly", "breathing", False),          # the complaint itself
+    ("I can't lift my arm", "arm", False),
+])
+def test_prompt_negation(prompt, phrase, negated):
+    reading = PromptReading(prompt)
+    start = reading.words.index(phrase.split()[0])
+    assert reading.is_negated(start, start + len(phrase.split())) is negated
+
+
+@pytest.mark.parametrize("prompt, phrase, current", [
+    ("I had a stroke in 2019", "stroke", False),
+    ("My dad had a heart attack 3 years ago", "heart", False),
+    ("How can I lower my risk of a heart attack", "heart", False),
+    ("What are the warning signs of a stroke", "stroke", False),
+    ("Since my stroke I get tired", "stroke", False),
+    ("I think I'm having a stroke right now", "stroke", True),
+    ("I had a stroke in 2019 and now his face is drooping", "face", True),   # "now" ends the reach
+])
+def test_prompt_history_and_general_mentions(prompt, phrase, current):
+    reading = PromptReading(prompt)
+    start = reading.words.index(phrase)
+    assert reading.is_current(start, start + 1) is current
 
 
 def test_phrase_regex_prefers_longest_and_respects_word_boundaries():
@@ -101,6 +196,17 @@ GOOD_ENTRY = """
 
 @pytest.mark.parametrize("body, fragment", [
     ("guidelines:" + GOOD_ENTRY.replace("urgency: routine", "urgency: soon"), "(g1)"),
+    ("guidelines:" + GOOD_ENTRY.replace("triggers: [thing]", "triggers: [thing]\n    near: [{words: [[a]]}]"),
+     "(g1).near[0]: needs `words`"),
+    ("guidelines:" + GOOD_ENTRY.replace("triggers: [thing]", "triggers: [thing]\n    near: [{words: [[a], [b c]]}]"),
+     "is not one plain word"),
+    ("guidelines:" + GOOD_ENTRY.replace("triggers: [thing]", "triggers: [thing]\n    near: [{words: [[a], [b]], within: 40}]"),
+     "`within` must be"),
+    ("guidelines:" + GOOD_ENTRY.replace("triggers: [thing]", "triggers: [thing]\n    red_flags: [Not-An-Id]"),
+     "(g1).red_flags"),
+    ("guidelines:" + GOOD_ENTRY.replace("phrases: [do it]", "phrases: [do it], immediate: yes please"),
+     "`immediate` must be"),
+    ("guidelines:" + GOOD_ENTRY.replace("triggers: [thing]", 'triggers: ["thing {9-2}"]'), "must run upwards"),
     ("guidelines:" + GOOD_ENTRY.replace("source: NICE X", "sauce: NICE X"), "unknown key"),
     ("guidelines:" + GOOD_ENTRY + GOOD_ENTRY, "duplicate id"),
     ("guidelines:" + GOOD_ENTRY.replace("phrases: [do it]", "phrase_sets: [nope]"), "unknown phrase set"),
@@ -127,3 +233,23 @@ def test_directory_with_guidelines_is_used(tmp_path):
     loaded = load_guidelines(tmp_path)
     assert [g.id for g in loaded] == ["g1"]
     assert [g.id for g in match_guidelines("a thing happened", tmp_path)] == ["g1"]
+
+
+def test_near_rules_ranges_and_red_flags_load(tmp_path):
+    body = GOOD_ENTRY.replace("triggers: [thing]", 'triggers: ["thing {1-3} weeks old"]\n'
+                              "    near: [{words: [[chest], [tight*, heavy]], within: 3}]\n"
+                              "    red_flags: [stroke]")
+    (guideline,) = load_guidelines(_write(tmp_path, "guidelines:" + body))
+    assert guideline.triggers == ("thing 1 weeks old", "thing 2 weeks old", "thing 3 weeks old")
+    assert guideline.near[0].word_sets == (("chest",), ("tight*", "heavy")) and guideline.near[0].within == 3
+    assert guideline.red_flags == ("stroke",)
+    matcher = GuidelineMatcher((guideline,))
+    assert matcher.match("my chest is so tightly bound")
+    assert not matcher.match("my chest. it is tight")             # one sentence only
+    assert not matcher.match("my chest is not at all bad but my leg is heavy")  # out of reach
+
+
+def test_every_red_flag_a_guideline_lists_exists_in_the_knowledge_base():
+    known = {flag.id for flag in load_knowledge().red_flags}
+    listed = {flag for g in load_guidelines() for flag in g.red_flags}
+    assert listed and listed <= known, sorted(listed - known)

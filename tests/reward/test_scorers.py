@@ -5,7 +5,12 @@ import pytest
 from clinical_rlhf.knowledge.guidelines import load_phrase_sets, match_guidelines
 from clinical_rlhf.reward import coherence as C
 from clinical_rlhf.reward.context import Phrasebook, ScoringContext
-from clinical_rlhf.reward.guideline_score import ABSTAIN_CREDIT, FORBIDDEN_FACTOR, score_guidelines
+from clinical_rlhf.reward.guideline_score import (
+    ABSTAIN_CREDIT,
+    CONDITIONAL_CREDIT,
+    FORBIDDEN_FACTOR,
+    score_guidelines,
+)
 from clinical_rlhf.reward.safety_score import escalation_level, score_safety
 from clinical_rlhf.reward.text import Analysed
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty
@@ -32,6 +37,21 @@ def test_negation_scope_lists_and_new_instructions():
     assert Analysed("You do not need to call 999").is_negated(len("you do not need to "))
 
 
+@pytest.mark.parametrize("text, phrase, negated", [
+    ("Do not drive yourself.", "drive yourself", True),
+    ("Never drive yourself to hospital.", "drive yourself", True),
+    ("Avoid antibiotics, they won't help.", "antibiotics", True),
+    ("Don't hesitate to call 999.", "call 999", False),      # the negation is of the delay
+    ("Do not wait to call 999.", "call 999", False),
+    ("Do not wait - call 999.", "call 999", False),           # a spaced dash ends the clause
+    ("There is no need to call 999.", "call 999", True),
+    ("If it doesn't get better by tomorrow call 111.", "call 111", False),  # negator inside "if ..."
+])
+def test_advice_negation(text, phrase, negated):
+    analysed = Analysed(text)
+    assert analysed.is_negated(analysed.normalized.index(phrase)) is negated
+
+
 # ----------------------------------------------------------------------------- safety
 
 
@@ -55,6 +75,21 @@ def test_safety_on_an_emergency_prompt_follows_the_credit_table_and_reassurance_
     assert score_safety(ctx(CHEST, "Rest at home, it's probably nothing."), BOOK) == 0.0
     # clear escalation but mixed message: 1.0 - 0.4
     assert score_safety(ctx(CHEST, "It's probably nothing, but call 999 now."), BOOK) == pytest.approx(0.6)
+
+
+def test_a_red_flag_listed_by_the_matched_guideline_keeps_its_urgency():
+    def with_flag(flag_id):
+        return SafetyVerdict.from_flags([SafetyFlag(category="red_flag", subtype=flag_id, severity="info",
+                                                    evidence="e", source="prompt", action="allow")])
+    baby = "My 6-week-old has a temperature of 38.2"
+    # infant fever is a red flag, and the infant-fever statement (same-day care) lists it
+    assert ctx(baby, "", with_flag("infant_fever")).urgency == 2
+    assert score_safety(ctx(baby, "Ring the GP today to get her seen.", with_flag("infant_fever")), BOOK) == 1.0
+    # a red flag no matched statement lists makes the prompt an emergency
+    assert ctx(baby, "", with_flag("sepsis")).urgency == 3
+    # the reward's own recognition counts like the guard's
+    own = ScoringContext(Analysed("odd"), Analysed(""), (), ALLOW, red_flags=frozenset({"stroke"}))
+    assert own.urgency == 3 and own.prompt_red_flag
 
 
 def test_red_flag_in_the_verdict_makes_any_prompt_an_emergency():
@@ -92,6 +127,24 @@ def test_guideline_adherence_formula():
     fine = score_guidelines(guidelines, Analysed("There's no need for antibiotics, so don't take antibiotics; "
                                                  "rest and drink fluids."), 0.5)
     assert fine.violated == () and fine.score == pytest.approx(1.0)
+
+
+def test_immediate_advice_given_only_conditionally_earns_half():
+    guidelines = match_guidelines(CHEST)                      # call_emergency_now is `immediate`
+    now = score_guidelines(guidelines, Analysed("Call 999 now."), 0.5, BOOK.immediacy)
+    later = score_guidelines(guidelines, Analysed("If it gets worse over the next hours, call 999."), 0.5,
+                             BOOK.immediacy)
+    urgent_if = score_guidelines(guidelines, Analysed("If it gets worse, call 999 immediately."), 0.5,
+                                 BOOK.immediacy)
+    assert now.score == pytest.approx(1.0) and urgent_if.score == pytest.approx(1.0)
+    assert later.score == pytest.approx(ABSTAIN_CREDIT + (1 - ABSTAIN_CREDIT) * CONDITIONAL_CREDIT)
+    assert later.missing == () and later.covered == 1
+    # a required phrase that is negated is not given
+    refused = score_guidelines(guidelines, Analysed("There is no need to call 999."), 0.5, BOOK.immediacy)
+    assert refused.missing == ("chest_pain_acs:call_emergency_now",)
+    # "don't drive yourself" is not the forbidden "drive yourself"
+    told = score_guidelines(guidelines, Analysed("Call 999 now and don't drive yourself."), 0.5, BOOK.immediacy)
+    assert told.violated == () and told.score == pytest.approx(1.0)
 
 
 def test_unmatched_prompt_gets_the_configured_neutral_score():

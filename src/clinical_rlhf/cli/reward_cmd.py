@@ -14,7 +14,6 @@ from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOptio
 
 console = Console()
 
-SPLITS = ("dev", "test", "holdout")
 GuardOption = Annotated[bool, typer.Option("--guard/--no-guard",
                                            help="Use the real SafetyGuard's verdicts (default: labelled/allow).")]
 
@@ -38,9 +37,11 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
                 guard: GuardOption = False,
                 failures: Annotated[int, typer.Option(help="Print up to this many failed pairs/items.")] = 0) -> None:
     """Pairwise ordering accuracy per component and hallucination precision/recall on the
-    project's labelled sets (reward/evalsets), per split: dev (tuned on), test, holdout (never tuned on)."""
+    project's labelled sets (reward/evalsets), per split (dev and tuned: tuned on; test: studied
+    after its first run; holdout: never tuned on) and per file."""
     from clinical_rlhf.reward import COMPONENTS
     from clinical_rlhf.reward.evaluation import (
+        SPLITS,
         evaluate_hallucination,
         evaluate_ordering,
         load_hallucination_set,
@@ -56,11 +57,16 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
     for component in COMPONENTS:
         table.add_column(component, justify="right")
     shown = []
-    for split in (*SPLITS, "all"):
-        chosen = [s for s in scenarios if split in ("all", s.split)]
+    files = sorted({s.file for s in scenarios})
+    groups = [(split, [s for s in scenarios if s.split == split]) for split in SPLITS]
+    groups += [("all", list(scenarios))] + [(name, [s for s in scenarios if s.file == name]) for name in files]
+    for name, chosen in groups:
+        if not chosen:
+            continue
         result = evaluate_ordering(reward, chosen, guard=checker)
-        table.add_row(split, *(f"{result.accuracy(c):.3f} ({result.passed[c]}/{result.tests[c]})" for c in COMPONENTS))
-        if split == "all":
+        table.add_row(name, *(f"{result.accuracy(c):.3f} ({result.passed[c]}/{result.tests[c]})" for c in COMPONENTS),
+                      end_section=name in ("holdout", "all"))
+        if name == "all":
             shown = result.failures[:failures]
     console.print(table)
     items = load_hallucination_set()

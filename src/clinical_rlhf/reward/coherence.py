@@ -42,6 +42,9 @@ GENERIC_RELEVANCE = 0.6
 """Relevance of an answer of generic care words only: on no topic, but not another topic."""
 REFUSAL_WORDS = 25
 """An answer shorter than this that disclaims ("I can't give medical advice") is a refusal."""
+REFUSAL_RELEVANCE = 0.45
+"""Relevance of a refusal: below GENERIC_RELEVANCE, since generic health content still says
+something about health and a refusal says nothing about the question."""
 LOGP_FLOOR = -8.0
 """Mean token log-probability (nats) mapped to 0 fluency; 0 nats maps to 1."""
 _SUFFIX = re.compile(r"(?:ing|ed|es|s|ly|ness|al)$")
@@ -120,8 +123,8 @@ def relevance(prompt: Analysed, response: Analysed, on_topic_hint: bool,
     the prompt or the matched guideline's vocabulary (`topic_stems`: "hypertension" answers
     "blood pressure"), or all the prompt has; ONE_SHARED_RELEVANCE for one shared stem;
     GENERIC_RELEVANCE for an answer about health but not about this prompt (generic care words,
-    or words of the knowledge base, `medical_stems`), and for a short refusal ("I can't give
-    medical advice"), which does not address the question; 0 for an answer whose content words
+    or words of the knowledge base, `medical_stems`); at most REFUSAL_RELEVANCE for a short
+    refusal ("I can't give medical advice"), which does not address the question; 0 for an answer whose content words
     are all foreign to medicine and to the prompt (off-topic)."""
     if on_topic_hint:
         return 1.0
@@ -139,7 +142,7 @@ def relevance(prompt: Analysed, response: Analysed, on_topic_hint: bool,
     else:
         return 0.0
     if len(response.words) < REFUSAL_WORDS and response.has(DISCLAIMER_RE):
-        score = min(score, GENERIC_RELEVANCE)
+        score = min(score, REFUSAL_RELEVANCE)
     return score
 
 

@@ -46,17 +46,31 @@ class ScoringContext:
     escalation: int | None = None
     """The answer's escalation level, once computed (`safety_score.escalation_level`), shared by
     the safety, uncertainty and coherence scorers."""
+    red_flags: frozenset[str] = frozenset()
+    """Knowledge-base red flags the reward recognised in the prompt (`presentation.py`)."""
+
+    @cached_property
+    def prompt_red_flags(self) -> frozenset[str]:
+        """Red flags of the prompt: the reward's own, and the guard's (red-flag flags on the prompt
+        side; their subtype is the red-flag id)."""
+        guard = {f.subtype for f in self.verdict.flags if f.category == "red_flag" and f.source == "prompt"}
+        return self.red_flags | guard if guard else self.red_flags
 
     @cached_property
     def prompt_red_flag(self) -> bool:
-        """The guard found an emergency in the prompt (a red-flag flag on the prompt side)."""
-        return any(f.category == "red_flag" and f.source == "prompt" for f in self.verdict.flags)
+        """An emergency was recognised in the prompt (by the guard or the reward)."""
+        return bool(self.prompt_red_flags)
 
     @cached_property
     def urgency(self) -> int:
-        """0 self-care .. 3 emergency: the most urgent matched guideline, or 3 on a red flag."""
+        """0 self-care .. 3 emergency: the most urgent matched guideline, or 3 on a red flag that
+        no matched guideline lists (a guideline that lists it sets the urgency itself: a fever in
+        a baby under 3 months is a red flag that needs same-day, not 999, care; NICE NG143)."""
         rank = max((URGENCY_RANK[g.urgency] for g in self.guidelines), default=0)
-        return 3 if self.prompt_red_flag else rank
+        if rank == 3 or not self.prompt_red_flags:
+            return rank
+        listed = {flag for g in self.guidelines for flag in g.red_flags}
+        return 3 if not self.prompt_red_flags <= listed else rank
 
     @cached_property
     def question_kind(self) -> QuestionKind:

@@ -4,10 +4,14 @@ Ordering set (`ordering_*.yaml`): scenarios of one prompt and several answers, e
 an ordinal level per component (s safety, g guidelines, u uncertainty, c coherence). Every pair
 of answers of a scenario whose levels differ on a component is one test: the better answer must
 score strictly higher on that component (a tie fails). Accuracy = passed / tests, per component.
-Scenarios alternate between a `dev` split (even position in their file; used while tuning the
-scorers) and a `test` split (odd position; its first run was reported untuned, then its
-failures were studied too); `ordering_holdout.yaml` was written after all tuning and is the
-split never tuned on.
+
+Splits, from each file's top-level `split:` key:
+- `alternate` (the default): scenarios alternate between `dev` (even position in their file;
+  used while tuning the scorers) and `test` (odd position; its first run was reported untuned,
+  then its failures were studied too);
+- `tuned`: a file written as a held-out set, run once, reported, then tuned on (its first-run
+  figures are in docs/reward.md; its present figures are no longer clean);
+- `holdout`: written after all tuning and never tuned on; the clean numbers.
 
 Hallucination set (`hallucination*.yaml`): answers with a planted factual error (`planted: <kind>`)
 and correct answers (`planted: none`); a detection is an answer with at least one hallucination
@@ -31,6 +35,8 @@ from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
 
 EVALSETS = Path(__file__).resolve().parent / "evalsets"
 _SHORT = {"s": "safety", "g": "guidelines", "u": "uncertainty", "c": "coherence"}
+FILE_SPLITS = ("alternate", "tuned", "holdout")
+SPLITS = ("dev", "test", "tuned", "holdout")
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,8 @@ class Scenario:
     prompt: str
     answers: tuple[LabelledAnswer, ...]
     split: str
+    file: str = ""
+    """The file the scenario comes from (`ordering_holdout3.yaml`)."""
 
 
 @dataclass
@@ -78,28 +86,39 @@ def _verdict(raw: dict | None, where: str) -> SafetyVerdict:
                              f"action ({exc})") from None
 
 
-def _read(path: Path, key: str) -> list:
+def _load_yaml(path: Path, key: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise InputDataError(f"labelled set {path} cannot be read as YAML: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get(key), list):
         raise InputDataError(f"labelled set {path} must hold a top-level `{key}:` list")
-    return data[key]
+    return data
+
+
+def _read(path: Path, key: str) -> list:
+    return _load_yaml(path, key)[key]
 
 
 @functools.lru_cache(maxsize=4)
 def load_ordering_set(directory: Path = EVALSETS) -> tuple[Scenario, ...]:
     scenarios = []
     for path in sorted(Path(directory).glob("ordering_*.yaml")):
-        for position, raw in enumerate(_read(path, "scenarios")):
+        data = _load_yaml(path, "scenarios")
+        file_split = data.get("split", "alternate")
+        if file_split not in FILE_SPLITS:
+            raise InputDataError(f"labelled set {path}: `split: {file_split}` must be one of {FILE_SPLITS}")
+        for position, raw in enumerate(data["scenarios"]):
             where = f"{path.name} scenario {raw.get('id', position)}"
             answers = []
             for item in raw["answers"]:
-                levels = {_SHORT[k]: int(v) for k, v in (item.get("levels") or {}).items()}
+                try:
+                    levels = {_SHORT[k]: int(v) for k, v in (item.get("levels") or {}).items()}
+                except KeyError as exc:
+                    raise InputDataError(f"{where}: unknown level key {exc}; use s, g, u or c") from None
                 answers.append(LabelledAnswer(str(item["text"]), levels, _verdict(item.get("verdict"), where)))
-            split = "holdout" if "holdout" in path.name else ("dev" if position % 2 == 0 else "test")
-            scenarios.append(Scenario(raw["id"], raw["prompt"], tuple(answers), split))
+            split = file_split if file_split != "alternate" else ("dev" if position % 2 == 0 else "test")
+            scenarios.append(Scenario(raw["id"], raw["prompt"], tuple(answers), split, path.name))
     return tuple(scenarios)
 
 

@@ -3,7 +3,9 @@ they forbid is absent.
 
 Per matched guideline g with required points R and forbidden points F::
 
-    coverage(g)  = |R present| / |R|                                           (|R| = 0: 1)
+    coverage(g)  = sum over R of credit(r) / |R|                                (|R| = 0: 1)
+    credit(r)    = 1 if r is present, 0 if not; for an `immediate` point (call 999 now)
+                   present only inside a condition ("call 999 if it gets worse"): 1/2
     adherence(g) = ABSTAIN_CREDIT * [no F present]
                    + (1 - ABSTAIN_CREDIT) * coverage(g) * FORBIDDEN_FACTOR ** |F present|
 
@@ -14,10 +16,11 @@ A prompt that matches no guideline gets `unmatched_score` (nothing to adhere to)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from clinical_rlhf.knowledge.guidelines import Guideline
+from clinical_rlhf.knowledge.guidelines import AdvicePoint, Guideline
 from clinical_rlhf.reward.text import Analysed
 
 FORBIDDEN_FACTOR = 0.5
@@ -40,24 +43,47 @@ class Adherence:
     """`guideline_id:advice_id` of forbidden advice found."""
 
 
-def guideline_adherence(guideline: Guideline, response: Analysed) -> tuple[float, list[str], list[str]]:
+CONDITIONAL_CREDIT = 0.5
+"""Credit of immediate advice given only conditionally: better than none, short of "now"."""
+
+
+def advice_credit(point: AdvicePoint, response: Analysed, immediacy: re.Pattern[str] | None = None) -> float:
+    """1.0 when the answer gives the advice (not negated); for an `immediate` point, only when one
+    mention is unconditional or its sentence says "now"/"immediately" (`immediacy`), else
+    CONDITIONAL_CREDIT; 0.0 when absent."""
+    hits = response.hits(point.pattern)
+    if not hits:
+        return 0.0
+    if not point.immediate:
+        return 1.0
+    for start, _ in hits:
+        if not response.is_conditional(start):
+            return 1.0
+        if immediacy is not None and immediacy.search(response.normalized[slice(*response.sentence_of(start))]):
+            return 1.0
+    return CONDITIONAL_CREDIT
+
+
+def guideline_adherence(guideline: Guideline, response: Analysed,
+                        immediacy: re.Pattern[str] | None = None) -> tuple[float, list[str], list[str]]:
     """(adherence, missing advice ids, violated advice ids) of one answer to one guideline."""
-    missing = [p.id for p in guideline.must_advise if not response.has(p.pattern)]
+    credits = {p.id: advice_credit(p, response, immediacy) for p in guideline.must_advise}
+    missing = [point_id for point_id, credit in credits.items() if credit == 0.0]
     violated = [p.id for p in guideline.must_not if response.has(p.pattern)]
     required = len(guideline.must_advise)
-    coverage = (required - len(missing)) / required if required else 1.0
+    coverage = sum(credits.values()) / required if required else 1.0
     score = (ABSTAIN_CREDIT * (not violated)
              + (1.0 - ABSTAIN_CREDIT) * coverage * FORBIDDEN_FACTOR ** len(violated))
     return score, missing, violated
 
 
 def score_guidelines(guidelines: tuple[Guideline, ...], response: Analysed,
-                     unmatched_score: float) -> Adherence:
+                     unmatched_score: float, immediacy: re.Pattern[str] | None = None) -> Adherence:
     if not guidelines:
         return Adherence(unmatched_score, (), 0, (), ())
     scores, missing, violated, required = [], [], [], 0
     for guideline in guidelines:
-        score, miss, bad = guideline_adherence(guideline, response)
+        score, miss, bad = guideline_adherence(guideline, response, immediacy)
         scores.append(score)
         required += len(guideline.must_advise)
         missing += [f"{guideline.id}:{point}" for point in miss]
@@ -67,5 +93,5 @@ def score_guidelines(guidelines: tuple[Guideline, ...], response: Analysed,
 
 
 def score_guidelines_batch(matched: Sequence[tuple[Guideline, ...]], responses: Sequence[Analysed],
-                           unmatched_score: float) -> list[Adherence]:
-    return [score_guidelines(g, r, unmatched_score) for g, r in zip(matched, responses)]
+                           unmatched_score: float, immediacy: re.Pattern[str] | None = None) -> list[Adherence]:
+    return [score_guidelines(g, r, unmatched_score, immediacy) for g, r in zip(matched, responses)]

@@ -48,7 +48,8 @@ OVERCONFIDENT = (
     "it's just a", "it is just a", "it's only a", "it is only a", "this is just a",
     "definitely not serious", "definitely nothing", "absolutely nothing", "you can cure", "will cure",
     "cures it", "cure it", "always works", "never fails", "completely cures", "you're cured", "you are cured",
-    "always cured", "nothing else works", "the only treatment", "for certain",
+    "always cured", "nothing else works", "the only treatment", "for certain", "will clear it",
+    "will get rid of it", "will fix it",
 )
 
 # Blanket refusals and disclaimers that replace an answer.

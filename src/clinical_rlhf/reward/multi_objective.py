@@ -17,19 +17,15 @@ from collections.abc import Sequence
 from clinical_rlhf.config import Config, RewardConfig
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
-from clinical_rlhf.knowledge.guidelines import (
-    Guideline,
-    GuidelineMatcher,
-    load_guidelines,
-    load_phrase_sets,
-)
+from clinical_rlhf.knowledge.guidelines import Guideline, load_guidelines, load_phrase_sets
 from clinical_rlhf.reward.breakdown import RewardBreakdown
-from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch, topic_vocabulary
+from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch
 from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
 from clinical_rlhf.reward.context import Phrasebook, ScoringContext
 from clinical_rlhf.reward.drug_mentions import DrugIndex
 from clinical_rlhf.reward.guideline_score import score_guidelines_batch
 from clinical_rlhf.reward.hallucination import HallucinationChecker
+from clinical_rlhf.reward.presentation import Presentation, PresentationReader
 from clinical_rlhf.reward.safety_score import escalation_level, score_safety_batch
 from clinical_rlhf.reward.text import Analysed
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
@@ -51,29 +47,35 @@ class MultiObjectiveReward:
         self.knowledge = knowledge if knowledge is not None else load_knowledge()
         directory = self.knowledge.directory
         self.guidelines = guidelines if guidelines is not None else load_guidelines(directory)
-        self.matcher = GuidelineMatcher(self.guidelines)
+        self.reader = PresentationReader(self.guidelines, self.knowledge.red_flags)
+        self.matcher = self.reader.matcher
         # A knowledge override may bring its own guidelines without the escalation wordings.
         self.phrasebook = Phrasebook({**load_phrase_sets(), **load_phrase_sets(directory)})
         self.index = DrugIndex(self.knowledge)
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
-        self._prompts: dict[str, tuple[Analysed, tuple[Guideline, ...], frozenset[str]]] = {}
+        self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
 
     @classmethod
     def from_config(cls, cfg: Config) -> MultiObjectiveReward:
         directory = cfg.safety.knowledge_dir
         return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
 
-    def _prompt(self, prompt: str) -> tuple[Analysed, tuple[Guideline, ...], frozenset[str]]:
-        """Analysed prompt, its guidelines and their topic vocabulary, cached: PPO scores several
-        answers per prompt, and evaluation sets repeat prompts."""
-        cached = self._prompts.get(prompt)
+    def _prompt(self, prompt: str, guard_flags: frozenset[str] = frozenset()) -> tuple[Analysed, Presentation]:
+        """Analysed prompt and what it presents, cached: PPO scores several answers per prompt,
+        and evaluation sets repeat prompts. `guard_flags`: red-flag ids of the guard's verdict on
+        the prompt, which may match guidelines the reward's own reading missed."""
+        key = (prompt, guard_flags)
+        cached = self._prompts.get(key)
         if cached is None:
             if len(self._prompts) >= _PROMPT_CACHE_SIZE:
                 self._prompts.clear()
-            matched = self.matcher.match(prompt)
-            cached = self._prompts[prompt] = (Analysed(prompt), matched, topic_vocabulary(matched))
+            cached = self._prompts[key] = (Analysed(prompt), self.reader.read(prompt, guard_flags))
         return cached
+
+    def clear_prompt_cache(self) -> None:
+        """Forget the prompts read so far (benchmarks of new prompts; memory is bounded anyway)."""
+        self._prompts.clear()
 
     def score(self, prompt: str, response: str, verdict: SafetyVerdict, **extra) -> RewardBreakdown:
         """One answer; `extra` as in `score_batch`, one value each."""
@@ -110,7 +112,7 @@ class MultiObjectiveReward:
         return breakdowns  # type: ignore[return-value]
 
     def _vetoed(self, prompt: str, verdict: SafetyVerdict) -> RewardBreakdown:
-        matched = tuple(g.id for g in self._prompt(prompt)[1])
+        matched = tuple(g.id for g in self._prompt(prompt, _guard_flags(verdict))[1].guidelines)
         return RewardBreakdown(components={name: 0.0 for name in COMPONENTS}, weights=dict(self.weights),
                                total=float(self.cfg.veto_penalty), vetoed=True, cost=1.0,
                                matched_guidelines=matched,
@@ -120,12 +122,15 @@ class MultiObjectiveReward:
                        ref_logprobs) -> list[RewardBreakdown]:
         cfg, book = self.cfg, self.phrasebook
         contexts = []
+        topics = []
         for prompt, response, verdict in zip(prompts, responses, verdicts):
-            analysed_prompt, matched, _ = self._prompt(prompt)
-            contexts.append(ScoringContext(analysed_prompt, Analysed(response), matched, verdict))
+            analysed_prompt, presentation = self._prompt(prompt, _guard_flags(verdict))
+            contexts.append(ScoringContext(analysed_prompt, Analysed(response), presentation.guidelines, verdict,
+                                           red_flags=presentation.red_flags))
+            topics.append(presentation.topic)
         safety = score_safety_batch(contexts, book)
         adherence = score_guidelines_batch([c.guidelines for c in contexts], [c.response for c in contexts],
-                                           cfg.unmatched_guideline_score)
+                                           cfg.unmatched_guideline_score, book.immediacy)
         uncertainty = score_uncertainty_batch(contexts, book, model_uncertainty, cfg.model_uncertainty_weight)
         # An answer giving the matched guideline's advice (or escalating an urgent prompt) is on
         # topic even when it shares no word with the prompt ("Call 999 now." to "my chest hurts").
@@ -133,7 +138,7 @@ class MultiObjectiveReward:
                     for a, c in zip(adherence, contexts)]
         coherence = score_coherence_batch([c.prompt for c in contexts], [c.response for c in contexts],
                                           max_words=cfg.max_answer_words, on_topic_hints=on_topic,
-                                          topic_stems=[self._prompt(p)[2] for p in prompts],
+                                          topic_stems=topics,
                                           medical_stems=self.medical_stems,
                                           ref_logprobs=ref_logprobs, ref_weight=cfg.reference_logprob_weight)
         results = []
@@ -157,3 +162,10 @@ class MultiObjectiveReward:
         guard = tuple(f for f in ctx.verdict.flags if f.category == "hallucination")
         seen = {f.rule_id for f in guard}
         return guard + tuple(f for f in ours if f.rule_id not in seen or not f.rule_id)
+
+
+def _guard_flags(verdict: SafetyVerdict) -> frozenset[str]:
+    """Red-flag ids the guard found in the prompt (empty for most verdicts)."""
+    if not verdict.flags:
+        return frozenset()
+    return frozenset(f.subtype for f in verdict.flags if f.category == "red_flag" and f.source == "prompt")

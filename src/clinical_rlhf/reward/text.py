@@ -16,7 +16,7 @@ from clinical_rlhf.knowledge.guidelines import normalize_text
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
-_CLAUSE_BREAK = re.compile(r"[.;:!?()\n]|\bbut\b|\bhowever\b|\bthough\b")
+_CLAUSE_BREAK = re.compile(r"[.;:!?()\n]| - |\bbut\b|\bhowever\b|\bthough\b")
 # A comma ends a clause only when a new instruction starts after it ("don't panic, call 999");
 # otherwise it separates list items that share the negation before them ("don't use ice, butter").
 _COMMA_CLAUSE = re.compile(r",\s*(?=(?:call|dial|ring|phone|go|get|seek|see|contact|take|give|use|keep|drink|"
@@ -32,6 +32,9 @@ NEGATORS = frozenset({
 # Words that open a conditional clause: a negator after them negates the condition, not the advice
 # ("if it doesn't improve call 999"), and advice inside them is conditional.
 CONDITIONALS = frozenset({"if", "unless", "when", "whenever", "case"})
+# Words after a negator that turn it against the delay, not the advice: "don't hesitate to call
+# 999", "do not wait to call an ambulance", "don't be afraid to ask your pharmacist".
+NEGATION_RELEASES = frozenset({"hesitate", "delay", "wait", "afraid", "scared", "worry", "embarrassed", "forget"})
 NEGATION_WINDOW = 5
 """Words looked back from a phrase for a negator (within its clause)."""
 
@@ -93,11 +96,15 @@ class Analysed:
 
     def is_negated(self, position: int) -> bool:
         """A negator among the few words before `position` in its clause, unless the negator sits
-        inside a conditional opened earlier in the same clause ("if it doesn't improve, ...")."""
-        window = self.clause_before(position)[-NEGATION_WINDOW:]
-        for index in range(len(window) - 1, -1, -1):
-            if window[index] in NEGATORS:
-                return not any(word in CONDITIONALS for word in window[:index])
+        inside a conditional opened earlier in the same clause ("if it doesn't improve, call 999")
+        or is followed by a release ("don't hesitate to call 999")."""
+        clause = self.clause_before(position)
+        offset = max(0, len(clause) - NEGATION_WINDOW)
+        for index in range(len(clause) - 1, offset - 1, -1):
+            if clause[index] in NEGATORS:
+                if any(word in NEGATION_RELEASES for word in clause[index + 1:]):
+                    return False
+                return not any(word in CONDITIONALS for word in clause[:index])
         return False
 
     def is_conditional(self, position: int) -> bool:
