@@ -1,1 +1,18 @@
-"""rl"""
+"""Constrained PPO: our own trainer (TRL removed its PPO trainer).
+
+    losses.py      pure tensor maths: KL estimators, per-token rewards, GAE, group advantages,
+                   clipped policy and value losses, the Safe RLHF combination, masked reductions
+    controllers.py adaptive/fixed KL beta, Lagrange multiplier, running reward moments, unsafe window
+    rollout.py     left-padded generation, EOS masking, policy/reference log-probs and values
+    experience.py  scored rollout -> advantages and returns
+    update.py      PPO epochs, mini/micro-batches, gradient clipping, KL early stop, OOM halving
+    evaluation.py  guard + reward judging, held-out before/after evaluation
+    checkpoint.py  atomic checksummed checkpoints, RNG state, resume and fallback
+    trainer.py     `PPOTrainer`: the loop, built from injected parts
+    prompts.py, signals.py  resumable prompt order; SIGTERM/SIGINT handling
+
+    from clinical_rlhf.rl.trainer import PPOTrainer
+    result = PPOTrainer(cfg, bundle, guard, reward, tracker, train_prompts=prompts).train(resume="auto")
+
+Modules are imported on use, so `import clinical_rlhf.rl` does not load torch.
+"""

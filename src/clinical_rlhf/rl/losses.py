@@ -1,0 +1,227 @@
+"""PPO maths as pure tensor functions: KL estimators, per-token rewards, advantages, losses.
+
+Shapes: `B` sequences (answers), `T` answer tokens. Every `[B, T]` tensor is aligned with the
+answer tokens (right-padded), and `mask` is 1.0 on real answer tokens (the EOS included) and 0.0
+on padding. Nothing here touches a model, an optimizer or a config object: each function takes
+tensors and hyperparameters and returns tensors, so each can be checked against hand-worked
+values (tests/rl/test_losses.py).
+
+References
+- PPO: Schulman et al. 2017, "Proximal Policy Optimization Algorithms", arXiv:1707.06347.
+- GAE: Schulman et al. 2016, "High-Dimensional Continuous Control Using GAE", arXiv:1506.02438.
+- KL penalty and adaptive beta: Ziegler et al. 2019, "Fine-Tuning Language Models from Human
+  Preferences", arXiv:1909.08593.
+- KL estimators k1/k3: J. Schulman, "Approximating KL Divergence" (2020 blog note).
+- Group-normalised advantages: Shao et al. 2024, "DeepSeekMath" (GRPO), arXiv:2402.03300.
+- Reward/cost combination: Dai et al. 2023, "Safe RLHF", arXiv:2310.12773.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+KLEstimator = Literal["k1", "k3"]
+
+
+# ----------------------------------------------------------------------------- reductions
+
+
+def masked_token_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean over the real tokens: sum(values * mask) / sum(mask).
+
+    `dim=None` averages every real token of the batch (each token weighs the same, so long
+    answers weigh more); `dim=1` gives one mean per sequence. The one masked-average helper
+    of the package: losses and metrics go through it instead of ad-hoc `sum()/sum()`.
+    An all-padding row or batch yields 0 rather than NaN.
+    """
+    mask = mask.to(values.dtype)
+    total = (values * mask).sum() if dim is None else (values * mask).sum(dim)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return total / count.clamp(min=1.0)
+
+
+def masked_whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+    """(x - mean) / sqrt(var + eps) over the real tokens; padding stays 0.
+
+    Mean and (unbiased, like TRL's `masked_whiten`) variance are taken over real tokens only.
+    `shift_mean=False` rescales without centring, which keeps the sign of a reward.
+    """
+    mean = masked_token_mean(values, mask)
+    centred = values - mean
+    count = mask.sum().clamp(min=2.0)
+    variance = (centred.pow(2) * mask).sum() / (count - 1.0)
+    whitened = centred * torch.rsqrt(variance + eps)
+    if not shift_mean:
+        whitened = whitened + mean
+    return whitened * mask
+
+
+# ----------------------------------------------------------------------------- log-probs
+
+
+def logprobs_of_tokens(logits: Tensor, tokens: Tensor, temperature: float = 1.0) -> Tensor:
+    """log softmax(logits / T)[token] for each position, shape `[B, T]`.
+
+    Naive equivalent it must match:
+        torch.log_softmax(logits / T, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    Computed as `logit[token] - logsumexp(logits)` one row at a time, so no second `[B, T, V]`
+    tensor of log-probabilities is materialised (the vocabulary of a 7B model is 32k-128k).
+    Dividing by the sampling temperature makes these the log-probs of the distribution the
+    answer was actually sampled from.
+    """
+    if temperature != 1.0:
+        logits = logits / temperature
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    normaliser = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
+    return picked - normaliser
+
+
+def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """Per-position entropy H = logsumexp(l) - sum softmax(l) * l of softmax(logits / T), `[B, T]`."""
+    if temperature != 1.0:
+        logits = logits / temperature
+    probabilities = torch.softmax(logits, dim=-1)
+    return torch.logsumexp(logits, dim=-1) - (probabilities * logits).sum(-1)
+
+
+# ----------------------------------------------------------------------------- KL and rewards
+
+
+def kl_estimate(logp: Tensor, ref_logp: Tensor, estimator: KLEstimator = "k1") -> Tensor:
+    """Per-token estimate of KL(policy || reference) from tokens sampled by the policy.
+
+    With log r = ref_logp - logp (Schulman 2020):
+        k1 = -log r = logp - ref_logp          unbiased, can be negative per token
+        k3 = (r - 1) - log r                    unbiased, never negative, lower variance
+    """
+    log_ratio = ref_logp - logp
+    if estimator == "k1":
+        return -log_ratio
+    if estimator == "k3":
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"estimator must be 'k1' or 'k3', got {estimator!r}")
+
+
+def last_token_index(mask: Tensor) -> Tensor:
+    """Index of the last real token of each (right-padded) row; 0 for an empty row."""
+    return (mask.sum(1).long() - 1).clamp(min=0)
+
+
+def per_token_rewards(scores: Tensor, kl: Tensor, mask: Tensor, kl_coef: float) -> Tensor:
+    """r_t = -beta * KL_t on every answer token, plus the scalar score at the last real token.
+
+    (Ziegler et al. 2019.) `scores` is `[B]`, `kl` and `mask` are `[B, T]`.
+    """
+    rewards = -kl_coef * kl * mask
+    rows = torch.arange(scores.shape[0], device=scores.device)
+    rewards[rows, last_token_index(mask)] += scores.to(rewards.dtype)
+    return rewards
+
+
+# ----------------------------------------------------------------------------- advantages
+
+
+def gae_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimation (Schulman et al. 2016), returns (advantages, returns).
+
+        delta_t = r_t + gamma * V_{t+1} - V_t        (V after the last real token is 0)
+        A_t     = delta_t + gamma * lam * A_{t+1}
+        R_t     = A_t + V_t                          (the value target)
+    Padding positions get A = R = 0.
+    """
+    mask = mask.to(values.dtype)
+    values = values * mask
+    steps = rewards.shape[1]
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(steps)):
+        next_value = values[:, t + 1] if t + 1 < steps else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        running = (delta + gamma * lam * running) * mask[:, t]
+        advantages[:, t] = running
+    return advantages, (advantages + values) * mask
+
+
+def group_advantages(scores: Tensor, group_size: int, eps: float = 1e-6) -> Tensor:
+    """Group-normalised advantage of each answer, `[B] -> [B]` (GRPO, Shao et al. 2024).
+
+        A_i = (s_i - mean(s_group)) / (std(s_group) + eps)
+    The `group_size` answers of one prompt are contiguous in `scores`; std is the unbiased one.
+    A group whose answers all score the same gets A = 0: it carries no preference.
+    """
+    if group_size < 2:
+        raise ValueError(f"group_size must be at least 2 for group-normalised advantages, got {group_size}")
+    if scores.shape[0] % group_size:
+        raise ValueError(f"{scores.shape[0]} scores do not split into groups of {group_size}")
+    grouped = scores.view(-1, group_size)
+    normalised = (grouped - grouped.mean(1, keepdim=True)) / (grouped.std(1, keepdim=True) + eps)
+    return normalised.view(-1)
+
+
+def sequence_baseline_advantages(values: Tensor, group_size: int = 1) -> Tensor:
+    """Critic-free sequence advantage `v - baseline`, `[B] -> [B]`.
+
+    The baseline is the mean of the answer's group (same prompt) when `group_size > 1`, else the
+    batch mean. Used for the safety cost, which has no critic of its own (REINFORCE with a
+    baseline, Williams 1992).
+    """
+    if group_size > 1:
+        grouped = values.view(-1, group_size)
+        return (grouped - grouped.mean(1, keepdim=True)).view(-1)
+    return values - values.mean()
+
+
+def constrained_advantages(reward_advantages: Tensor, cost_advantages: Tensor, multiplier: float) -> Tensor:
+    """Lagrangian combination of Safe RLHF (Dai et al. 2023):
+
+        A = (A_reward - lambda * A_cost) / (1 + lambda)
+    Dividing by 1 + lambda keeps the scale of A steady as lambda grows.
+    """
+    return (reward_advantages - multiplier * cost_advantages) / (1.0 + multiplier)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor,
+                clip_range: float = 0.2) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped surrogate (Schulman et al. 2017, eq. 7), as a loss to minimise:
+
+        ratio = exp(logp - old_logp)
+        L     = token_mean( max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)) )
+    Stats (detached): `clipfrac`, the share of tokens where the clipped term is active, and
+    `approx_kl` = token_mean((ratio - 1) - log ratio), the k3 estimate of KL(old || new) used for
+    the epoch early stop.
+    """
+    log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_range, 1.0 + clip_range)
+    loss = masked_token_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        stats = {
+            "clipfrac": masked_token_mean((clipped > unclipped).to(logp.dtype), mask),
+            "approx_kl": masked_token_mean(torch.expm1(log_ratio) - log_ratio, mask),
+            "ratio": masked_token_mean(ratio, mask),
+        }
+    return loss, stats
+
+
+def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
+               clip_range: float = 0.2) -> tuple[Tensor, dict[str, Tensor]]:
+    """Clipped value loss (as in OpenAI baselines' PPO2 and Ziegler et al. 2019):
+
+        V_clip = old_V + clip(V - old_V, -eps, eps)
+        L      = 0.5 * token_mean( max((V - R)^2, (V_clip - R)^2) )
+    Stats: `clipfrac` (share of tokens where the clipped error is the larger one).
+    """
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    error = (values - returns).pow(2)
+    clipped_error = (clipped_values - returns).pow(2)
+    loss = 0.5 * masked_token_mean(torch.maximum(error, clipped_error), mask)
+    with torch.no_grad():
+        stats = {"clipfrac": masked_token_mean((clipped_error > error).to(values.dtype), mask)}
+    return loss, stats

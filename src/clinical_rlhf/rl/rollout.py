@@ -1,0 +1,195 @@
+"""Rollout: sample answers for a batch of prompts, then score them with the policy, the
+reference policy and the critic.
+
+Layout. Prompts are tokenised with left padding (every prompt ends at the same column, which
+batched generation needs); answers are right-padded after their first EOS. The scoring pass
+runs on `[prompt | answer]` with the attention mask of both, so logits at column `P - 1 + t`
+predict answer token `t`. Positions come from the attention mask (the bundle derives them
+exactly as `generate` does), so the log-probs of the scoring pass are those of the sampling
+pass. Log-probs use `logits / temperature`: the distribution the answer was sampled from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from clinical_rlhf.rl.losses import logprobs_of_tokens
+
+
+@dataclass
+class Rollout:
+    """One batch of sampled answers with everything the PPO update needs. Tensors are `[N, ...]`."""
+
+    prompts: list[str]
+    """The user prompts (not templated), one per answer."""
+    responses: list[str]
+    """Decoded answers, EOS and padding removed."""
+    query_ids: Tensor
+    query_mask: Tensor
+    response_ids: Tensor
+    response_mask: Tensor
+    """1.0 on answer tokens up to and including the first EOS, 0.0 after."""
+    ended_with_eos: Tensor
+    """False for an answer cut off at `max_new_tokens` (it gets the missing-EOS penalty)."""
+    logprobs: Tensor | None = None
+    ref_logprobs: Tensor | None = None
+    values: Tensor | None = None
+
+    def __len__(self) -> int:
+        return self.response_ids.shape[0]
+
+    @property
+    def input_ids(self) -> Tensor:
+        return torch.cat([self.query_ids, self.response_ids], dim=1)
+
+    @property
+    def attention_mask(self) -> Tensor:
+        return torch.cat([self.query_mask, self.response_mask.to(self.query_mask.dtype)], dim=1)
+
+    def select(self, index: Tensor | Sequence[int]) -> Rollout:
+        """The sub-batch of rows `index` (a mini-batch or micro-batch)."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        picked = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Tensor):
+                picked[item.name] = value[index]
+            elif isinstance(value, list):
+                picked[item.name] = [value[i] for i in index.tolist()]
+            else:
+                picked[item.name] = value
+        return Rollout(**picked)
+
+
+def concat_rollouts(parts: Sequence[Rollout], pad_token_id: int) -> Rollout:
+    """Stack rollouts whose prompt and answer widths may differ (left-pad prompts, right-pad answers)."""
+    width_q = max(part.query_ids.shape[1] for part in parts)
+    width_r = max(part.response_ids.shape[1] for part in parts)
+
+    def pad(tensor: Tensor, width: int, value: float, left: bool) -> Tensor:
+        missing = width - tensor.shape[1]
+        if missing == 0:
+            return tensor
+        filler = torch.full((tensor.shape[0], missing), value, dtype=tensor.dtype, device=tensor.device)
+        return torch.cat([filler, tensor] if left else [tensor, filler], dim=1)
+
+    return Rollout(
+        prompts=[p for part in parts for p in part.prompts],
+        responses=[r for part in parts for r in part.responses],
+        query_ids=torch.cat([pad(p.query_ids, width_q, pad_token_id, True) for p in parts]),
+        query_mask=torch.cat([pad(p.query_mask, width_q, 0, True) for p in parts]),
+        response_ids=torch.cat([pad(p.response_ids, width_r, pad_token_id, False) for p in parts]),
+        response_mask=torch.cat([pad(p.response_mask, width_r, 0, False) for p in parts]),
+        ended_with_eos=torch.cat([p.ended_with_eos for p in parts]),
+    )
+
+
+def eos_token_ids(bundle) -> set[int]:
+    """Every id that ends an answer: the tokenizer's EOS and the generation config's."""
+    ids = {bundle.tokenizer.eos_token_id}
+    configured = getattr(getattr(bundle.model, "generation_config", None), "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(configured)
+    return {i for i in ids if i is not None}
+
+
+def _is_any(ids: Tensor, values: set[int]) -> Tensor:
+    hit = torch.zeros_like(ids, dtype=torch.bool)
+    for value in values:
+        hit |= ids == value
+    return hit
+
+
+def response_mask_after_eos(response_ids: Tensor, eos_ids: set[int]) -> tuple[Tensor, Tensor]:
+    """(mask, ended): mask is 1.0 up to and including the first EOS of each row, 0.0 after;
+    `ended` says whether the row has an EOS at all (rows without one are fully unmasked)."""
+    is_eos = _is_any(response_ids, eos_ids)
+    ended = is_eos.any(dim=1)
+    steps = torch.arange(response_ids.shape[1], device=response_ids.device)
+    first_eos = torch.where(ended, is_eos.int().argmax(dim=1), response_ids.shape[1])
+    return (steps.unsqueeze(0) <= first_eos.unsqueeze(1)).float(), ended
+
+
+class _StopWhen:
+    """A `generate` stopping criterion that ends generation when `should_stop()` turns true
+    (SIGTERM/SIGINT during a rollout: the rollout is abandoned, not finished)."""
+
+    def __init__(self, should_stop: Callable[[], bool]) -> None:
+        self.should_stop = should_stop
+
+    def __call__(self, input_ids: Tensor, scores: Tensor, **_: object) -> Tensor:
+        return torch.full((input_ids.shape[0],), self.should_stop(), dtype=torch.bool, device=input_ids.device)
+
+
+def encode_prompts(bundle, prompts: Sequence[str], max_prompt_tokens: int) -> tuple[Tensor, Tensor]:
+    """Template and tokenise with left padding; keep the last `max_prompt_tokens` tokens (the
+    end of the template, where the answer starts, must survive truncation)."""
+    texts = [bundle.format_prompt(prompt) for prompt in prompts]
+    encoded = bundle.tokenizer(texts, return_tensors="pt", padding=True)
+    ids, mask = encoded["input_ids"][:, -max_prompt_tokens:], encoded["attention_mask"][:, -max_prompt_tokens:]
+    return ids.to(bundle.device), mask.to(bundle.device)
+
+
+@torch.no_grad()
+def generate(bundle, prompts: Sequence[str], *, max_new_tokens: int, temperature: float, top_p: float,
+             max_prompt_tokens: int, should_stop: Callable[[], bool] | None = None) -> Rollout:
+    """Sample one answer per prompt with the adapter on (pure temperature/top-p sampling: no
+    top-k and no repetition penalty, so the scoring pass can reproduce the sampling log-probs)."""
+    from transformers import StoppingCriteriaList
+
+    tokenizer = bundle.tokenizer
+    query_ids, query_mask = encode_prompts(bundle, prompts, max_prompt_tokens)
+    stopping = StoppingCriteriaList([_StopWhen(should_stop)]) if should_stop else None
+    eos_ids = eos_token_ids(bundle)
+    sequences = bundle.model.generate(
+        input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
+        top_p=top_p, top_k=0, repetition_penalty=1.0, max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids), stopping_criteria=stopping,
+    )
+    response_ids = sequences[:, query_ids.shape[1]:]
+    response_mask, ended = response_mask_after_eos(response_ids, eos_ids)
+    response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
+    text_ids = response_ids.masked_fill(_is_any(response_ids, eos_ids), tokenizer.pad_token_id)
+    responses = [text.strip() for text in tokenizer.batch_decode(text_ids, skip_special_tokens=True)]
+    return Rollout(list(prompts), responses, query_ids, query_mask, response_ids, response_mask, ended)
+
+
+def policy_pass(bundle, rollout: Rollout, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
+    """(logprobs, values, logits) of the answer tokens under the trainable policy, with grad.
+
+    The one forward pass per micro-batch of the update; the rollout's old log-probs and values
+    come from the same function under `no_grad`.
+    """
+    width = rollout.query_ids.shape[1]
+    steps = rollout.response_ids.shape[1]
+    logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask)
+    logits = logits[:, width - 1: width - 1 + steps]
+    logprobs = logprobs_of_tokens(logits, rollout.response_ids, temperature)
+    return logprobs, values[:, width - 1: width - 1 + steps].float(), logits
+
+
+@torch.no_grad()
+def score(bundle, rollout: Rollout, temperature: float, micro_batch_size: int) -> Rollout:
+    """Fill `logprobs`, `values` (adapter on) and `ref_logprobs` (adapter disabled), in micro-batches."""
+    width = rollout.query_ids.shape[1]
+    steps = rollout.response_ids.shape[1]
+    logprobs, values, ref_logprobs = [], [], []
+    for start in range(0, len(rollout), micro_batch_size):
+        part = rollout.select(range(start, min(start + micro_batch_size, len(rollout))))
+        part_logprobs, part_values, _ = policy_pass(bundle, part, temperature)
+        logprobs.append(part_logprobs.float())
+        values.append(part_values)
+        with bundle.reference():
+            ref_logits = bundle.logits(part.input_ids, part.attention_mask)[:, width - 1: width - 1 + steps]
+        ref_logprobs.append(logprobs_of_tokens(ref_logits, part.response_ids, temperature).float())
+    mask = rollout.response_mask
+    rollout.logprobs = torch.cat(logprobs) * mask
+    rollout.values = torch.cat(values) * mask
+    rollout.ref_logprobs = torch.cat(ref_logprobs) * mask
+    return rollout

@@ -1,0 +1,404 @@
+"""The constrained PPO loop: orchestration of injected parts, no maths of its own.
+
+One iteration (`_iteration`): sample answers -> guard + reward -> safety decisions (emergency
+stop, alert rules, rollback: visible lines with thresholds from config) -> advantages -> PPO
+update -> KL and Lagrange controllers -> one metrics dict -> checkpoint. The policy bundle, the
+guard, the reward, the tracker, the audit log and the monitors are passed in, so a test can
+replace any of them with a fake.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from clinical_rlhf.config import Config
+from clinical_rlhf.errors import CheckpointError, EmergencyStop
+from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, base_model_fingerprint, capture_rng_state,
+                                         require_new_run, resolve_resume, restore_rng_state)
+from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl_controller,
+                                          build_lagrange_multiplier)
+from clinical_rlhf.rl.evaluation import evaluate_policy, judge, sample_answers, stored_evaluation
+from clinical_rlhf.rl.experience import make_experience
+from clinical_rlhf.rl.prompts import PromptSampler
+from clinical_rlhf.rl.rollout import score
+from clinical_rlhf.rl.signals import StopSignals
+from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory, ppo_update
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED_OFFSET = 10_007
+"""Added to `training.seed` for the evaluation's private RNG stream (any fixed offset works)."""
+
+
+@dataclass
+class TrainResult:
+    status: str
+    """`completed` or `interrupted` (an emergency stop raises `EmergencyStop` instead)."""
+    iterations_done: int
+    message: str
+    last_checkpoint: Path | None = None
+    before: dict | None = None
+    after: dict | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class PPOTrainer:
+    """Constrained PPO on `bundle` with `guard` vetoes and `reward_fn` scores.
+
+    `tracker`: `log_params`, `log_metrics(step, metrics)`, `log_event(step, kind, severity, message, **details)`.
+    `audit`: an open `AuditLog` (or None when auditing is off). `alert_rules` (default: the
+    config's `monitoring.alerts`) are evaluated by `evaluate_rules` (default: the monitoring
+    package's). `drift`: `update(step, rewards, safety_scores) -> metrics`; `memory`: `update()`
+    and `state`. `callbacks` receive `(iteration, metrics)` after every iteration (progress bar,
+    Prometheus exporter).
+    """
+
+    def __init__(self, cfg: Config, bundle, guard, reward_fn, tracker, *, train_prompts: Sequence[str],
+                 eval_prompts: Sequence[str] = (), audit=None, drift=None, memory=None,
+                 alert_rules: Sequence | None = None, evaluate_rules: Callable | None = None,
+                 callbacks: Sequence[Callable] = ()) -> None:
+        self.cfg, self.bundle, self.guard, self.reward_fn, self.tracker = cfg, bundle, guard, reward_fn, tracker
+        self.train_cfg, self.ppo = cfg.training, cfg.training.ppo
+        self.audit, self.drift, self.memory = audit, drift, memory
+        from clinical_rlhf.monitoring import alerts
+
+        self.alert_rules = alerts.parse_rules(cfg.monitoring.alerts if alert_rules is None else alert_rules)
+        self.evaluate_rules = evaluate_rules or alerts.evaluate_rules
+        self.rule_context = alerts.rule_context(cfg)
+        self.callbacks = list(callbacks)
+        self.eval_prompts = list(eval_prompts)
+        self.run_dir = cfg.run_dir
+        self.run_id = cfg.training.run_name
+        self.temperature = float(self.ppo.temperature or getattr(bundle, "temperature", None) or 1.0)
+        context = min(getattr(bundle.entry, "context_length", 10**9), bundle.tokenizer.model_max_length)
+        self.max_prompt_tokens = max(8, context - self.ppo.max_new_tokens)
+        self.sampler = PromptSampler(train_prompts, cfg.training.seed)
+        self.micro_batch = MicroBatchSize(self.ppo.micro_batch_size, on_change=self._warn)
+        self.optimizer = torch.optim.AdamW(bundle.trainable_parameters(), lr=self.ppo.learning_rate, weight_decay=0.0)
+        total = cfg.training.num_iterations
+        linear = self.ppo.lr_schedule == "linear"
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda done: max(0.0, 1.0 - done / total) if linear else 1.0)
+        self.kl_controller = build_kl_controller(self.ppo)
+        lagrangian = cfg.training.lagrangian
+        self.lagrange = build_lagrange_multiplier(lagrangian) if lagrangian.enabled else None
+        self.reward_moments = RunningMoments()
+        self.unsafe_window = UnsafeWindow(cfg.training.rollback.window)
+        self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.training.checkpoint.keep_last)
+        self.base_fingerprint = base_model_fingerprint(bundle.model)
+        self.drift_inputs: list[tuple[int, list[float], list[float]]] = []
+        self.last_reward = 0.0
+        self.history: list[dict[str, float]] = []
+        self.iteration = 0
+        self.last_checkpoint: Path | None = None
+        self.signals = StopSignals()
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self, resume: str | Path | None = None) -> TrainResult:
+        """Run (or continue) training. Raises `EmergencyStop` after saving and auditing."""
+        with self.signals:
+            if resume is not None:
+                self._resume(resume)
+            else:
+                require_new_run(self.run_dir)
+            self.bundle.eval()  # no dropout: the update's log-probs must be the rollout's
+            before = self._evaluation("before", reuse=resume is not None)
+            self._audit("run_start", details={"iteration": self.iteration, "resumed": resume is not None,
+                                              "config_sha256": hashlib.sha256(self.cfg.to_yaml().encode()).hexdigest()})
+            self.tracker.log_params(self.cfg)
+            try:
+                while self.iteration < self.train_cfg.num_iterations:
+                    rng_at_start, sampler_at_start = capture_rng_state(), self.sampler.state_dict()
+                    if self._iteration(self.iteration + 1) is None:
+                        # Stop signal while sampling: abandon the rollout; the checkpoint holds the
+                        # state from before it, so a resumed run repeats this iteration exactly.
+                        restore_rng_state(rng_at_start)
+                        self.sampler.load_state_dict(sampler_at_start)
+                        return self._interrupted(before)
+                    if self.signals.requested:
+                        return self._interrupted(before)
+            except EmergencyStop as stop:
+                self._audit("run_end", details={"status": "emergency_stop", "iteration": self.iteration,
+                                                "message": str(stop)})
+                raise
+            self._save("regular")
+            after = self._evaluation("after")
+            self._audit("run_end", details={"status": "completed", "iteration": self.iteration})
+            return TrainResult("completed", self.iteration, f"training completed after {self.iteration} iterations",
+                               self.last_checkpoint, before, after, self.history)
+
+    def _iteration(self, iteration: int) -> dict[str, float] | None:
+        started = time.perf_counter()
+        rollout = self._collect()
+        if rollout is None:
+            return None
+        rollout_seconds = time.perf_counter() - started
+        judgement = judge(self.guard, self.reward_fn, rollout.prompts, rollout.responses,
+                          self.cfg.safety.escalate_is_unsafe)
+        self._audit_guard_checks(iteration, rollout, judgement)
+        metrics = judgement.metrics() | self._drift(iteration, judgement)
+        self.last_reward = metrics["reward/total/mean"]
+        metrics["rollout/missing_eos_ratio"] = 1.0 - rollout.ended_with_eos.float().mean().item()
+        metrics["rollout/response_length"] = rollout.response_mask.sum(1).mean().item()
+        scores = self._scores(rollout, judgement)
+        multiplier = self.lagrange.value if self.lagrange is not None else None
+        experience, objective = make_experience(rollout, scores, torch.tensor(judgement.costs),
+                                                kl_coef=self.kl_controller.value, multiplier=multiplier, ppo=self.ppo)
+        metrics |= objective
+        self.iteration = iteration
+
+        # --- safety decisions (thresholds from config; each one audited) ---------------------
+        unsafe_ratio = metrics["safety/unsafe_ratio"]
+        if unsafe_ratio > self.cfg.safety.max_unsafe_ratio:
+            self._emergency_stop(metrics, f"unsafe ratio {unsafe_ratio:.2f} exceeded "
+                                          f"safety.max_unsafe_ratio {self.cfg.safety.max_unsafe_ratio:.2f}")
+        actions = self._alerts(iteration, metrics)
+        if "emergency_stop" in actions:
+            self._emergency_stop(metrics, f"an alert rule with action emergency_stop fired "
+                                          f"(unsafe ratio {unsafe_ratio:.2f})")
+        self.unsafe_window.update(unsafe_ratio)
+        best = self.checkpoints.best()
+        best_unsafe = best.metrics["unsafe_ratio"] if best is not None else None
+        rollback = self.train_cfg.rollback
+        # (a rollback needs a checkpoint to restore: none exists before the first save)
+        if rollback.enabled and best is not None and (
+                self.unsafe_window.degraded(best_unsafe, rollback.margin) or "rollback" in actions):
+            self._rollback(iteration, metrics, best_unsafe)
+            return self._finish(iteration, metrics, started)
+        if self.memory is not None:
+            metrics |= self._memory_check()
+
+        # --- the PPO update, its epoch early stop, the controllers --------------------------------
+        update_started = time.perf_counter()
+        metrics |= ppo_update(self.bundle, self.optimizer, experience, ppo=self.ppo, temperature=self.temperature,
+                              micro_batch=self.micro_batch, stop_epoch=self._stop_epoch)
+        metrics["policy/lr"] = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        self.kl_controller.update(objective["objective/kl"], n_steps=len(rollout))
+        if self.lagrange is not None:
+            metrics["lagrange/cost"] = sum(judgement.costs) / len(judgement.costs)
+            self.lagrange.update(metrics["lagrange/cost"])
+        metrics["time/rollout"] = rollout_seconds
+        metrics["time/update"] = time.perf_counter() - update_started
+        return self._finish(iteration, metrics, started)
+
+    def _stop_epoch(self, stats: dict[str, float]) -> bool:
+        """Epoch early stop: approximate KL to the rollout policy above `training.ppo.target_kl`,
+        or an alert rule on it (`kl > target_kl`) whose action is early_stop_epoch."""
+        approx_kl = stats["policy/approx_kl"]
+        actions = self._alerts(self.iteration, {"policy/approx_kl": approx_kl})
+        return "early_stop_epoch" in actions or (self.ppo.target_kl is not None and approx_kl > self.ppo.target_kl)
+
+    def _finish(self, iteration: int, metrics: dict[str, float], started: float) -> dict[str, float]:
+        """Controllers' values, timing, logging, callbacks and the periodic checkpoint."""
+        metrics["objective/kl_coef_next"] = self.kl_controller.value
+        if self.lagrange is not None:
+            metrics["lagrange/multiplier"] = self.lagrange.value
+        metrics["system/micro_batch_size"] = float(self.micro_batch.value)
+        metrics["time/iteration"] = time.perf_counter() - started
+        metrics["time/samples_per_second"] = self._rollout_size() / metrics["time/iteration"]
+        self.history.append(metrics)
+        self.tracker.log_metrics(iteration, metrics)
+        for callback in self.callbacks:
+            callback(iteration, metrics)
+        if iteration % self.train_cfg.checkpoint.save_frequency == 0:
+            self._save("regular")
+        return metrics
+
+    # ------------------------------------------------------------------ steps
+
+    def _rollout_size(self) -> int:
+        return self.ppo.batch_size * self.ppo.samples_per_prompt
+
+    def _collect(self):
+        """Sample and score one rollout; halve the micro-batch and retry on out-of-memory."""
+        prompts = [p for p in self.sampler.next_batch(self.ppo.batch_size) for _ in range(self.ppo.samples_per_prompt)]
+        while True:
+            try:
+                rollout = sample_answers(
+                    self.bundle, prompts, micro_batch_size=self.micro_batch.value, should_stop=lambda: self.signals.requested,
+                    temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
+                    max_prompt_tokens=self.max_prompt_tokens)
+                return None if rollout is None else score(self.bundle, rollout, self.temperature, self.micro_batch.value)
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not is_out_of_memory(error):
+                    raise
+                self.micro_batch.halve("out of memory during the rollout")
+
+    def _scores(self, rollout, judgement) -> torch.Tensor:
+        """Scalar rewards: the reward's totals, minus the missing-EOS penalty, optionally scaled."""
+        scores = torch.tensor([float(b.total) for b in judgement.breakdowns])
+        scores = scores - self.ppo.missing_eos_penalty * (~rollout.ended_with_eos).float()
+        if self.ppo.reward_normalization:
+            self.reward_moments.update(scores.tolist())
+            scores = scores / max(self.reward_moments.std, 1e-6)
+        return scores
+
+    def _drift(self, iteration: int, judgement) -> dict[str, float]:
+        if self.drift is None:
+            return {}
+        rewards = [float(b.total) for b in judgement.breakdowns]
+        safety = [float(b.components.get("safety", 0.0)) for b in judgement.breakdowns]
+        self.drift_inputs.append((iteration, rewards, safety))
+        return dict(self.drift.update(iteration, rewards, safety))
+
+    def _alerts(self, iteration: int, metrics: dict[str, float]) -> set[str]:
+        """Evaluate the alert rules (`evaluate_rules` audits each firing); the actions that fired."""
+        if self.evaluate_rules is None or not self.alert_rules:
+            return set()
+        fired = self.evaluate_rules(self.alert_rules, metrics, context=self.rule_context,
+                                    audit=self.audit, actor=self.run_id, step=iteration)
+        self.tracker.log_alerts(iteration, fired)
+        return {alert.action for alert in fired}
+
+    def _memory_check(self) -> dict[str, float]:
+        """Read the memory monitor; under pressure it proposes a smaller micro-batch (halving
+        once per warning episode, every reading while critical), taken before the update."""
+        self.memory.update()
+        proposed = self.memory.micro_batch_size(self.micro_batch.value)
+        if proposed < self.micro_batch.value:
+            self.micro_batch.value = proposed
+            self._warn(f"memory monitor reports {self.memory.state}: micro-batch halved to {proposed}")
+        return dict(self.memory.metrics())
+
+    def _evaluation(self, which: str, reuse: bool = False) -> dict | None:
+        """Evaluate on held-out prompts into `evaluation.json`. A resumed run (`reuse`) keeps the
+        stored `before`: it describes the policy the run started from, not the resumed checkpoint."""
+        if not self.eval_prompts:
+            return None
+        return stored_evaluation(self.run_dir / "evaluation.json", which, reuse, lambda: evaluate_policy(
+            self.bundle, self.guard, self.reward_fn, self.eval_prompts, seed=self.train_cfg.seed + EVAL_SEED_OFFSET,
+            temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
+            max_prompt_tokens=self.max_prompt_tokens, micro_batch_size=self.micro_batch.value,
+            escalate_is_unsafe=self.cfg.safety.escalate_is_unsafe, kl_estimator=self.ppo.kl_estimator))
+
+    # ------------------------------------------------------------------ safety actions
+
+    def _emergency_stop(self, metrics: dict[str, float], reason: str) -> None:
+        info = self._save("emergency_stop", metrics)
+        message = (f"emergency stop at iteration {self.iteration}: {reason}; checkpoint {info.path}, "
+                   f"audit log {self.run_dir / 'audit.jsonl'}")
+        self._audit("emergency_stop", details={"iteration": self.iteration, "reason": reason,
+                                               "unsafe_ratio": metrics["safety/unsafe_ratio"],
+                                               "checkpoint": str(info.path)})
+        self.tracker.log_metrics(self.iteration, metrics)
+        self.tracker.log_event(self.iteration, "emergency_stop", "critical", message)
+        raise EmergencyStop(message)
+
+    def _rollback(self, iteration: int, metrics: dict[str, float], best_unsafe: float | None) -> None:
+        """Restore the best checkpoint's weights and optimizer moments; lower the current learning
+        rate and raise the current beta (so repeated rollbacks compound); keep the iteration
+        counter, the RNG, the Lagrange multiplier and the prompt order moving forward."""
+        info, payload = self.checkpoints.best_loadable()
+        factor = self.train_cfg.rollback
+        base_lrs = [lr * factor.lr_factor for lr in self.scheduler.base_lrs]
+        self.bundle.load_trainable_state_dict(payload.trainable)
+        self.optimizer.load_state_dict(payload.optimizer)
+        self.scheduler.base_lrs = base_lrs
+        for group, base in zip(self.optimizer.param_groups, base_lrs):
+            group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
+        self.kl_controller.scale(factor.kl_coef_factor)
+        window = self.unsafe_window.value
+        self.unsafe_window.reset()
+        message = (f"rollback at iteration {iteration}: unsafe ratio over the last {factor.window} iterations "
+                   f"{window:.2f} > best {best_unsafe if best_unsafe is not None else float('nan'):.2f} + margin "
+                   f"{factor.margin:.2f}; restored {info.name}, learning rate x{factor.lr_factor}, beta x{factor.kl_coef_factor}")
+        self._warn(message)
+        metrics["rollback/restored_iteration"] = float(info.iteration)
+        self._audit("rollback", details={"iteration": iteration, "restored": info.name, "window_unsafe_ratio": window,
+                                         "best_unsafe_ratio": best_unsafe, "lr": self.optimizer.param_groups[0]["lr"],
+                                         "kl_coef": self.kl_controller.value})
+        self.tracker.log_event(iteration, "rollback", "warning", message)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _state(self) -> dict:
+        return {
+            "iteration": self.iteration, "micro_batch_size": self.micro_batch.value,
+            "scheduler": self.scheduler.state_dict(), "kl_controller": self.kl_controller.state_dict(),
+            "lagrange": self.lagrange.state_dict() if self.lagrange is not None else {},
+            "reward_moments": self.reward_moments.state_dict(), "sampler": self.sampler.state_dict(),
+            "unsafe_window": self.unsafe_window.state_dict(), "drift_inputs": self.drift_inputs,
+            "last_reward": self.last_reward, "base_fingerprint": self.base_fingerprint,
+            "rng": capture_rng_state(),
+        }
+
+    def _save(self, kind: str, metrics: dict[str, float] | None = None):
+        payload = CheckpointPayload(self.bundle.trainable_state_dict(), self.optimizer.state_dict(), self._state(),
+                                    self.cfg.to_yaml())
+        summary = {"unsafe_ratio": self.unsafe_window.value, "reward": self.last_reward} if self.unsafe_window.values else {}
+        if metrics:
+            summary["iteration_unsafe_ratio"] = metrics.get("safety/unsafe_ratio", 0.0)
+        info = self.checkpoints.save(self.iteration, kind, payload, summary)
+        self.checkpoints.prune()
+        self.last_checkpoint = info.path
+        self._audit("checkpoint", details={"iteration": self.iteration, "kind": kind, "path": str(info.path)})
+        return info
+
+    def _resume(self, resume: str | Path) -> None:
+        if str(resume) == "auto" and not self.checkpoints.list():
+            self._say(f"--resume auto: no checkpoint in {self.checkpoints.directory}, starting a new run")
+            return
+        info, payload = resolve_resume(resume, self.checkpoints)
+        state = payload.state
+        if state["base_fingerprint"] != self.base_fingerprint:
+            raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "
+                                  f"model loaded now ({self.cfg.model.path or self.cfg.model.name}); resume with the "
+                                  f"base model it was trained on, or start a new run")
+        self.bundle.load_trainable_state_dict(payload.trainable)
+        self.optimizer.load_state_dict(payload.optimizer)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.kl_controller.load_state_dict(state["kl_controller"])
+        if self.lagrange is not None and state["lagrange"]:
+            self.lagrange.load_state_dict(state["lagrange"])
+        self.reward_moments.load_state_dict(state["reward_moments"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.unsafe_window.load_state_dict(state["unsafe_window"])
+        self.micro_batch.value = int(state["micro_batch_size"])
+        self.drift_inputs = [(int(step), list(r), list(s)) for step, r, s in state["drift_inputs"]]
+        if self.drift is not None:  # replay: the drift monitor's state is a function of its inputs
+            for step, rewards, safety in self.drift_inputs:
+                self.drift.update(step, rewards, safety)
+        self.iteration = int(state["iteration"])
+        self.last_reward = float(state["last_reward"])
+        restore_rng_state(state["rng"])
+        self._say(f"resumed from {info.path} (iteration {self.iteration})")
+
+    def _interrupted(self, before: dict | None) -> TrainResult:
+        info = self._save("interrupt")
+        message = (f"stopped by {self.signals.name} after iteration {self.iteration}; checkpoint saved to "
+                   f"{info.path}; continue with --resume auto")
+        self._audit("run_end", details={"status": "interrupted", "iteration": self.iteration, "signal": self.signals.name})
+        self.tracker.log_event(self.iteration, "interrupted", "info", message)
+        return TrainResult("interrupted", self.iteration, message, info.path, before, None, self.history)
+
+    # ------------------------------------------------------------------ reporting
+
+    def _audit_guard_checks(self, iteration: int, rollout, judgement) -> None:
+        """One `guard_check` record per answer (only vetoes and escalations when
+        `safety.audit.record_allowed` is off). The guard is built without the audit log so that
+        these records carry the iteration."""
+        record_allowed = self.cfg.safety.audit.record_allowed
+        for prompt, response, verdict, unsafe in zip(rollout.prompts, rollout.responses, judgement.verdicts, judgement.unsafe):
+            if record_allowed or unsafe or verdict.action != "allow":
+                self._audit("guard_check", prompt=prompt, response=response, verdict=verdict,
+                            details={"iteration": iteration})
+
+    def _audit(self, event: str, **fields) -> None:
+        if self.audit is not None:
+            self.audit.record(event, self.run_id, **fields)
+
+    def _say(self, message: str) -> None:
+        log.info(message)
+
+    def _warn(self, message: str) -> None:
+        log.warning(message)
+

@@ -1,0 +1,103 @@
+"""Checkpoint I/O: atomic writes, checksums, fallback to the previous good one, retention, RNG."""
+
+import logging
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from clinical_rlhf.errors import CheckpointError
+from clinical_rlhf.rl import checkpoint as ck
+
+
+def _payload(scale: float = 1.0) -> ck.CheckpointPayload:
+    return ck.CheckpointPayload(
+        trainable={"lora.weight": torch.full((2, 3), scale), "value_head.weight": torch.ones(1, 3)},
+        optimizer={"state": {0: {"step": torch.tensor(3.0)}}, "param_groups": [{"lr": 1e-3, "params": [0]}]},
+        state={"iteration": int(scale), "kl": {"value": 0.05}, "rng": ck.capture_rng_state()},
+        config_yaml="training:\n  seed: 1\n",
+    )
+
+
+def test_save_load_round_trip(tmp_path):
+    manager = ck.CheckpointManager(tmp_path, keep_last=2)
+    info = manager.save(3, "regular", _payload(3.0), {"unsafe_ratio": 0.2, "reward": 0.5})
+    assert info.path.name == "iter-000003"
+    loaded = ck.load_checkpoint(info.path)
+    assert torch.equal(loaded.trainable["lora.weight"], torch.full((2, 3), 3.0))
+    assert loaded.optimizer["param_groups"][0]["lr"] == 1e-3
+    assert loaded.state["kl"] == {"value": 0.05}
+    assert loaded.config_yaml.startswith("training:")
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_interrupted_save_leaves_no_checkpoint_and_is_cleaned_up(tmp_path, monkeypatch):
+    manager = ck.CheckpointManager(tmp_path, keep_last=2)
+
+    def crash(*_args):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(ck.os, "replace", crash)
+    with pytest.raises(OSError):
+        manager.save(1, "regular", _payload(), {"unsafe_ratio": 0.1})
+    assert manager.list() == []  # the half-written directory is not a checkpoint
+    assert list(tmp_path.glob(".tmp-*"))
+    monkeypatch.setattr(ck.os, "replace", os.replace)
+    ck.CheckpointManager(tmp_path, keep_last=2)  # a new manager removes the leftovers
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_corrupt_checkpoint_falls_back_to_previous_good_with_warning(tmp_path, caplog):
+    manager = ck.CheckpointManager(tmp_path, keep_last=5)
+    manager.save(1, "regular", _payload(1.0), {"unsafe_ratio": 0.3})
+    newest = manager.save(2, "regular", _payload(2.0), {"unsafe_ratio": 0.2})
+    weights = newest.path / "trainable.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # flip bits in the adapter weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        ck.load_checkpoint(newest.path)
+    with caplog.at_level(logging.WARNING):
+        info, payload = manager.latest_resumable()
+    assert info.iteration == 1 and payload.state["iteration"] == 1
+    assert "corrupt" in caplog.text and "falling back" in caplog.text
+    # an explicit path to the corrupt one falls back the same way
+    info, _ = ck.resolve_resume(newest.path, manager)
+    assert info.iteration == 1
+
+
+def test_no_valid_checkpoint_is_one_clear_error(tmp_path):
+    manager = ck.CheckpointManager(tmp_path, keep_last=2)
+    with pytest.raises(CheckpointError, match="no valid checkpoint"):
+        manager.latest_resumable()
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        ck.resolve_resume(tmp_path / "missing", manager)
+
+
+def test_retention_keeps_last_n_best_and_emergency(tmp_path):
+    manager = ck.CheckpointManager(tmp_path, keep_last=2)
+    unsafe = {1: 0.4, 2: 0.05, 3: 0.3, 4: 0.2, 5: 0.25}
+    for iteration, ratio in unsafe.items():
+        manager.save(iteration, "regular", _payload(float(iteration)), {"unsafe_ratio": ratio})
+        manager.prune()
+    manager.save(6, "emergency_stop", _payload(6.0), {"unsafe_ratio": 0.9})
+    manager.prune()
+    names = [info.name for info in manager.list()]
+    assert names == ["iter-000002", "iter-000004", "iter-000005", "emergency_stop-000006"]
+    assert manager.best().iteration == 2
+    info, _ = manager.latest_resumable()
+    assert info.iteration == 5  # auto-resume never picks an emergency-stop checkpoint
+
+
+def test_rng_state_round_trip_through_a_checkpoint(tmp_path):
+    manager = ck.CheckpointManager(tmp_path, keep_last=1)
+    torch.manual_seed(5), np.random.seed(5), random.seed(5)
+    info = manager.save(1, "regular", _payload(), {"unsafe_ratio": 0.0})
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    ck.restore_rng_state(ck.load_checkpoint(info.path).state["rng"])
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1])
+    assert random.random() == expected[2]
