@@ -16,8 +16,9 @@ $(BIN)/clinical-rlhf: pyproject.toml constraints-cpu.txt
 
 install: $(BIN)/clinical-rlhf
 
+# Each demo run gets its own directory (runs/demo-<time>), so `make demo` can be run again.
 demo: install
-	$(BIN)/clinical-rlhf train --config $(CONFIG)
+	$(BIN)/clinical-rlhf train --config $(CONFIG) --set training.run_name=demo-$$(date +%Y%m%d-%H%M%S)
 
 test: install
 	$(BIN)/python -m pytest
