@@ -48,10 +48,9 @@ than a missed emergency.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -59,6 +58,18 @@ from typing import Any, Literal
 import yaml
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.knowledge.prompt_reading import (  # noqa: F401  (re-exported)
+    PhraseFinder,
+    PromptReading,
+    compile_window,
+    window_counts,
+    window_hits,
+)
+from clinical_rlhf.knowledge.text import (  # noqa: F401  (re-exported)
+    canonical_prompt,
+    normalize_text,
+    phrase_regex,
+)
 
 Urgency = Literal["emergency", "urgent", "routine", "self_care"]
 URGENCIES: tuple[str, ...] = ("emergency", "urgent", "routine", "self_care")
@@ -67,10 +78,6 @@ DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "knowledge
 
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _PHRASE_RE = re.compile(r"^[\w][\w '\-/.,%+&]*\*?$")
-_QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"',
-                         "\u2013": "-", "\u2014": "-", "\u00a0": " "})
-_SPACES = re.compile(r"\s+")
-_POSSESSIVES = re.compile(r"\b(?:his|her|their|your|our)\b")
 _AND = " + "
 _RANGE = re.compile(r"\{(\d+)-(\d+)\}")
 _MAX_RANGE = 200
@@ -78,50 +85,6 @@ _WINDOW_WORD_RE = re.compile(r"^[a-z0-9][a-z0-9'\-]*\*?$")
 DEFAULT_WITHIN = 5
 """Default reach of a `near` rule, in words: "my chest feels like an elephant is sitting on it"
 puts five words between the body part and the image."""
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, straighten typographic quotes and dashes, collapse whitespace.
-
-    Every phrase and every text is normalised the same way, so offsets found in the
-    normalised text index the normalised text (callers that need original offsets keep both)."""
-    return _SPACES.sub(" ", text.translate(_QUOTES).lower()).strip()
-
-
-def canonical_prompt(text: str) -> str:
-    """Normalised text with possessives folded to "my", the form triggers are written in."""
-    return _POSSESSIVES.sub("my", normalize_text(text))
-
-
-def phrase_regex(phrases: Iterable[str]) -> str:
-    """One word-bounded pattern matching any of `phrases` (normalised text), `*` = any word ending.
-
-    Built as a character trie, so matching costs one walk down the trie per text position instead
-    of one attempt per phrase (Python's `re` does not factor alternations). At each node the
-    longer continuations are tried first, so a match is the longest phrase starting there.
-    Naive equivalent::
-
-        "(?<!\\w)(?:" + "|".join(re.escape(p) + "(?!\\w)" for p in sorted(phrases, key=len,
-        reverse=True)) + ")"        (with "\\w*" before the boundary for a phrase ending in *)
-    """
-    trie: dict = {}
-    for phrase in {normalize_text(p) for p in phrases}:
-        star = phrase.endswith("*")
-        node = trie
-        for char in phrase[:-1] if star else phrase:
-            node = node.setdefault(char, {})
-        node["*" if star else ""] = {}
-    return r"(?<!\w)" + _trie_regex(trie) if trie else r"(?!x)x"
-
-
-def _trie_regex(node: dict) -> str:
-    branches = [re.escape(char) + _trie_regex(child) for char, child in sorted(node.items())
-                if char not in ("", "*")]
-    if "*" in node:
-        branches.append(r"\w*(?!\w)")
-    if "" in node:
-        branches.append(r"(?!\w)")
-    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,229 +329,6 @@ def load_guidelines(directory: Path | None = None) -> tuple[Guideline, ...]:
 def load_phrase_sets(directory: Path | None = None) -> Mapping[str, tuple[str, ...]]:
     """The named wordings of the guidelines file (`emergency_now`, `urgent_care`, ...)."""
     return _load(_directory(directory))[1]
-
-
-# ----------------------------------------------------------------------------- reading a prompt
-
-_PROMPT_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z0-9]+(?:'[a-z]+)?|[.!?;]|[,:()]| - ")
-_SENTENCE_ENDS = frozenset(".!?;")
-# A negation cue reaches this many words forward, within its clause (NegEx uses 5; prompts list
-# symptoms tersely, and a wrong negation hides an emergency).
-NEGATION_REACH = 4
-# Cues that negate what follows on their own ...
-_NEGATORS = frozenset({"no", "without", "never", "denies", "denied", "nor", "neither", "none"})
-# ... and auxiliaries that negate only right before the mention ("I'm not suicidal") or with a verb
-# of having or noticing ("doesn't have a fever"). "can't" is no cue: "can't breathe" and "can't lift
-# my arm" are the complaint itself.
-_NEGATING_AUXILIARIES = frozenset({"not", "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "haven't",
-                                   "havent", "hasn't", "hasnt", "hadn't", "isn't", "aren't", "wasn't",
-                                   "weren't"})
-# A mention that is itself an absence ("not breathing", "isn't responding") is the complaint:
-# an auxiliary right before it does not negate it.
-_ABSENCE_COMPLAINTS = frozenset({"breathing", "breathe", "responding", "responsive", "moving", "waking",
-                                 "conscious", "feeding", "drinking", "peeing", "weeing", "passing"})
-_HAVING = frozenset({"have", "having", "had", "has", "got", "get", "getting", "any", "experience",
-                     "experienced", "experiencing", "notice", "noticed", "feel", "feeling", "felt"})
-# Words that end a negation's scope ("no fever but a rash that won't fade").
-_NEGATION_ENDS = frozenset({"and", "but", "although", "though", "however", "except", "yet", "so", "because",
-                            "now", "then", "which", "who"})
-_NEGATED_AFTER = (("ruled", "out"), ("excluded",), ("went", "away"), ("gone", "away"), ("resolved",))
-# Mentions about the past or asked about in general: (cue words, most words between cue and mention).
-HISTORY_REACH = 8
-_NOT_CURRENT_BEFORE = (
-    (("history", "of"), 4), (("previous",), 2), (("previously",), 4), (("since", "my"), 2),
-    (("after", "my"), 2), (("recovered", "from"), 3), (("recovering", "from"), 3), (("survived",), 3),
-    (("risk", "of"), 4), (("risks", "of"), 4), (("chance", "of"), 4), (("chances", "of"), 4),
-    (("prevent",), 4), (("preventing",), 4), (("prevention", "of"), 4), (("avoid", "getting"), 2),
-    (("what", "are"), 6), (("what", "is", "a"), 0), (("what", "is", "an"), 0), (("what's", "a"), 0),
-    (("what", "causes"), 2), (("causes", "of"), 3), (("types", "of"), 3), (("difference", "between"), 5),
-    (("learn", "about"), 4), (("first", "aid", "for"), 3), (("how", "common", "is"), 2),
-    (("how", "is"), 2), (("how", "are"), 2),
-)
-_NOT_CURRENT_AFTER = (("years", "ago"), ("year", "ago"), ("last", "year"), ("months", "ago"),
-                      ("as", "a", "child"), ("when", "i", "was"), ("in", "the", "past"))
-_CUES_BEFORE: dict[str, list[tuple[tuple[str, ...], int]]] = {}
-for _cue, _gap in _NOT_CURRENT_BEFORE:
-    _CUES_BEFORE.setdefault(_cue[0], []).append((_cue, _gap))
-_CUES_AFTER: dict[str, list[tuple[str, ...]]] = {}
-for _cue in _NOT_CURRENT_AFTER:
-    _CUES_AFTER.setdefault(_cue[0], []).append(_cue)
-# Words that end the reach of a history or general cue ("had a stroke in 2019 and now his face ...").
-_HISTORY_ENDS = frozenset({"but", "however", "although", "now", "today", "tonight", "currently", "suddenly",
-                           "again"})
-
-
-class PromptReading:
-    """A prompt as words, with each word's sentence, clause start and character offset, and the
-    reading of a mention: negated? happening now?"""
-
-    __slots__ = ("text", "words", "starts", "sentence", "clause")
-
-    def __init__(self, prompt: str) -> None:
-        self.text = canonical_prompt(prompt)
-        self.words: list[str] = []
-        self.starts: list[int] = []
-        self.sentence: list[int] = []
-        self.clause: list[int] = []
-        sentence = clause = 0
-        for match in _PROMPT_TOKEN.finditer(self.text):
-            token = match.group()
-            if token in _SENTENCE_ENDS:
-                sentence, clause = sentence + 1, len(self.words)
-            elif not token[0].isalnum():
-                clause = len(self.words)
-            else:
-                self.words.append(token)
-                self.starts.append(match.start())
-                self.sentence.append(sentence)
-                self.clause.append(clause)
-
-    def word_at(self, offset: int) -> int:
-        """Index of the word at (or last before) character `offset` of `text`."""
-        return max(0, bisect.bisect_right(self.starts, offset) - 1)
-
-    def is_negated(self, start: int, end: int, own: Collection[int] = ()) -> bool:
-        """A negation cue within NEGATION_REACH words before word `start`, in its clause and not
-        past a scope end; or a negating phrase in the few words after, same clause ("... was ruled out").
-        Words in `own` (the mention's own words) are not cues."""
-        words = self.words
-        for position in range(start - 1, max(self.clause[start], start - NEGATION_REACH) - 1, -1):
-            if position in own:
-                continue
-            word = words[position]
-            if word in _NEGATION_ENDS:
-                break
-            if word in _NEGATORS or (word in _NEGATING_AUXILIARIES and (
-                    (position == start - 1 and words[start] not in _ABSENCE_COMPLAINTS)
-                    or (position + 1 < len(words) and words[position + 1] in _HAVING))):
-                return True
-        stop = end
-        while stop < min(len(words), end + 4) and self.clause[stop] == self.clause[start]:
-            stop += 1
-        after = tuple(words[end:stop])
-        return any(after[i:i + len(cue)] == cue for cue in _NEGATED_AFTER for i in range(len(after)))
-
-    def is_current(self, start: int, end: int) -> bool:
-        """Not about the past ("had a stroke in 2019", "years ago") nor asked about in general ("how can
-        I lower my risk of a heart attack") within the mention's sentence and scope."""
-        words, sentence = self.words, self.sentence[start]
-        low = start
-        while low > 0 and start - low < HISTORY_REACH and self.sentence[low - 1] == sentence \
-                and words[low - 1] not in _HISTORY_ENDS:
-            low -= 1
-        for position in range(low, start):
-            for cue, gap in _CUES_BEFORE.get(words[position], ()):
-                if start - gap - len(cue) <= position <= start - len(cue) \
-                        and tuple(words[position:position + len(cue)]) == cue:
-                    return False
-        high = end
-        while high < len(words) and high - end < HISTORY_REACH and self.sentence[high] == sentence \
-                and words[high] not in _HISTORY_ENDS:
-            high += 1
-        for position in range(low, high):
-            word = words[position]
-            if len(word) == 4 and word.isdigit() and 1930 <= int(word) <= 2035:
-                return False
-            if position >= end and any(tuple(words[position:position + len(cue)]) == cue
-                                       for cue in _CUES_AFTER.get(word, ())):
-                return False
-        return True
-
-    def counts(self, start: int, end: int, strict: bool, own: Collection[int] = ()) -> bool:
-        """Whether a mention at words [start, end) counts: not negated, and when `strict` (an
-        emergency or urgent presentation) happening now."""
-        return not self.is_negated(start, end, own) and (not strict or self.is_current(start, end))
-
-
-class PhraseFinder:
-    """Every occurrence of a set of phrases in normalised text, overlapping and nested ones too,
-    with one precompiled pattern.
-
-    Naive equivalent: `[(p, m.start(), m.end()) for p in phrases for m in
-    re.finditer(phrase_regex([p]), text)]`. A zero-width lookahead lets the single pattern report
-    the longest phrase at every start position; the phrases hidden inside it are recovered by
-    looking up its word-bounded substrings (`_contained`, once per distinct matched string)."""
-
-    def __init__(self, phrases: Iterable[str]) -> None:
-        phrases = {normalize_text(p) for p in phrases}
-        self._pattern = re.compile(r"(?=(" + phrase_regex(phrases) + r"))")
-        self._exact = frozenset(p for p in phrases if not p.endswith("*"))
-        self._stems = tuple(p[:-1] for p in phrases if p.endswith("*"))
-        self._contained_cache: dict[str, tuple[tuple[str, int, int], ...]] = {}
-
-    def _contained(self, matched: str) -> tuple[tuple[str, int, int], ...]:
-        found = self._contained_cache.get(matched)
-        if found is None:
-            starts = [m.start() for m in _WORD_START.finditer(matched)]
-            ends = [e for e in range(1, len(matched) + 1) if e == len(matched) or not _is_word(matched[e])]
-            hits = [(matched[s:e], s, e) for s in starts for e in ends if e > s and matched[s:e] in self._exact]
-            for stem in self._stems:
-                for s in starts:
-                    if matched.startswith(stem, s):
-                        e = s + len(stem)
-                        while e < len(matched) and _is_word(matched[e]):
-                            e += 1
-                        hits.append((stem + "*", s, e))
-            found = self._contained_cache[matched] = tuple(hits)
-        return found
-
-    def find(self, text: str) -> list[tuple[str, int, int]]:
-        """(phrase, start, end) character spans, each occurrence once."""
-        found: set[tuple[str, int, int]] = set()
-        for match in self._pattern.finditer(text):
-            base = match.start()
-            found.update((p, base + s, base + e) for p, s, e in self._contained(match.group(1)))
-        return sorted(found, key=lambda hit: (hit[1], hit[2]))
-
-
-_WORD_START = re.compile(r"(?<!\w)\w")
-
-
-def _is_word(char: str) -> bool:
-    return char.isalnum() or char == "_"
-
-
-def window_hits(words: list[str], sentence: list[int], window: tuple[tuple[frozenset[str], tuple[str, ...]], ...],
-                within: int) -> list[list[int]]:
-    """Word positions of each co-occurrence: a word of the first set, and for every other set the
-    nearest of its words within `within` words in the same sentence. A set is (exact words, stems).
-
-    Naive equivalent: for every position p holding a first-set word, for every other set the
-    nearest q != p with |q - p| <= within, same sentence, holding one of its words."""
-    positions = []
-    for exact, stems in window:
-        found = [i for i, word in enumerate(words) if word in exact or (stems and word.startswith(stems))]
-        if not found:
-            return []
-        positions.append(found)
-    hits = []
-    first, *others = positions
-    for position in first:
-        matched = [position]
-        for group in others:
-            reach = [q for q in group
-                     if q != position and abs(q - position) <= within and sentence[q] == sentence[position]]
-            if not reach:
-                break
-            matched.append(min(reach, key=lambda q: abs(q - position)))
-        else:
-            hits.append(matched)
-    return hits
-
-
-def window_counts(reading: PromptReading, matched: list[int], strict: bool) -> bool:
-    """Whether a co-occurrence counts: none of its words negated (its own words are no cues:
-    "can't" in "can't breathe"), and when `strict`, its first word (the symptom; the others
-    may be its setting, "after my operation ... calf") happening now."""
-    own = set(matched)
-    return all(not reading.is_negated(q, q + 1, own) for q in matched) \
-        and (not strict or reading.is_current(matched[0], matched[0] + 1))
-
-
-def compile_window(word_sets: Iterable[Iterable[str]]) -> tuple[tuple[frozenset[str], tuple[str, ...]], ...]:
-    """Word sets as (exact words, stems of the words ending in `*`)."""
-    return tuple((frozenset(w for w in group if not w.endswith("*")),
-                  tuple(w[:-1] for w in group if w.endswith("*"))) for group in word_sets)
 
 
 # ----------------------------------------------------------------------------- matching
