@@ -2,8 +2,9 @@
 300-1,000-character answers with the full knowledge base, against a naive baseline (every
 phrase tried in turn as its own regular expression) measured in the same run.
 
-    python benchmarks/guard_throughput.py            # ~20 s
+    python benchmarks/guard_throughput.py            # ~15 s
     python benchmarks/guard_throughput.py --strict   # exit 1 when a target is missed
+    python benchmarks/guard_throughput.py --profile  # and where the time goes
 
 Targets (issue 3): >= 20,000 checks/s and p99 <= 0.5 ms. Questions repeat across answers, as in
 training (several sampled answers per prompt), so the guard's per-question analysis is cached.
@@ -98,20 +99,23 @@ class NaiveGuard:
         return hits
 
 
-def measure(check, pairs: list[tuple[str, str]], seconds: float) -> tuple[float, float, list[float]]:
-    """(checks per wall-clock second, checks per CPU second of this thread, per-check latencies in
-    ms) over whole passes until `seconds` elapse. CPU time excludes the time other processes held
-    the core, so it is the fairer figure on a shared machine; wall time is what a user sees."""
+def measure(check, pairs: list[tuple[str, str]], seconds: float) -> tuple[float, float, list[float], list[float]]:
+    """(checks per wall-clock second, checks per CPU second of this process, per-check wall
+    latencies in ms, per-check CPU latencies in ms) over whole passes until `seconds` elapse.
+    CPU time (`time.process_time`) leaves out the time other processes held the core, so it is
+    the fairer figure on a shared machine; wall time is what a user sees."""
     latencies: list[float] = []
-    timer = time.perf_counter
-    cpu_started, started = time.thread_time(), timer()
+    cpu_latencies: list[float] = []
+    timer, cpu_timer = time.perf_counter, time.process_time_ns
+    cpu_started, started = time.process_time(), timer()
     while timer() - started < seconds:
         for prompt, response in pairs:
-            before = timer()
+            before, cpu_before = timer(), cpu_timer()
             check(prompt, response)
+            cpu_latencies.append((cpu_timer() - cpu_before) / 1e6)
             latencies.append((timer() - before) * 1000)
-    elapsed, cpu = timer() - started, time.thread_time() - cpu_started
-    return len(latencies) / elapsed, len(latencies) / cpu, latencies
+    elapsed, cpu = timer() - started, time.process_time() - cpu_started
+    return len(latencies) / elapsed, len(latencies) / cpu, latencies, cpu_latencies
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -124,6 +128,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0, help="Measuring time per contender.")
     parser.add_argument("--pairs", type=int, default=2000)
     parser.add_argument("--strict", action="store_true", help="Exit 1 when a target is missed.")
+    parser.add_argument("--profile", action="store_true",
+                        help="Also print where the guard's time goes (cProfile, top functions by own time).")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
@@ -135,22 +141,39 @@ def main() -> int:
         guard.check(prompt, response)
     gc.collect()
     gc.freeze()  # the knowledge base and indexes live for the whole process: keep them out of GC scans
-    rate, cpu_rate, latencies = measure(guard.check, pairs, args.seconds)
-    naive_rate, naive_cpu_rate, naive_latencies = measure(naive.check, pairs[: max(50, args.pairs // 10)],
-                                                          min(args.seconds, 4.0))
-    p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+    rate, cpu_rate, latencies, cpu_latencies = measure(guard.check, pairs, args.seconds)
+    naive_rate, naive_cpu_rate, naive_latencies, naive_cpu = measure(naive.check, pairs[: max(50, args.pairs // 10)],
+                                                                     min(args.seconds, 4.0))
+    p99 = percentile(latencies, 0.99)
     print(f"answers: {len(pairs)} distinct, {min(lengths)}-{max(lengths)} chars (mean {statistics.mean(lengths):.0f});"
           f" {len(QUESTIONS)} questions; knowledge base: {len(guard.knowledge.drugs)} drugs, "
           f"{len(naive.patterns)} phrases")
     print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'contender':<22}{'checks/s':>12}{'per CPU s':>12}{'p50 ms':>10}{'p99 ms':>10}")
-    print(f"{'guard (indexed)':<22}{rate:>12,.0f}{cpu_rate:>12,.0f}{p50:>10.3f}{p99:>10.3f}")
-    print(f"{'naive (each pattern)':<22}{naive_rate:>12,.0f}{naive_cpu_rate:>12,.0f}"
-          f"{percentile(naive_latencies, .5):>10.3f}{percentile(naive_latencies, .99):>10.3f}")
-    print(f"speed-up over naive: {rate / naive_rate:.1f}x")
-    met = rate >= TARGET_CHECKS_PER_SECOND and p99 <= TARGET_P99_MS
-    print(f"targets (>= {TARGET_CHECKS_PER_SECOND:,} checks/s, p99 <= {TARGET_P99_MS} ms): {'met' if met else 'MISSED'}")
+    print(f"{'contender':<22}{'checks/s':>10}{'per CPU s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU p50':>9}{'CPU p99':>9}")
+    for name, (wall, cpu, lat, cpu_lat) in (("guard (indexed)", (rate, cpu_rate, latencies, cpu_latencies)),
+                                            ("naive (each pattern)", (naive_rate, naive_cpu_rate, naive_latencies,
+                                                                      naive_cpu))):
+        print(f"{name:<22}{wall:>10,.0f}{cpu:>11,.0f}{percentile(lat, .5):>9.3f}{percentile(lat, .99):>9.3f}"
+              f"{percentile(cpu_lat, .5):>9.3f}{percentile(cpu_lat, .99):>9.3f}")
+    print(f"speed-up over naive: {cpu_rate / naive_cpu_rate:.1f}x per CPU second, {rate / naive_rate:.1f}x wall clock")
+    met = cpu_rate >= TARGET_CHECKS_PER_SECOND and p99 <= TARGET_P99_MS
+    print(f"targets (>= {TARGET_CHECKS_PER_SECOND:,} checks per CPU second, p99 <= {TARGET_P99_MS} ms): "
+          f"{'met' if met else 'MISSED'}")
+    if args.profile:
+        profile(guard, pairs)
     return 1 if args.strict and not met else 0
+
+
+def profile(guard: SafetyGuard, pairs: list[tuple[str, str]]) -> None:
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for prompt, response in pairs:
+        guard.check(prompt, response)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
 
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ def test_red_flags_cover_every_emergency_the_issue_lists(kb) -> None:
             "severe_breathing_difficulty", "anaphylaxis", "sepsis", "meningitis", "suicidality_self_harm",
             "overdose_poisoning", "severe_bleeding", "pregnancy_emergency", "infant_fever", "diabetic_emergency",
             "acute_abdomen", "seizure_altered_consciousness", "pulmonary_embolism_dvt",
-            "testicular_torsion"} <= ids
+            "testicular_torsion", "head_injury", "cauda_equina", "hypoglycaemia", "asthma_attack"} <= ids
     for flag in kb.red_flags:
         assert flag.triggers and flag.advice and flag.source
 
@@ -137,6 +137,8 @@ def _drugs_with(entry: dict) -> dict:
     ({"name": "newdrug", "classes": ["x"], "source": "s", "max_daily_mg": 10, "max_single_mg": 20},
      "exceeds max_daily_mg"),
     ({"name": "newdrug", "brands": ["Advil"], "classes": ["x"], "source": "s"}, "`advil` names both"),
+    ({"name": "newdrug", "classes": ["x"], "source": "s", "pediatric_max_mg_per_kg_day": 10,
+      "pediatric_max_single_mg_per_kg": 15}, "exceeds pediatric_max_mg_per_kg_day"),
 ])
 def test_bad_drug_entry_names_file_entry_and_key(tmp_path: Path, entry: dict, message: str) -> None:
     directory = _override(tmp_path, "drugs.yaml", _drugs_with(entry))
@@ -195,3 +197,11 @@ def test_bad_co_occurrence_rule_is_reported(tmp_path: Path) -> None:
 def test_co_occurrence_rules_load_as_word_sets(kb) -> None:
     rule = kb.red_flag("acute_coronary_syndrome").near[0]
     assert "chest" in rule.word_sets[0] and "squeezing" in rule.word_sets[1] and rule.within == 4
+
+
+def test_exclusions_and_children_single_dose_load(kb) -> None:
+    assert "ectopic beats" in kb.red_flag("obstetric_emergency").exclusions
+    assert kb.red_flag("stroke").exclusions == ()
+    paracetamol = kb.drug("Calpol")
+    assert (paracetamol.pediatric_max_single_mg_per_kg, paracetamol.pediatric_max_mg_per_kg_day) == (15, 75)
+    assert kb.drug("naproxen").pediatric_max_single_mg_per_kg is None

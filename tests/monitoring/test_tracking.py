@@ -238,3 +238,23 @@ def test_tracker_forwards_steps_alerts_and_events_to_prometheus_series(make_cfg)
     assert value("clinical_rlhf_phase_duration_seconds_sum", {"phase": "iteration"}) == 2.0
     assert value("clinical_rlhf_alerts_fired_total", {"severity": "critical", "action": "emergency_stop"}) == 1
     assert value("clinical_rlhf_events_total", {"kind": "emergency_stop"}) == 1
+
+
+def test_checkpoint_is_an_event_with_its_size_and_save_time_and_a_prometheus_sample(make_cfg, tmp_path):
+    from clinical_rlhf.monitoring.metrics import TrainingMetrics
+    from clinical_rlhf.monitoring.runfiles import read_events
+
+    checkpoint = tmp_path / "iter-000005"
+    (checkpoint / "adapter").mkdir(parents=True)
+    (checkpoint / "adapter" / "weights.bin").write_bytes(b"x" * 3000)
+    (checkpoint / "manifest.json").write_bytes(b"y" * 100)
+    cfg = make_cfg("checkpointed", "monitoring.tracking.enabled=false")
+    metrics = TrainingMetrics(process_collector=False)
+    with RunTracker(cfg, cfg.run_dir, metrics=metrics) as tracker:
+        tracker.log_checkpoint(5, checkpoint, "regular", 0.25)
+    [event] = [e for e in read_events(cfg.run_dir) if e["kind"] == "checkpoint"]
+    assert (event["step"], event["size_bytes"], event["seconds"]) == (5, 3100, 0.25)
+    value = metrics.registry.get_sample_value
+    assert value("clinical_rlhf_checkpoint_size_bytes") == 3100
+    assert value("clinical_rlhf_checkpoint_save_seconds_sum") == 0.25
+    assert value("clinical_rlhf_events_total", {"kind": "checkpoint"}) == 1

@@ -62,6 +62,9 @@ class RecordingTracker:
     def log_event(self, step, kind, severity, message, **details) -> None:
         self.events.append((step, kind, severity, message))
 
+    def log_checkpoint(self, step, path, kind, seconds) -> None:
+        self.log_event(step, "checkpoint", "info", f"{kind} checkpoint {path}")
+
     def log_alerts(self, step, fired) -> None:
         for alert in fired:
             self.log_event(step, "alert", alert.severity, alert.message)

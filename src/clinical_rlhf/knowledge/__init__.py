@@ -8,7 +8,8 @@ and the corpus generator (there is no second copy of a fact anywhere in the code
 
     kb.drugs                 tuple[Drug, ...]  (name, synonyms, brands, classes, max_daily_mg,
                              max_single_mg, pediatric_max_mg_per_kg_day, usual_adult_dose,
-                             common_strengths_mg, source, max_weekly_mg)
+                             common_strengths_mg, source, max_weekly_mg,
+                             pediatric_max_single_mg_per_kg)
     kb.drug("Advil")         -> Drug | None    generic, brand or synonym, any case
     kb.interactions          tuple[Interaction, ...]  (id, a, b, severity, effect, source);
                              a/b are drug names or "class:<name>"
@@ -18,7 +19,8 @@ and the corpus generator (there is no second copy of a fact anywhere in the code
                              severity, reason, source, min_age_years, max_age_years)
     kb.contraindications_for(drug) -> tuple[Contraindication, ...]
     kb.red_flags             tuple[RedFlag, ...]  (id, name, category, triggers, advice, source,
-                             requires_any, near: word co-occurrence rules, NearRule(word_sets, within))
+                             requires_any, near: word co-occurrence rules, NearRule(word_sets, within),
+                             exclusions: longer phrases in which a trigger means something else)
 
 Severities are `contraindicated`, `major`, `moderate`, `minor`. A malformed file raises
 `ConfigError` naming the file, the entry and the key. The data lives in

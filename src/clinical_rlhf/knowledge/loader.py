@@ -180,7 +180,8 @@ def _expand_ranges(phrase: str) -> list[str]:
 # ----------------------------------------------------------------------------- builders
 
 _DRUG_KEYS = {"name", "synonyms", "brands", "classes", "max_daily_mg", "max_single_mg",
-              "max_weekly_mg", "pediatric_max_mg_per_kg_day", "usual_adult_dose",
+              "max_weekly_mg", "pediatric_max_mg_per_kg_day", "pediatric_max_single_mg_per_kg",
+              "usual_adult_dose",
               "common_strengths_mg", "source"}
 
 
@@ -189,6 +190,11 @@ def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
     max_daily, max_single = entry.number("max_daily_mg"), entry.number("max_single_mg")
     if max_daily is not None and max_single is not None and max_single > max_daily:
         entry.fail("max_single_mg", f"({max_single:g}) exceeds max_daily_mg ({max_daily:g})")
+    per_kg_day = entry.number("pediatric_max_mg_per_kg_day")
+    per_kg_single = entry.number("pediatric_max_single_mg_per_kg")
+    if per_kg_day is not None and per_kg_single is not None and per_kg_single > per_kg_day:
+        entry.fail("pediatric_max_single_mg_per_kg",
+                   f"({per_kg_single:g}) exceeds pediatric_max_mg_per_kg_day ({per_kg_day:g})")
     return Drug(
         name=entry.text("name").lower(),
         synonyms=entry.phrases("synonyms"),
@@ -196,11 +202,12 @@ def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
         classes=entry.phrases("classes"),
         max_daily_mg=max_daily,
         max_single_mg=max_single,
-        pediatric_max_mg_per_kg_day=entry.number("pediatric_max_mg_per_kg_day"),
+        pediatric_max_mg_per_kg_day=per_kg_day,
         usual_adult_dose=entry.text("usual_adult_dose", required=False),
         common_strengths_mg=entry.numbers("common_strengths_mg"),
         source=entry.text("source"),
         max_weekly_mg=entry.number("max_weekly_mg"),
+        pediatric_max_single_mg_per_kg=per_kg_single,
     )
 
 
@@ -224,11 +231,12 @@ def _contraindication(raw: dict[str, Any], entry: _Entry) -> Contraindication:
 
 
 def _red_flag(raw: dict[str, Any], entry: _Entry) -> RedFlag:
-    entry.check_keys({"id", "name", "category", "triggers", "advice", "source", "requires_any", "near"})
+    entry.check_keys({"id", "name", "category", "triggers", "advice", "source", "requires_any", "near",
+                      "exclusions"})
     return RedFlag(id=entry.text("id"), name=entry.text("name"), category=entry.text("category"),
                    triggers=entry.phrases("triggers", required=True), advice=entry.text("advice"),
                    source=entry.text("source"), requires_any=entry.phrases("requires_any"),
-                   near=_near_rules(entry))
+                   near=_near_rules(entry), exclusions=entry.phrases("exclusions"))
 
 
 def _near_rules(entry: _Entry) -> tuple[NearRule, ...]:

@@ -51,6 +51,10 @@ class Drug:
     max_weekly_mg: float | None = None
     """Adult maximum per week, in mg, for drugs dosed weekly (methotrexate): a daily schedule of a
     weekly drug is the classic fatal error, and only a weekly limit catches it."""
+    pediatric_max_single_mg_per_kg: float | None = None
+    """Children's maximum single dose per kg of body weight, in mg/kg; `None` where the source
+    gives none. An adult-sized single dose for a small child can stay under the daily per-kg
+    limit and still be several times the safe single dose."""
 
     @property
     def terms(self) -> tuple[str, ...]:
@@ -114,6 +118,9 @@ class RedFlag:
     near: tuple[NearRule, ...] = ()
     """Word co-occurrences that signal the emergency however it is phrased ("chest" near
     "squeezing"), for wording the fixed triggers do not list."""
+    exclusions: tuple[str, ...] = ()
+    """Longer phrases in which a trigger means something else ("ectopic beats" is a harmless
+    heart rhythm, not an ectopic pregnancy): a trigger found inside one of them does not count."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,17 @@ class RunTracker:
         if self.metrics is not None and kind in EVENT_KINDS:
             self.metrics.record_event(kind)
 
+    def log_checkpoint(self, step: int, path: Path, kind: str, seconds: float) -> None:
+        """A checkpoint was written: an event with its size and save time, and the Prometheus
+        checkpoint-size gauge and save-seconds histogram (which also count the event)."""
+        size_bytes = sum(item.stat().st_size for item in Path(path).rglob("*") if item.is_file())
+        self._write(self._events_file, {
+            "step": int(step), "time": utc_now_iso(), "kind": "checkpoint", "severity": "info",
+            "message": f"{kind} checkpoint {Path(path).name} ({size_bytes / 2**20:.1f} MiB, {seconds:.2f} s)",
+            "path": str(path), "checkpoint_kind": kind, "size_bytes": size_bytes, "seconds": seconds})
+        if self.metrics is not None:
+            self.metrics.observe_checkpoint(size_bytes, seconds)
+
     def log_alerts(self, step: int, fired: Iterable[FiredAlert]) -> None:
         """One `alert` event per fired rule (rule, action, observed value, threshold, ...)."""
         fired = list(fired)

@@ -52,7 +52,8 @@ class TrainResult:
 class PPOTrainer:
     """Constrained PPO on `bundle` with `guard` vetoes and `reward_fn` scores.
 
-    `tracker`: `log_params`, `log_metrics(step, metrics)`, `log_event(step, kind, severity, message, **details)`.
+    `tracker`: `log_params`, `log_metrics(step, metrics)`, `log_event(step, kind, severity, message, **details)`,
+    `log_checkpoint(step, path, kind, seconds)`.
     `audit`: an open `AuditLog` (or None when auditing is off). `alert_rules` (default: the
     config's `monitoring.alerts`) are evaluated by `evaluate_rules` (default: the monitoring
     package's). `drift`: `update(step, rewards, safety_scores) -> metrics`; `memory`: `update()`
@@ -337,7 +338,9 @@ class PPOTrainer:
         summary = {"unsafe_ratio": self.unsafe_window.value, "reward": self.last_reward} if self.unsafe_window.values else {}
         if metrics:
             summary["iteration_unsafe_ratio"] = metrics.get("safety/unsafe_ratio", 0.0)
+        started = time.perf_counter()
         info = self.checkpoints.save(self.iteration, kind, payload, summary)
+        self.tracker.log_checkpoint(self.iteration, info.path, kind, time.perf_counter() - started)
         self.checkpoints.prune()
         self.last_checkpoint = info.path
         self._audit("checkpoint", details={"iteration": self.iteration, "kind": kind, "path": str(info.path)})

@@ -15,6 +15,7 @@ from clinical_rlhf.safety.verdict import Action, SafetyFlag, Severity
 _SEVERITY: dict[str, Severity] = {"contraindicated": "critical", "major": "high", "moderate": "moderate",
                                   "minor": "low"}
 _TAKEN = frozenset({"took", "taken", "swallowed", "ate", "drank", "overdosed", "had"})
+_SINGLE_DOSE_SUBTYPES = frozenset({"exceeds_single_max", "exceeds_pediatric_single_max"})
 # A dose this many times the maximum is critical rather than high.
 CRITICAL_DOSE_RATIO = 2.0
 
@@ -80,7 +81,12 @@ def reported_overdose(knowledge: KnowledgeBase, tokenize: Callable[[str], tuple[
 def interaction_flag(response: str, finding: InteractionFinding) -> SafetyFlag:
     severity = finding.rule.severity
     serious = severity in ("contraindicated", "major")
-    action: Action = ("reject" if serious else "escalate") if finding.status == "okayed" else "escalate"
+    if finding.status == "denied":
+        action: Action = "reject"  # "no interaction between them" is false: every pair kept here interacts
+    elif finding.status == "okayed":
+        action = "reject" if serious else "escalate"
+    else:
+        action = "escalate"
     evidence = f"{finding.first.name} + {finding.second.name}"
     return SafetyFlag(category="drug_interaction", subtype=severity, severity=_SEVERITY[severity],
                       evidence=evidence, span=None, source="response",
@@ -89,7 +95,12 @@ def interaction_flag(response: str, finding: InteractionFinding) -> SafetyFlag:
 
 def contraindication_flag(response: str, finding: ContraindicationFinding) -> SafetyFlag:
     severity = finding.rule.severity
-    action: Action = "reject" if severity in ("contraindicated", "major") else "escalate"
+    if finding.denied:
+        action: Action = "reject"  # "safe for you" despite the stated condition is a false claim
+    elif finding.age_unknown or severity not in ("contraindicated", "major"):
+        action = "escalate"
+    else:
+        action = "reject"
     drug_text, span = locate(response, finding.drug.name)
     return SafetyFlag(category="contraindication", subtype="age" if finding.rule.age_limited and
                       not finding.rule.condition_terms else "condition", severity=_SEVERITY[severity],
@@ -102,24 +113,33 @@ def contraindication_flag(response: str, finding: ContraindicationFinding) -> Sa
 
 def dosage_flags(context: ContextReader, response: str, text: str,
                  drugs: list[Drug], fallback: Drug | None, child_weight_kg: float | None) -> list[SafetyFlag]:
+    """One flag per drug and kind of excess. An amount's words are read (`dose_stance`) only when
+    they can change the result: how an amount is meant can only drop or narrow its excesses, and
+    a correct stated limit ("no more than 4 g a day") matters only for a drug whose daily total
+    is exceeded. The naive equivalent reads every amount's clause first and gives the same flags."""
     statements = find_doses(text, drugs, fallback)
-    if not statements:
+    possible = [_excesses(statement, child_weight_kg, False) for statement in statements]
+    if not any(possible):
         return []
-    advised: list[tuple[DoseStatement, str]] = []
+    over_daily = {statement.drug.name for statement, found in zip(statements, possible)
+                  if any(subtype == "exceeds_daily_max" for subtype, _ in found)}
+    meanings: dict[int, str] = {}
     correct_limits: set[str] = set()
-    for statement in statements:
-        meaning = context.dose_stance(text[statement.clause[0]:statement.clause[1]])
-        if meaning == "danger":
+    for number, statement in enumerate(statements):
+        if not possible[number] and statement.drug.name not in over_daily:
             continue
-        advised.append((statement, meaning))
+        meaning = meanings[number] = context.dose_stance(text[statement.clause[0]:statement.clause[1]])
         limit = statement.drug.max_daily_mg
         if meaning == "limit" and limit and statement.daily_mg is not None and statement.daily_mg <= limit:
             correct_limits.add(statement.drug.name)
     flags: dict[tuple[str, str], SafetyFlag] = {}
-    for statement, meaning in advised:
+    for number, statement in enumerate(statements):
+        meaning = meanings.get(number)
+        if not possible[number] or meaning == "danger":
+            continue
         excesses = _excesses(statement, child_weight_kg, statement.drug.name in correct_limits)
         for subtype, ratio in excesses:
-            if subtype == "exceeds_single_max" and meaning == "limit":
+            if subtype in _SINGLE_DOSE_SUBTYPES and meaning == "limit":
                 continue  # "no more than 4 g a day" states a daily total, not one dose
             key = (statement.drug.name, subtype)
             if key not in flags:
@@ -135,11 +155,15 @@ def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_sta
     """(subtype, dose / maximum) for every maximum the statement exceeds."""
     drug, found = statement.drug, []
     per_day = statement.doses_per_day
+    single_per_kg = drug.pediatric_max_single_mg_per_kg
     if statement.per_kg_mg is not None:
         if drug.pediatric_max_mg_per_kg_day:
             per_kg_day = statement.per_kg_mg * (per_day or 1.0)
             if per_kg_day > drug.pediatric_max_mg_per_kg_day * (1 + 1e-9):
                 found.append(("exceeds_pediatric_max", per_kg_day / drug.pediatric_max_mg_per_kg_day))
+        # "30 mg/kg" alone or "every 6 hours" is one dose; "75 mg/kg per day" is a daily total.
+        if single_per_kg and (per_day is None or per_day > 1) and statement.per_kg_mg > single_per_kg * (1 + 1e-9):
+            found.append(("exceeds_pediatric_single_max", statement.per_kg_mg / single_per_kg))
         return found
     dose, daily = statement.per_dose_mg or 0.0, statement.daily_mg or 0.0
     if drug.max_single_mg and dose > drug.max_single_mg * (1 + 1e-9):
@@ -153,6 +177,9 @@ def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_sta
     if child_weight_kg and drug.pediatric_max_mg_per_kg_day and daily / child_weight_kg > \
             drug.pediatric_max_mg_per_kg_day * (1 + 1e-9):
         found.append(("exceeds_pediatric_max", daily / child_weight_kg / drug.pediatric_max_mg_per_kg_day))
+    if child_weight_kg and single_per_kg and dose / child_weight_kg > single_per_kg * (1 + 1e-9):
+        # "an adult 1 g dose" for a 16 kg child is 62.5 mg/kg at once, four times the 15 mg/kg maximum
+        found.append(("exceeds_pediatric_single_max", dose / child_weight_kg / single_per_kg))
     return found
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from clinical_rlhf.safety import lexicon
-from clinical_rlhf.safety.normalize import CLAUSE_BREAK, SENTENCE_BREAK
+from clinical_rlhf.safety.normalize import CLAUSE_BREAK, NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex
 
 Situation = Literal["current", "negated", "history", "hypothetical"]
@@ -67,19 +67,7 @@ class ContextReader:
                       self.drug_warning, self.approval, self.dose_limit, self.dose_danger):
             self.vocabulary |= index.vocabulary
 
-    # -- sentences ---------------------------------------------------------------------------
-
-    @staticmethod
-    def sentence(tokens: tuple[str, ...], start: int, end: int) -> tuple[int, int]:
-        """[first, last) token positions of the sentence holding tokens[start:end]."""
-        first = start
-        while first > 0 and tokens[first - 1] != SENTENCE_BREAK:
-            first -= 1
-        try:
-            last = tokens.index(SENTENCE_BREAK, end)
-        except ValueError:
-            last = len(tokens)
-        return first, last
+    # -- scopes ------------------------------------------------------------------------------
 
     def _scope_start(self, tokens: tuple[str, ...], low: int, start: int, stop_at_comma: bool) -> int:
         """Move `low` past the last terminator before `start`: a cue before it does not reach."""
@@ -97,68 +85,79 @@ class ContextReader:
 
     # -- symptoms ----------------------------------------------------------------------------
 
-    def situation(self, tokens: tuple[str, ...], start: int, end: int) -> Situation:
+    def situation(self, text: NormalisedText, start: int, end: int) -> Situation:
         """Whether the phrase at tokens[start:end] describes something happening now."""
-        first, last = self.sentence(tokens, start, end)
-        if self.is_negated(tokens, start, end, first, last):
+        first, last = text.sentence(start, end)
+        if self.is_negated(text, start, end, first, last):
             return "negated"
-        if self._is_history(tokens, start, end, first, last):
+        if self._is_history(text, start, end, first, last):
             return "history"
-        if self.current.contains_any(tokens, first, last):
+        if text.contains(self.current, first, last):
             return "current"
-        if self._is_hypothetical(tokens, start, end, first, last):
+        if self._is_hypothetical(text, start, end, first, last):
             return "hypothetical"
         return "current"
 
-    def is_negated(self, tokens: tuple[str, ...], start: int, end: int,
-                   first: int | None = None, last: int | None = None) -> bool:
+    def is_negated(self, text: NormalisedText, start: int, end: int,
+                   first: int | None = None, last: int | None = None, within_clause: bool = False) -> bool:
+        """NegEx: a negation cue up to `NEGATION_REACH` words before the phrase, or a few words
+        after it. `within_clause` keeps a cue before a comma or colon from reaching across it,
+        for instructions ("you should not wait to find out: call 999 now")."""
         if first is None or last is None:
-            first, last = self.sentence(tokens, start, end)
-        low = self._scope_start(tokens, max(first, start - NEGATION_REACH), start, stop_at_comma=False)
-        pseudo = {position for s, e, _ in self.pseudo_negation.find(tokens, low, min(last, end + 3))
-                  for position in range(s, e)}
-        for cue_start, cue_end, _ in self.negation_before.find(tokens, low, start):
-            if cue_end <= start and cue_start not in pseudo:
-                return True
+            first, last = text.sentence(start, end)
+        tokens = text.tokens
+        low = self._scope_start(tokens, max(first, start - NEGATION_REACH), start, stop_at_comma=within_clause)
+        cues = text.find(self.negation_before, low, start)
+        if cues:
+            pseudo = {position for s, e, _ in text.find(self.pseudo_negation, low, min(last, end + 3))
+                      for position in range(s, e)}
+            for cue_start, cue_end, _ in cues:
+                if cue_end <= start and cue_start not in pseudo:
+                    return True
         high = self._scope_end(tokens, end, min(last, end + 5))
-        return self.negation_after.contains_any(tokens, end, high)
+        return text.contains(self.negation_after, end, high)
 
-    def _is_history(self, tokens: tuple[str, ...], start: int, end: int, first: int, last: int) -> bool:
+    def _is_history(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        tokens = text.tokens
         low = self._scope_start(tokens, max(first, start - HISTORY_REACH), start, stop_at_comma=False)
         high = self._scope_end(tokens, end, min(last, end + HISTORY_REACH))
-        for _, cue_end, _ in self.history_before.find(tokens, low, start):
+        for _, cue_end, _ in text.find(self.history_before, low, start):
             # "in the past hour" is now, "in the past" is history.
             if cue_end <= start and (cue_end >= len(tokens) or tokens[cue_end] not in _RECENT_UNITS):
                 return True
-        for _, cue_end, _ in self.history_after.find(tokens, end, high):
+        if text.contains(self.history_after, end, high):
             return True
         return any(token.isdigit() and len(token) == 4 and _EARLIEST_YEAR <= int(token) <= _LATEST_YEAR
                    for token in tokens[low:high])
 
-    def _is_hypothetical(self, tokens: tuple[str, ...], start: int, end: int, first: int, last: int) -> bool:
+    def _is_hypothetical(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        tokens = text.tokens
         low = max(first, start - HYPOTHETICAL_REACH)
         comma_low = self._scope_start(tokens, low, start, stop_at_comma=True)
-        for cue_start, cue_end, _ in self.hypothetical_before.find(tokens, low, start):
+        for cue_start, cue_end, _ in text.find(self.hypothetical_before, low, start):
             if cue_end > start:
                 continue
             if tuple(tokens[cue_start:cue_end]) in _CONDITIONAL and cue_start < comma_low:
                 continue
             return True
-        return self.hypothetical_after.contains_any(tokens, end, min(last, end + 4))
+        return text.contains(self.hypothetical_after, end, min(last, end + 4))
 
     # -- drugs and doses ---------------------------------------------------------------------
 
-    def stance(self, tokens: tuple[str, ...], start: int, end: int) -> Stance:
+    def stance(self, text: NormalisedText, start: int, end: int) -> Stance:
         """Whether the drug named at tokens[start:end] is recommended, warned against or only named."""
-        first, last = self.sentence(tokens, start, end)
+        tokens = text.tokens
+        first, last = text.sentence(start, end)
         low = self._scope_start(tokens, max(first, start - STANCE_REACH), start, stop_at_comma=False)
         high = self._scope_end(tokens, end, min(last, end + STANCE_REACH))
-        approvals = self.approval.find(tokens, low, high)
-        approved_positions = {p for s, e, _ in approvals for p in range(s, e)}
-        for cue_start, cue_end, _ in self.drug_warning.find(tokens, low, high):
-            if cue_end <= start or cue_start >= end:
-                if not approved_positions.issuperset(range(cue_start, cue_end)):
-                    return "warned"
+        approvals = text.find(self.approval, low, high)
+        warnings = text.find(self.drug_warning, low, high)
+        if warnings:
+            approved_positions = {p for s, e, _ in approvals for p in range(s, e)}
+            for cue_start, cue_end, _ in warnings:
+                if cue_end <= start or cue_start >= end:
+                    if not approved_positions.issuperset(range(cue_start, cue_end)):
+                        return "warned"
         return "recommended" if approvals else "neutral"
 
     def dose_stance(self, clause: str) -> Literal["advice", "limit", "danger"]:

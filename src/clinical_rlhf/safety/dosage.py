@@ -14,7 +14,8 @@ amounts stated as limits ("no more than 8 g a day") are checked, since a wrong l
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from bisect import bisect_right
+from typing import NamedTuple
 
 from clinical_rlhf.knowledge import Drug, normalise_term
 from clinical_rlhf.safety.lexicon import NUMBER_WORDS
@@ -35,9 +36,13 @@ _AMOUNT = re.compile(rf"(?P<first>\d[\d,]*(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<se
 _INSIDE_WORD = frozenset("abcdefghijklmnopqrstuvwyz0123456789_.,")  # "x" may precede: "2x500mg"
 _AFTER = re.compile(rf"\s*\)?\s*(?P<form>{_FORM})?\s*(?:(?:x|×|\*)\s*(?P<times>\d+))?")
 _FORM_WORD = re.compile(rf"\b(?:{_FORM})\b")
+# The same words without the leading \b, whose start is tested in Python: a pattern that starts
+# with a word boundary cannot skip ahead by its first letters, and costs twice as much.
+_FORM_WORD_END = re.compile(rf"(?:{_FORM})\b")
 _FORMS = frozenset(re.sub(r"[?()]", "", "tablet tablets tab tabs capsule capsules cap caps pill pills caplet caplets "
                                         "softgel softgels gelcap gelcaps lozenge lozenges sachet sachets dose "
                                         "doses").split())
+_FORMS_OR_OF = _FORMS | {"of"}
 _FORM_CUES = ("tab", "cap", "pill", "dose", "sachet", "lozenge", "softgel", "gelcap")
 _LOOKBACK = 40
 _FREQUENCY_REACH = 60
@@ -62,13 +67,14 @@ _FREQUENCY = re.compile(
     r"|at night|at bedtime|nightly|every morning|each morning|od|qd|in one day|in a day|over 24 hours)\b"
     r")"
 )
-# Cheap test for "is there any amount at all" before the full parse.
-_UNIT_HINT = re.compile(r"\d\s*(?:mg|g\b|gm|gr|mcg|ug|micro|milli|gram)|tablet|capsule|pill|caplet")
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
+_SENTENCE_MARK = re.compile(r"[.!?;\n]")
 
 
-@dataclass(frozen=True, slots=True)
-class DoseStatement:
+class DoseStatement(NamedTuple):
+    """One amount the text gives for a drug. A named tuple rather than a frozen dataclass: the
+    guard builds a few per answer, and a tuple is built several times faster."""
+
     drug: Drug
     per_dose_mg: float | None
     """Amount per administration, mg (None for per-kg amounts)."""
@@ -96,7 +102,10 @@ def _count_before(text: str, start: int) -> tuple[float, int] | None:
     """A count written before an amount: "two 500 mg", "2 x 500 mg", "2x500mg", "2 tablets of
     500 mg", "2 tablets of paracetamol 500 mg" -> (count, where it starts)."""
     window_start = max(0, start - _LOOKBACK)
-    words = text[window_start:start].replace("×", " x ").replace("*", " x ").split()
+    window = text[window_start:start]
+    if "×" in window or "*" in window:
+        window = window.replace("×", " x ").replace("*", " x ")
+    words = window.split()
     if not words:
         return None
     if words[-1].endswith("x") and _is_count(words[-1][:-1]):
@@ -105,7 +114,7 @@ def _count_before(text: str, start: int) -> tuple[float, int] | None:
     if words[index] in ("x", "of"):
         index -= 1
     if index >= 1 and not _is_count(words[index]) and words[index] not in _FORMS \
-            and words[index - 1] in (_FORMS | {"of"}):
+            and words[index - 1] in _FORMS_OR_OF:
         index -= 1  # "tablets of paracetamol 500 mg": skip the drug name
     if index >= 0 and words[index] == "of":
         index -= 1
@@ -124,10 +133,11 @@ def _number(text: str) -> float:
 
 def doses_per_day(match: re.Match[str]) -> float:
     """Administrations per 24 hours for one frequency match."""
-    groups = match.groupdict()
-    if groups["every_lo"]:
-        interval = float(groups["every_hi"] or groups["every_lo"])
-        unit = groups["every_unit"]
+    group = match.group
+    every = group("every_lo")
+    if every:
+        interval = float(group("every_hi") or every)
+        unit = group("every_unit")
         if interval <= 0:
             return 1.0
         if unit.startswith("min"):
@@ -135,48 +145,55 @@ def doses_per_day(match: re.Match[str]) -> float:
         if unit.startswith("day"):
             return 1 / interval
         return 24 / interval
-    if groups["q_lo"]:
-        return 24 / max(float(groups["q_hi"] or groups["q_lo"]), 1.0)
-    if groups["every_other"]:
+    q_lo = group("q_lo")
+    if q_lo:
+        return 24 / max(float(group("q_hi") or q_lo), 1.0)
+    if group("every_other"):
         return 0.5
-    if groups["hourly"]:
+    if group("hourly"):
         return 24.0
-    count = groups["n"] or groups["n2"]
+    count = group("n") or group("n2")
     if count:
         times = _number(count)  # NUMBER_WORDS reads once, twice and thrice as 1, 2, 3
-        per_week = (groups["times_unit"] == "week") or ("weekly" in match.group(0))
+        per_week = (group("times_unit") == "week") or ("weekly" in match.group(0))
         return times / 7 if per_week else times
-    if groups["bid"]:
+    if group("bid"):
         return 2.0
-    if groups["tid"]:
+    if group("tid"):
         return 3.0
-    if groups["qid"]:
+    if group("qid"):
         return 4.0
-    if groups["weekly"]:
+    if group("weekly"):
         return 1 / 7
     return 1.0
 
 
-def sentence_ranges(text: str) -> list[tuple[int, int]]:
-    ranges, start = [], 0
-    for match in _SENTENCE_END.finditer(text):
-        ranges.append((start, match.end()))
-        start = match.end()
-    if start < len(text):
-        ranges.append((start, len(text)))
-    return ranges
+def _form_words(text: str) -> list[re.Match[str]]:
+    """`_FORM_WORD.finditer(text)`, faster: the word-start test is done on the character before."""
+    return [match for match in _FORM_WORD_END.finditer(text)
+            if not match.start() or not _is_word_char(text[match.start() - 1])]
+
+
+def _is_word_char(char: str) -> bool:
+    return char.isalnum() or char == "_"
+
+
+def sentence_ends(text: str) -> list[int]:
+    """`[m.end() for m in _SENTENCE_END.finditer(text)]`, faster: the look-ahead of every mark
+    is tested in Python on the one character after it."""
+    size = len(text)
+    return [match.end() for match in _SENTENCE_MARK.finditer(text)
+            if match.end() == size or text[match.end()].isspace() or match.group() == "\n"]
 
 
 def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[DoseStatement]:
     """Dose statements in `text` (normalised answer), each attributed to the nearest named drug
     in its sentence, else the last drug named before it, else `fallback` (the question's drug)."""
-    if not _UNIT_HINT.search(text):
-        return []
     amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)
                if not match.start() or text[match.start() - 1] not in _INSIDE_WORD]
     if amounts and any(form in text for form in _FORM_CUES):
         taken = [(a.start, a.end) for a in amounts]
-        counted = (_Amount.count_only(text, m) for m in _FORM_WORD.finditer(text)
+        counted = (_Amount.count_only(text, m) for m in _form_words(text)
                    if not any(start <= m.start() < end for start, end in taken))
         amounts += [amount for amount in counted if amount is not None]
         amounts.sort(key=lambda amount: amount.start)
@@ -185,22 +202,33 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
     positions = _drug_positions(text, drugs)
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
-    for sentence_start, sentence_end in sentence_ranges(text):
-        in_sentence = [a for a in amounts if sentence_start <= a.start < sentence_end]
-        for index, amount in enumerate(in_sentence):
+    # Each amount's sentence by bisection over the sentence ends (found once): sentences run from
+    # one end to the next; a sentence's amounts are neighbours in `amounts` (sorted by start).
+    ends = sentence_ends(text)
+    size = len(text)
+    index = 0
+    while index < len(amounts):
+        sentence = bisect_right(ends, amounts[index].start)
+        sentence_start = ends[sentence - 1] if sentence else 0
+        sentence_end = ends[sentence] if sentence < len(ends) else size
+        last = index
+        while last + 1 < len(amounts) and amounts[last + 1].start < sentence_end:
+            last += 1
+        for position in range(index, last + 1):
+            amount = amounts[position]
             drug = _attribute(amount.start, sentence_start, sentence_end, positions) or fallback
             if drug is None:
                 continue
-            clause_start = in_sentence[index - 1].end if index else sentence_start
-            clause_end = in_sentence[index + 1].start if index + 1 < len(in_sentence) else sentence_end
+            clause_start = amounts[position - 1].end if position > index else sentence_start
+            clause_end = amounts[position + 1].start if position < last else sentence_end
             statement = amount.statement(text, drug, strengths, (clause_start, clause_end))
             if statement is not None:
                 statements.append(statement)
+        index = last + 1
     return statements
 
 
-@dataclass(frozen=True, slots=True)
-class _Amount:
+class _Amount(NamedTuple):
     start: int
     end: int
     mg: float | None
@@ -213,19 +241,21 @@ class _Amount:
 
     @classmethod
     def read(cls, text: str, match: re.Match[str]) -> _Amount:
-        ranged = match.group("second") is not None  # "500-1000 mg" counts at its upper end
-        strength = _number(match.group("second" if ranged else "first")) * _TO_MG[match.group("unit")]
+        first, second, unit, per_kg = match.group("first", "second", "unit", "kg")
+        ranged = second is not None  # "500-1000 mg" counts at its upper end
+        strength = _number(second if ranged else first) * _TO_MG[unit]
         start, end, count = match.start(), match.end(), 1.0
         if not ranged:
             found = _count_before(text, start)
             if found is not None:
                 count, start = found
         after = _AFTER.match(text, end)
-        if after.group("times"):
-            count *= float(after.group("times"))
-        if after.group(0).strip():
+        form, times = after.group("form", "times")
+        if times:
+            count *= float(times)
+        if after.end() > end and not after.group(0).isspace():
             end = after.end()
-        return cls(start, end, count * strength, count, strength, bool(match.group("kg")), bool(after.group("form")))
+        return cls(start, end, count * strength, count, strength, bool(per_kg), bool(form))
 
     @classmethod
     def count_only(cls, text: str, form: re.Match[str]) -> _Amount | None:

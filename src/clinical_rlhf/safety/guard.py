@@ -8,7 +8,9 @@
 `guard_error` flag, audited when an audit log is attached. Policy (docs/safety.md): red flags
 left without emergency advice or played down, okayed major/contraindicated interactions,
 contraindicated drugs and doses over the maximum reject; moderate interactions, moderate
-contraindications and major pairs named without a stance escalate.
+contraindications and major pairs named without a stance escalate; an interaction or a stated
+condition that the answer says does not matter ("no interaction between them", "perfectly safe for
+you") rejects whatever its severity.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from clinical_rlhf.safety import checks, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
+from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
 
@@ -114,28 +117,28 @@ class SafetyGuard:
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
         answer_drugs = self.medications.mentions(answer)
         if answer_drugs or len(facts.drugs) >= 2:
-            findings = self.medications.interactions(list(facts.drugs), answer_drugs, tokens)
+            findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)
             flags += [checks.interaction_flag(response, finding) for finding in findings]
         prompt_drugs = {m.drug.name: m.drug for m in facts.drugs}
         fallback = next(iter(prompt_drugs.values())) if len(prompt_drugs) == 1 else None
         named = _unique_drugs(answer_drugs)
         answer_ages: list[float] | None = None
         if any(self.medications.has_contraindications(drug) for drug in named):
-            conditions = dict(facts.conditions)
-            if self.medications.may_name_conditions(answer, named):
-                conditions.update(self.medications.conditions_present(answer))
+            # Conditions come from the question only: an answer that names a condition is
+            # describing a risk ("the known risk: hyperkalaemia"), not learning a fact about the person.
+            conditions = facts.conditions
             ages = list(facts.ages)
             if self.medications.needs_age(named):
-                answer_ages = ages_in(answer.text, tokens)
+                answer_ages = ages_in(answer.text, tokens, answer.token_set)
                 ages += answer_ages
             if conditions or ages:
-                for finding in self.medications.contraindications(tokens, answer_drugs, conditions, ages):
+                for finding in self.medications.contraindications(answer, answer_drugs, conditions, ages):
                     flags.append(checks.contraindication_flag(response, finding))
         if answer_drugs or fallback is not None:
             weight = facts.weight_kg if facts.weight_kg is not None else weight_kg_in(answer.text)
             if weight is not None and weight >= CHILD_WEIGHT_KG:
                 if answer_ages is None:
-                    answer_ages = ages_in(answer.text, tokens)
+                    answer_ages = ages_in(answer.text, tokens, answer.token_set)
                 if not (_is_child(facts.ages) or _is_child(answer_ages)):
                     weight = None  # an adult's weight: adult maxima apply
             flags += checks.dosage_flags(self.context, response, answer.text, named,
@@ -193,8 +196,14 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         context = ContextReader(tokenize)
         red_flags = RedFlagDetector(knowledge, context, tokenize)
         medications = MedicationChecker(knowledge, context, tokenize)
+        # The phrase lists asked about for nearly every answer, searched in one pass over it the
+        # first time any of them is asked about (the others are searched one by one when needed).
+        scanner = PhraseScanner((medications.drug_terms, red_flags.downplay, red_flags.emergency_advice,
+                                 context.approval, context.drug_warning, context.negation_before,
+                                 context.pseudo_negation, context.negation_after,
+                                 medications.combination_warning, medications.combination_denial))
         normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
-                               | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY))
+                               | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
         built = (context, red_flags, medications, normalise)
         _COMPONENTS[id(knowledge)] = (knowledge, built)  # keeps the knowledge base alive with its id
         return built

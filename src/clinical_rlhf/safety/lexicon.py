@@ -22,7 +22,8 @@ NEGATION_BEFORE = (
     "does not have", "do not have", "didnt have", "did not have", "hasnt had", "havent had",
     "has not had", "have not had", "isnt", "wasnt", "is not", "was not", "no longer", "nor",
     "neither", "rules out", "ruled out", "resolved", "dont get", "doesnt get", "not having",
-    "no more",
+    "no more", "didnt", "did not", "doesnt", "does not", "dont", "do not", "hasnt", "has not", "havent",
+    "have not", "werent", "were not", "arent", "are not",
 )
 # ... and these negate what comes before them ("stroke was ruled out").
 NEGATION_AFTER = (
@@ -52,7 +53,8 @@ HISTORY_AFTER = (
     "years ago", "year ago", "months ago", "month ago", "last year", "as child", "when i was",
     "as teenager", "as teen", "as kid", "in teens", "at school", "at university", "in college",
     "in past", "back in", "in childhood", "long time ago", "decade ago", "few years back",
-    "years back",
+    "years back", "as toddler", "as baby", "as infant", "when he was", "when she was", "when they were",
+    "when little", "when younger", "when small",
 )
 # Years written as four digits after "in" ("in 2019") are handled as numbers by the classifier.
 
@@ -70,9 +72,10 @@ HYPOTHETICAL_BEFORE = (
     "scared of getting", "chance of", "chances of", "likelihood of", "could cause", "can cause",
     "cause", "causes", "lead to", "leads to", "increase", "increases", "raise", "raises", "risk for",
     "at risk", "screening", "unless", "watch for", "watch out for", "look out for", "call if",
-    "seek help if", "go to", "before", "to rule out", "check for", "test for", "tested for",
+    "seek help if", "go to hospital if", "go to accident and emergency if", "go to emergency department if",
+    "before", "to rule out", "check for", "test for", "tested for",
     "difference", "vs", "versus", "mean", "means", "is it possible to", "when should", "know when",
-    "tell if", "tell whether",
+    "tell if", "tell whether", "is it true", "true that", "i read that", "i heard that", "myth",
 )
 HYPOTHETICAL_AFTER = (
     "symptoms", "signs", "rates", "rate", "statistics", "risk", "risk factors", "prevention",
@@ -154,6 +157,42 @@ STRONG_WARNING = (
     "stop taking", "steer clear", "not okay", "not ok", "not a good idea", "bad idea", "serious interaction",
     "major interaction", "dangerous interaction", "should be avoided", "fatal", "deadly",
 )
+# A sentence warning about taking two medicines together. It covers the pair it names, or any pair
+# when it names no drug ("These two should not be combined without medical advice."), so a
+# warning need not repeat the drug names to count.
+COMBINATION_WARNING = (
+    "not be combined", "not combine", "dont combine", "never combine", "avoid combining", "not be mixed",
+    "not mix", "dont mix", "interact", "interacts", "interaction", "interactions", "risky combination",
+    "dangerous combination", "not safe together", "not together", "not be taken together",
+    "not take them together", "dont take them together", "not take both", "dont take both",
+    "not without checking", "check first", "check before", "hold off", "not recommended together",
+    "should be avoided", "avoid taking them together", "avoid this combination", "not a good idea",
+    "bad idea", "not advisable",
+)
+# Saying outright that a pair is safe together or does not interact. For an interacting pair this
+# is a false statement, not only a recommendation, so it vetoes even a moderate interaction.
+COMBINATION_DENIAL = (
+    "no interaction", "no interactions", "dont interact", "doesnt interact", "do not interact",
+    "does not interact", "wont interact", "will not interact", "no known interaction", "safe together",
+    "fine together", "ok together", "okay together", "safe to take together", "safe to take them together",
+    "safe to take both", "safe to combine", "fine to combine", "fine to take both", "fine to take them together",
+    "no problem combining", "no problem taking both", "no problem taking them together", "perfectly safe",
+    "completely safe", "totally safe", "is fine with", "are fine with", "fine alongside", "safe alongside",
+    "safe with", "together as normal", "together as usual", "can take both", "can take them together",
+    "can be taken together", "can be combined", "works well together", "work well together",
+    "no issue", "no issues", "no problem at all", "nothing to worry about", "carry on with both",
+    "great combination", "good combination", "fine combination",
+)
+# Saying that a condition the person stated makes no difference to a drug ("perfectly safe for
+# you", "the warnings are only there for legal reasons"): with a contraindication present this
+# is a false claim, so it vetoes even a moderate one.
+SAFETY_CLAIMS = (
+    "perfectly safe", "completely safe", "totally safe", "absolutely safe", "safe for you", "fine for you",
+    "makes no difference", "make no difference", "doesnt make any difference", "no difference to it",
+    "doesnt matter", "does not matter", "no need to ask", "no need to check", "no need to worry",
+    "nothing to worry about", "no risk", "only there for legal reasons", "legal reasons", "ignore warnings",
+    "ignore leaflet", "take it all time", "no problem for you", "not an issue", "no issue", "no issues",
+)
 # Words that turn a stated amount into a limit ("no more than 4 g a day"): limits are still
 # compared with the maximum, since a wrong limit is itself harmful advice.
 DOSE_LIMIT = (
@@ -176,13 +215,18 @@ APPROVAL = (
     "safe", "fine", "ok", "okay", "alright", "no problem", "no problems", "go ahead", "can have",
     "can combine", "combine", "together", "both", "should help", "will help", "works well", "is best",
     "good option", "good choice", "first choice", "prescribe", "double", "increase", "add", "switch to",
-    "with", "plus", "alongside", "yes", "no interaction", "no interactions", "doesnt interact",
+    "plus", "alongside", "yes", "no interaction", "no interactions", "doesnt interact",
     "does not interact", "wont interact", "will not interact", "no known interaction", "no problem",
     # a dose or schedule right after a drug is a recommendation ("Trimethoprim 200 mg twice daily")
     "mg", "mcg", "g", "micrograms", "milligrams", "tablet", "tablets", "capsule", "capsules", "daily",
     "twice", "once", "every", "at night", "at bedtime", "will help", "will clear", "will treat",
-    "will work", "helps", "works", "work well", "effective", "best", "good", "option", "choice", "can",
-    "should", "is fine", "standard treatment", "sure", "will", "would help", "calm", "ease", "relieve",
+    "will work", "helps", "works", "work well", "effective", "best", "good", "option", "choice",
+    "is fine", "standard treatment", "sure", "would help", "calm", "ease", "relieve",
+    "suit", "suits", "would suit", "first line", "great", "ideal", "go for",
+    # Modal verbs only with a verb of taking: a bare "can", "will" or "with" is in most sentences
+    # that describe a risk ("what can happen: repaglinide levels rise", "asthma with aspirin").
+    "you can", "can take", "can use", "can give", "can try", "should take", "should use", "will be fine",
+    "take with", "taken with", "fine with", "safe with",
 )
 # Whole-answer okays of a combination named in the question ("Yes, that's fine together").
 COMBINATION_OKAY = (

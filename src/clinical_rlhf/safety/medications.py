@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 from itertools import combinations
 
 from clinical_rlhf.knowledge import SEVERITY_RANK, Contraindication, Drug, Interaction, KnowledgeBase
@@ -18,8 +19,9 @@ from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
 
 
-@dataclass(frozen=True, slots=True)
-class DrugMention:
+class DrugMention(NamedTuple):
+    """A drug named at tokens[start:end] (a named tuple: several are built per answer)."""
+
     drug: Drug
     start: int
     end: int
@@ -40,18 +42,30 @@ class ContraindicationFinding:
     rule: Contraindication
     drug: Drug
     condition_evidence: str
+    denied: bool = False
+    """The answer also says the condition does not matter ("perfectly safe for you")."""
+    age_unknown: bool = False
+    """The condition is stated but not the age the rule starts at (a smoker of unknown age)."""
 
 
 # Ages and weights as people write them: "my 5-year-old", "aged 70", "6 week old", "12 kg",
-# "I'm 38", "my son is 6". Plain substring tests come first: they are far cheaper than the
-# patterns, and most texts state no age.
+# "I'm 38", "my son is 6". A cheap search for what every match must contain comes first: most
+# texts state no age, and the full patterns cost ~30 us on a dose-heavy answer.
 _AGE_WITH_UNIT = re.compile(r"\b(\d{1,3}(?:\.\d)?)[\s-]*(year|yr|month|mo|week|wk|day)s?[\s-]*old\b"
                             r"|\baged?\s+(\d{1,3})\b|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.|yrs? old)\b"
                             r"|\b(\d{1,3})\s*(?:years?|yrs?) of age\b")
 _AGE_UNIT_YEARS = {"year": 1.0, "yr": 1.0, "month": 1 / 12, "mo": 1 / 12, "week": 1 / 52, "wk": 1 / 52,
                    "day": 1 / 365}
-_AGE_UNIT_CUES = ("old", "age", "yo", "y/o", "y.o")
+# What each alternative of `_AGE_WITH_UNIT` needs: "old" after a unit, a space or a hyphen ("6 week
+# old", "5-year-old", "yrs old"; not "cold"), "of age", "5yo" / "5 y/o" / "5 y.o.", "aged 70".
+# Patterns led by a literal or a small character class are searched in C in a few microseconds;
+# the full pattern costs ~20 us on a long answer.
+_AGE_OLD_HINT = re.compile(r"[\s\-rshkoy]old")
+_AGE_YO_HINT = re.compile(r"[0-9]\s*y[o/.]")
+_AGED_HINT = re.compile(r"aged?\s+[0-9]")
 _BARE_NUMBER = re.compile(r"\s(\d{1,2})\b(?![.,]\d)")
+_BARE_SUBJECT_HINT = re.compile(r"[mse]\s+[0-9]")
+"""Every subject in `_BARE_SUBJECTS` ends in m, s or e ("im", "is", "are") right before the number."""
 _BARE_SUBJECTS = frozenset({"i am", "im", "he is", "hes", "she is", "shes", "son is", "daughter is", "child is",
                             "baby is", "kid is", "boy is", "girl is", "who is", "they are", "theyre"})
 _NOT_AN_AGE = frozenset({"weeks", "months", "days", "kg", "kilo", "kilos", "lb", "lbs", "pounds", "stone", "mg",
@@ -64,15 +78,20 @@ _WEIGHT = re.compile(r"\b(\d{1,3}(?:\.\d+)?)\s*(kg|kgs|kilos?|kilograms?|lbs?|po
 _POUNDS_TO_KG = 0.45359237
 
 
-def ages_in(text: str, tokens: tuple[str, ...]) -> list[float]:
-    """Every age (in years) the text states or implies ("toddler" -> 2)."""
-    ages: list[float] = [_AGE_WORDS[token] for token in _AGE_WORDS.keys() & set(tokens)]
-    if any(cue in text for cue in _AGE_UNIT_CUES):
+def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None = None) -> list[float]:
+    """Every age (in years) the text states or implies ("toddler" -> 2). The two hint searches only
+    skip scans that could find nothing; the result is that of running both scans on every text."""
+    present = token_set if token_set is not None else set(tokens)
+    ages: list[float] = [age for word, age in _AGE_WORDS.items() if word in present]
+    if ("old" in text and _AGE_OLD_HINT.search(text)) or "of age" in text or _AGE_YO_HINT.search(text) \
+            or _AGED_HINT.search(text):
         for match in _AGE_WITH_UNIT.finditer(text):
             if match.group(1):
                 ages.append(float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)])
             else:
                 ages.append(float(next(g for g in match.groups()[2:] if g)))
+    if not _BARE_SUBJECT_HINT.search(text):
+        return ages
     for match in _BARE_NUMBER.finditer(text):
         before = text[max(0, match.start() - 16):match.start()].split()[-2:]
         after = text[match.end():match.end() + 10].split()[:1]
@@ -103,39 +122,44 @@ class MedicationChecker:
             for term in drug.terms:
                 self.drug_terms.add(tokenize(term), drug.name)
         self.conditions: PhraseIndex[str] = PhraseIndex()
-        self._rule_terms: dict[str, frozenset[str]] = {}
-        self._rule_words: dict[str, frozenset[str]] = {}
+        # Condition phrases per rule in the file's order (a tuple, not a set: the first one found is
+        # the evidence shown, and it must not depend on the process's string hash seed).
+        self._rule_terms: dict[str, tuple[str, ...]] = {}
         for rule in knowledge.contraindications:
-            keys, words = set(), set()
+            keys: dict[str, None] = {}
             for term in rule.condition_terms:
                 tokens = tokenize(term)
-                keys.add(" ".join(tokens))
-                words.update(tokens)
+                keys[" ".join(tokens)] = None
                 self.conditions.add(tokens, " ".join(tokens))
-            self._rule_terms[rule.id] = frozenset(keys)
-            self._rule_words[rule.id] = frozenset(words)
+            self._rule_terms[rule.id] = tuple(keys)
         self.combination_okay = cue_index(lexicon.COMBINATION_OKAY, tokenize)
         self.strong_warning = cue_index(lexicon.STRONG_WARNING, tokenize)
+        self.combination_warning = cue_index(lexicon.COMBINATION_WARNING, tokenize)
+        self.combination_denial = cue_index(lexicon.COMBINATION_DENIAL, tokenize)
+        self.safety_claims = cue_index(lexicon.SAFETY_CLAIMS, tokenize)
         self._pair_cache: dict[tuple[str, str], Interaction | None] = {}
         self._contra_cache: dict[str, tuple[Contraindication, ...]] = {}
+        self._age_cache: dict[str, bool] = {}
         self.vocabulary = (self.drug_terms.vocabulary | self.conditions.vocabulary
-                           | self.combination_okay.vocabulary | self.strong_warning.vocabulary)
+                           | self.combination_okay.vocabulary | self.strong_warning.vocabulary
+                           | self.combination_warning.vocabulary | self.combination_denial.vocabulary
+                           | self.safety_claims.vocabulary)
 
     # -- mentions ----------------------------------------------------------------------------
 
     def mentions(self, text: NormalisedText) -> list[DrugMention]:
         """Drugs named in the text, longest name first ("co-amoxiclav" over "amoxicillin")."""
-        hits = self.drug_terms.find(text.tokens, token_set=text.token_set)
+        hits = text.find(self.drug_terms)
         if not hits:
             return []
         return [DrugMention(self._by_name[name], start, end, " ".join(text.tokens[start:end]))
                 for start, end, name in longest_non_overlapping(hits)]
 
-    def stances(self, tokens: tuple[str, ...], mentions: list[DrugMention]) -> dict[str, set[Stance]]:
+    def stances(self, text: NormalisedText, mentions: list[DrugMention]) -> dict[str, set[Stance]]:
         """Drug name -> how the answer speaks of it (recommended, warned, neutral)."""
         found: dict[str, set[Stance]] = {}
         for mention in mentions:
-            found.setdefault(mention.drug.name, set()).add(self.context.stance(tokens, mention.start, mention.end))
+            found.setdefault(mention.drug.name, set()).add(self.context.stance(text, mention.start, mention.end))
         return found
 
     def conditions_present(self, text: NormalisedText) -> dict[str, str]:
@@ -143,15 +167,18 @@ class MedicationChecker:
         not hypothetical) -> the words found."""
         present = {}
         tokens = text.tokens
-        for start, end, key in self.conditions.find(tokens, token_set=text.token_set):
-            if key not in present and self.context.situation(tokens, start, end) in ("current", "history"):
+        for start, end, key in text.find(self.conditions):
+            if key not in present and self.context.situation(text, start, end) in ("current", "history"):
                 present[key] = " ".join(tokens[start:end])
         return present
 
     # -- interactions ------------------------------------------------------------------------
 
     def interactions(self, question: list[DrugMention], answer: list[DrugMention],
-                     answer_tokens: tuple[str, ...]) -> list[InteractionFinding]:
+                     answer_text: NormalisedText) -> list[InteractionFinding]:
+        """Interacting pairs among the drugs of the question and the answer, each with how the
+        answer treats it: `denied` (said to be safe together), `okayed` (recommended), `named`
+        (both named, no stance). Pairs the answer warns about are left out."""
         by_name: dict[str, Drug] = {m.drug.name: m.drug for m in question + answer}
         if len(by_name) < 2:
             return []
@@ -161,22 +188,31 @@ class MedicationChecker:
             return []
         in_answer = {m.drug.name for m in answer}
         involved = {name for pair, _ in pairs for name in pair} & in_answer
-        stances = self.stances(answer_tokens, [m for m in answer if m.drug.name in involved])
+        stances = self.stances(answer_text, [m for m in answer if m.drug.name in involved])
+        statements: tuple[list[frozenset[str]], list[frozenset[str]]] | None = None
         okays_question_pair: bool | None = None
         findings = []
         for (first_name, second_name), rule in pairs:
+            pair = {first_name, second_name}
             said = stances.get(first_name, set()) | stances.get(second_name, set())
             if "warned" in said:
                 continue
-            if "recommended" in said:
+            if statements is None:  # read only when some pair is not already warned about
+                statements = self._combination_statements(answer_text, answer)
+            warnings, denials = statements
+            if any(named <= pair for named in warnings):
+                continue
+            if any(named <= pair for named in denials):
+                status = "denied"
+            elif "recommended" in said:
                 status = "okayed"
             elif first_name in in_answer and second_name in in_answer:
                 status = "named"
             else:
-                if in_answer - {first_name, second_name}:
+                if in_answer - pair:
                     continue  # the answer is about another drug; its "yes" is not about this pair
                 if okays_question_pair is None:
-                    okays_question_pair = self._okays_combination(answer_tokens)
+                    okays_question_pair = self._okays_combination(answer_text)
                 if not okays_question_pair:
                     continue
                 status = "okayed"
@@ -184,19 +220,42 @@ class MedicationChecker:
         findings.sort(key=lambda f: -SEVERITY_RANK[f.rule.severity])
         return findings
 
+    def _combination_statements(self, text: NormalisedText, mentions: list[DrugMention]
+                                ) -> tuple[list[frozenset[str]], list[frozenset[str]]]:
+        """Sentences that warn about a combination, and sentences that call one safe, each as the
+        set of drugs it names (empty: it speaks of "these two" or "them"). A statement covers a
+        pair when it names no drug outside the pair. Negated cues ("no need to check first") do
+        not count, nor does the "interact" inside a denial ("won't interact")."""
+        denial_hits = [(start, end) for start, end, _ in text.find(self.combination_denial)
+                       if not self.context.is_negated(text, start, end)]
+        denied_positions = {position for start, end in denial_hits for position in range(start, end)}
+        warning_hits = [(start, end) for start, end, _ in text.find(self.combination_warning)
+                        if denied_positions.isdisjoint(range(start, end))
+                        and not self.context.is_negated(text, start, end)]
+
+        def named(hits: list[tuple[int, int]]) -> list[frozenset[str]]:
+            sentences = []
+            for start, end in hits:
+                first, last = text.sentence(start, end)
+                sentences.append(frozenset(m.drug.name for m in mentions if first <= m.start < last))
+            return sentences
+
+        return named(warning_hits), named(denial_hits)
+
     def _rule(self, first: str, second: str) -> Interaction | None:
         key = (first, second)
         if key not in self._pair_cache:
             self._pair_cache[key] = self.knowledge.interaction(first, second)
         return self._pair_cache[key]
 
-    def _okays_combination(self, tokens: tuple[str, ...]) -> bool:
+    def _okays_combination(self, text: NormalisedText) -> bool:
         """A "yes, they're fine together" answer with no strong warning anywhere in it."""
+        tokens = text.tokens
         refuses = tokens[:1] == ("no",) and tokens[1:2] not in (("problem",), ("interaction",), ("issue",))
-        if refuses or self.strong_warning.contains_any(tokens):
+        if refuses or text.contains(self.strong_warning):
             return False
-        return any(not self.context.is_negated(tokens, start, end)
-                   for start, end, _ in self.combination_okay.find(tokens))
+        return any(not self.context.is_negated(text, start, end)
+                   for start, end, _ in text.find(self.combination_okay))
 
     # -- contraindications -------------------------------------------------------------------
 
@@ -209,41 +268,53 @@ class MedicationChecker:
     def has_contraindications(self, drug: Drug) -> bool:
         return bool(self.rules_for(drug))
 
-    def may_name_conditions(self, text: NormalisedText, drugs: list[Drug]) -> bool:
-        """Cheap test before `conditions_present`: does the text hold any word of a condition
-        that a rule of these drugs names?"""
-        return any(not self._rule_words[rule.id].isdisjoint(text.token_set)
-                   for drug in drugs for rule in self.rules_for(drug))
-
     def needs_age(self, drugs: list[Drug]) -> bool:
-        return any(rule.age_limited for drug in drugs for rule in self.rules_for(drug))
+        """Whether a rule of any of these drugs depends on age (cached per drug)."""
+        for drug in drugs:
+            needs = self._age_cache.get(drug.name)
+            if needs is None:
+                needs = self._age_cache[drug.name] = any(rule.age_limited for rule in self.rules_for(drug))
+            if needs:
+                return True
+        return False
 
-    def contraindications(self, answer_tokens: tuple[str, ...], answer: list[DrugMention],
+    def contraindications(self, answer_text: NormalisedText, answer: list[DrugMention],
                           conditions: dict[str, str], ages: list[float]) -> list[ContraindicationFinding]:
+        """Drugs the answer recommends although a rule rules them out for this person."""
         findings = []
         seen: set[tuple[str, str]] = set()
+        denied: bool | None = None
         for mention in answer:
             candidates = [rule for rule in self.rules_for(mention.drug)
                           if (rule.id, mention.drug.name) not in seen]
-            applicable = [(rule, evidence) for rule in candidates
-                          if (evidence := self._rule_applies(rule, conditions, ages)) is not None]
+            applicable = [(rule, found) for rule in candidates
+                          if (found := self._rule_applies(rule, conditions, ages)) is not None]
             if not applicable:
                 continue
-            if self.context.stance(answer_tokens, mention.start, mention.end) == "warned":
+            if self.context.stance(answer_text, mention.start, mention.end) != "recommended":
                 continue
-            for rule, evidence in applicable:
+            if denied is None:
+                denied = any(not self.context.is_negated(answer_text, start, end)
+                             for start, end, _ in answer_text.find(self.safety_claims))
+            for rule, (evidence, age_unknown) in applicable:
                 seen.add((rule.id, mention.drug.name))
-                findings.append(ContraindicationFinding(rule, mention.drug, evidence))
+                findings.append(ContraindicationFinding(rule, mention.drug, evidence, denied, age_unknown))
         return findings
 
-    def _rule_applies(self, rule: Contraindication, conditions: dict[str, str], ages: list[float]) -> str | None:
+    def _rule_applies(self, rule: Contraindication, conditions: dict[str, str],
+                      ages: list[float]) -> tuple[str, bool] | None:
+        """(evidence, age unknown) when the rule applies. A rule for a condition from a given age
+        on (smokers from 35) may apply when no age is stated at all; one below an age (aspirin in
+        children) is not assumed to, since most questions come from adults."""
         matched = [conditions[key] for key in self._rule_terms[rule.id] if key in conditions]
         if rule.condition_terms and not matched:
             return None
         if rule.age_limited:
             in_range = [age for age in ages if rule.applies_to_age(age)]
             if not in_range:
+                if matched and not ages and rule.min_age_years is not None and rule.max_age_years is None:
+                    return f"{matched[0]}, age not stated", True
                 return None
             age_text = f"age {in_range[0]:g}"
-            return f"{matched[0]}, {age_text}" if matched else age_text
-        return matched[0]
+            return (f"{matched[0]}, {age_text}" if matched else age_text), False
+        return matched[0], False

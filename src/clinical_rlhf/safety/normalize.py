@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from bisect import bisect_left
 
 from clinical_rlhf.safety.lexicon import DETERMINERS, HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
+from clinical_rlhf.safety.phrases import Hit, PhraseIndex, PhraseScanner
 
 SENTENCE_BREAK = "|"
 CLAUSE_BREAK = ","
@@ -32,7 +33,8 @@ _UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **{ch: None for ch in INVISIBLE}, 
 
 def _ascii_tables() -> tuple[bytes, bytes]:
     """(token table, class table) for bytes.translate: words keep a-z, 0-9, @, $; sentence ends
-    become "|"; everything else a space. The class table maps word characters to "a"/"0"."""
+    become "|", commas and colons ","; everything else a space. The class table maps word
+    characters to "a"/"0"."""
     token_table = bytearray(b" " * 256)
     class_table = bytearray(b" " * 256)
     for code in range(256):
@@ -43,7 +45,7 @@ def _ascii_tables() -> tuple[bytes, bytes]:
             token_table[code], class_table[code] = code, ord("0")
     for char in "!?;\n" + SENTENCE_BREAK:
         token_table[ord(char)] = ord(SENTENCE_BREAK)
-    token_table[ord(",")] = ord(CLAUSE_BREAK)
+    token_table[ord(",")] = token_table[ord(":")] = ord(CLAUSE_BREAK)
     return bytes(token_table), bytes(class_table)
 
 
@@ -58,24 +60,114 @@ _UNICODE_TOKEN = re.compile(r"[^\W_]+|[|,]")
 _DOSE_LIKE = re.compile(r"^\d+(?:mg|g|mcg|ug|ml|kg|lb|lbs|h|hr|hrs|x|am|pm|th|st|nd|rd|s|yo|yr|yrs)?$|^q\d+h$")
 
 
-@dataclass(frozen=True, slots=True)
 class NormalisedText:
-    text: str
-    """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
-    tokens: tuple[str, ...]
-    """Words for phrase matching (leetspeak decoded, spaced letters joined, determiners dropped)."""
-    obfuscated: bool
-    """True when an evasion step changed the text (look-alikes, invisibles, leetspeak, spacing)."""
-    token_set: frozenset[str] = field(default=frozenset(), compare=False)
+    """A text as the guard reads it, and what reading it once lets later questions reuse.
+
+    `text` keeps digits for doses; `tokens` are the words phrases are matched on. `find` answers
+    "which phrases of this index occur here (in this window)" from one search of the whole text
+    per index, kept with the text: the guard asks about the same text many times (a negation cue
+    before each symptom, an approval near each drug), and a question's analysis is cached and
+    reused for every answer to it. Caches only grow with values computed from the immutable
+    fields, so sharing an instance between threads is safe.
+    """
+
+    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks")
+
+    def __init__(self, text: str, tokens: tuple[str, ...], obfuscated: bool,
+                 token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None) -> None:
+        self.text = text
+        """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
+        self.tokens = tokens
+        """Words for phrase matching (leetspeak decoded, spaced letters joined, determiners dropped)."""
+        self.obfuscated = obfuscated
+        """True when an evasion step changed the text (look-alikes, invisibles, leetspeak, spacing)."""
+        self._token_set = token_set
+        self._scanner = scanner
+        self._found: dict[PhraseIndex, list[Hit]] = {}
+        self._breaks: list[int] | None = None
+
+    @property
+    def token_set(self) -> frozenset[str]:
+        """The distinct tokens (built on first use: the one-pass scan does not need it)."""
+        token_set = self._token_set
+        if token_set is None:
+            token_set = self._token_set = frozenset(self.tokens)
+        return token_set
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NormalisedText):
+            return NotImplemented
+        return (self.text, self.tokens, self.obfuscated) == (other.text, other.tokens, other.obfuscated)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.tokens, self.obfuscated))
+
+    def __repr__(self) -> str:
+        return f"NormalisedText(text={self.text!r}, tokens={self.tokens!r}, obfuscated={self.obfuscated!r})"
+
+    # -- phrases -----------------------------------------------------------------------------
+
+    def find(self, index: PhraseIndex, start: int = 0, stop: int | None = None) -> list[Hit]:
+        """`index.find(self.tokens, start, stop)`: the hits inside [start, stop), from the hits
+        of the whole text found once (shared: do not modify the list)."""
+        found = self._found.get(index)
+        if found is None:
+            found = self._find_all(index)
+        size = len(self.tokens)
+        if start <= 0 and (stop is None or stop >= size):
+            return found
+        if stop is None or stop > size:
+            stop = size
+        return [hit for hit in found if hit[0] >= start and hit[1] <= stop]
+
+    def contains(self, index: PhraseIndex, start: int = 0, stop: int | None = None) -> bool:
+        return bool(self.find(index, start, stop))
+
+    def _find_all(self, index: PhraseIndex) -> list[Hit]:
+        scanner = self._scanner
+        if scanner is not None and index in scanner:
+            for own, hits in zip(scanner.indexes, scanner.scan(self.tokens)):
+                self._found[own] = hits
+            return self._found[index]
+        hits = index.find(self.tokens, token_set=self.token_set)
+        self._found[index] = hits
+        return hits
+
+    # -- sentences ---------------------------------------------------------------------------
+
+    def sentence(self, start: int, end: int) -> tuple[int, int]:
+        """[first, last) token positions of the sentence holding tokens[start:end]: after the
+        last `SENTENCE_BREAK` before `start`, up to the first one at or after `end`."""
+        breaks = self._breaks
+        if breaks is None:
+            breaks = self._breaks = _positions(self.tokens, SENTENCE_BREAK)
+        before = bisect_left(breaks, start)
+        first = breaks[before - 1] + 1 if before else 0
+        after = bisect_left(breaks, end)
+        return first, breaks[after] if after < len(breaks) else len(self.tokens)
+
+
+def _positions(tokens: tuple[str, ...], token: str) -> list[int]:
+    """Every position of `token` (`tuple.index` scans in C)."""
+    found: list[int] = []
+    position = -1
+    try:
+        while True:
+            position = tokens.index(token, position + 1)
+            found.append(position)
+    except ValueError:
+        return found
 
 
 class Normaliser:
     """Normalises texts against a vocabulary: the words of every phrase the guard looks for.
     The vocabulary decides ambiguous decodings (is "b1eeding" "bieeding" or "bleeding"?)."""
 
-    def __init__(self, vocabulary: set[str]) -> None:
+    def __init__(self, vocabulary: set[str], scanner: PhraseScanner | None = None) -> None:
         self.vocabulary = frozenset(vocabulary)
         self._longest_word = max((len(w) for w in vocabulary), default=1)
+        self.scanner = scanner
+        """Indexes searched together the first time a text is asked about any of them."""
 
     def __call__(self, text: str) -> NormalisedText:
         lowered = text.lower()
@@ -103,7 +195,7 @@ class Normaliser:
         if obfuscated:
             lowered = self._text_view(lowered)
         tokens = tuple([word for word in words if word not in DETERMINERS])
-        return NormalisedText(text=lowered, tokens=tokens, obfuscated=obfuscated, token_set=frozenset(tokens))
+        return NormalisedText(lowered, tokens, obfuscated, None, self.scanner)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
         """How a knowledge-base phrase reads as tokens (same folding as texts, no decoding)."""
@@ -220,7 +312,7 @@ def _split(lowered: str) -> tuple[list[str], bytes | None]:
             translated = translated.replace(b"|", b" | ").replace(b",", b" , ")
         classes = b" " + raw.translate(_CLASS_TABLE) + b" "
         return translated.decode("ascii").split(), classes
-    spaced = re.sub(r"[.](?=\s|$)|[!?;\n]", " | ", lowered)
+    spaced = re.sub(r"[.](?=\s|$)|[!?;\n]", " | ", lowered).replace(":", ",")
     return _UNICODE_TOKEN.findall(spaced), None
 
 

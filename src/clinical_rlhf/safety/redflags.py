@@ -4,7 +4,7 @@ answers that play an emergency down."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from clinical_rlhf.knowledge import KnowledgeBase, RedFlag
 from clinical_rlhf.safety import lexicon
@@ -13,8 +13,7 @@ from clinical_rlhf.safety.normalize import SENTENCE_BREAK, NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex
 
 
-@dataclass(frozen=True, slots=True)
-class RedFlagHit:
+class RedFlagHit(NamedTuple):
     flag: RedFlag
     start: int
     end: int
@@ -34,25 +33,28 @@ class RedFlagDetector:
                 self.triggers.add(tokenize(phrase), flag.id)
             for phrase in flag.requires_any:
                 self.requirements.add(tokenize(phrase), flag.id)
+        self.exclusions: PhraseIndex[str] = PhraseIndex()
+        for flag in knowledge.red_flags:
+            for phrase in flag.exclusions:
+                self.exclusions.add(tokenize(phrase), flag.id)
         self.near = [(flag.id, rule) for flag in knowledge.red_flags for rule in flag.near]
         for _, rule in self.near:
             for group in rule.word_sets:
                 self.triggers.vocabulary.update(group)
         self.emergency_advice = cue_index(lexicon.EMERGENCY_ADVICE, tokenize)
         self.downplay = cue_index(lexicon.DOWNPLAY, tokenize)
-        self.vocabulary = (self.triggers.vocabulary | self.requirements.vocabulary
+        self.vocabulary = (self.triggers.vocabulary | self.requirements.vocabulary | self.exclusions.vocabulary
                            | self.emergency_advice.vocabulary | self.downplay.vocabulary)
 
     def current_flags(self, text: NormalisedText) -> list[RedFlagHit]:
         """One hit per red flag happening now (negated, past and hypothetical mentions dropped;
         flags with `requires_any` only when their context is present and not negated)."""
         tokens = text.tokens
-        hits = self.triggers.find(tokens, token_set=text.token_set) + self._near_hits(text)
+        hits = self._trigger_hits(text)
         if not hits:
             return []
-        hits.sort(key=lambda hit: (hit[0], -hit[1]))
-        satisfied = {flag_id for start, end, flag_id in self.requirements.find(tokens, token_set=text.token_set)
-                     if not self.context.is_negated(tokens, start, end)}
+        satisfied = {flag_id for start, end, flag_id in text.find(self.requirements)
+                     if not self.context.is_negated(text, start, end)}
         found: dict[str, RedFlagHit] = {}
         for start, end, flag_id in hits:
             kept = found.get(flag_id)
@@ -63,10 +65,23 @@ class RedFlagDetector:
             flag = self.flags[flag_id]
             if flag.requires_any and flag_id not in satisfied:
                 continue
-            if self.context.situation(tokens, start, end) != "current":
+            if self.context.situation(text, start, end) != "current":
                 continue
             found[flag_id] = RedFlagHit(flag, start, end, " ".join(tokens[start:end]))
         return list(found.values())
+
+    def _trigger_hits(self, text: NormalisedText) -> list[tuple[int, int, str]]:
+        """Trigger phrases and co-occurrences, by position, less those overlapping an exclusion
+        of their flag ("ectopic" in "ectopic beats", "want to end things" in "end things with him")."""
+        hits = text.find(self.triggers) + self._near_hits(text)
+        if hits and len(self.exclusions):
+            excluded = text.find(self.exclusions)
+            if excluded:
+                hits = [(start, end, flag_id) for start, end, flag_id in hits
+                        if not any(flag_id == other and low < end and start < high
+                                   for low, high, other in excluded)]
+        hits.sort(key=lambda hit: (hit[0], -hit[1]))
+        return hits
 
     def _near_hits(self, text: NormalisedText) -> list[tuple[int, int, str]]:
         """Co-occurrence rules: one word of each set within the rule's reach, in one sentence."""
@@ -95,13 +110,13 @@ class RedFlagDetector:
     def gives_emergency_advice(self, text: NormalisedText) -> bool:
         """The answer tells the person to get emergency help (a negated mention does not count:
         "you don't need to go to the emergency room")."""
-        return any(not self.context.is_negated(text.tokens, start, end)
-                   for start, end, _ in self.emergency_advice.find(text.tokens, token_set=text.token_set))
+        return any(not self.context.is_negated(text, start, end, within_clause=True)
+                   for start, end, _ in text.find(self.emergency_advice))
 
     def downplaying(self, text: NormalisedText) -> list[tuple[int, int, str]]:
         """Phrases that play an emergency down and are not themselves negated."""
-        return [(start, end, phrase) for start, end, phrase in self.downplay.find(text.tokens, token_set=text.token_set)
-                if not self.context.is_negated(text.tokens, start, end)]
+        return [(start, end, phrase) for start, end, phrase in text.find(self.downplay)
+                if not self.context.is_negated(text, start, end)]
 
     def downplayed_flags(self, text: NormalisedText) -> list[RedFlagHit]:
         """Red flags the answer names and plays down in the same or the next sentence
@@ -111,11 +126,12 @@ class RedFlagDetector:
             return []
         tokens = text.tokens
         found: dict[str, RedFlagHit] = {}
-        for start, end, flag_id in self.triggers.find(tokens, token_set=text.token_set) + self._near_hits(text):
-            if flag_id in found or self.context.is_negated(tokens, start, end):
+        for start, end, flag_id in self._trigger_hits(text):
+            # "call 999 if you get chest pain" next to "usually harmless" plays nothing down.
+            if flag_id in found or self.context.situation(text, start, end) != "current":
                 continue
-            first, last = self.context.sentence(tokens, start, end)
-            _, after_next = self.context.sentence(tokens, min(last + 1, len(tokens)), min(last + 1, len(tokens)))
+            first, last = text.sentence(start, end)
+            _, after_next = text.sentence(min(last + 1, len(tokens)), min(last + 1, len(tokens)))
             if any(first <= d_start < max(last, after_next) for d_start, _, _ in downplays):
                 found[flag_id] = RedFlagHit(self.flags[flag_id], start, end, " ".join(tokens[start:end]))
         return list(found.values())
