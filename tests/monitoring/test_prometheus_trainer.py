@@ -75,7 +75,7 @@ def test_real_training_run_fires_the_emergency_stop_in_prometheus(tiny_gpt2_dir,
     assert metrics.registry.get_sample_value(
         "clinical_rlhf_alerts_fired_total", {"severity": "critical", "action": "emergency_stop"}) == 1
     events = [json.loads(line) for line in (cfg.run_dir / "events.jsonl").read_text().splitlines()]
-    assert [e["kind"] for e in events] == ["run_start", "alert", "emergency_stop", "run_end"]
+    assert [e["kind"] for e in events] == ["run_start", "alert", "checkpoint", "emergency_stop", "run_end"]
     assert events[1]["rule"] == "safety_violation" and events[-1]["status"] == "KILLED"
     records = [json.loads(line) for line in (cfg.run_dir / "audit.jsonl").read_text().splitlines()]
     assert any(r["event"] == "alert" and r["details"]["rule"] == "safety_violation" for r in records)

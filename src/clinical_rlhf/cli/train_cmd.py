@@ -98,15 +98,18 @@ def run_training(cfg, resume: str | None):
         audit = (stack.enter_context(AuditLog(run_dir / "audit.jsonl", fsync=audit_cfg.fsync,
                                               store_raw_text=audit_cfg.store_raw_text))
                  if audit_cfg.enabled else None)
-        tracker = stack.enter_context(RunTracker(cfg, run_dir, resume=resume is not None))
+        # The tracker feeds Prometheus too, so events the loop never reaches (an emergency stop)
+        # still reach the exporter, which lingers long enough to be scraped.
+        tracker = stack.enter_context(RunTracker(cfg, run_dir, resume=resume is not None, metrics=metrics))
         if prometheus.port is not None:
-            server = stack.enter_context(metrics.start_metrics_server(prometheus.host, prometheus.port))
+            server = stack.enter_context(metrics.start_metrics_server(
+                prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))
             console.print(f"Prometheus metrics at {server.url}")
         progress = stack.enter_context(_ProgressBar(cfg.training.num_iterations))
         trainer = PPOTrainer(
             cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
             audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
-            callbacks=[progress.update, lambda step, values: metrics.update(values, step=step)])
+            callbacks=[progress.update])
         return trainer.train(resume=resume)
 
 
