@@ -152,7 +152,9 @@ def _show_warnings() -> None:
 
 def evaluation_table(before: dict | None, after: dict | None) -> Table:
     """Held-out evaluation before and after training, one row per quantity."""
-    table = Table(title="Held-out evaluation (one sampled answer per prompt)")
+    table = Table(title="Held-out evaluation (one sampled answer per prompt)",
+                  caption="mean reward counts a vetoed answer at the veto penalty; the components "
+                          "average the answers the guard did not veto")
     for column in ("", "before", "after", "change"):
         table.add_column(column, justify="right" if column else "left")
     if not before or not after:
