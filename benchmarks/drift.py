@@ -6,7 +6,8 @@ Three current samples: no drift, a practical drift (0.1 std shift) and a subtle 
 The subtle case is different: its KS statistic D falls where scipy computes the p-value with the
 exact Smirnov series (2.2 <= n * D^2 < 370, n = 500,000 here), which costs 0.3-0.4 s by itself.
 KSTest returns scipy's p-value unchanged (the tests require it to be identical), so that time
-is scipy's: it is measured on its own and shown, and the budget applies to the rest.
+is scipy's. The budget applies to the whole total all the same; the time without that series
+is shown beside it, so a miss can be traced to where it comes from.
 
     python benchmarks/drift.py           # exit status 1 when a case is over budget
 """
@@ -61,14 +62,13 @@ def main() -> int:
         total = best["psi_s"] + best["ks_s"]
         effective_n_d2 = N / 2 * best["statistic"] ** 2
         exact_series = 2.2 <= effective_n_d2 < 370
-        counted = total - best["scipy_s"] if exact_series else total
-        status = "ok" if counted < BUDGET_SECONDS else "OVER"
+        status = "ok" if total < BUDGET_SECONDS else "OVER"
         print(f"  {name:28s} total {total:.3f} s (PSI {best['psi_s']:.3f}, KS {best['ks_s']:.3f}, of which "
               f"scipy p-value {best['scipy_s']:.3f})  n*D^2={effective_n_d2:.1f}  psi={best['psi']:.2e} "
               f"p={best['pvalue']:.2e}  {status}")
         if exact_series:
-            print(f"  {'':28s} without scipy's exact Smirnov series: {counted:.3f} s")
-        if counted >= BUDGET_SECONDS:
+            print(f"  {'':28s} without scipy's exact Smirnov series: {total - best['scipy_s']:.3f} s")
+        if total >= BUDGET_SECONDS:
             over.append(name)
     if over:
         print(f"over budget: {', '.join(over)}")
