@@ -87,6 +87,7 @@ class NullTracker:
     def log_metrics(self, step, metrics): pass
     def log_event(self, step, kind, severity, message, **details): pass
     def log_alerts(self, step, fired): pass
+    def log_checkpoint(self, step, path, kind, seconds): pass
 
 
 def run_ours(model_dir: Path, warmup: int, updates: int) -> dict:
