@@ -46,6 +46,10 @@ def main() -> None:
     # Busy-waiting OpenMP threads cost ~5x per training step on a shared small CPU (measured in
     # the demo build: 3.7 s vs 0.75 s a step); it must be set before torch is first imported.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Our own progress bars and log lines say what happens; the libraries' per-load weight bars
+    # and MLflow's store-migration INFO lines only bury them. Either can be turned back on.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     try:
         exit_code = app(standalone_mode=False)
     except ClinicalRLHFError as exc:
