@@ -298,8 +298,9 @@ class RollbackConfig(_Section):
 
 
 class TrainingConfig(_Section):
-    algorithm: Literal["ppo", "dpo"] = "ppo"
-    """Training algorithm."""
+    algorithm: Literal["ppo"] = "ppo"
+    """Training algorithm. Only constrained PPO exists today; `dpo` is rejected until it is built,
+    rather than silently training with PPO."""
 
     run_name: str = "demo"
     """Name of the run directory under `runs_dir`."""

@@ -66,6 +66,8 @@ def test_overrides_are_typed_and_validated() -> None:
     assert cfg.model_loading.target_modules == ("q_proj", "v_proj")
     with pytest.raises(ConfigError, match="unknown key `training.ppo.bogus`"):
         load_config(None, ["training.ppo.bogus=1"])
+    with pytest.raises(ConfigError, match="`training.algorithm`"):
+        load_config(None, ["training.algorithm=dpo"])  # not built yet: never silently PPO
     with pytest.raises(ConfigError, match="not of the form"):
         load_config(None, ["training.seed"])
     with pytest.raises(ConfigError, match="is a value, not a section"):
