@@ -29,8 +29,8 @@ COMMAND_MODULES = (
     "demo_cmd",        # build-demo-model
     "corpus_cmd",      # corpus export
     "safety_cmd",      # safety-demo, safety-check, safety-eval, audit verify
-    "reward_cmd",      # reward-eval
-    "monitoring_cmd",  # alerts export, report
+    "reward_cmd",      # reward-eval, reward-score
+    "monitoring_cmd",  # alerts list/export, report, tracking replay
     "train_cmd",       # train
     "serve_cmd",       # serve, serve-key
 )

@@ -36,9 +36,10 @@ def _guard(cfg, use: bool):
 def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
                 guard: GuardOption = False,
                 failures: Annotated[int, typer.Option(help="Print up to this many failed pairs/items.")] = 0) -> None:
-    """Pairwise ordering accuracy per component and hallucination precision/recall on the
-    project's labelled sets (reward/evalsets), per split (dev and tuned: tuned on; test: studied
-    after its first run; holdout: never tuned on) and per file."""
+    """Ordering accuracy per component and hallucination precision/recall on the labelled sets.
+
+    Reported per split (dev and tuned: tuned on; test: studied after its first run; holdout:
+    never tuned on) and per file of reward/evalsets."""
     from clinical_rlhf.reward import COMPONENTS
     from clinical_rlhf.reward.evaluation import (
         SPLITS,
@@ -92,8 +93,10 @@ def reward_score(prompt: Annotated[str, typer.Option("--prompt", "-p", help="The
                  guard: Annotated[bool, typer.Option("--guard/--no-guard",
                                                      help="Run the SafetyGuard (default) or assume allow.")] = True,
                  as_json: Annotated[bool, typer.Option("--json", help="Print the breakdown as JSON.")] = False) -> None:
-    """Score one answer and print its breakdown: components, weights, total, veto, matched
-    guidelines, missing and forbidden advice, hallucination flags."""
+    """Score one answer and print its breakdown.
+
+    Components, weights, total, veto, matched guidelines, missing and forbidden advice,
+    hallucination flags."""
     from clinical_rlhf.safety.verdict import SafetyVerdict
 
     cfg, reward = _reward(config, overrides)
