@@ -40,3 +40,18 @@ def test_same_seed_builds_the_same_weights() -> None:
     first = torch.nn.Linear(8, 8).weight.detach().clone()
     seed_everything(7)
     assert torch.equal(torch.nn.Linear(8, 8).weight, first)
+
+
+def test_preserved_random_state_leaves_the_callers_streams_and_threads_alone() -> None:
+    from clinical_rlhf.seeding import preserved_random_state
+
+    threads = torch.get_num_threads()
+    seed_everything(5)
+    expected = draws()
+    seed_everything(5)
+    with preserved_random_state():
+        seed_everything(99)  # what a model build does
+        draws()
+        torch.set_num_threads(max(1, threads + 1))
+    assert draws() == expected
+    assert torch.get_num_threads() == threads

@@ -141,3 +141,17 @@ def test_cli_builds_then_reports_current(tmp_path, standin_corpus, monkeypatch) 
     assert "built " in first.output and "held-out answer loss" in first.output
     second = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert second.exit_code == 0 and "is current" in second.output
+
+
+def test_a_build_on_first_use_leaves_the_callers_seed_and_threads_alone(tmp_path, standin_corpus) -> None:
+    """`train` seeds, then asks for the demo model: whether it had to build it first must not change
+    the run's random draws (LoRA init, rollouts) nor its thread count."""
+    from clinical_rlhf.seeding import seed_everything
+
+    threads = torch.get_num_threads()
+    seed_everything(42)
+    expected = torch.rand(4)
+    seed_everything(42)
+    demo.ensure_demo_model(small_config(tmp_path / "model"), corpus=standin_corpus)  # builds now
+    assert torch.equal(torch.rand(4), expected)
+    assert torch.get_num_threads() == threads

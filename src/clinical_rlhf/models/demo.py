@@ -121,7 +121,12 @@ def ensure_demo_model(cfg: Config, *, corpus=None) -> Path:
     if reason is not None:
         logger.warning("building the demo model (%s); this takes up to %d s, or run "
                        "`clinical-rlhf build-demo-model` ahead of time", reason, demo.max_build_seconds)
-        build_demo_model(cfg, corpus=corpus)
+        from clinical_rlhf.seeding import preserved_random_state
+
+        # The build seeds itself and uses every core; the run that asked for it must go on with
+        # its own seed and thread count, or its numbers would depend on whether a build happened.
+        with preserved_random_state():
+            build_demo_model(cfg, corpus=corpus)
     return Path(demo.cache_dir)
 
 
