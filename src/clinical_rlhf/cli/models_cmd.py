@@ -1,4 +1,4 @@
-"""`clinical-rlhf list-models [--json]` and `clinical-rlhf plan MODEL`."""
+"""`clinical-rlhf list-models [--json]` and `clinical-rlhf plan MODEL [--gpus N --gpu-memory GIB]`."""
 
 from __future__ import annotations
 
@@ -103,13 +103,65 @@ def _details_table(records: list[dict]) -> Table:
     return table
 
 
-def plan(model: Annotated[str, typer.Argument(help="Registry id, e.g. biomistral-7b.")],
-         device: DeviceOption = "auto", free_gib: FreeOption = None) -> None:
-    """The best precision for MODEL on this machine, and the --set overrides that select it."""
-    from clinical_rlhf.models.memory import select_precision
+ModelOption = Annotated[Optional[str], typer.Option("--model", help="Registry id (same as the MODEL argument).")]
+GpusOption = Annotated[
+    Optional[int], typer.Option("--gpus", min=1, help="Plan for this many GPUs (one training process each).")
+]
+GpuMemoryOption = Annotated[
+    Optional[float], typer.Option("--gpu-memory", help="Memory of each GPU in GiB (default: this machine's GPU).")
+]
+PrecisionOption = Annotated[
+    Optional[str],
+    typer.Option("--precision", help="Only consider fp16 (16-bit), int8 or nf4 (default: the best that fits)."),
+]
+SeqLenOption = Annotated[int, typer.Option("--seq-len", min=1, help="Tokens per sequence: prompt + answer.")]
+BatchOption = Annotated[
+    Optional[int],
+    typer.Option("--batch", min=1, help="Micro-batch per GPU (default: the largest of 8, 4, 2, 1 that fits)."),
+]
+LoraOption = Annotated[int, typer.Option("--lora-r", min=1, help="LoRA rank (model_loading.lora_r).")]
+
+
+def plan(model: Annotated[Optional[str], typer.Argument(help="Registry id, e.g. biomistral-7b.")] = None,
+         model_option: ModelOption = None, device: DeviceOption = "auto", free_gib: FreeOption = None,
+         gpus: GpusOption = None, gpu_memory: GpuMemoryOption = None, precision: PrecisionOption = None,
+         seq_len: SeqLenOption = 512, batch: BatchOption = None, lora_r: LoraOption = 16) -> None:
+    """The best precision for MODEL on this machine; with --gpus/--gpu-memory, the per-GPU memory
+    arithmetic on N GPUs and the launch command that fits (exit 1 when nothing does)."""
     from clinical_rlhf.models.registry import get_model_entry
 
-    entry = get_model_entry(model)
+    entry = get_model_entry(_model_id(model, model_option))
+    if gpus is None and gpu_memory is None:
+        _single_device_plan(entry, device, free_gib)
+        return
+    _multi_gpu_plan(entry, gpus or 1, _gpu_gib(gpu_memory, free_gib), precision, seq_len, batch, lora_r)
+
+
+def _model_id(argument: str | None, option: str | None) -> str:
+    if argument and option and argument.lower() != option.lower():
+        raise typer.BadParameter(f"MODEL `{argument}` and --model `{option}` disagree; give one of them")
+    if not (argument or option):
+        raise typer.BadParameter("name the model: `clinical-rlhf plan MODEL` or `--model MODEL` (see list-models)")
+    return argument or option
+
+
+def _gpu_gib(gpu_memory: float | None, free_gib: float | None) -> float:
+    """--gpu-memory, else --free-gib, else this machine's (first) CUDA GPU."""
+    if gpu_memory is not None or free_gib is not None:
+        value = gpu_memory if gpu_memory is not None else free_gib
+        if value <= 0:
+            raise typer.BadParameter(f"--gpu-memory must be positive, got {value}")
+        return value
+    import torch
+
+    if not torch.cuda.is_available():
+        raise typer.BadParameter("no CUDA GPU on this machine to read the memory of; pass --gpu-memory GIB")
+    return torch.cuda.get_device_properties(0).total_memory / 1024**3
+
+
+def _single_device_plan(entry, device: str, free_gib: float | None) -> None:
+    from clinical_rlhf.models.memory import select_precision
+
     device_type, device_name, free_bytes = _hardware(device, free_gib)
     choice = select_precision(entry, free_bytes, device_type=device_type)
     console.print(f"{entry.id} ({entry.hub_id or 'built locally'}, {entry.nominal_size}) on {device_name}: "
@@ -118,6 +170,46 @@ def plan(model: Annotated[str, typer.Argument(help="Registry id, e.g. biomistral
         raise typer.Exit(1)
     overrides = " ".join(f"--set {o}" for o in choice.config_overrides)
     console.print(f"use: clinical-rlhf train --set model.name={entry.id} {overrides}", highlight=False)
+
+
+def _multi_gpu_plan(entry, gpus: int, gpu_gib: float, precision: str | None, seq_len: int, batch: int | None,
+                    lora_r: int) -> None:
+    from clinical_rlhf.models import plan as planning
+
+    if precision is not None and precision not in planning.PRECISIONS:
+        raise typer.BadParameter(f"--precision must be one of {', '.join(planning.PRECISIONS)}, got {precision!r}")
+    result = planning.make_plan(entry, gpus=gpus, gpu_gib=gpu_gib, seq_len=seq_len, lora_rank=lora_r,
+                                precisions=(precision,) if precision else planning.PRECISIONS,
+                                micro_batches=(batch,) if batch else planning.MICRO_BATCHES)
+    say = lambda text="": console.print(escape(text), highlight=False, soft_wrap=True)  # noqa: E731
+    say(f"{entry.id} ({entry.hub_id or 'built locally'}, {entry.size_label} parameters) on {gpus} x {gpu_gib:g} GiB "
+        f"GPU{'s' if gpus > 1 else ''}: {seq_len} tokens per sequence (prompt + answer), LoRA r={lora_r}, "
+        f"{planning._gib(result.budget)} GiB usable per GPU ({planning.USABLE_FRACTION:.0%})")
+    chosen = result.recommended
+    shown = chosen or result.smallest(runnable=True)
+    say(f"{'recommended' if chosen else 'smallest the PPO trainer runs'}: {planning.describe_option(shown)}")
+    for line in planning.arithmetic_lines(result, shown):
+        say(line)
+    console.print(_plan_table(planning.table_rows(result)))
+    if chosen is None:
+        say(planning.refusal(result))
+        raise typer.Exit(1)
+    say(f"launch: {planning.launch_command(result, chosen)}")
+    if gpus > 1:
+        memory = ("the weights are sharded across them" if chosen.strategy.shards_weights
+                  else "they do not lower the memory per GPU (each holds a replica)")
+        say(f"training.ppo.batch_size (the global batch) must be a multiple of {gpus}; more GPUs train each batch "
+            f"faster; {memory}.")
+
+
+def _plan_table(rows: list[tuple[str, ...]]) -> Table:
+    table = Table(title="Per GPU, each configuration at its largest micro-batch that fits (else its smallest)")
+    for column in ("configuration", "accelerate config", "micro-batch", "checkpointing", "GiB per GPU", "fits",
+                   "PPO trainer"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    return table
 
 
 def register(app: typer.Typer) -> None:

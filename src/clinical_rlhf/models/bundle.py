@@ -141,11 +141,19 @@ class PolicyBundle:
         return [parameter for _, parameter in self._named_trainable()]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copies of every trainable tensor, keyed `policy.*`, `value_head.*`, `value_model.*`."""
-        return {name: parameter.detach().to("cpu", copy=True) for name, parameter in self._named_trainable()}
+        """Detached CPU copies of every trainable tensor, keyed `policy.*`, `value_head.*`, `value_model.*`.
+
+        Under FSDP (`rl/sharding.py`) each tensor is gathered whole first, so every rank must call it."""
+        from clinical_rlhf.rl.sharding import full_tensor
+
+        return {name: full_tensor(parameter.detach()).to("cpu", copy=True) for name, parameter in self._named_trainable()}
 
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Restore what `trainable_state_dict` saved. Strict: keys and shapes must match exactly."""
+        from torch.distributed.tensor import distribute_tensor
+
+        from clinical_rlhf.rl.sharding import is_sharded
+
         own = dict(self._named_trainable())
         missing = sorted(set(own) - set(state_dict))
         unexpected = sorted(set(state_dict) - set(own))
@@ -159,8 +167,11 @@ class PolicyBundle:
             if tuple(value.shape) != tuple(parameter.shape):
                 raise CheckpointError(f"checkpoint tensor `{name}` has shape {tuple(value.shape)}, the model "
                                       f"expects {tuple(parameter.shape)}; was lora_r changed since it was saved?")
+            value = value.to(device=parameter.device, dtype=parameter.dtype)
+            if is_sharded(parameter):  # FSDP: keep this rank's shard of the full tensor (every rank calls this)
+                value = distribute_tensor(value, parameter.device_mesh, parameter.placements)
             with torch.no_grad():
-                parameter.copy_(value.to(device=parameter.device, dtype=parameter.dtype))
+                parameter.copy_(value)
 
     # ------------------------------------------------------------------ prompts
 

@@ -128,8 +128,18 @@ def _quantization_config(cfg: Config, device):
 
 
 def _device_map(device) -> dict:
-    return {"": device.index if device.type == "cuda" and device.index is not None
-            else (0 if device.type == "cuda" else device.type)}
+    """Where a quantized load puts every module: the device's own index, else (a bare "cuda")
+    this process's current GPU, which under `accelerate launch` is the rank's LOCAL_RANK GPU
+    (accelerate sets it), not GPU 0 for every rank."""
+    if device.type != "cuda":
+        return {"": device.type}
+    if device.index is not None:
+        return {"": device.index}
+    import torch
+
+    if torch.cuda.is_available() and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return {"": torch.cuda.current_device()}
+    return {"": int(os.environ.get("LOCAL_RANK", "0"))}
 
 
 def load_causal_lm(source: str, cfg: Config, entry: ModelEntry, is_local: bool, device, dtype,

@@ -4,8 +4,9 @@ A checkpoint is a directory `<run dir>/checkpoints/<name>/` holding
 
     trainable.safetensors   adapter and value-head weights (`bundle.trainable_state_dict()`)
     optimizer.pt            optimizer state
-    trainer_state.pt        scheduler, KL/Lagrange controllers, reward moments, RNG states,
-                            counters and history (plain tensors, ints, floats, lists, dicts)
+    trainer_state.pt        scheduler, KL/Lagrange controllers, reward moments, RNG states
+                            (one per process), counters and history (plain tensors, ints,
+                            floats, lists, dicts)
     config.yaml             the resolved config of the run
     manifest.json           iteration, kind, metrics and the SHA-256 of every file above
 
@@ -14,6 +15,12 @@ fsynced, then renamed into place (a rename within one directory is atomic on POS
 checkpoint whose files do not match the manifest's checksums is reported and skipped in favour
 of the previous good one. `torch.load(weights_only=True)` is used throughout, so loading a
 checkpoint never runs pickled code.
+
+Under several processes only rank 0 writes (the others wait for it); the weights and the
+optimizer are the same on every rank, so a checkpoint is loadable by any number of processes.
+Under FSDP every rank first gathers the full tensors (`rl/sharding.py`), so the files are the
+same as a one-process run's and resume with or without FSDP. Only the RNG streams are per
+rank: see `restore_rank_rng_state`.
 """
 
 from __future__ import annotations
@@ -68,13 +75,43 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+RESEED_STREAM = 2
+"""Stream key of `derived_seed` for the RNG of a resume with another number of processes."""
+
+
+def restore_rank_rng_state(state: dict[str, Any], *, rank: int, world_size: int, seed: int,
+                           deterministic: bool = False) -> str:
+    """Give this rank the RNG streams a resumed run continues with; returns what was done.
+
+    Same number of processes as the checkpoint: rank r gets back exactly the streams rank r
+    saved (`rng_per_rank`; a checkpoint from before that field is a one-process one and holds
+    `rng`), so the resumed run repeats the uninterrupted one. Another number of processes:
+    the saved streams sampled other shards, so reusing some of them would only look
+    reproducible; every rank re-seeds with `derived_seed(seed, RESEED_STREAM, rank, iteration)`
+    instead — deterministic for a given (seed, world size, iteration), not the original stream.
+    Prompt order, mini-batch order and weights do not depend on these streams.
+    """
+    from clinical_rlhf.rl.distributed import derived_seed
+    from clinical_rlhf.seeding import seed_everything
+
+    saved = state.get("rng_per_rank") or [state["rng"]]
+    if len(saved) == world_size:
+        restore_rng_state(saved[rank])
+        return "restored"
+    reseed = derived_seed(seed, RESEED_STREAM, rank, int(state["iteration"]))
+    seed_everything(reseed, deterministic)
+    return (f"re-seeded: the checkpoint was written by {len(saved)} process(es), this run has {world_size}, "
+            f"so each rank's sampling RNG is derived from the seed, its rank and the iteration")
+
+
 # ----------------------------------------------------------------------------- base model
 
 
 def base_model_fingerprint(model: torch.nn.Module, samples_per_tensor: int = 4096) -> str:
     """SHA-256 over the frozen (base) weights: each one's name, shape and an evenly strided sample
     of its raw bytes. Adapters trained on one base are meaningless on another, and a rebuilt or
-    re-downloaded base can keep its path; the sample keeps this cheap for a 70B model (a few MB)."""
+    re-downloaded base can keep its path; the sample keeps this cheap for a 70B model (a few MB).
+    Takes full tensors: under FSDP the trainer computes it before sharding the model."""
     digest = hashlib.sha256()
     with torch.no_grad():
         for name, parameter in model.named_parameters():

@@ -1,4 +1,9 @@
-"""Which prompts each iteration trains on: seeded, epoch-wise shuffled, resumable."""
+"""Which prompts each iteration trains on: seeded, epoch-wise shuffled, resumable, shardable.
+
+Under several processes every rank holds the same sampler (same seed, same cursor) and keeps
+its contiguous share of each global batch (`next_shard`), so the cursor, and with it a
+checkpoint, means the same thing whatever the number of processes.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +38,12 @@ class PromptSampler:
             batch.append(self.prompts[self._order(epoch)[position]])
             self.cursor += 1
         return batch
+
+    def next_shard(self, batch_size: int, shard: range) -> list[str]:
+        """The prompts at positions `shard` of the next global batch of `batch_size` (the cursor
+        moves by the whole batch, as it does for a single process)."""
+        batch = self.next_batch(batch_size)
+        return [batch[i] for i in shard]
 
     def state_dict(self) -> dict[str, int]:
         return {"cursor": self.cursor}

@@ -5,11 +5,19 @@ stop, alert rules, rollback: visible lines with thresholds from config) -> advan
 update -> KL and Lagrange controllers -> one metrics dict -> checkpoint. The policy bundle, the
 guard, the reward, the tracker, the audit log and the monitors are passed in, so a test can
 replace any of them with a fake.
+
+Under `accelerate launch` every process runs this loop on its shard of each batch
+(`rl/distributed.py`): per-answer results are gathered, so the metrics, the safety decisions
+and the early stops are those of the whole batch and identical on every rank; only rank 0
+tracks, audits, writes checkpoints and runs callbacks (the others get no-op equivalents).
+Under FSDP (`rl/sharding.py`) the bundle is sharded here, before the optimizer is built, and
+every rank takes part in evaluation and checkpoint gathering.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,20 +29,26 @@ import torch
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import CheckpointError, EmergencyStop
 from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, base_model_fingerprint, capture_rng_state,
-                                         require_new_run, resolve_resume, restore_rng_state)
+                                         require_new_run, resolve_resume, restore_rank_rng_state, restore_rng_state)
 from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl_controller,
                                           build_lagrange_multiplier)
-from clinical_rlhf.rl.evaluation import evaluate_policy, judge, sample_answers, stored_evaluation
+from clinical_rlhf.rl.distributed import Distributed, NullTracker, derived_seed, rank_seed
+from clinical_rlhf.rl.evaluation import Judgement, evaluate_policy, judge, sample_answers, stored_evaluation
 from clinical_rlhf.rl.experience import make_experience
 from clinical_rlhf.rl.prompts import PromptSampler
 from clinical_rlhf.rl.rollout import score
+from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_optimizer_state
 from clinical_rlhf.rl.signals import StopSignals
 from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory, ppo_update
+from clinical_rlhf.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 10_007
 """Added to `training.seed` for the evaluation's private RNG stream (any fixed offset works)."""
+
+MINIBATCH_STREAM = 1
+"""Stream key of `derived_seed` for the mini-batch order of each iteration's update."""
 
 
 @dataclass
@@ -59,14 +73,34 @@ class PPOTrainer:
     package's). `drift`: `update(step, rewards, safety_scores) -> metrics`; `memory`: `update()`
     and `state`. `callbacks` receive `(iteration, metrics)` after every iteration (progress bar,
     Prometheus exporter).
+    `distributed`: this process's place in a multi-process run (default: the initialised
+    process group, else one process). On ranks other than 0 the tracker, the audit log and the
+    callbacks are replaced by no-ops.
     """
 
     def __init__(self, cfg: Config, bundle, guard, reward_fn, tracker, *, train_prompts: Sequence[str],
                  eval_prompts: Sequence[str] = (), audit=None, drift=None, memory=None,
                  alert_rules: Sequence | None = None, evaluate_rules: Callable | None = None,
-                 callbacks: Sequence[Callable] = ()) -> None:
+                 callbacks: Sequence[Callable] = (), distributed: Distributed | None = None) -> None:
+        self.dist = distributed or Distributed.current()
+        self.dist.check_supported(cfg)
+        # Fingerprint and identical trainable weights on full tensors, before any sharding.
+        self.base_fingerprint = base_model_fingerprint(bundle.model)
+        if self.dist.is_distributed:
+            self.dist.broadcast_parameters(bundle.trainable_parameters())
+        if self.dist.shards_parameters:
+            from clinical_rlhf.rl.sharding import shard_bundle
+
+            sharded = shard_bundle(bundle, self.dist)
+            if self.dist.is_main:
+                log.info(sharded)
+        if not self.dist.is_main:
+            tracker, audit, callbacks = NullTracker(), None, ()
         self.cfg, self.bundle, self.guard, self.reward_fn, self.tracker = cfg, bundle, guard, reward_fn, tracker
         self.train_cfg, self.ppo = cfg.training, cfg.training.ppo
+        self.prompt_shard = self.dist.shard(self.ppo.batch_size)
+        samples = self.ppo.samples_per_prompt
+        self.answer_shard = range(self.prompt_shard.start * samples, self.prompt_shard.stop * samples)
         self.audit, self.drift, self.memory = audit, drift, memory
         from clinical_rlhf.monitoring import alerts
 
@@ -81,7 +115,7 @@ class PPOTrainer:
         context = min(getattr(bundle.entry, "context_length", 10**9), bundle.tokenizer.model_max_length)
         self.max_prompt_tokens = max(8, context - self.ppo.max_new_tokens)
         self.sampler = PromptSampler(train_prompts, cfg.training.seed)
-        self.micro_batch = MicroBatchSize(self.ppo.micro_batch_size, on_change=self._warn)
+        self.micro_batch = MicroBatchSize(self.ppo.micro_batch_size, on_change=self._rank_warn)
         self.optimizer = torch.optim.AdamW(bundle.trainable_parameters(), lr=self.ppo.learning_rate, weight_decay=0.0)
         total = cfg.training.num_iterations
         linear = self.ppo.lr_schedule == "linear"
@@ -93,13 +127,16 @@ class PPOTrainer:
         self.reward_moments = RunningMoments()
         self.unsafe_window = UnsafeWindow(cfg.training.rollback.window)
         self.checkpoints = CheckpointManager(self.run_dir / "checkpoints", cfg.training.checkpoint.keep_last)
-        self.base_fingerprint = base_model_fingerprint(bundle.model)
         self.drift_inputs: list[tuple[int, list[float], list[float]]] = []
         self.last_reward = 0.0
         self.history: list[dict[str, float]] = []
         self.iteration = 0
         self.last_checkpoint: Path | None = None
         self.signals = StopSignals()
+        if self.dist.is_distributed:
+            # The replicas were made identical above (whatever each rank's RNG did while
+            # building the model); now each rank samples from its own stream.
+            seed_everything(rank_seed(cfg.training.seed, self.dist.rank), cfg.training.deterministic)
 
     # ------------------------------------------------------------------ the loop
 
@@ -124,7 +161,7 @@ class PPOTrainer:
                         restore_rng_state(rng_at_start)
                         self.sampler.load_state_dict(sampler_at_start)
                         return self._interrupted(before)
-                    if self.signals.requested:
+                    if self._stop_requested():
                         return self._interrupted(before)
             except EmergencyStop as stop:
                 self._audit("run_end", details={"status": "emergency_stop", "iteration": self.iteration,
@@ -142,17 +179,22 @@ class PPOTrainer:
         if rollout is None:
             return None
         rollout_seconds = time.perf_counter() - started
-        judgement = judge(self.guard, self.reward_fn, rollout.prompts, rollout.responses,
-                          self.cfg.safety.escalate_is_unsafe)
-        self._audit_guard_checks(iteration, rollout, judgement)
+        local = judge(self.guard, self.reward_fn, rollout.prompts, rollout.responses,
+                      self.cfg.safety.escalate_is_unsafe)
+        judgement, batch = self._whole_batch(rollout, local)
+        self._audit_guard_checks(iteration, batch["prompts"], batch["responses"], judgement)
         metrics = judgement.metrics() | self._drift(iteration, judgement)
         self.last_reward = metrics["reward/total/mean"]
-        metrics["rollout/missing_eos_ratio"] = 1.0 - rollout.ended_with_eos.float().mean().item()
-        metrics["rollout/response_length"] = rollout.response_mask.sum(1).mean().item()
-        scores = self._scores(rollout, judgement)
+        ended = batch["ended_with_eos"]
+        metrics["rollout/missing_eos_ratio"] = 1.0 - sum(ended) / len(ended)
+        metrics["rollout/response_length"] = sum(batch["lengths"]) / len(batch["lengths"])
+        mine = slice(self.answer_shard.start, self.answer_shard.stop)
+        device = rollout.response_mask.device
+        scores = self._scores(torch.tensor(ended), judgement)[mine].to(device)
+        costs = torch.tensor(judgement.costs)[mine].to(device)
         multiplier = self.lagrange.value if self.lagrange is not None else None
-        experience, objective = make_experience(rollout, scores, torch.tensor(judgement.costs),
-                                                kl_coef=self.kl_controller.value, multiplier=multiplier, ppo=self.ppo)
+        experience, objective = make_experience(rollout, scores, costs, kl_coef=self.kl_controller.value,
+                                                multiplier=multiplier, ppo=self.ppo, distributed=self.dist)
         metrics |= objective
         self.iteration = iteration
 
@@ -166,7 +208,8 @@ class PPOTrainer:
             self._emergency_stop(metrics, f"an alert rule with action emergency_stop fired "
                                           f"(unsafe ratio {unsafe_ratio:.2f})")
         self.unsafe_window.update(unsafe_ratio)
-        best = self.checkpoints.best()
+        # rank 0's reading of the checkpoint directory, so that every rank takes the same branch
+        best = self.dist.broadcast(self.checkpoints.best() if self.dist.is_main else None)
         best_unsafe = best.metrics["unsafe_ratio"] if best is not None else None
         rollback = self.train_cfg.rollback
         # (a rollback needs a checkpoint to restore: none exists before the first save)
@@ -179,11 +222,13 @@ class PPOTrainer:
 
         # --- the PPO update, its epoch early stop, the controllers --------------------------------
         update_started = time.perf_counter()
+        order = torch.Generator().manual_seed(derived_seed(self.train_cfg.seed, MINIBATCH_STREAM, iteration))
         metrics |= ppo_update(self.bundle, self.optimizer, experience, ppo=self.ppo, temperature=self.temperature,
-                              micro_batch=self.micro_batch, stop_epoch=self._stop_epoch)
+                              micro_batch=self.micro_batch, stop_epoch=self._stop_epoch, distributed=self.dist,
+                              generator=order)
         metrics["policy/lr"] = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
-        self.kl_controller.update(objective["objective/kl"], n_steps=len(rollout))
+        self.kl_controller.update(objective["objective/kl"], n_steps=self._rollout_size())
         if self.lagrange is not None:
             metrics["lagrange/cost"] = sum(judgement.costs) / len(judgement.costs)
             self.lagrange.update(metrics["lagrange/cost"])
@@ -200,6 +245,10 @@ class PPOTrainer:
 
     def _finish(self, iteration: int, metrics: dict[str, float], started: float) -> dict[str, float]:
         """Controllers' values, timing, logging, callbacks and the periodic checkpoint."""
+        # Ranks may have halved their micro-batch on their own (OOM, memory pressure): continue
+        # with the smallest, so the checkpoint's value holds for every rank.
+        self.micro_batch.value = self.dist.min_int(self.micro_batch.value)
+        metrics["system/world_size"] = float(self.dist.world_size)
         metrics["objective/kl_coef_next"] = self.kl_controller.value
         if self.lagrange is not None:
             metrics["lagrange/multiplier"] = self.lagrange.value
@@ -220,24 +269,54 @@ class PPOTrainer:
         return self.ppo.batch_size * self.ppo.samples_per_prompt
 
     def _collect(self):
-        """Sample and score one rollout; halve the micro-batch and retry on out-of-memory."""
-        prompts = [p for p in self.sampler.next_batch(self.ppo.batch_size) for _ in range(self.ppo.samples_per_prompt)]
+        """Sample and score this rank's shard of one rollout; halve the micro-batch and retry on
+        out-of-memory. None on every rank when a stop signal reached any rank while sampling."""
+        shard = self.sampler.next_shard(self.ppo.batch_size, self.prompt_shard)
+        prompts = [p for p in shard for _ in range(self.ppo.samples_per_prompt)]
+        rollout = self._retry_on_oom("out of memory during the rollout", lambda: sample_answers(
+            self.bundle, prompts, micro_batch_size=self.micro_batch.value, should_stop=lambda: self.signals.requested,
+            temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
+            max_prompt_tokens=self.max_prompt_tokens))
+        if self.dist.any(rollout is None):
+            self._stop_requested()  # every rank learns which signal it was
+            return None
+        return self._retry_on_oom("out of memory while scoring the rollout",
+                                  lambda: score(self.bundle, rollout, self.temperature, self.micro_batch.value))
+
+    def _retry_on_oom(self, reason: str, step: Callable):
+        """`step()`, halving the micro-batch and retrying after each out-of-memory error (local to
+        this rank: no collective runs inside `step`)."""
         while True:
             try:
-                rollout = sample_answers(
-                    self.bundle, prompts, micro_batch_size=self.micro_batch.value, should_stop=lambda: self.signals.requested,
-                    temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
-                    max_prompt_tokens=self.max_prompt_tokens)
-                return None if rollout is None else score(self.bundle, rollout, self.temperature, self.micro_batch.value)
+                return step()
             except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error):
+                if not is_out_of_memory(error) or self.dist.shards_parameters:  # FSDP: the others are mid-collective
                     raise
-                self.micro_batch.halve("out of memory during the rollout")
+                self.micro_batch.halve(reason)
 
-    def _scores(self, rollout, judgement) -> torch.Tensor:
-        """Scalar rewards: the reward's totals, minus the missing-EOS penalty, optionally scaled."""
+    def _whole_batch(self, rollout, local: Judgement) -> tuple[Judgement, dict[str, list]]:
+        """The judgement and per-answer facts of the whole batch, in global order, on every rank
+        (one gather): metrics and safety decisions are then those of a single process."""
+        mine = {"verdicts": local.verdicts, "breakdowns": local.breakdowns, "unsafe": local.unsafe,
+                "prompts": rollout.prompts, "responses": rollout.responses,
+                "ended_with_eos": rollout.ended_with_eos.tolist(), "lengths": rollout.response_mask.sum(1).tolist()}
+        parts = self.dist.gather(mine)
+        batch = {key: [item for part in parts for item in part[key]] for key in mine}
+        return Judgement(batch["verdicts"], batch["breakdowns"], batch["unsafe"]), batch
+
+    def _stop_requested(self) -> bool:
+        """Whether a stop signal reached any rank; if so every rank records its name."""
+        names = self.dist.gather(self.signals.name if self.signals.requested else None)
+        name = next((name for name in names if name), None)
+        if name is not None and not self.signals.requested:
+            self.signals.request(name)
+        return name is not None
+
+    def _scores(self, ended_with_eos: torch.Tensor, judgement) -> torch.Tensor:
+        """Scalar rewards of the whole batch: the reward's totals, minus the missing-EOS penalty,
+        optionally scaled."""
         scores = torch.tensor([float(b.total) for b in judgement.breakdowns])
-        scores = scores - self.ppo.missing_eos_penalty * (~rollout.ended_with_eos).float()
+        scores = scores - self.ppo.missing_eos_penalty * (~ended_with_eos).float()
         if self.ppo.reward_normalization:
             self.reward_moments.update(scores.tolist())
             scores = scores / max(self.reward_moments.std, 1e-6)
@@ -262,24 +341,40 @@ class PPOTrainer:
 
     def _memory_check(self) -> dict[str, float]:
         """Read the memory monitor; under pressure it proposes a smaller micro-batch (halving
-        once per warning episode, every reading while critical), taken before the update."""
+        once per warning episode, every reading while critical), taken before the update.
+        Each rank watches its own memory; the metrics logged are rank 0's."""
         self.memory.update()
         proposed = self.memory.micro_batch_size(self.micro_batch.value)
+        if self.dist.shards_parameters:  # FSDP: every rank must run the same number of passes
+            proposed = self.dist.min_int(proposed)
         if proposed < self.micro_batch.value:
             self.micro_batch.value = proposed
-            self._warn(f"memory monitor reports {self.memory.state}: micro-batch halved to {proposed}")
+            self._rank_warn(f"memory monitor reports {self.memory.state}: micro-batch halved to {proposed}")
         return dict(self.memory.metrics())
 
     def _evaluation(self, which: str, reuse: bool = False) -> dict | None:
         """Evaluate on held-out prompts into `evaluation.json`. A resumed run (`reuse`) keeps the
-        stored `before`: it describes the policy the run started from, not the resumed checkpoint."""
+        stored `before`: it describes the policy the run started from, not the resumed checkpoint.
+        Rank 0 evaluates (the replicas are identical) and shares the result; under FSDP every rank
+        runs the same evaluation (each forward pass needs all shards) and rank 0 stores it."""
         if not self.eval_prompts:
             return None
-        return stored_evaluation(self.run_dir / "evaluation.json", which, reuse, lambda: evaluate_policy(
-            self.bundle, self.guard, self.reward_fn, self.eval_prompts, seed=self.train_cfg.seed + EVAL_SEED_OFFSET,
-            temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
-            max_prompt_tokens=self.max_prompt_tokens, micro_batch_size=self.micro_batch.value,
-            escalate_is_unsafe=self.cfg.safety.escalate_is_unsafe, kl_estimator=self.ppo.kl_estimator))
+        path = self.run_dir / "evaluation.json"
+
+        def evaluate() -> dict:
+            return evaluate_policy(
+                self.bundle, self.guard, self.reward_fn, self.eval_prompts, seed=self.train_cfg.seed + EVAL_SEED_OFFSET,
+                temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
+                max_prompt_tokens=self.max_prompt_tokens, micro_batch_size=self.micro_batch.value,
+                escalate_is_unsafe=self.cfg.safety.escalate_is_unsafe, kl_estimator=self.ppo.kl_estimator)
+
+        if self.dist.shards_parameters:
+            stored = self.dist.broadcast(reuse and self.dist.is_main and path.is_file()
+                                         and which in json.loads(path.read_text()))
+            computed = None if stored else evaluate()
+            evaluate = lambda: computed  # rank 0 stores what every rank computed
+        result = stored_evaluation(path, which, reuse, evaluate) if self.dist.is_main else None
+        return self.dist.broadcast(result)
 
     # ------------------------------------------------------------------ safety actions
 
@@ -303,6 +398,7 @@ class PPOTrainer:
         base_lrs = [lr * factor.lr_factor for lr in self.scheduler.base_lrs]
         self.bundle.load_trainable_state_dict(payload.trainable)
         self.optimizer.load_state_dict(payload.optimizer)
+        shard_optimizer_state(self.optimizer)
         self.scheduler.base_lrs = base_lrs
         for group, base in zip(self.optimizer.param_groups, base_lrs):
             group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
@@ -321,29 +417,41 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _state(self) -> dict:
+    def _state(self, rng_per_rank: list[dict]) -> dict:
         return {
-            "iteration": self.iteration, "micro_batch_size": self.micro_batch.value,
+            "algorithm": "ppo", "iteration": self.iteration, "micro_batch_size": self.micro_batch.value,
             "scheduler": self.scheduler.state_dict(), "kl_controller": self.kl_controller.state_dict(),
             "lagrange": self.lagrange.state_dict() if self.lagrange is not None else {},
             "reward_moments": self.reward_moments.state_dict(), "sampler": self.sampler.state_dict(),
             "unsafe_window": self.unsafe_window.state_dict(), "drift_inputs": self.drift_inputs,
             "last_reward": self.last_reward, "base_fingerprint": self.base_fingerprint,
-            "rng": capture_rng_state(),
+            "rng": rng_per_rank[0], "rng_per_rank": rng_per_rank, "world_size": self.dist.world_size,
         }
 
     def _save(self, kind: str, metrics: dict[str, float] | None = None):
-        payload = CheckpointPayload(self.bundle.trainable_state_dict(), self.optimizer.state_dict(), self._state(),
-                                    self.cfg.to_yaml())
-        summary = {"unsafe_ratio": self.unsafe_window.value, "reward": self.last_reward} if self.unsafe_window.values else {}
-        if metrics:
-            summary["iteration_unsafe_ratio"] = metrics.get("safety/unsafe_ratio", 0.0)
-        started = time.perf_counter()
-        info = self.checkpoints.save(self.iteration, kind, payload, summary)
-        self.tracker.log_checkpoint(self.iteration, info.path, kind, time.perf_counter() - started)
-        self.checkpoints.prune()
+        """Rank 0 writes the checkpoint (with every rank's RNG streams); the others wait for it."""
+        rng_per_rank = self.dist.gather(capture_rng_state())
+        sharded = self.dist.shards_parameters  # FSDP: no replicas to compare; every rank gathers full tensors
+        if not sharded and not self.dist.replicas_agree(self.bundle.trainable_parameters()):
+            self._warn("trainable weights differ between ranks; continuing from rank 0's (this should not happen)")
+            self.dist.broadcast_parameters(self.bundle.trainable_parameters())
+        weights = moments = None
+        if sharded or self.dist.is_main:
+            weights, moments = self.bundle.trainable_state_dict(), full_optimizer_state_dict(self.optimizer)
+        info = None
+        if self.dist.is_main:
+            payload = CheckpointPayload(weights, moments, self._state(rng_per_rank), self.cfg.to_yaml())
+            summary = ({"unsafe_ratio": self.unsafe_window.value, "reward": self.last_reward}
+                       if self.unsafe_window.values else {})
+            if metrics:
+                summary["iteration_unsafe_ratio"] = metrics.get("safety/unsafe_ratio", 0.0)
+            started = time.perf_counter()
+            info = self.checkpoints.save(self.iteration, kind, payload, summary)
+            self.tracker.log_checkpoint(self.iteration, info.path, kind, time.perf_counter() - started)
+            self.checkpoints.prune()
+            self._audit("checkpoint", details={"iteration": self.iteration, "kind": kind, "path": str(info.path)})
+        info = self.dist.broadcast(info)  # the others block here until rank 0 has written
         self.last_checkpoint = info.path
-        self._audit("checkpoint", details={"iteration": self.iteration, "kind": kind, "path": str(info.path)})
         return info
 
     def _resume(self, resume: str | Path) -> None:
@@ -352,12 +460,16 @@ class PPOTrainer:
             return
         info, payload = resolve_resume(resume, self.checkpoints)
         state = payload.state
+        from clinical_rlhf.rl.dpo import require_algorithm  # on use: rl/dpo.py imports this module
+
+        require_algorithm(info.path, state, "ppo")
         if state["base_fingerprint"] != self.base_fingerprint:
             raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "
                                   f"model loaded now ({self.cfg.model.path or self.cfg.model.name}); resume with the "
                                   f"base model it was trained on, or start a new run")
         self.bundle.load_trainable_state_dict(payload.trainable)
         self.optimizer.load_state_dict(payload.optimizer)
+        shard_optimizer_state(self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_controller.load_state_dict(state["kl_controller"])
         if self.lagrange is not None and state["lagrange"]:
@@ -372,8 +484,9 @@ class PPOTrainer:
                 self.drift.update(step, rewards, safety)
         self.iteration = int(state["iteration"])
         self.last_reward = float(state["last_reward"])
-        restore_rng_state(state["rng"])
-        self._say(f"resumed from {info.path} (iteration {self.iteration})")
+        how = restore_rank_rng_state(state, rank=self.dist.rank, world_size=self.dist.world_size,
+                                     seed=self.train_cfg.seed, deterministic=self.train_cfg.deterministic)
+        self._say(f"resumed from {info.path} (iteration {self.iteration}); RNG {how}")
 
     def _interrupted(self, before: dict | None) -> TrainResult:
         info = self._save("interrupt")
@@ -385,12 +498,14 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ reporting
 
-    def _audit_guard_checks(self, iteration: int, rollout, judgement) -> None:
-        """One `guard_check` record per answer (only vetoes and escalations when
+    def _audit_guard_checks(self, iteration: int, prompts: list[str], responses: list[str], judgement) -> None:
+        """One `guard_check` record per answer of the whole batch (only vetoes and escalations when
         `safety.audit.record_allowed` is off). The guard is built without the audit log so that
         these records carry the iteration."""
+        if self.audit is None:
+            return
         record_allowed = self.cfg.safety.audit.record_allowed
-        for prompt, response, verdict, unsafe in zip(rollout.prompts, rollout.responses, judgement.verdicts, judgement.unsafe):
+        for prompt, response, verdict, unsafe in zip(prompts, responses, judgement.verdicts, judgement.unsafe):
             if record_allowed or unsafe or verdict.action != "allow":
                 self._audit("guard_check", prompt=prompt, response=response, verdict=verdict,
                             details={"iteration": iteration})
@@ -400,8 +515,15 @@ class PPOTrainer:
             self.audit.record(event, self.run_id, **fields)
 
     def _say(self, message: str) -> None:
-        log.info(message)
+        if self.dist.is_main:
+            log.info(message)
 
     def _warn(self, message: str) -> None:
-        log.warning(message)
+        """A warning about the run as a whole (every rank takes the same branch): rank 0 says it."""
+        if self.dist.is_main:
+            log.warning(message)
+
+    def _rank_warn(self, message: str) -> None:
+        """A warning about this process (its memory, its micro-batch), from whichever rank."""
+        log.warning(f"rank {self.dist.rank}: {message}" if self.dist.is_distributed else message)
 

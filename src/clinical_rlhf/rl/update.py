@@ -1,9 +1,27 @@
 """One PPO update: epochs over shuffled mini-batches, gradient accumulation over micro-batches,
 global gradient clipping, and the approximate-KL early stop.
 
+The loss of a mini-batch is the token mean over all of its answer tokens. Each micro-batch's
+token mean is weighted by its share of the mini-batch's tokens (not of its answers), so the
+gradient does not depend on how the mini-batch is cut into micro-batches, nor on how it is
+spread over processes:
+
+    loss(mini) = sum_micro  token_mean(micro) * tokens(micro) / tokens(mini)
+
+Under several processes the mini-batches are drawn from the global batch with a permutation
+every rank computes alike; each rank back-propagates the rows of the mini-batch it holds,
+divided by the mini-batch's global token count, and the gradients are summed over ranks
+(`Distributed.sync_gradients`) before clipping: the single-process step on the same batch.
+
+Under FSDP (`rl/sharding.py`) every forward pass is a collective, so every rank runs the same
+number of micro-batches per mini-batch: a rank holding fewer of its rows adds passes over one
+of its own rows with weight 0 (zero gradient, same collectives). FSDP reduce-scatters the
+gradients with the same SUM, so `sync_gradients` leaves them alone.
+
 An out-of-memory error inside a mini-batch discards that mini-batch's partial gradients,
 halves the micro-batch and redoes it; no optimizer step has been taken for it yet, so the
-retry trains on exactly the same data.
+retry trains on exactly the same data and the same loss. Under FSDP it is raised instead: the
+other ranks are inside the same collectives and cannot redo the step with this one alone.
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ import torch
 
 from clinical_rlhf.config import PPOConfig
 from clinical_rlhf.rl import losses
+from clinical_rlhf.rl.distributed import Distributed
 from clinical_rlhf.rl.experience import Experience
 from clinical_rlhf.rl.rollout import policy_pass
 
@@ -68,17 +87,69 @@ def micro_batch_loss(bundle, batch: Experience, ppo: PPOConfig, temperature: flo
     return loss, stats
 
 
-def _accumulate(bundle, mini: Experience, ppo: PPOConfig, temperature: float, micro: int) -> dict[str, float]:
-    """Backward over the micro-batches of one mini-batch; stats are sample-weighted means."""
-    totals: dict[str, float] = defaultdict(float)
-    for start in range(0, len(mini), micro):
-        part = mini.select(torch.arange(start, min(start + micro, len(mini))))
-        weight = len(part) / len(mini)
+def statistic_keys(ppo: PPOConfig) -> tuple[str, ...]:
+    """The statistics `micro_batch_loss` returns (every rank reduces the same keys, even one
+    that holds no row of a mini-batch)."""
+    keys = ("policy/loss", "policy/entropy", "policy/clipfrac", "policy/approx_kl", "policy/ratio")
+    return keys + (("value/loss", "value/clipfrac", "value/mean") if ppo.advantage_estimator == "gae" else ())
+
+
+def _accumulate(bundle, mini: Experience, ppo: PPOConfig, temperature: float, micro: int,
+                mini_tokens: float, passes: int | None = None, filler: Experience | None = None) -> dict[str, float]:
+    """Backward over the micro-batches of (this rank's rows of) one mini-batch.
+
+    `mini_tokens`: answer tokens of the whole mini-batch, over every rank. Returns this rank's
+    token-weighted share of each statistic; summed over ranks it is the mini-batch token mean.
+    `passes` (FSDP): run exactly that many forward/backward passes, the ones beyond this rank's
+    rows over `filler` with weight 0.
+    """
+    totals: dict[str, float] = dict.fromkeys(statistic_keys(ppo), 0.0)
+    starts = list(range(0, len(mini), micro))
+    for index in range(len(starts) if passes is None else passes):
+        if index < len(starts):
+            part = mini.select(torch.arange(starts[index], min(starts[index] + micro, len(mini))))
+            weight = float(part.rollout.response_mask.sum()) / mini_tokens
+        else:  # keeps this rank in step with the others' collectives; contributes nothing
+            part, weight = filler, 0.0
         loss, stats = micro_batch_loss(bundle, part, ppo, temperature)
         (loss * weight).backward()
-        for key, value in stats.items():
-            totals[key] += float(value) * weight
+        if weight:
+            for key, value in stats.items():
+                totals[key] += float(value) * weight
     return totals
+
+
+def rows_per_rank(rows: torch.Tensor, shard_size: int, world_size: int) -> list[int]:
+    """How many of mini-batch `rows` (global indices) each rank holds; every rank computes it
+    alike, since rank r owns rows [r * shard_size, (r + 1) * shard_size)."""
+    return torch.bincount(torch.div(rows, shard_size, rounding_mode="floor"), minlength=world_size).tolist()
+
+
+def _minibatch_step(bundle, optimizer, parameters, mini: Experience, mini_tokens: float, *, ppo: PPOConfig,
+                    temperature: float, micro_batch: MicroBatchSize, distributed: Distributed,
+                    held: list[int] | None = None, filler: Experience | None = None) -> dict[str, float]:
+    """Gradients of one mini-batch (OOM: halve the micro-batch and redo it), summed over ranks,
+    clipped, and one optimizer step. Returns the mini-batch's statistics. Under FSDP, `held`
+    (`rows_per_rank`) sets the number of passes every rank runs, `filler` pads this rank's."""
+    from clinical_rlhf.rl.sharding import full_tensor
+
+    while True:
+        optimizer.zero_grad(set_to_none=True)
+        passes = max(-(-count // micro_batch.value) for count in held) if held is not None else None
+        try:
+            stats = _accumulate(bundle, mini, ppo, temperature, micro_batch.value, mini_tokens, passes, filler)
+            break
+        except (torch.OutOfMemoryError, RuntimeError) as error:
+            if not is_out_of_memory(error) or distributed.shards_parameters:
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            micro_batch.halve("out of memory in the PPO update")
+    stats = distributed.sum_floats(stats)
+    distributed.sync_gradients(parameters)
+    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, ppo.max_grad_norm)
+    optimizer.step()
+    stats["policy/grad_norm"] = float(full_tensor(grad_norm))
+    return stats
 
 
 def exceeds_target_kl(ppo: PPOConfig) -> Callable[[dict[str, float]], bool]:
@@ -88,36 +159,40 @@ def exceeds_target_kl(ppo: PPOConfig) -> Callable[[dict[str, float]], bool]:
 
 def ppo_update(bundle, optimizer: torch.optim.Optimizer, experience: Experience, *, ppo: PPOConfig,
                temperature: float, micro_batch: MicroBatchSize,
-               stop_epoch: Callable[[dict[str, float]], bool] | None = None) -> dict[str, float]:
+               stop_epoch: Callable[[dict[str, float]], bool] | None = None,
+               distributed: Distributed | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
     """Run the PPO epochs on `experience`; returns the mean of each statistic over optimizer steps.
 
-    Mini-batch order comes from the global torch RNG (restored on resume). After every optimizer
-    step `stop_epoch(stats)` may end the epoch loop (default: `exceeds_target_kl(ppo)`).
+    `experience` is this rank's shard (rows `distributed.shard(...)` of the global batch; the
+    whole batch for one process). Mini-batch order: `generator` when given (the trainer seeds
+    one per iteration, so every rank and any number of ranks draw the same order), else the
+    global torch RNG (one process only). After every optimizer step `stop_epoch(stats)` may
+    end the epoch loop (default: `exceeds_target_kl(ppo)`); the stats are global, so every
+    rank stops at the same step.
     """
+    distributed = distributed or Distributed.single()
+    if distributed.is_distributed and generator is None:
+        raise ValueError("generator is required with several processes: every rank must draw the same mini-batches")
     parameters = list(bundle.trainable_parameters())
     stop_epoch = stop_epoch or exceeds_target_kl(ppo)
-    epochs = ppo.ppo_epochs
-    mini_size = min(ppo.mini_batch_size, len(experience))
+    owned = distributed.shard(len(experience) * distributed.world_size)
+    tokens = distributed.gather_tensor(experience.rollout.response_mask.sum(1).float().cpu())
+    total = len(tokens)
+    mini_size = min(ppo.mini_batch_size, total)
     history: dict[str, list[float]] = defaultdict(list)
     early_stopped = False
     epoch = 0
-    for epoch in range(1, epochs + 1):
-        order = torch.randperm(len(experience))
-        for start in range(0, len(experience), mini_size):
-            mini = experience.select(order[start:start + mini_size])
-            while True:
-                optimizer.zero_grad(set_to_none=True)
-                try:
-                    stats = _accumulate(bundle, mini, ppo, temperature, micro_batch.value)
-                    break
-                except (torch.OutOfMemoryError, RuntimeError) as error:
-                    if not is_out_of_memory(error):
-                        raise
-                    optimizer.zero_grad(set_to_none=True)
-                    micro_batch.halve("out of memory in the PPO update")
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, ppo.max_grad_norm)
-            optimizer.step()
-            stats["policy/grad_norm"] = float(grad_norm)
+    for epoch in range(1, ppo.ppo_epochs + 1):
+        order = torch.randperm(total, generator=generator) if generator is not None else torch.randperm(total)
+        for start in range(0, total, mini_size):
+            rows = order[start:start + mini_size]
+            mine = rows[(rows >= owned.start) & (rows < owned.stop)] - owned.start
+            mini_tokens = max(float(tokens[rows].sum()), 1.0)
+            held = (rows_per_rank(rows, len(experience), distributed.world_size)
+                    if distributed.shards_parameters else None)
+            stats = _minibatch_step(bundle, optimizer, parameters, experience.select(mine), mini_tokens, ppo=ppo,
+                                    temperature=temperature, micro_batch=micro_batch, distributed=distributed,
+                                    held=held, filler=experience.select(torch.arange(1)) if held is not None else None)
             for key, value in stats.items():
                 history[key].append(value)
             # Early stop of the epoch loop (CleanRL ppo.py): the policy moved too far from the
