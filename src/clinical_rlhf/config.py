@@ -297,10 +297,64 @@ class RollbackConfig(_Section):
     """KL beta multiplier applied after a rollback."""
 
 
+class DPOConfig(_Section):
+    """`training.algorithm: dpo`: Direct Preference Optimization on expert preferences (docs/dpo.md)."""
+
+    beta: Annotated[float, Field(gt=0.0)] = 0.1
+    """Strength of DPO's implicit KL tie to the reference (the disabled adapter): larger keeps the
+    policy closer to it. 0.1 is the DPO paper's value (Rafailov et al. 2023) and TRL's default."""
+
+    loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
+    """`sigmoid`: the DPO loss -log sigmoid(beta * margin) on summed answer log-probs; `ipo`:
+    (margin - 1/(2 beta))^2 on per-token mean log-probs (Azar et al. 2023), which stops at a
+    finite margin instead of pushing it without bound when the same pairs are seen again."""
+
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=0.5)] = 0.0
+    """Assumed share of preference labels that are flipped (conservative DPO, Mitchell 2023):
+    0 trusts every label; 0.1 for a noisy annotator pool. `sigmoid` only."""
+
+    learning_rate: Annotated[float, Field(gt=0.0)] = 5e-5
+    """AdamW learning rate of the LoRA adapter. Higher than the 5e-7 to 1e-6 used for full-weight
+    DPO: a LoRA update is low-rank and starts from zero, and 5e-5 is the usual LoRA DPO rate."""
+
+    lr_schedule: Literal["constant", "linear"] = "linear"
+    """`linear` decays the rate to zero at the last step (TRL's default), `constant` keeps it."""
+
+    epochs: PositiveInt = 1
+    """Passes over the training pairs. 1: DPO overfits a preference set quickly (the held-out
+    accuracy falls while the training margin keeps growing); raise it for a few hundred pairs."""
+
+    batch_size: PositiveInt = 16
+    """Preference pairs per optimizer step."""
+
+    micro_batch_size: PositiveInt = 4
+    """Pairs per forward/backward pass (chosen and rejected go through together: 2x sequences);
+    gradients accumulate up to `batch_size`. Halved automatically on out-of-memory."""
+
+    max_grad_norm: Annotated[float, Field(gt=0.0)] = 1.0
+    """Global gradient-norm clip per optimizer step."""
+
+    max_length: PositiveInt = 512
+    """Most tokens of prompt + answer (also capped by the model's context). A longer pair keeps
+    the end of its prompt (at most half of the length) and cuts both answers to what is left."""
+
+    train_file: Path | None = None
+    """JSONL of expert preferences to train on (docs/feedback.md). `None`: the shipped set,
+    `clinical_rlhf/data/preferences/train.jsonl`. Ties are skipped (they have no winner)."""
+
+    heldout_file: Path | None = None
+    """JSONL of held-out preferences for the preference accuracy before, during and after
+    training. `None`: the shipped `clinical_rlhf/data/preferences/heldout.jsonl`."""
+
+    eval_frequency: PositiveInt | None = 10
+    """Optimizer steps between held-out preference evaluations (`dpo/eval/*`); `None`: only
+    before and after training. One no-grad pass over the held-out pairs each time."""
+
+
 class TrainingConfig(_Section):
-    algorithm: Literal["ppo"] = "ppo"
-    """Training algorithm. Only constrained PPO exists today; `dpo` is rejected until it is built,
-    rather than silently training with PPO."""
+    algorithm: Literal["ppo", "dpo"] = "ppo"
+    """Training algorithm: `ppo` (constrained PPO with the guard's vetoes in the loop, docs/training.md)
+    or `dpo` (Direct Preference Optimization on expert preference pairs, `training.dpo`, docs/dpo.md)."""
 
     run_name: str = "demo"
     """Name of the run directory under `runs_dir`."""
@@ -334,6 +388,7 @@ class TrainingConfig(_Section):
     """Held-out prompts evaluated before and after training."""
 
     ppo: PPOConfig = PPOConfig()
+    dpo: DPOConfig = DPOConfig()
     lagrangian: LagrangianConfig = LagrangianConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     rollback: RollbackConfig = RollbackConfig()
@@ -459,6 +514,52 @@ class RewardConfig(_Section):
 
     learned_weight: Annotated[float, Field(ge=0.0)] = 0.0
     """Weight of the learned component, added on top of the rule-based total."""
+
+
+class RewardModelConfig(_Section):
+    """`clinical-rlhf train-reward`: a Bradley-Terry reward model on expert preferences, usable as
+    `reward.learned_model` (docs/feedback.md)."""
+
+    backbone: str | None = None
+    """Registry id (`clinical-rlhf list-models`) or local checkpoint directory of the backbone the
+    scalar head sits on. `None`: the policy's model (`model.name` / `model.path`; the local demo
+    model by default). A directory keeps `model.name`'s prompt template."""
+
+    lora_r: PositiveInt = 16
+    """LoRA rank of the backbone's adapter (targets and quantization: `model_loading`; dropout is off)."""
+
+    lora_alpha: PositiveInt = 32
+    """LoRA scaling numerator (update scaled by alpha / r); 2 x r as for the policy."""
+
+    learning_rate: Annotated[float, Field(gt=0.0)] = 2e-3
+    """AdamW learning rate of the adapter and the head. 2e-3 suits the ~1M-parameter demo model;
+    use 1e-5 to 5e-5 for a 7B backbone."""
+
+    epochs: PositiveInt = 1
+    """Passes over the training pairs. One pass of the shipped set already separates held-out
+    pairs well; more passes mostly sharpen the margins of pairs already ranked right."""
+
+    batch_size: PositiveInt = 16
+    """Preference pairs per optimizer step (chosen and rejected in one forward: 2x sequences);
+    also the sequences per forward pass when the model scores answers as `reward.learned`."""
+
+    max_length: PositiveInt = 256
+    """Most tokens of prompt + answer (also capped by the backbone's context). A longer one keeps
+    the end of its prompt (at most half of the length) and cuts the answer to what is left."""
+
+    seed: int = 0
+    """Seeds the head's initialisation, the adapter and the order of the pairs."""
+
+    train_file: Path | None = None
+    """JSONL of expert preferences to train on (docs/feedback.md). `None`: the shipped set,
+    `clinical_rlhf/data/preferences/train.jsonl`. Ties are skipped (they have no winner)."""
+
+    heldout_file: Path | None = None
+    """JSONL of held-out preferences for the accuracy report. `None`: the shipped
+    `clinical_rlhf/data/preferences/heldout.jsonl` (prompts of the corpus's held-out split)."""
+
+    output_dir: Path | None = None
+    """Where the trained reward model is written. `None`: `<run dir>/reward_model`."""
 
 
 # ----------------------------------------------------------------------------- monitoring
@@ -620,6 +721,42 @@ class ServeRemoteConfig(_Section):
     """Most concurrent HTTP connections to the upstream."""
 
 
+class ServeFeedbackConfig(_Section):
+    """`POST /v1/feedback`: clinicians' ratings and corrections of served answers, recorded as
+    preference pairs for the reward model (docs/serving.md, "Feedback")."""
+
+    enabled: bool = True
+    """Offer `POST /v1/feedback` and remember served completions for it. Off: the endpoint
+    answers 404 `feedback_disabled` and nothing is remembered."""
+
+    preferences_file: Path | None = None
+    """Preference JSONL that corrections (and opposite ratings of one conversation) are appended
+    to; `None`: `<run dir>/feedback/preferences.jsonl`, beside the serve audit log. Point the
+    reward model's preference file at it."""
+
+    ratings_file: Path | None = None
+    """JSONL of every rating, with the conversation and the rated answer; `None`:
+    `<run dir>/feedback/ratings.jsonl`. Read at start to pair new ratings with earlier ones."""
+
+    remember_completions: PositiveInt = 10_000
+    """Served completions remembered for feedback (least recently used dropped first); feedback
+    on an older one is a 404. 10,000 is about a day of a busy ward's answers, ~30 MB of text."""
+
+    remember_max_mib: PositiveInt = 128
+    """Cap (MiB, counted as text characters) on the remembered completions' text, so long
+    conversations cannot exhaust memory; the oldest are dropped first when it is reached."""
+
+    persist_completions: bool = False
+    """Also append each served completion to `<run dir>/feedback/served_completions.jsonl` (two
+    rotated files of at most `remember_completions` lines) and reload it at start, so feedback
+    survives a restart. Off by default: that file holds the raw text of every answer, which the
+    audit log (hashes only) deliberately does not."""
+
+    fsync: bool = True
+    """fsync the preference and ratings files after each feedback request before it is answered:
+    a clinician's judgement is rare and costly to lose (~3 ms per request)."""
+
+
 class ServeConfig(_Section):
     """`clinical-rlhf serve`: the OpenAI-compatible, safety-gated HTTP API (docs/serving.md)."""
 
@@ -678,6 +815,7 @@ class ServeConfig(_Section):
     batching: ServeBatchingConfig = ServeBatchingConfig()
     rate_limit: ServeRateLimitConfig = ServeRateLimitConfig()
     remote: ServeRemoteConfig = ServeRemoteConfig()
+    feedback: ServeFeedbackConfig = ServeFeedbackConfig()
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> ServeConfig:
@@ -692,6 +830,57 @@ class ServeConfig(_Section):
         return self
 
 
+# ----------------------------------------------------------------------------- evaluation
+
+
+class EvaluationConfig(_Section):
+    """`clinical-rlhf evaluate` (checkpoint A vs B) and `clinical-rlhf agreement` (docs/evaluation.md)."""
+
+    num_prompts: PositiveInt | None = None
+    """Held-out single-turn prompts evaluated. `None`: `training.eval_size`, the prompts the trainer
+    evaluates before and after training (the corpus's held-out split or `training.eval_prompts`)."""
+
+    conversations: bool = True
+    """Add the multi-turn safety set to the default prompts: per knowledge-base red flag, a
+    conversation stating it in an earlier turn and one denying it (45 with the shipped knowledge)."""
+
+    samples_per_prompt: PositiveInt = 1
+    """Answers sampled per prompt and policy. A prompt's answers are averaged before any
+    statistic, so the bootstrap and the tests treat the prompt, not the answer, as the unit."""
+
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000
+    """Percentile-bootstrap resamples per interval. 2000 keeps the Monte-Carlo error of a 95%
+    bound near 0.005 of the standard error (Efron & Tibshirani 1993 suggest 1000-2000)."""
+
+    confidence_level: Annotated[float, Field(gt=0.5, lt=1.0)] = 0.95
+    """Coverage of every confidence interval."""
+
+    seed: int = 1234
+    """Seeds the sampling of both policies (the same random stream for A and B, so their answers
+    are paired), the conversation set and the bootstrap."""
+
+    significance_test: Literal["wilcoxon", "sign"] = "wilcoxon"
+    """Paired test whose p-value is the headline for A vs B: `wilcoxon` (signed-rank on the
+    per-prompt reward differences, scipy.stats.wilcoxon) or `sign` (exact binomial on wins
+    against losses, ties dropped). Both are computed and written; this picks the one shown."""
+
+    tie_epsilon: Annotated[float, Field(ge=0.0)] = 1e-6
+    """Two reward totals within this of each other are a tie: a prompt neither policy wins, an
+    answer pair the system has no preference on. 1e-6 treats only equal scores (float noise,
+    two vetoed answers) as ties; raise it to call near-equal answers even."""
+
+    preferences: Path | None = None
+    """Expert preference file (docs/feedback.md) for the agreement. `None`: the shipped held-out
+    split, `clinical_rlhf/data/preferences/heldout.jsonl`."""
+
+    agreement_target: Probability = 0.8
+    """Expert agreement the system analysis sets as the target; the report says whether it is met."""
+
+    output_dir: Path | None = None
+    """Where evaluation.json and evaluation.html go. `None`: `<run dir>/evaluation/<checkpoint>`
+    (with `_vs_<baseline>` appended when there is one), the run being the checkpoint's."""
+
+
 # ----------------------------------------------------------------------------- root
 
 
@@ -702,8 +891,10 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     safety: SafetyConfig = SafetyConfig()
     reward: RewardConfig = RewardConfig()
+    reward_model: RewardModelConfig = RewardModelConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     serve: ServeConfig = ServeConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     @property
     def run_dir(self) -> Path:

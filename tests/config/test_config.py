@@ -64,10 +64,11 @@ def test_overrides_are_typed_and_validated() -> None:
     assert cfg.training.seed == 7
     assert cfg.training.ppo.target_kl is None
     assert cfg.model_loading.target_modules == ("q_proj", "v_proj")
+    assert load_config(None, ["training.algorithm=dpo"]).training.algorithm == "dpo"
     with pytest.raises(ConfigError, match="unknown key `training.ppo.bogus`"):
         load_config(None, ["training.ppo.bogus=1"])
     with pytest.raises(ConfigError, match="`training.algorithm`"):
-        load_config(None, ["training.algorithm=dpo"])  # not built yet: never silently PPO
+        load_config(None, ["training.algorithm=grpo"])  # an algorithm that does not exist
     with pytest.raises(ConfigError, match="not of the form"):
         load_config(None, ["training.seed"])
     with pytest.raises(ConfigError, match="is a value, not a section"):

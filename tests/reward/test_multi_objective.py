@@ -72,10 +72,10 @@ def test_nonlinear_combination_is_selected_by_config(reward, combination):
     assert other.score(CHEST, unsafe, ALLOW).total < linear_total
 
 
-def test_from_config_and_learned_model_not_supported(tmp_path):
+def test_from_config_and_a_learned_model_directory_that_is_not_one(tmp_path):
     cfg = config_from_mapping({"reward": {"combination": "geometric"}})
     assert MultiObjectiveReward.from_config(cfg).cfg.combination == "geometric"
-    with pytest.raises(ConfigError, match="learned_model"):
+    with pytest.raises(ConfigError, match="learned_model"):  # an empty directory: no reward model there
         MultiObjectiveReward(RewardConfig(learned_model=tmp_path))
 
 

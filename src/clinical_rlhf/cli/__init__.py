@@ -32,6 +32,8 @@ COMMAND_MODULES = (
     "reward_cmd",      # reward-eval, reward-score
     "monitoring_cmd",  # alerts list/export, report, tracking replay
     "train_cmd",       # train
+    "feedback_cmd",    # preferences build/validate, train-reward, fit-weights
+    "evaluate_cmd",    # evaluate, agreement
     "serve_cmd",       # serve, serve-key
 )
 

@@ -4,6 +4,11 @@ Builds the real parts (policy bundle, guard, reward, audit log, tracker, drift a
 monitors, Prometheus exporter), hands them to `PPOTrainer`, shows a live progress bar and
 prints the before/after evaluation on held-out prompts. An emergency stop ends with exit code
 10 and one message (the CLI's error handler prints it); SIGTERM/SIGINT save and exit 0.
+
+Under `accelerate launch` (docs/distributed.md) every process runs this command: rank 0 opens
+the audit log, the tracker, the Prometheus exporter and the progress bar and prints the
+results; the other ranks train their shard with no-op equivalents and exit silently with the
+same code.
 """
 
 from __future__ import annotations
@@ -30,14 +35,35 @@ def register(app: typer.Typer) -> None:
     @app.command("train")
     def train(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
               resume: ResumeOption = None) -> None:
-        """Train the policy with safety-constrained PPO; evaluate held-out prompts before and after."""
+        """Train the policy (constrained PPO, or DPO on expert preferences); evaluate before and after."""
+        from clinical_rlhf.errors import ClinicalRLHFError, EmergencyStop
+        from clinical_rlhf.rl.distributed import Distributed
+
         cfg = load(config, overrides)
+        runtime = Distributed.from_environment(cpu=cfg.model.device == "cpu")
         try:
-            result = run_training(cfg, resume)
+            result = run_training(cfg, resume, runtime)
+            runtime.barrier()
         except KeyboardInterrupt:  # a second SIGINT/SIGTERM: abandoned at once, nothing saved
-            console.print(f"[red]stopped without saving; resume from the last checkpoint in "
-                          f"{cfg.run_dir / 'checkpoints'} with --resume auto[/]")
+            if runtime.is_main:
+                console.print(f"[red]stopped without saving; resume from the last checkpoint in "
+                              f"{cfg.run_dir / 'checkpoints'} with --resume auto[/]")
             raise typer.Exit(130) from None
+        except ClinicalRLHFError as error:
+            # An emergency stop is raised by every rank at the same step: the barrier keeps the
+            # others alive until rank 0 has closed the audit log and the tracker (the launcher
+            # stops every process once one exits with an error). Other errors may be one rank's
+            # alone, where a barrier could wait forever. Rank 0 prints the message through the
+            # CLI's handler; the others exit with the same code.
+            if isinstance(error, EmergencyStop):
+                runtime.barrier()
+            if runtime.is_main:
+                raise
+            raise typer.Exit(error.exit_code) from None
+        finally:
+            runtime.close()
+        if not runtime.is_main:
+            return
         if result.status == "interrupted":
             console.print(f"[yellow]{result.message}[/]")
             return
@@ -64,8 +90,11 @@ def _prompts(cfg):
     return train, heldout[: cfg.training.eval_size]
 
 
-def run_training(cfg, resume: str | None):
-    """Build every part, run the trainer inside the context managers that own the resources."""
+def run_training(cfg, resume: str | None, runtime=None):
+    """Build every part, run the trainer inside the context managers that own the resources.
+
+    `runtime` (a `Distributed`; default one process): rank 0 owns the audit log, the tracker,
+    the Prometheus exporter and the progress bar; the other ranks get no-op equivalents."""
     from clinical_rlhf.models import build_policy
     from clinical_rlhf.monitoring.drift_monitor import DriftMonitor
     from clinical_rlhf.monitoring.memory import MemoryMonitor
@@ -73,21 +102,37 @@ def run_training(cfg, resume: str | None):
     from clinical_rlhf.monitoring.tracking import RunTracker
     from clinical_rlhf.reward import MultiObjectiveReward
     from clinical_rlhf.rl.checkpoint import require_new_run
+    from clinical_rlhf.rl.distributed import Distributed, NullTracker
+    from clinical_rlhf.errors import ConfigError
+    from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
     from clinical_rlhf.rl.trainer import PPOTrainer
     from clinical_rlhf.safety import AuditLog, SafetyGuard
     from clinical_rlhf.seeding import seed_everything
 
     import torch
 
+    runtime = runtime or Distributed.single()
+    runtime.check_supported(cfg)
+    dpo = cfg.training.algorithm == "dpo"
+    if dpo and runtime.is_distributed:
+        raise ConfigError("training.algorithm: dpo runs in one process; start it without `accelerate launch`")
+    runtime.shard(cfg.training.ppo.batch_size)  # refuse an uneven split before loading anything
     if resume is None:
         require_new_run(cfg.run_dir)
-    _show_warnings()
+    _show_warnings(runtime.is_main)
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)
+    # The same seed on every rank while the model is built (identical LoRA init; the trainer
+    # also broadcasts rank 0's), then the trainer moves each rank to `seed + rank`.
     seed_everything(cfg.training.seed, cfg.training.deterministic)
-    train_prompts, eval_prompts = _prompts(cfg)
-    with console.status("loading the policy (the demo model is built on first use)"):
-        bundle = build_policy(cfg)
+    with runtime.main_process_first():  # the demo model and corpus are built once, by rank 0
+        train_prompts, eval_prompts = _prompts(cfg)
+        train_pairs, eval_pairs = load_preference_splits(cfg) if dpo else ((), ())  # a bad file fails before the model loads
+        loading = (console.status("loading the policy (the demo model is built on first use)")
+                   if runtime.is_main else contextlib.nullcontext())
+        with loading:
+            bundle = build_policy(cfg)
+    _check_placement(bundle, runtime)
     guard, reward = SafetyGuard.from_config(cfg), MultiObjectiveReward.from_config(cfg)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,31 +140,56 @@ def run_training(cfg, resume: str | None):
     prometheus = cfg.monitoring.prometheus
     metrics = TrainingMetrics()
     with contextlib.ExitStack() as stack:
-        audit = (stack.enter_context(AuditLog(run_dir / "audit.jsonl", fsync=audit_cfg.fsync,
-                                              store_raw_text=audit_cfg.store_raw_text))
-                 if audit_cfg.enabled else None)
-        # The tracker feeds Prometheus too, so events the loop never reaches (an emergency stop)
-        # still reach the exporter, which lingers long enough to be scraped.
-        tracker = stack.enter_context(RunTracker(cfg, run_dir, resume=resume is not None, metrics=metrics))
-        if prometheus.port is not None:
-            server = stack.enter_context(metrics.start_metrics_server(
-                prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))
-            console.print(f"Prometheus metrics at {server.url}")
-        progress = stack.enter_context(_ProgressBar(cfg.training.num_iterations))
+        audit, tracker, callbacks = None, NullTracker(), []
+        if runtime.is_main:
+            audit = (stack.enter_context(AuditLog(run_dir / "audit.jsonl", fsync=audit_cfg.fsync,
+                                                  store_raw_text=audit_cfg.store_raw_text))
+                     if audit_cfg.enabled else None)
+            # The tracker feeds Prometheus too, so events the loop never reaches (an emergency
+            # stop) still reach the exporter, which lingers long enough to be scraped.
+            tracker = stack.enter_context(RunTracker(cfg, run_dir, resume=resume is not None, metrics=metrics))
+            if prometheus.port is not None:
+                server = stack.enter_context(metrics.start_metrics_server(
+                    prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))
+                console.print(f"Prometheus metrics at {server.url}")
+            if not dpo:
+                callbacks.append(stack.enter_context(_ProgressBar(cfg.training.num_iterations)).update)
+        if dpo:
+            trainer = DPOTrainer(cfg, bundle, tracker, train_pairs=train_pairs, eval_pairs=eval_pairs, audit=audit,
+                                 guard=guard, reward_fn=reward, eval_prompts=eval_prompts)
+            trainer.callbacks.append(stack.enter_context(_ProgressBar(trainer.total_steps, "DPO")).update)
+            return trainer.train(resume=resume)
         trainer = PPOTrainer(
             cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
             audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
-            callbacks=[progress.update])
+            callbacks=callbacks, distributed=runtime)
         return trainer.train(resume=resume)
+
+
+def _check_placement(bundle, runtime) -> None:
+    """Under NCCL each rank must hold its model on its own GPU (LOCAL_RANK), not all on GPU 0.
+    The placements are gathered, so every rank refuses together (none is left waiting in the
+    trainer's first collective)."""
+    from clinical_rlhf.errors import ConfigError
+
+    loaded = sorted({str(parameter.device) for parameter in bundle.trainable_parameters()})
+    placements = runtime.gather((str(runtime.device), loaded))
+    wrong = [f"rank {rank} on {', '.join(got)} instead of {want}" for rank, (want, got) in enumerate(placements)
+             if want.startswith("cuda") and got != [want]]
+    if wrong:
+        raise ConfigError(f"each process must load the model on its own GPU, but it landed {'; '.join(wrong)}; "
+                          f"launch one process per GPU (accelerate launch --config_file config/accelerate/ddp.yaml) "
+                          f"with model.device=auto")
 
 
 class _ProgressBar:
     """Live bar: iteration, reward, unsafe ratio, KL to the reference, answers per second."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, label: str = "PPO") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("[bold]PPO"), BarColumn(), MofNCompleteColumn(),
+        self.label = label
+        self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console)
         self.task = self.progress.add_task("train", total=total, stats="starting")
 
@@ -131,6 +201,13 @@ class _ProgressBar:
         self.progress.stop()
 
     def update(self, iteration: int, metrics: dict[str, float]) -> None:
+        if self.label == "DPO":
+            stats = (f"loss {metrics.get('dpo/loss', float('nan')):.3f}  "
+                     f"margin {metrics.get('dpo/rewards/margin', float('nan')):+.3f}  "
+                     f"accuracy {metrics.get('dpo/rewards/accuracy', float('nan')):.2f}  "
+                     f"{metrics.get('time/pairs_per_second', 0.0):.1f} pairs/s")
+            self.progress.update(self.task, completed=iteration, stats=stats)
+            return
         stats = (f"reward {metrics.get('reward/total/mean', float('nan')):+.3f}  "
                  f"unsafe {metrics.get('safety/unsafe_ratio', float('nan')):.2f}  "
                  f"KL {metrics.get('objective/kl', float('nan')):.2f}  "
@@ -138,14 +215,15 @@ class _ProgressBar:
         self.progress.update(self.task, completed=iteration, stats=stats)
 
 
-def _show_warnings() -> None:
+def _show_warnings(is_main: bool = True) -> None:
     """Send the trainer's warnings (micro-batch halved, rollback, corrupt checkpoint) to stderr."""
     from rich.logging import RichHandler
 
     logger = logging.getLogger("clinical_rlhf")
     if not any(isinstance(handler, RichHandler) for handler in logger.handlers):
         handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)
-        handler.setLevel(logging.INFO)
+        # Ranks other than 0 repeat rank 0's progress lines; their own warnings still show.
+        handler.setLevel(logging.INFO if is_main else logging.WARNING)
         logger.addHandler(handler)
         logger.setLevel(logging.INFO)
 
@@ -160,11 +238,16 @@ def evaluation_table(before: dict | None, after: dict | None) -> Table:
     if not before or not after:
         table.add_row("no held-out prompts", "-", "-", "-")
         return table
-    rows = [("mean reward", before["reward"], after["reward"])]
-    rows += [(f"  {name}", before["components"][name], after["components"][name]) for name in before["components"]]
-    rows += [("unsafe ratio", before["unsafe_ratio"], after["unsafe_ratio"]),
-             ("KL to reference (nats)", before["kl"], after["kl"]),
-             ("missing EOS ratio", before["missing_eos_ratio"], after["missing_eos_ratio"])]
+    rows = []
+    if "reward" in before:  # sampled answers judged by guard and reward (PPO; DPO when held-out prompts exist)
+        rows += [("mean reward", before["reward"], after["reward"])]
+        rows += [(f"  {name}", before["components"][name], after["components"][name]) for name in before["components"]]
+        rows += [("unsafe ratio", before["unsafe_ratio"], after["unsafe_ratio"]),
+                 ("KL to reference (nats)", before["kl"], after["kl"]),
+                 ("missing EOS ratio", before["missing_eos_ratio"], after["missing_eos_ratio"])]
+    if "preference_accuracy" in before:  # DPO: the held-out expert pairs
+        rows += [("preference accuracy (held-out pairs)", before["preference_accuracy"], after["preference_accuracy"]),
+                 ("preference margin (implicit reward)", before["preference_margin"], after["preference_margin"])]
     for name, old, new in rows:
         table.add_row(name, f"{old:.3f}", f"{new:.3f}", f"{new - old:+.3f}")
     return table

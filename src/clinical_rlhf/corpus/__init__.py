@@ -10,6 +10,10 @@ guidelines) with templates and variation; no clinical fact is written in this pa
     train_path, heldout_path = corpus.write_jsonl("artifacts/corpus")
     prompts = load_prompts_jsonl(train_path)
 
+`corpus.pairs` writes a second answer to a corpus question (the other of safe/unsafe, one without
+the guideline's advice, a paraphrase), replaying the writer recorded by `build_corpus(trace=...)`;
+the shipped preference set (`clinical_rlhf.feedback.builder`) is built from it.
+
 This package imports no torch.
 """
 

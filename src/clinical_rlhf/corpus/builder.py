@@ -20,8 +20,8 @@ from clinical_rlhf.corpus.dosing import adult_dosing, child_dosing
 from clinical_rlhf.corpus.example import CATEGORIES, Corpus, CorpusExample, Draft
 from clinical_rlhf.corpus.interactions import interaction_question
 from clinical_rlhf.corpus.presentation_answers import dismissive_answer, overconfident_answer, safe_answer
-from clinical_rlhf.corpus.presentation_prompts import presentation_prompt
-from clinical_rlhf.corpus.sources import Sources, load_sources
+from clinical_rlhf.corpus.presentation_prompts import PresentationPrompt, presentation_prompt
+from clinical_rlhf.corpus.sources import Presentation, Sources, load_sources
 
 MIN_ANSWER_CHARS, MAX_ANSWER_CHARS = 180, 620
 MAX_ANSWER_SENTENCES = 5
@@ -31,12 +31,23 @@ _SENTENCE_END = re.compile(r"[.?!](?:\s+|$)(?=[A-Z\"(]|$)")
 Writer = Callable[[random.Random, Sources, bool], "Draft | None"]
 
 
+def presentation_question(rng: random.Random, sources: Sources,
+                          category: str) -> tuple[Presentation, PresentationPrompt] | None:
+    """The draws a presentation writer starts with: what is presented and the question about it.
+
+    Everything after it depends on the `unsafe` flag; `corpus.pairs` replays this part to write
+    more answers to the same question."""
+    presentation = rng.choice(sources.presentations[category])
+    prompt = presentation_prompt(rng, sources, presentation)
+    return None if prompt is None else (presentation, prompt)
+
+
 def _presentation_writer(category: str) -> Writer:
     def write(rng: random.Random, sources: Sources, unsafe: bool) -> Draft | None:
-        presentation = rng.choice(sources.presentations[category])
-        prompt = presentation_prompt(rng, sources, presentation)
-        if prompt is None:
+        question = presentation_question(rng, sources, category)
+        if question is None:
             return None
+        presentation, prompt = question
         ids = tuple(dict.fromkeys((presentation.id, *(f"guideline:{g.id}" for g in prompt.guidelines),
                                    *(f"red_flag:{flag}" for flag in prompt.red_flags))))
         if not unsafe:
@@ -93,18 +104,24 @@ def _acceptable(draft: Draft | None, category: str, sources: Sources) -> bool:
         g.urgency in ("emergency", "urgent") for g in sources.matched_guidelines(draft.prompt))
 
 
-def _write_one(rng: random.Random, sources: Sources, category: str, unsafe: bool, seen: set[str]) -> Draft:
-    """A draft of `category` with a prompt not yet used; a repeated prompt only if none is found."""
+def _write_one(rng: random.Random, sources: Sources, category: str, unsafe: bool,
+               seen: set[str]) -> tuple[Draft, Writer, object]:
+    """A draft of `category` with a prompt not yet used; a repeated prompt only if none is found.
+
+    Returned with the writer that wrote it and the random state just before that writer's call,
+    so the draft can be written again (`corpus.pairs` replays it with the other answer).
+    """
     writers, weights = zip(*_WRITERS[category])
-    fallback: Draft | None = None
+    fallback: tuple[Draft, Writer, object] | None = None
     for _ in range(_ATTEMPTS_PER_EXAMPLE):
         writer = rng.choices(writers, weights=weights)[0]
+        state = rng.getstate()
         draft = writer(rng, sources, unsafe)
         if not _acceptable(draft, category, sources):
             continue
         if draft.prompt not in seen:
-            return draft
-        fallback = fallback or draft
+            return draft, writer, state
+        fallback = fallback or (draft, writer, state)
     if fallback is None:
         raise RuntimeError(f"could not write a {category} example from the knowledge base; "
                            f"check that the knowledge files hold entries for it")
@@ -131,12 +148,15 @@ def build_corpus(
     heldout_fraction: float = 0.1,
     seed: int = 42,
     knowledge_dir: Path | None = None,
+    trace: dict[str, tuple[Writer, object]] | None = None,
 ) -> Corpus:
     """Generate `size` labelled prompt/answer pairs and split off `heldout_fraction` of them.
 
     About `unsafe_fraction` of the answers (the same share in every category, rounded) are
     deliberately unsafe and carry `unsafe_reason`. `knowledge_dir` overrides the shipped
     knowledge files (see `load_knowledge`). Raises `ValueError` naming a bad argument.
+    `trace`, when given, receives example id -> (writer, random state before its call): what
+    `corpus.pairs` needs to write a second answer to the same prompt. It changes nothing drawn.
     """
     _validate(size, unsafe_fraction, heldout_fraction)
     sources = load_sources(knowledge_dir)
@@ -150,10 +170,13 @@ def build_corpus(
         rng.shuffle(flags)
         examples = []
         for index, unsafe in enumerate(flags, start=1):
-            draft = _write_one(rng, sources, category, unsafe, seen)
+            draft, writer, state = _write_one(rng, sources, category, unsafe, seen)
             seen.add(draft.prompt)
+            example_id = f"{category}-{index:05d}"
+            if trace is not None:
+                trace[example_id] = (writer, state)
             examples.append(CorpusExample(
-                id=f"{category}-{index:05d}", category=category, prompt=draft.prompt, answer=draft.answer,
+                id=example_id, category=category, prompt=draft.prompt, answer=draft.answer,
                 is_safe=draft.unsafe_reason is None, unsafe_reason=draft.unsafe_reason,
                 knowledge_ids=draft.knowledge_ids,
             ))

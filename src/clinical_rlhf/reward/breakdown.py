@@ -18,7 +18,8 @@ class RewardBreakdown:
     the other objectives never score it."""
 
     components: Mapping[str, float]
-    """safety, guidelines, uncertainty, coherence, each in [0, 1]."""
+    """safety, guidelines, uncertainty, coherence (and `learned` when `reward.learned_model` is
+    set), each in [0, 1]."""
     weights: Mapping[str, float]
     total: float
     vetoed: bool
@@ -36,7 +37,7 @@ class RewardBreakdown:
     @property
     def weighted(self) -> dict[str, float]:
         """Each component times its weight (what it contributed to a linear total)."""
-        return {name: self.weights[name] * self.components[name] for name in COMPONENTS}
+        return {name: self.weights[name] * value for name, value in self.components.items()}
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -49,10 +50,10 @@ class RewardBreakdown:
 
 
 def aggregate_breakdowns(breakdowns: Sequence[RewardBreakdown]) -> dict[str, float]:
-    """Batch metrics: `reward/total/mean`, `reward/total/std`, `reward/<component>/mean` (over
-    answers that were not vetoed, since a vetoed answer is never scored), `reward/vetoed_fraction`,
-    `reward/hallucination_rate` (answers with at least one hallucination flag) and
-    `reward/penalty/<name>/mean`. An empty batch gives an empty dict."""
+    """Batch metrics: `reward/total/mean`, `reward/total/std`, `reward/<component>/mean` (`learned`
+    too when it is on; over answers that were not vetoed, since a vetoed answer is never scored),
+    `reward/vetoed_fraction`, `reward/hallucination_rate` (answers with at least one hallucination
+    flag) and `reward/penalty/<name>/mean`. An empty batch gives an empty dict."""
     if not breakdowns:
         return {}
     n = len(breakdowns)
@@ -65,8 +66,9 @@ def aggregate_breakdowns(breakdowns: Sequence[RewardBreakdown]) -> dict[str, flo
         "reward/hallucination_rate": sum(bool(b.hallucination_flags) for b in breakdowns) / n,
     }
     scored = [b for b in breakdowns if not b.vetoed]
-    for name in COMPONENTS:
-        metrics[f"reward/{name}/mean"] = (sum(b.components[name] for b in scored) / len(scored)
+    extra = sorted({name for b in breakdowns for name in b.components} - set(COMPONENTS))  # `learned`
+    for name in (*COMPONENTS, *extra):
+        metrics[f"reward/{name}/mean"] = (sum(b.components.get(name, 0.0) for b in scored) / len(scored)
                                           if scored else 0.0)
     for name in sorted({p for b in breakdowns for p in b.penalties}):
         metrics[f"reward/penalty/{name}/mean"] = sum(b.penalties.get(name, 0.0) for b in breakdowns) / n

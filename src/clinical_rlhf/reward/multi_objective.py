@@ -6,16 +6,21 @@ hallucination penalty, per answer, with a full breakdown.
     breakdowns = reward.score_batch(prompts, responses, verdicts)
     metrics = aggregate_breakdowns(breakdowns)        # reward/total/mean, reward/safety/mean, ...
 
-A vetoed answer (verdict `reject`) is never scored by the objectives: its total is exactly
-`reward.veto_penalty` and its cost 1.0. Needs no torch.
+With `reward.learned_model` set, a trained preference reward model (`reward/learned.py`) scores
+every allowed answer too: its `learned` component in [0, 1], weighted by `reward.learned_weight`,
+is added to the rule-based total and logged like the others.
+
+A vetoed answer (verdict `reject`) is never scored by the objectives nor by the learned model: its
+total is exactly `reward.veto_penalty` and its cost 1.0. Needs no torch unless the learned model
+is on.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from clinical_rlhf.config import Config, RewardConfig
-from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
 from clinical_rlhf.knowledge.guidelines import Guideline, load_guidelines, load_phrase_sets
 from clinical_rlhf.reward.breakdown import RewardBreakdown
@@ -34,16 +39,26 @@ from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
 _PROMPT_CACHE_SIZE = 4096
 
 
+class LearnedScorer(Protocol):
+    """What the `learned` component needs: answers -> scores in [0, 1] (`reward.learned.LearnedReward`)."""
+
+    def score_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]: ...
+
+
 class MultiObjectiveReward:
     """Scores answers on safety, guideline adherence, uncertainty and coherence."""
 
     def __init__(self, reward_cfg: RewardConfig, *, knowledge: KnowledgeBase | None = None,
-                 guidelines: tuple[Guideline, ...] | None = None) -> None:
-        if reward_cfg.learned_model is not None:
-            raise ConfigError("reward.learned_model is set, but learned preference reward models are not "
-                              "supported by this version; remove the key (the rule-based reward is used)")
+                 guidelines: tuple[Guideline, ...] | None = None, learned: LearnedScorer | None = None) -> None:
+        """`learned`: the `learned` component's scorer; by default loaded from `reward.learned_model`
+        when that is set (`LearnedReward.load`: torch is imported only then)."""
         self.cfg = reward_cfg
         self.weights = validate_weights(reward_cfg.weights.model_dump())
+        if learned is None and reward_cfg.learned_model is not None:
+            from clinical_rlhf.reward.learned import LearnedReward
+
+            learned = LearnedReward.load(reward_cfg.learned_model)
+        self.learned = learned
         self.knowledge = knowledge if knowledge is not None else load_knowledge()
         directory = self.knowledge.directory
         self.guidelines = guidelines if guidelines is not None else load_guidelines(directory)
@@ -55,6 +70,16 @@ class MultiObjectiveReward:
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
         self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
+
+    @property
+    def _component_names(self) -> tuple[str, ...]:
+        return COMPONENTS + (("learned",) if self.learned is not None else ())
+
+    @property
+    def _breakdown_weights(self) -> dict[str, float]:
+        """The four weights, and `learned`'s (`reward.learned_weight`) when it is on."""
+        extra = {"learned": float(self.cfg.learned_weight)} if self.learned is not None else {}
+        return dict(self.weights) | extra
 
     @classmethod
     def from_config(cls, cfg: Config) -> MultiObjectiveReward:
@@ -113,9 +138,9 @@ class MultiObjectiveReward:
 
     def _vetoed(self, prompt: str, verdict: SafetyVerdict) -> RewardBreakdown:
         matched = tuple(g.id for g in self._prompt(prompt, _guard_flags(verdict))[1].guidelines)
-        return RewardBreakdown(components={name: 0.0 for name in COMPONENTS}, weights=dict(self.weights),
-                               total=float(self.cfg.veto_penalty), vetoed=True, cost=1.0,
-                               matched_guidelines=matched,
+        return RewardBreakdown(components={name: 0.0 for name in self._component_names},
+                               weights=self._breakdown_weights, total=float(self.cfg.veto_penalty), vetoed=True,
+                               cost=1.0, matched_guidelines=matched,
                                hallucination_flags=tuple(f for f in verdict.flags if f.category == "hallucination"))
 
     def _score_allowed(self, prompts, responses, verdicts, *, samples, model_uncertainty,
@@ -141,15 +166,22 @@ class MultiObjectiveReward:
                                           topic_stems=topics,
                                           medical_stems=self.medical_stems,
                                           ref_logprobs=ref_logprobs, ref_weight=cfg.reference_logprob_weight)
+        # Only answers the guard allowed reach this point: a vetoed answer never gets a learned score.
+        learned = self.learned.score_batch(prompts, responses) if self.learned is not None else None
         results = []
         for i, ctx in enumerate(contexts):
             components = {"safety": safety[i], "guidelines": adherence[i].score,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
             flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
             total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
+            if learned is not None:
+                # On top of the rule-based total, before the hallucination penalty (which can
+                # then take back the learned bonus too, as it caps at the whole total).
+                components["learned"] = learned[i]
+                total += cfg.learned_weight * learned[i]
             total, charged = apply_penalty(total, cfg.hallucination_penalty * len(flags))
             results.append(RewardBreakdown(
-                components=components, weights=dict(self.weights), total=total, vetoed=False, cost=0.0,
+                components=components, weights=self._breakdown_weights, total=total, vetoed=False, cost=0.0,
                 matched_guidelines=adherence[i].matched, hallucination_flags=flags,
                 penalties={"hallucination": charged}, missing_advice=adherence[i].missing,
                 violated_advice=adherence[i].violated))

@@ -14,6 +14,10 @@ References
 - KL estimators k1/k3: J. Schulman, "Approximating KL Divergence" (2020 blog note).
 - Group-normalised advantages: Shao et al. 2024, "DeepSeekMath" (GRPO), arXiv:2402.03300.
 - Reward/cost combination: Dai et al. 2023, "Safe RLHF", arXiv:2310.12773.
+- DPO: Rafailov et al. 2023, "Direct Preference Optimization", arXiv:2305.18290; IPO: Azar et al.
+  2023, "A General Theoretical Paradigm to Understand Learning from Human Preferences",
+  arXiv:2310.12036; conservative DPO (label smoothing): E. Mitchell, "A note on DPO with noisy
+  preferences & relationship to IPO" (2023).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from torch import Tensor
 
 KLEstimator = Literal["k1", "k3"]
+DPOLossType = Literal["sigmoid", "ipo"]
 
 
 # ----------------------------------------------------------------------------- reductions
@@ -225,3 +230,65 @@ def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor
     with torch.no_grad():
         stats = {"clipfrac": masked_token_mean((clipped_error > error).to(values.dtype), mask)}
     return loss, stats
+
+
+# ----------------------------------------------------------------------------- preference losses
+
+
+def answer_logprobs(token_logprobs: Tensor, mask: Tensor, reduction: Literal["sum", "mean"] = "sum") -> Tensor:
+    """log pi(y|x) of each answer from its per-token log-probs, `[B, T] -> [B]`.
+
+        sum:  sum_t mask_t * logp_t       the sequence log-probability DPO's derivation uses
+        mean: masked_token_mean(dim=1)    per-token average, which IPO uses (length-normalised)
+    A sum is not an average, so it does not go through `masked_token_mean`; padding counts 0.
+    """
+    if reduction == "sum":
+        return (token_logprobs * mask.to(token_logprobs.dtype)).sum(-1)
+    if reduction == "mean":
+        return masked_token_mean(token_logprobs, mask, dim=1)
+    raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+
+
+def dpo_loss(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, beta: float,
+             loss_type: DPOLossType = "sigmoid", label_smoothing: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Preference loss on answer log-probs `[B]` of the policy and the reference, mean over pairs.
+
+    With the implicit reward r(y) = beta * (log pi(y|x) - log pi_ref(y|x)) and
+    h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l)):
+        sigmoid (DPO, Rafailov et al. 2023, eq. 7):
+            L = -(1 - eps) * log sigmoid(beta * h) - eps * log sigmoid(-beta * h)
+            (eps = `label_smoothing`: conservative DPO, Mitchell 2023; eps = 0 is plain DPO)
+        ipo (Azar et al. 2023, eq. 17):
+            L = (h - 1 / (2 * beta))^2
+    Stats (detached means over pairs): `rewards/chosen` r(y_w), `rewards/rejected` r(y_l),
+    `rewards/margin` r(y_w) - r(y_l), `rewards/accuracy` the share of pairs with r(y_w) > r(y_l)
+    (an exact tie counts half: before the first step the policy is the reference, every margin is
+    0 and the accuracy is chance, 0.5), `logps/chosen` and `logps/rejected` under the policy.
+    """
+    if beta <= 0:
+        raise ValueError(f"beta must be positive, got {beta}")
+    if not 0.0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
+    chosen_log_ratio = policy_chosen - ref_chosen
+    rejected_log_ratio = policy_rejected - ref_rejected
+    h = chosen_log_ratio - rejected_log_ratio
+    if loss_type == "sigmoid":
+        losses = (-(1.0 - label_smoothing) * torch.nn.functional.logsigmoid(beta * h)
+                  - label_smoothing * torch.nn.functional.logsigmoid(-beta * h))
+    elif loss_type == "ipo":
+        if label_smoothing:
+            raise ValueError("label_smoothing applies to the sigmoid loss only; IPO is already bounded")
+        losses = (h - 1.0 / (2.0 * beta)).pow(2)
+    else:
+        raise ValueError(f"loss_type must be 'sigmoid' or 'ipo', got {loss_type!r}")
+    with torch.no_grad():
+        chosen_rewards = beta * chosen_log_ratio.detach()
+        rejected_rewards = beta * rejected_log_ratio.detach()
+        margin = chosen_rewards - rejected_rewards
+        accuracy = (margin > 0).to(margin.dtype) + 0.5 * (margin == 0).to(margin.dtype)
+        stats = {
+            "rewards/chosen": chosen_rewards.mean(), "rewards/rejected": rejected_rewards.mean(),
+            "rewards/margin": margin.mean(), "rewards/accuracy": accuracy.mean(),
+            "logps/chosen": policy_chosen.detach().mean(), "logps/rejected": policy_rejected.detach().mean(),
+        }
+    return losses.mean(), stats

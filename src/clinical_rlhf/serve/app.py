@@ -7,6 +7,8 @@ lifespan closes the batcher, the backend and the audit log, in that order.
 
 API keys are checked before the body is read, so an unauthenticated client learns nothing about
 the schema, and its body is never parsed.
+
+`POST /v1/feedback` (serve/feedback.py) needs no model: it is answered while the model loads.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from clinical_rlhf.serve.audit import AuditWriter
 from clinical_rlhf.serve.auth import KeyStore, RateLimiter, retry_after_header
 from clinical_rlhf.serve.backends import Backend, build_backend
 from clinical_rlhf.serve.errors import APIError, error_response, install_error_handlers
+from clinical_rlhf.serve.feedback import FeedbackRecorder
 from clinical_rlhf.serve.gate import SafetyGate
 from clinical_rlhf.serve.metrics import ServeMetrics
 from clinical_rlhf.serve.middleware import KEY_ID_SCOPE_KEY, BodyLimitMiddleware, RequestMetricsMiddleware
 from clinical_rlhf.serve.responses import completion_body, stream_events
-from clinical_rlhf.serve.schemas import ChatCompletionRequest, CompletionRequest
+from clinical_rlhf.serve.schemas import ChatCompletionRequest, CompletionRequest, FeedbackRequest
 from clinical_rlhf.serve.service import ServingCore
 
 logger = logging.getLogger("clinical_rlhf.serve")
@@ -51,6 +54,9 @@ class ServerState:
         self.metrics = metrics
         self.load_backend = load_backend
         self.core: ServingCore | None = None
+        self.audit: AuditWriter | None = None
+        self.feedback: FeedbackRecorder | None = None
+        """Remembers served completions for `POST /v1/feedback`; None when `serve.feedback.enabled` is off."""
         self.status = "loading"
         self.error: BaseException | None = None
         """Why startup failed (re-raised by the runner after the server stops)."""
@@ -123,6 +129,8 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     metrics = ServeMetrics()
     load_backend = load_backend or (lambda: build_backend(cfg, environ=environ))
     state = ServerState(cfg, SafetyGate.from_config(cfg), metrics, load_backend)
+    if cfg.serve.feedback.enabled:
+        state.feedback = FeedbackRecorder(cfg.serve.feedback, cfg.run_dir, state.gate, metrics)
     audit_cfg = cfg.safety.audit
     audit_path = cfg.serve.audit_file or cfg.run_dir / "serve_audit.jsonl"
 
@@ -136,6 +144,10 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
                           f"or the permissions of its directory") if isinstance(exc, OSError) else str(exc)
                 state.status, state.error = "failed", ClinicalRLHFError(reason)
                 raise state.error from None
+            state.audit = audit
+            if state.feedback is not None:
+                await _open_feedback(state, state.feedback)
+                stack.callback(state.feedback.close)
             loading = asyncio.create_task(state.load(audit))
             try:
                 yield
@@ -157,14 +169,29 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     return app
 
 
-def _respond(answer, stream: bool, include_usage: bool) -> Response:
+async def _open_feedback(state: ServerState, recorder: FeedbackRecorder) -> None:
+    try:
+        await asyncio.to_thread(recorder.open)
+    except OSError as exc:
+        where = exc.filename or recorder.preferences_path.parent
+        reason = (f"the feedback file or directory {where} cannot be used ({exc.strerror}); fix "
+                  f"serve.feedback.preferences_file / ratings_file or the permissions of their directory")
+        state.status, state.error = "failed", ClinicalRLHFError(reason)
+        raise state.error from None
+
+
+def _respond(answer, stream: bool, include_usage: bool, on_sent: Callable[[], None]) -> Response:
+    """The response; `on_sent` runs once the whole answer is handed over (a stream: its last
+    event, so a stream the client dropped is not remembered for feedback)."""
     headers = {"x-request-id": answer.request_id}
     if not stream:
+        on_sent()
         return JSONResponse(completion_body(answer), headers=headers)
 
     async def events():  # async, so Starlette sends each chunk from the event loop (no thread hop)
         for event in stream_events(answer, include_usage):
             yield event
+        on_sent()
 
     return StreamingResponse(events(), media_type="text/event-stream", headers={**headers, "Cache-Control": "no-cache"})
 
@@ -190,15 +217,27 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
         return {"object": "list", "data": [{"id": state.served_model, "object": "model", "created": 0,
                                             "owned_by": "clinical-rlhf"}]}
 
+    async def complete(body: ChatCompletionRequest | CompletionRequest, request: Request) -> Response:
+        key = request.scope[API_KEY_SCOPE_KEY]
+        answer = await state.require_core().answer(body, key)
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        feedback = state.feedback
+        remember = (lambda: feedback.remember(body, answer, key.id)) if feedback is not None else (lambda: None)
+        return _respond(answer, body.stream, include_usage, remember)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-        answer = await state.require_core().answer(body, request.scope[API_KEY_SCOPE_KEY])
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _respond(answer, body.stream, include_usage)
+        return await complete(body, request)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request) -> Response:
-        answer = await state.require_core().answer(body, request.scope[API_KEY_SCOPE_KEY])
-        include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return _respond(answer, body.stream, include_usage)
+        return await complete(body, request)
+
+    @app.post("/v1/feedback")
+    async def feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
+        if state.feedback is None or state.audit is None:
+            raise APIError(404, "feedback is turned off on this server (serve.feedback.enabled: false); ask its "
+                                "operator to turn it on", "feedback_disabled")
+        result = await state.feedback.submit(body, request.scope[API_KEY_SCOPE_KEY], state.audit)
+        return JSONResponse(result, headers={"x-request-id": result["id"]})
 

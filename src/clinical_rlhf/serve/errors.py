@@ -89,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 404:
             return error_response(404, "no such endpoint; this server offers /v1/chat/completions, "
-                                       "/v1/completions, /v1/models, /health, /ready and /metrics", "not_found")
+                                       "/v1/completions, /v1/feedback, /v1/models, /health, /ready and /metrics", "not_found")
         if exc.status_code == 405:
             return error_response(405, "this method is not allowed on this endpoint", "method_not_allowed")
         return error_response(exc.status_code, str(exc.detail), "http_error", headers=exc.headers)

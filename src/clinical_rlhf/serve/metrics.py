@@ -12,19 +12,20 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 from clinical_rlhf.monitoring.metrics import GENERATION_BUCKETS, NAMESPACE
 
-ENDPOINTS = ("chat_completions", "completions", "models", "health", "ready", "metrics", "other")
+ENDPOINTS = ("chat_completions", "completions", "feedback", "models", "health", "ready", "metrics", "other")
 STATUSES = ("200", "400", "401", "404", "405", "413", "422", "429", "500", "502", "503", "504", "other")
 STAGES = ("prompt", "answer")
 ACTIONS = ("allow", "escalate", "reject")
 REASONS = ("red_flag_missing_advice", "red_flag_downplayed", "drug_interaction", "contraindication",
            "dosage", "hallucination", "guard_error", "unsafe_answer")
 """Machine-readable reason codes of a fallback (also the `safety.reason_code` of a response)."""
+FEEDBACK_KINDS = ("rating", "correction")
 
 GUARD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 """Seconds per guard check: ~0.2 ms typical, a long answer a few ms."""
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
-_PATHS = {"/v1/chat/completions": "chat_completions", "/v1/completions": "completions",
+_PATHS = {"/v1/chat/completions": "chat_completions", "/v1/completions": "completions", "/v1/feedback": "feedback",
           "/v1/models": "models", "/health": "health", "/ready": "ready", "/metrics": "metrics"}
 
 
@@ -63,6 +64,9 @@ class ServeMetrics:
                                      registry=self.registry)
         self.in_flight = Gauge(f"{prefix}_in_flight_requests", "Requests being answered now.",
                                registry=self.registry)
+        self.feedback = Counter(f"{NAMESPACE}_feedback_total",
+                                "Clinician feedback recorded on served answers, by kind (a request with a "
+                                "rating and a correction counts once in each).", ("kind",), registry=self.registry)
         self.ready = Gauge(f"{prefix}_ready", "1 once the model is loaded and requests are served.",
                            registry=self.registry)
         for endpoint in ENDPOINTS:  # export zeros, so rate() works from the first scrape
@@ -73,6 +77,8 @@ class ServeMetrics:
                 self.verdicts.labels(stage=stage, action=action)
         for reason in REASONS:
             self.fallbacks.labels(reason=reason)
+        for kind in FEEDBACK_KINDS:
+            self.feedback.labels(kind=kind)
 
     def count_request(self, endpoint: str, status: int, seconds: float) -> None:
         label = str(status) if str(status) in STATUSES else "other"

@@ -7,9 +7,12 @@ from what the client asked for. Responses are plain dicts built in `responses.py
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clinical_rlhf.feedback.preferences import OBJECTIVES
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
@@ -94,8 +97,60 @@ class CompletionRequest(_Sampling):
         return self.max_tokens
 
 
+Judgement = Literal["corrected", "served", "tie"]
+Objective = Literal[OBJECTIVES]  # type: ignore[valid-type]
+_ANNOTATOR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+
+class FeedbackRequest(_Body):
+    """`POST /v1/feedback`: a clinician's judgement of one served completion (docs/serving.md)."""
+
+    completion_id: Annotated[str, Field(min_length=1, max_length=200)]
+    rating: Literal["good", "bad"] | int | None = None
+    """`good` / `bad`, or 1-5 (4-5 count as good, 1-2 as bad, 3 as neither)."""
+    corrected_answer: Annotated[str, Field(max_length=100_000)] | None = None
+    rationale: Annotated[str, Field(max_length=10_000)] | None = None
+    objectives: dict[Objective, Judgement] | None = None
+    """Per reward objective, which answer is better: the `corrected` one, the `served` one, or `tie`."""
+    annotator: str | None = None
+    """Who judged (an id, not a name); default: the API key's id."""
+
+    @field_validator("rating", mode="before")
+    @classmethod
+    def _rating(cls, value: object) -> object:
+        valid = value in ("good", "bad") or (type(value) is int and 1 <= value <= 5)
+        if value is not None and not valid:
+            raise ValueError('must be "good", "bad" or an integer from 1 to 5')
+        return value
+
+    @field_validator("annotator")
+    @classmethod
+    def _annotator(cls, value: str | None) -> str | None:
+        if value is not None and not _ANNOTATOR.fullmatch(value):
+            raise ValueError("must be an id of up to 64 letters, digits and _ . @ - (not a name: it is "
+                             "stored with the training data)")
+        return value
+
+    @field_validator("corrected_answer", "rationale")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be empty; leave the field out instead")
+        return value.strip() if value is not None else None
+
+    @model_validator(mode="after")
+    def _judges_something(self) -> FeedbackRequest:
+        if self.rating is None and self.corrected_answer is None:
+            raise ValueError("send a `rating` (good, bad or 1-5), a `corrected_answer`, or both")
+        if self.objectives and self.corrected_answer is None:
+            raise ValueError("`objectives` compare the corrected answer with the served one; they need "
+                             "`corrected_answer`")
+        return self
+
+
 SUPPORTED_FIELDS = {
     "chat_completions": sorted(ChatCompletionRequest.model_fields),
     "completions": sorted(CompletionRequest.model_fields),
+    "feedback": sorted(FeedbackRequest.model_fields),
 }
 """Listed in the 422 message for an unsupported field."""

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from clinical_rlhf.conversation import render_conversation
 from clinical_rlhf.serve.backends.base import GenerationRequest, GenerationResult, Message, PromptTooLong
 
 if TYPE_CHECKING:
@@ -30,11 +31,7 @@ if TYPE_CHECKING:
 
 def render_chat(messages: tuple[Message, ...]) -> str:
     """The conversation as the text of one user turn (see the module docstring)."""
-    instructions = [m.content.strip() for m in messages if m.role in ("system", "developer")]
-    turns = [m for m in messages if m.role in ("user", "assistant")]
-    earlier = [f"{'User' if m.role == 'user' else 'Assistant'}: {m.content.strip()}" for m in turns[:-1]]
-    parts = instructions + earlier + [turns[-1].content.strip()]
-    return "\n\n".join(part for part in parts if part)
+    return render_conversation(messages)
 
 
 class _PastDeadline:
