@@ -36,9 +36,10 @@ def register(app: typer.Typer) -> None:
     def evaluate(checkpoint: CheckpointArg, config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
                  baseline: BaselineOption = None, prompts: PromptsOption = None,
                  preferences: PreferencesOption = None, output: OutputOption = None) -> None:
-        """Evaluate a checkpoint (A), optionally against a baseline (B), on the same prompts and seeds:
-        reward components with bootstrap intervals, unsafe ratio, paired win rate and test,
-        conversation-level safety, expert agreement; writes evaluation.json and evaluation.html."""
+        """Evaluate checkpoint A (optionally against baseline B) with intervals and paired tests; JSON + HTML.
+
+        Same prompts and seeds for both: reward components with bootstrap intervals, unsafe ratio,
+        paired win rate and tests, conversation-level safety, expert agreement."""
         run_evaluate(load(config, overrides), checkpoint, baseline, prompts, preferences, output)
 
     @app.command("agreement")
@@ -46,8 +47,9 @@ def register(app: typer.Typer) -> None:
                   preferences: PreferencesOption = None,
                   output: Annotated[Optional[Path], typer.Option(
                       "--output", help="JSON file (default: <run dir>/evaluation/agreement.json).")] = None) -> None:
-        """Expert agreement: how often guard + reward prefer the answer the annotators preferred
-        (agreement, Cohen's kappa, per source/objective), against the 0.8 target."""
+        """How often guard + reward prefer the answer the annotators preferred (agreement, Cohen's kappa).
+
+        Broken down per source and objective, against the 0.8 target."""
         run_agreement(load(config, overrides), preferences, output)
 
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import yaml
 
 from clinical_rlhf.errors import CheckpointError
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.rl.checkpoint import (
     CheckpointInfo,
     CheckpointPayload,
-    base_model_fingerprint,
     load_checkpoint,
     read_info,
 )

@@ -33,12 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from clinical_rlhf.durable import append_jsonl
 from clinical_rlhf.errors import InputDataError
-
-try:  # POSIX; elsewhere appends are serialised by the caller's process only
-    import fcntl
-except ImportError:  # pragma: no cover
-    fcntl = None  # type: ignore[assignment]
 
 Choice = Literal["a", "b", "tie"]
 CHOICES: tuple[str, ...] = get_args(Choice)
@@ -255,23 +251,7 @@ def append_preference(path: str | Path, record: PreferenceRecord, *, fsync: bool
     A file whose last line lacks its newline (a crash mid-write elsewhere) gets one first, so
     the new record never merges into the torn line; reading then reports the torn line.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = _line(record).encode("utf-8")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":
-            line = b"\n" + line
-        os.write(fd, line)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    append_jsonl(path, record.to_dict(), fsync=fsync)
 
 
 def _line(record: PreferenceRecord) -> str:

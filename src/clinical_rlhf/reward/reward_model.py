@@ -22,7 +22,6 @@ It is written under a temporary name, fsynced and renamed, so it is complete or 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from torch import nn
 
 from clinical_rlhf.config import Config, config_from_mapping
 from clinical_rlhf.conversation import render_question
+from clinical_rlhf.durable import fsync_path, sha256_file
 from clinical_rlhf.errors import CheckpointError, ConfigError
 from clinical_rlhf.models.bundle import position_ids_from_mask
 from clinical_rlhf.models.registry import (
@@ -210,22 +210,6 @@ def build_reward_model(cfg: Config) -> RewardModel:
 # ----------------------------------------------------------------------------- directory
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_reward_model(directory: str | Path, model: RewardModel, cfg: Config, record: dict[str, Any]) -> Path:
     """Write `directory` atomically (replacing an older one); `record` goes into the manifest."""
     directory = Path(directory)
@@ -236,16 +220,16 @@ def save_reward_model(directory: str | Path, model: RewardModel, cfg: Config, re
     save_file({k: v.contiguous() for k, v in model.trainable_state_dict().items()}, str(staging / WEIGHTS))
     (staging / CONFIG).write_text(cfg.to_yaml(), encoding="utf-8")
     manifest = {"format": FORMAT, "version": FORMAT_VERSION, "created": time.time(), **record,
-                "sha256": {name: _sha256(staging / name) for name in (WEIGHTS, CONFIG)}}
+                "sha256": {name: sha256_file(staging / name) for name in (WEIGHTS, CONFIG)}}
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     for name in (WEIGHTS, CONFIG, MANIFEST):
-        _fsync(staging / name)
-    _fsync(staging)
+        fsync_path(staging / name)
+    fsync_path(staging)
     retired = directory.parent / f".{directory.name}.old-{os.getpid()}"
     if directory.exists():
         os.replace(directory, retired)
     os.replace(staging, directory)
-    _fsync(directory.parent)
+    fsync_path(directory.parent)
     shutil.rmtree(retired, ignore_errors=True)
     return directory
 
@@ -274,7 +258,7 @@ def read_manifest(directory: str | Path, key: str = "reward.learned_model") -> d
         if not path.is_file():
             raise CheckpointError(f"reward model {directory} is missing {name}; retrain it with "
                                   f"`clinical-rlhf train-reward`")
-        if _sha256(path) != manifest.get("sha256", {}).get(name):
+        if sha256_file(path) != manifest.get("sha256", {}).get(name):
             raise CheckpointError(f"reward model {directory}: {name} does not match its checksum (corrupt); "
                                   f"retrain it with `clinical-rlhf train-reward`")
     return manifest
@@ -289,7 +273,7 @@ def load_reward_model(directory: str | Path, *, key: str = "reward.learned_model
     model belongs to another backbone. `device` overrides the saved `model.device`.
     Returned in eval mode with every weight frozen.
     """
-    from clinical_rlhf.rl.checkpoint import base_model_fingerprint
+    from clinical_rlhf.models.fingerprint import base_model_fingerprint
 
     directory = Path(directory)
     manifest = read_manifest(directory, key)

@@ -153,7 +153,7 @@ def train_reward_model(cfg: Config, *, progress: Callable[[int, int, float], Non
     starts. Preference files are validated first (every bad line in one InputDataError), before
     any model is loaded.
     """
-    from clinical_rlhf.rl.checkpoint import base_model_fingerprint
+    from clinical_rlhf.models.fingerprint import base_model_fingerprint
     from clinical_rlhf.seeding import seed_everything
 
     rm, phase = cfg.reward_model, on_phase or (lambda text: None)

@@ -25,7 +25,6 @@ rank: see `restore_rank_rng_state`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from clinical_rlhf.durable import fsync_path, sha256_file
 from clinical_rlhf.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -104,25 +104,16 @@ def restore_rank_rng_state(state: dict[str, Any], *, rank: int, world_size: int,
             f"so each rank's sampling RNG is derived from the seed, its rank and the iteration")
 
 
-# ----------------------------------------------------------------------------- base model
-
-
-def base_model_fingerprint(model: torch.nn.Module, samples_per_tensor: int = 4096) -> str:
-    """SHA-256 over the frozen (base) weights: each one's name, shape and an evenly strided sample
-    of its raw bytes. Adapters trained on one base are meaningless on another, and a rebuilt or
-    re-downloaded base can keep its path; the sample keeps this cheap for a 70B model (a few MB).
-    Takes full tensors: under FSDP the trainer computes it before sharding the model."""
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.requires_grad:
-                continue
-            flat = parameter.detach().reshape(-1)
-            step = max(1, flat.numel() // samples_per_tensor)
-            sample = flat[::step][:samples_per_tensor].contiguous().cpu()
-            digest.update(f"{name}:{tuple(parameter.shape)}:{parameter.dtype}".encode())
-            digest.update(sample.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
+def require_algorithm(path: Path, state: dict, expected: str) -> None:
+    """Refuse to resume a checkpoint written by another algorithm: a PPO checkpoint has a value
+    head, KL and Lagrange controllers and a prompt cursor, a DPO one a pair cursor; neither is
+    the other's state. (Warm-starting DPO from a PPO adapter would be a new run, not a resume.)
+    Checkpoints written before `algorithm` was recorded are PPO's."""
+    found = state.get("algorithm", "ppo")
+    if found != expected:
+        raise CheckpointError(f"checkpoint {path} was written by training.algorithm: {found}, this run is "
+                              f"training.algorithm: {expected}; resume it with training.algorithm={found}, or "
+                              f"start a new run with --set training.run_name=<new name>")
 
 
 # ----------------------------------------------------------------------------- payload
@@ -155,23 +146,6 @@ class CheckpointInfo:
 def checkpoint_name(iteration: int, kind: str) -> str:
     prefix = "iter" if kind in ("regular", "interrupt") else kind
     return f"{prefix}-{iteration:06d}"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _fsync_path(path: Path) -> None:
-    """fsync a file or a directory (directories need it for renames and new entries to persist)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_files(directory: Path, payload: CheckpointPayload) -> None:
@@ -217,16 +191,16 @@ class CheckpointManager:
         manifest = {
             "iteration": iteration, "kind": kind, "created": time.time(),
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
-            "sha256": {file: _sha256(temporary / file) for file in FILES},
+            "sha256": {file: sha256_file(temporary / file) for file in FILES},
         }
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         for file in (*FILES, "manifest.json"):
-            _fsync_path(temporary / file)
-        _fsync_path(temporary)
+            fsync_path(temporary / file)
+        fsync_path(temporary)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
-        _fsync_path(self.directory)
+        fsync_path(self.directory)
         return CheckpointInfo(final, iteration, kind, manifest["metrics"])
 
     def prune(self) -> list[Path]:
@@ -312,7 +286,7 @@ def verify_checkpoint(path: Path) -> dict[str, Any]:
         target = path / file
         if not target.is_file():
             raise CheckpointError(f"checkpoint {path} is missing {file}")
-        if _sha256(target) != expected.get(file):
+        if sha256_file(target) != expected.get(file):
             raise CheckpointError(f"checkpoint {path}: {file} does not match its checksum (corrupt)")
     return manifest
 

@@ -34,12 +34,13 @@ import torch
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import CheckpointError, InputDataError
 from clinical_rlhf.feedback import decisive, load_preferences
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.rl import losses
 from clinical_rlhf.rl.checkpoint import (
     CheckpointManager,
     CheckpointPayload,
-    base_model_fingerprint,
     capture_rng_state,
+    require_algorithm,
     require_new_run,
     resolve_resume,
     restore_rng_state,
@@ -77,18 +78,6 @@ def load_preference_splits(cfg: Config) -> tuple[list, list]:
                                  f"to a preference JSONL file (docs/feedback.md)")
         splits.append(load_preferences(path))
     return splits[0], splits[1]
-
-
-def require_algorithm(path: Path, state: dict, expected: str) -> None:
-    """Refuse to resume a checkpoint written by another algorithm: a PPO checkpoint has a value
-    head, KL and Lagrange controllers and a prompt cursor, a DPO one a pair cursor; neither is
-    the other's state. (Warm-starting DPO from a PPO adapter would be a new run, not a resume.)
-    Checkpoints written before `algorithm` was recorded are PPO's."""
-    found = state.get("algorithm", "ppo")
-    if found != expected:
-        raise CheckpointError(f"checkpoint {path} was written by training.algorithm: {found}, this run is "
-                              f"training.algorithm: {expected}; resume it with training.algorithm={found}, or "
-                              f"start a new run with --set training.run_name=<new name>")
 
 
 def preference_fingerprint(records: Sequence) -> str:

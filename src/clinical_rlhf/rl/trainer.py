@@ -28,7 +28,8 @@ import torch
 
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import CheckpointError, EmergencyStop
-from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, base_model_fingerprint, capture_rng_state,
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
+from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, capture_rng_state, require_algorithm,
                                          require_new_run, resolve_resume, restore_rank_rng_state, restore_rng_state)
 from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl_controller,
                                           build_lagrange_multiplier)
@@ -460,8 +461,6 @@ class PPOTrainer:
             return
         info, payload = resolve_resume(resume, self.checkpoints)
         state = payload.state
-        from clinical_rlhf.rl.dpo import require_algorithm  # on use: rl/dpo.py imports this module
-
         require_algorithm(info.path, state, "ppo")
         if state["base_fingerprint"] != self.base_fingerprint:
             raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clinical_rlhf.config import ServeFeedbackConfig
+from clinical_rlhf.durable import append_jsonl
 from clinical_rlhf.feedback.preferences import PreferenceRecord, append_preference, parse_preference
 from clinical_rlhf.safety import SafetyVerdict
 from clinical_rlhf.safety.audit import text_sha256
@@ -46,11 +47,6 @@ from clinical_rlhf.serve.metrics import ServeMetrics
 from clinical_rlhf.serve.responses import Answer
 from clinical_rlhf.serve.schemas import ChatCompletionRequest, CompletionRequest, FeedbackRequest
 from clinical_rlhf.serve.service import guard_prompt
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: one process serialises its own appends
-    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("clinical_rlhf.serve")
 
@@ -289,26 +285,6 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
             yield item if isinstance(item, dict) else None
 
 
-def append_line(path: Path, data: dict[str, Any], fsync: bool) -> None:
-    """One JSON line appended whole under an exclusive lock (as `append_preference` does)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(data, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line stays apart from ours
-            line = b"\n" + line
-        os.write(fd, line)
-        if fsync:
-            os.fsync(fd)
-    finally:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
 # ----------------------------------------------------------------------------- the endpoint
 
 
@@ -413,7 +389,7 @@ class FeedbackRecorder:
 
     def _write(self, preferences: list[PreferenceRecord], rating_line: dict[str, Any] | None) -> None:
         if rating_line is not None:
-            append_line(self.ratings_path, rating_line, self.fsync)
+            append_jsonl(self.ratings_path, rating_line, fsync=self.fsync)
         for record in preferences:
             append_preference(self.preferences_path, record, fsync=self.fsync)
 
