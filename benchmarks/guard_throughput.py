@@ -8,6 +8,11 @@ phrase tried in turn as its own regular expression) measured in the same run.
 
 Targets (issue 3): >= 20,000 checks/s and p99 <= 0.5 ms. Questions repeat across answers, as in
 training (several sampled answers per prompt), so the guard's per-question analysis is cached.
+Every answer is distinct, but answers are built from a few dozen sentences, as a policy sampled
+from a model trained on the templated corpus writes them; the guard keeps what it reads per
+sentence (`docs/safety.md`, "Throughput"), so a second row measures answers in which no sentence
+ever repeats (each carries a unique reference number), the guard's cost on text it has never seen.
+The targets are judged on the first row.
 """
 
 from __future__ import annotations
@@ -68,14 +73,23 @@ SAFETY_NETS = [
 ]
 
 
-def corpus(size: int, seed: int = 0) -> list[tuple[str, str]]:
-    """(question, answer) pairs; every answer is 300 to 1,000 characters long."""
+def corpus(size: int, seed: int = 0, new_sentences: bool = False) -> list[tuple[str, str]]:
+    """(question, answer) pairs; every answer is 300 to 1,000 characters long. With
+    `new_sentences` every sentence ends with a reference number used once ("... fluids (ref
+    10001)."): five digits are neither a dose, a count, an age nor a year to the guard."""
     rng = random.Random(seed)
     pairs = []
+    reference = 10_000
     while len(pairs) < size:
         parts = [rng.choice(OPENINGS)] + rng.sample(ADVICE, rng.randint(2, 8)) + [rng.choice(SAFETY_NETS)]
+        if new_sentences:
+            tagged = []
+            for part in parts:
+                reference += 1
+                tagged.append(f"{part[:-1]} (ref {reference}){part[-1]}")
+            parts = tagged
         answer = " ".join(parts)
-        if 300 <= len(answer) <= 1000:
+        if 300 <= len(answer) <= 1000 + (120 if new_sentences else 0):
             pairs.append((rng.choice(QUESTIONS), answer))
     return pairs
 
@@ -99,11 +113,13 @@ class NaiveGuard:
         return hits
 
 
-def measure(check, pairs: list[tuple[str, str]], seconds: float) -> tuple[float, float, list[float], list[float]]:
+def measure(check, pairs: list[tuple[str, str]], seconds: float,
+            once: bool = False) -> tuple[float, float, list[float], list[float]]:
     """(checks per wall-clock second, checks per CPU second of this process, per-check wall
-    latencies in ms, per-check CPU latencies in ms) over whole passes until `seconds` elapse.
-    CPU time (`time.process_time`) leaves out the time other processes held the core, so it is
-    the fairer figure on a shared machine; wall time is what a user sees."""
+    latencies in ms, per-check CPU latencies in ms) over whole passes until `seconds` elapse
+    (`once`: one pass, for answers that must not be seen twice). CPU time (`time.process_time`)
+    leaves out the time other processes held the core, so it is the fairer figure on a shared
+    machine; wall time is what a user sees."""
     latencies: list[float] = []
     cpu_latencies: list[float] = []
     timer, cpu_timer = time.perf_counter, time.process_time_ns
@@ -114,6 +130,8 @@ def measure(check, pairs: list[tuple[str, str]], seconds: float) -> tuple[float,
             check(prompt, response)
             cpu_latencies.append((cpu_timer() - cpu_before) / 1e6)
             latencies.append((timer() - before) * 1000)
+        if once:
+            break
     elapsed, cpu = timer() - started, time.process_time() - cpu_started
     return len(latencies) / elapsed, len(latencies) / cpu, latencies, cpu_latencies
 
@@ -141,19 +159,24 @@ def main() -> int:
         guard.check(prompt, response)
     gc.collect()
     gc.freeze()  # the knowledge base and indexes live for the whole process: keep them out of GC scans
+    load = os.getloadavg()[0]
     rate, cpu_rate, latencies, cpu_latencies = measure(guard.check, pairs, args.seconds)
+    # Enough answers with never-seen sentences for one pass of about `seconds`.
+    fresh = corpus(max(args.pairs, int(cpu_rate * args.seconds / 2)), seed=1, new_sentences=True)
+    new_rate, new_cpu_rate, new_latencies, new_cpu = measure(guard.check, fresh, args.seconds, once=True)
     naive_rate, naive_cpu_rate, naive_latencies, naive_cpu = measure(naive.check, pairs[: max(50, args.pairs // 10)],
                                                                      min(args.seconds, 4.0))
     p99 = percentile(latencies, 0.99)
-    print(f"answers: {len(pairs)} distinct, {min(lengths)}-{max(lengths)} chars (mean {statistics.mean(lengths):.0f});"
-          f" {len(QUESTIONS)} questions; knowledge base: {len(guard.knowledge.drugs)} drugs, "
-          f"{len(naive.patterns)} phrases")
-    print(f"load average before the run: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'contender':<22}{'checks/s':>10}{'per CPU s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU p50':>9}{'CPU p99':>9}")
-    for name, (wall, cpu, lat, cpu_lat) in (("guard (indexed)", (rate, cpu_rate, latencies, cpu_latencies)),
-                                            ("naive (each pattern)", (naive_rate, naive_cpu_rate, naive_latencies,
-                                                                      naive_cpu))):
-        print(f"{name:<22}{wall:>10,.0f}{cpu:>11,.0f}{percentile(lat, .5):>9.3f}{percentile(lat, .99):>9.3f}"
+    print(f"answers: {len(pairs)} distinct, {min(lengths)}-{max(lengths)} chars (mean {statistics.mean(lengths):.0f})"
+          f" from {len(OPENINGS) + len(ADVICE) + len(SAFETY_NETS)} sentences; {len(QUESTIONS)} questions; knowledge "
+          f"base: {len(guard.knowledge.drugs)} drugs, {len(naive.patterns)} phrases")
+    print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'contender':<30}{'checks/s':>10}{'per CPU s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU p50':>9}{'CPU p99':>9}")
+    for name, (wall, cpu, lat, cpu_lat) in (
+            ("guard (indexed)", (rate, cpu_rate, latencies, cpu_latencies)),
+            (f"guard, {len(fresh):,} new sentences", (new_rate, new_cpu_rate, new_latencies, new_cpu)),
+            ("naive (each pattern)", (naive_rate, naive_cpu_rate, naive_latencies, naive_cpu))):
+        print(f"{name:<30}{wall:>10,.0f}{cpu:>11,.0f}{percentile(lat, .5):>9.3f}{percentile(lat, .99):>9.3f}"
               f"{percentile(cpu_lat, .5):>9.3f}{percentile(cpu_lat, .99):>9.3f}")
     print(f"speed-up over naive: {cpu_rate / naive_cpu_rate:.1f}x per CPU second, {rate / naive_rate:.1f}x wall clock")
     met = cpu_rate >= TARGET_CHECKS_PER_SECOND and p99 <= TARGET_P99_MS

@@ -11,7 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clinical_rlhf.safety import checks
-from clinical_rlhf.safety.dosage import _FORM_WORD, _SENTENCE_END, _form_words, find_doses, sentence_ends
+from clinical_rlhf.safety.dosage import (
+    _FORM_WORD,
+    _SENTENCE_END,
+    _drug_positions,
+    _form_words,
+    attributed,
+    find_doses,
+    readings,
+    sentence_ends,
+)
 from clinical_rlhf.safety.evaluation import load_cases, obfuscated_variant
 from clinical_rlhf.safety.medications import (
     _AGE_UNIT_YEARS,
@@ -152,3 +161,170 @@ def test_reading_only_the_amounts_that_matter_gives_the_same_dose_flags(guard, t
 def test_sentence_ends_by_hand() -> None:
     # a mark ends a sentence before whitespace or the end of the text; a newline always does
     assert sentence_ends("a. b.c!\nd;") == [2, 7, 8, 10]
+
+
+# ----------------------------------------------------------------------------- pieces of a text
+#
+# The normaliser and the dose reader read plain text one ". "-separated piece at a time and keep
+# each piece's result; the texts below join words that reach across pieces (counts before an
+# amount, "of", "x", forms, frequencies, sentence marks) so that the pieces meet every way.
+
+PIECE_WORDS = ["take", "two", "2", "x", "2x", "×", "*", "of", "tablets", "tabs", "paracetamol", "ibuprofen",
+               "warfarin", "500", "mg", "1", "g", "1,000", "every", "4", "to", "6", "hours", "daily", "twice",
+               "a", "day", "b.d.", "bid", "q6h", "no", "more", "than", "in", "24", "-", "mg/kg", "per", "kg",
+               "(", ")", "is", "an", "overdose", "the", "my", "chest", "pain", "call", "999", "not", "safe",
+               "with", "child", "is", "5", "old", "year", "st. johns wort", "co-amoxiclav", "1 g", "500mg"]
+PIECE_MARKS = [" ", " ", " ", ". ", ". ", ".  ", ".", "! ", "? ", "; ", "\n", ", ", ": ", "", "...", ". . "]
+PIECE_TEXT = st.lists(st.tuples(st.sampled_from(PIECE_WORDS), st.sampled_from(PIECE_MARKS)),
+                      max_size=40).map(lambda pairs: "".join(word + mark for word, mark in pairs))
+
+
+def _dose_reference(text, drugs, fallback):
+    """The plain definition of `find_doses`: the whole text read at once."""
+
+    found = readings(text)
+    return attributed(text, found, _drug_positions(text, drugs), fallback) if found else []
+
+
+@settings(max_examples=400, deadline=None)
+@given(text=PIECE_TEXT, with_fallback=st.booleans())
+def test_doses_read_piece_by_piece_equal_the_whole_text(guard, text: str, with_fallback: bool) -> None:
+    kb = guard.knowledge
+    drugs = [kb.drug("paracetamol"), kb.drug("ibuprofen"), kb.drug("warfarin")]
+    fallback = kb.drug("paracetamol") if with_fallback else None
+    expected = _dose_reference(text, drugs, fallback)
+    for _ in range(3):  # pieces seen for the first time (the whole text is read), kept, reused
+        assert find_doses(text, drugs, fallback) == expected
+    from clinical_rlhf.safety.dosage import _counts_agree, _drug_positions, _pieces
+
+    pieces = _pieces(text) or _pieces(text)  # kept from the second sighting on
+    assert "".join(entry.text for entry, _ in pieces) == text
+    assert all(offset == len("".join(entry.text for entry, _ in pieces[:number]))
+               for number, (_, offset) in enumerate(pieces))
+    if _counts_agree(text, pieces):  # every reading of a piece is the whole text's, at the offset
+        whole = [reading for reading in readings(text)]
+        by_piece = [(reading.amount.start + offset, reading.clause[1] + offset, reading.per_day)
+                    for entry, offset in pieces for reading in entry.readings]
+        if any(entry.with_unit for entry, _ in pieces):
+            assert by_piece == [(reading.amount.start, reading.clause[1], reading.per_day) for reading in whole]
+    # no drug name runs across two pieces: the pieces' positions are the whole text's
+    by_piece = sorted(((at + offset, drug) for entry, offset in pieces for at, drug in _drug_positions(entry.text, drugs)),
+                      key=lambda item: item[0])
+    assert by_piece == _drug_positions(text, drugs)
+
+
+@pytest.mark.parametrize("text", [
+    "take two tablets of foo. 500 mg every hour",       # the count of the next piece's amount
+    "take 2 tablets. of paracetamol 500 mg every 2 hours", "2 tablets of foo. x 500 mg every hour",
+    "2. x 500 mg q2h", "two tabs. 500 mg", "paracetamol. 500 mg every hour. take 2 tablets every hour",
+    "st. johns wort 500 mg. paracetamol 1 g every 2 hours. st. johns wort. 2 g",
+])
+def test_doses_across_pieces_by_hand(guard, text: str) -> None:
+    import dataclasses
+
+    kb = guard.knowledge
+    wort = dataclasses.replace(kb.drug("ibuprofen"), name="wort-like", synonyms=("st. johns wort",), brands=())
+    for drugs in ([kb.drug("paracetamol")], [kb.drug("paracetamol"), wort]):
+        for _ in range(3):
+            assert find_doses(text, drugs, None) == _dose_reference(text, drugs, None), text
+            assert find_doses(text, drugs, kb.drug("ibuprofen")) == _dose_reference(text, drugs, kb.drug("ibuprofen"))
+
+
+def _plain_scan(guard, text):
+    """Phrase hits of the scanner's indexes found on the whole token sequence."""
+    return guard.normalise.scanner.scan(text.tokens)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=PIECE_TEXT)
+def test_plain_text_read_piece_by_piece_equals_the_whole_text(guard, text: str) -> None:
+    for written in (text, text.upper(), text.replace("a", "4")):
+        whole = guard.normalise.normalise_whole(written)
+        for _ in range(3):  # pieces seen for the first time (the text is read whole), kept, reused
+            fast = guard.normalise(written)
+            assert fast == whole, written
+            for index, hits in zip(guard.normalise.scanner.indexes, _plain_scan(guard, whole)):
+                assert fast.find(index) == hits
+
+
+def test_plain_texts_of_the_evaluation_set_read_piece_by_piece(guard, texts) -> None:
+    for text in texts:
+        for _ in range(3):
+            assert guard.normalise(text.text) == guard.normalise.normalise_whole(text.text)
+
+
+CLASS_BYTES = st.lists(st.sampled_from([b" ", b"a", b"0", b"  "]), max_size=40).map(lambda parts: b" " + b"".join(parts) + b" ")
+
+
+@settings(max_examples=500, deadline=None)
+@given(classes=CLASS_BYTES)
+def test_evasion_hints_equal_their_substring_tests(classes: bytes) -> None:
+    from clinical_rlhf.safety.normalize import _LEET_HINT, _spaced_hint
+
+    assert (_LEET_HINT.search(classes) is not None) == (b"a0" in classes or b"0a" in classes)
+    assert _spaced_hint(classes) == any(pattern in classes for pattern in
+                                        (b" a a a ", b" a  a  a ", b" a a 0 ", b" 0 a a ", b" a 0 a "))
+
+
+# ----------------------------------------------------------------------------- sentence readings
+
+
+SENTENCE_WORDS = ["no", "not", "chest", "pain", "take", "ibuprofen", "warfarin", "avoid", "with", "safe", "call",
+                  "999", "last", "year", "in", "2019", "if", "signs", "of", "right", "now", "but", ",", "dont",
+                  "have", "history", "ruled", "out", "hours", "ago", "tablets", "interact", "is", "gone"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sentence=st.lists(st.sampled_from(SENTENCE_WORDS), min_size=1, max_size=14),
+       before=st.lists(st.sampled_from(SENTENCE_WORDS), max_size=8), after=st.lists(st.sampled_from(SENTENCE_WORDS),
+                                                                                     max_size=8))
+def test_sentence_readings_remembered_equal_reading_afresh(guard, sentence, before, after) -> None:
+    """A reading of a mention is remembered per sentence (`ContextReader._remembered`); the same
+    sentence placed in another text must read the same, and as read without the memo."""
+    from clinical_rlhf.safety.normalize import NormalisedText
+
+    context = guard.context
+    for prefix in ([], [*before, SENTENCE_BREAK]):
+        tokens = (*prefix, *sentence, SENTENCE_BREAK, *after)
+        text = NormalisedText(" ".join(tokens), tokens, False, None, guard.normalise.scanner)
+        offset = len(prefix)
+        for start in range(offset, offset + len(sentence)):
+            for end in range(start + 1, min(offset + len(sentence), start + 3) + 1):
+                first, last = text.sentence(start, end)
+                assert context.stance(text, start, end) == context._stance(text, start, end, first, last)
+                assert context.situation(text, start, end) == context._situation(text, start, end, first, last)
+                assert context.is_negated(text, start, end) == context._is_negated(text, start, end, first, last)
+                assert context.is_negated(text, start, end, within_clause=True) == \
+                    context._is_negated(text, start, end, first, last, within_clause=True)
+
+
+def test_interacting_pairs_from_partners_equal_every_pair_looked_up(guard) -> None:
+    from itertools import combinations
+
+    checker = guard.medications
+    names = sorted(drug.name for drug in guard.knowledge.drugs)
+    expected = [(pair, rule) for pair in combinations(names, 2)
+                if (rule := checker._rule(*pair)) is not None and rule.severity != "minor"]
+    assert checker._pairs(names) == expected
+    assert checker._pairs(reversed(names[:40])) == [(pair, rule) for pair, rule in expected
+                                                     if pair[0] in names[:40] and pair[1] in names[:40]]
+
+
+@pytest.mark.parametrize("text", ["i am\t\t\t5 and", "im   7", "she is \n 4", "5\n\n yo", "6 \t y/o", "3y.o.",
+                                  "from 12 hours", "this is 1", "they are 8 kg", "theyre 9"])
+def test_age_hints_on_whitespace_runs(text: str) -> None:
+    tokens = tuple(text.split())
+    assert ages_in(text, tokens) == naive_ages(text, tokens)
+
+
+def test_a_full_store_drops_its_oldest_eighth() -> None:
+    from clinical_rlhf.safety.memo import make_room
+
+    store = {number: number * 2 for number in range(16)}
+    make_room(store, 17)
+    assert len(store) == 16  # room left: nothing dropped
+    make_room(store, 16)
+    assert list(store) == list(range(2, 16))
+    tiny = {"a": 1}
+    make_room(tiny, 1)
+    assert tiny == {}

@@ -70,7 +70,8 @@ def safety_check(
     prompt: Annotated[Optional[str], typer.Option("--prompt", help="Question text.")] = None,
     response: Annotated[Optional[str], typer.Option("--response", help="Answer text to check.")] = None,
     jsonl: Annotated[Optional[str], typer.Option("--jsonl", help="JSONL file of {id, prompt, response} "
-                                                 "objects, or - for stdin.")] = None,
+                                                 "objects (or {id, messages, response} for a "
+                                                 "conversation), or - for stdin.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (for "
                                                    "safety.knowledge_dir); defaults when omitted.")] = None,
     overrides: OverrideOption = None,
@@ -92,6 +93,7 @@ def safety_check(
 
 def _check_lines(guard, source: str) -> int:
     from clinical_rlhf.errors import InputDataError
+    from clinical_rlhf.safety.conversation import check_jsonl_item
 
     try:
         stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
@@ -109,23 +111,19 @@ def _check_lines(guard, source: str) -> int:
                 errors += 1
                 err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False)
                 continue
-            typer.echo(_result_line(item.get("id"), guard.check(item.get("prompt", ""), item.get("response", ""))))
+            typer.echo(_result_line(item.get("id"), check_jsonl_item(guard, item)))
     return errors
 
 
 def _parse_item(line: str) -> tuple[dict, str | None]:
+    from clinical_rlhf.safety.conversation import jsonl_problem
+
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
         return {}, f"not valid JSON ({exc.msg} at column {exc.colno}); write one object per line"
-    if not isinstance(item, dict):
-        return {}, f"expected a JSON object with prompt and response, got {type(item).__name__}"
-    for key in ("prompt", "response"):
-        if key in item and not isinstance(item[key], str):
-            return {}, f"`{key}` must be a string, got {type(item[key]).__name__}"
-    if "response" not in item:
-        return {}, "missing `response` (the answer to check)"
-    return item, None
+    problem = jsonl_problem(item)
+    return (item, None) if problem is None else ({}, problem)
 
 
 def safety_eval(

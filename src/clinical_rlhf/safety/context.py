@@ -3,6 +3,10 @@ Is a drug recommended, warned against, or only named?
 
 Window rules follow NegEx (Chapman et al. 2001): a cue reaches a few words and stops at a
 scope terminator ("but", "however") or a sentence end. Cues come from `lexicon.py`.
+
+Every reading looks only inside the mention's sentence, so it is a function of that sentence's
+tokens and the mention's place in it, and is remembered per sentence (`MEMO_SIZE`): sampled answers
+repeat sentences, and a repeated one is read once.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 from clinical_rlhf.safety import lexicon
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import CLAUSE_BREAK, NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex
 
@@ -22,6 +27,8 @@ NEGATION_REACH = 6          # words a negation cue reaches forward (NegEx uses 5
 HISTORY_REACH = 8
 HYPOTHETICAL_REACH = 15     # "what are the warning signs that someone is having a stroke"
 STANCE_REACH = 8
+MEMO_SIZE = 16384
+"""Sentence readings remembered (~300 bytes each, ~5 MB at most); a full store drops its oldest eighth."""
 _CONDITIONAL = frozenset({("if",), ("unless",), ("in", "case"), ("what", "if"), ("if", "ever"),
                           ("if", "you", "ever"), ("should", "i", "ever"), ("if", "someone")})
 _EARLIEST_YEAR, _LATEST_YEAR = 1930, 2035
@@ -61,6 +68,7 @@ class ContextReader:
         # Dose clauses are short strings: one alternation search beats tokenising them.
         self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT)
         self._dose_danger = _word_alternation(lexicon.DOSE_DANGER)
+        self._memo: dict[tuple, object] = {}
         self.vocabulary: set[str] = set()
         for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.history_before,
                       self.history_after, self.hypothetical_before, self.hypothetical_after, self.current,
@@ -83,12 +91,27 @@ class ContextReader:
                 return position
         return high
 
+    def _remembered(self, key: tuple, read, text: NormalisedText, start: int, end: int, first: int, last: int):
+        """`read(text, start, end, first, last)`, remembered under `key` (what it reads, the sentence's
+        tokens, the mention's place in it): every reading looks only at tokens[first:last]."""
+        memo = self._memo
+        found = memo.get(key)
+        if found is None:
+            found = read(text, start, end, first, last)
+            make_room(memo, MEMO_SIZE)
+            memo[key] = found
+        return found
+
     # -- symptoms ----------------------------------------------------------------------------
 
     def situation(self, text: NormalisedText, start: int, end: int) -> Situation:
         """Whether the phrase at tokens[start:end] describes something happening now."""
         first, last = text.sentence(start, end)
-        if self.is_negated(text, start, end, first, last):
+        return self._remembered(("situation", text.tokens[first:last], start - first, end - first),
+                                self._situation, text, start, end, first, last)
+
+    def _situation(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Situation:
+        if self._is_negated(text, start, end, first, last):
             return "negated"
         if self._is_history(text, start, end, first, last):
             return "history"
@@ -98,13 +121,22 @@ class ContextReader:
             return "hypothetical"
         return "current"
 
-    def is_negated(self, text: NormalisedText, start: int, end: int,
-                   first: int | None = None, last: int | None = None, within_clause: bool = False) -> bool:
+    def is_negated(self, text: NormalisedText, start: int, end: int, within_clause: bool = False) -> bool:
         """NegEx: a negation cue up to `NEGATION_REACH` words before the phrase, or a few words
         after it. `within_clause` keeps a cue before a comma or colon from reaching across it,
         for instructions ("you should not wait to find out: call 999 now")."""
-        if first is None or last is None:
-            first, last = text.sentence(start, end)
+        first, last = text.sentence(start, end)
+        if within_clause:
+            return self._remembered(("negated_in_clause", text.tokens[first:last], start - first, end - first),
+                                    self._is_negated_in_clause, text, start, end, first, last)
+        return self._remembered(("negated", text.tokens[first:last], start - first, end - first),
+                                self._is_negated, text, start, end, first, last)
+
+    def _is_negated_in_clause(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        return self._is_negated(text, start, end, first, last, within_clause=True)
+
+    def _is_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int,
+                    within_clause: bool = False) -> bool:
         tokens = text.tokens
         low = self._scope_start(tokens, max(first, start - NEGATION_REACH), start, stop_at_comma=within_clause)
         cues = text.find(self.negation_before, low, start)
@@ -146,8 +178,12 @@ class ContextReader:
 
     def stance(self, text: NormalisedText, start: int, end: int) -> Stance:
         """Whether the drug named at tokens[start:end] is recommended, warned against or only named."""
-        tokens = text.tokens
         first, last = text.sentence(start, end)
+        return self._remembered(("stance", text.tokens[first:last], start - first, end - first),
+                                self._stance, text, start, end, first, last)
+
+    def _stance(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Stance:
+        tokens = text.tokens
         low = self._scope_start(tokens, max(first, start - STANCE_REACH), start, stop_at_comma=False)
         high = self._scope_end(tokens, end, min(last, end + STANCE_REACH))
         approvals = text.find(self.approval, low, high)

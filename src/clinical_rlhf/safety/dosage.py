@@ -9,6 +9,11 @@ compared with the knowledge base's maxima.
 An interval range ("every 4 to 6 hours") counts at its longer interval, the reading of the
 labels that use it. Amounts called harmful ("8 g is an overdose") are not advice and are skipped;
 amounts stated as limits ("no more than 8 g a day") are checked, since a wrong limit harms too.
+
+`find_doses` reads a text one ". "-separated piece at a time and keeps what each piece holds
+(amounts, frequencies, clauses, where drugs are named), from a piece's second sighting on:
+sampled answers repeat sentences. `readings` and `attributed` are the plain definition it must
+match (`tests/safety/test_fast_paths.py`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import NamedTuple
 
 from clinical_rlhf.knowledge import Drug, normalise_term
 from clinical_rlhf.safety.lexicon import NUMBER_WORDS
+from clinical_rlhf.safety.memo import make_room
 
 _NUMBER = r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+"
 _COUNT = r"\d+|" + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
@@ -188,20 +194,80 @@ def sentence_ends(text: str) -> list[int]:
 
 def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[DoseStatement]:
     """Dose statements in `text` (normalised answer), each attributed to the nearest named drug
-    in its sentence, else the last drug named before it, else `fallback` (the question's drug)."""
+    in its sentence, else the last drug named before it, else `fallback` (the question's drug).
+
+    Equal to the plain definition `attributed(text, readings(text), _drug_positions(text, drugs),
+    fallback)`, computed from the text's ". "-separated pieces, each read once (`_Piece`)."""
+    pieces = _pieces(text)
+    if pieces is not None and not any(entry.with_unit for entry, _ in pieces):
+        return []  # bare counts count only beside an amount with a unit
+    if pieces is None or any(_crosses_pieces(drug) for drug in drugs) or not _counts_agree(text, pieces):
+        found = readings(text)
+        return attributed(text, found, _drug_positions(text, drugs), fallback) if found else []
+    statements: list[DoseStatement] = []
+    strengths: dict[str, float] = {}
+    named: dict[int, list[tuple[int, Drug]]] = {}
+    for number, (entry, offset) in enumerate(pieces):
+        if not entry.readings:
+            continue
+        # A piece's first sentence starts, in the whole text, at the space after the ". ".
+        first = offset - 1 if offset else 0
+        for (start, end, mg, count, strength_mg, per_kg, _), sentence, clause, per_day in entry.readings:
+            start += offset
+            end += offset
+            # The drug nearest in the sentence (which lies in this piece), else the last named
+            # before the amount in this piece, else the last named in the nearest earlier piece
+            # that names one: what `_attribute` picks from every position of the text.
+            drug = _nearest(start, sentence[0] + offset if sentence[0] else first, sentence[1] + offset,
+                            _named_in(pieces, number, drugs, named))
+            earlier = number
+            while drug is None and earlier > 0:
+                earlier -= 1
+                listed = _named_in(pieces, earlier, drugs, named)
+                if listed:
+                    drug = listed[-1][1]
+            drug = drug or fallback
+            if drug is None:
+                continue
+            statement = _statement(text, drug, strengths, start, end, mg, count, strength_mg, per_kg,
+                                   (clause[0] + offset if clause[0] else first, clause[1] + offset), per_day)
+            if statement is not None:
+                statements.append(statement)
+    return statements
+
+
+class Reading(NamedTuple):
+    """An amount as the text states it, before it is given a drug: where it is, its sentence and
+    clause (character ranges), and the administrations per day its frequency gives (None: none)."""
+
+    amount: _Amount
+    sentence: tuple[int, int]
+    clause: tuple[int, int]
+    per_day: float | None
+
+
+def readings(text: str) -> list[Reading]:
+    """Every amount in `text` with its sentence, clause and frequency: the plain definition that
+    the piece-by-piece reading of `find_doses` must match."""
+    return _read(text, counts_alone=False)[0]
+
+
+def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
+    """(readings, number of amounts with a unit). Bare counts of a form ("take 2 tablets") are
+    read only when the text has an amount with a unit, or with `counts_alone` (a piece of a text
+    whose other pieces may have one)."""
     amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)
                if not match.start() or text[match.start() - 1] not in _INSIDE_WORD]
-    if amounts and any(form in text for form in _FORM_CUES):
+    with_unit = len(amounts)
+    if (amounts or counts_alone) and any(form in text for form in _FORM_CUES):
         taken = [(a.start, a.end) for a in amounts]
         counted = (_Amount.count_only(text, m) for m in _form_words(text)
                    if not any(start <= m.start() < end for start, end in taken))
         amounts += [amount for amount in counted if amount is not None]
         amounts.sort(key=lambda amount: amount.start)
     if not amounts:
-        return []
-    positions = _drug_positions(text, drugs)
-    statements: list[DoseStatement] = []
-    strengths: dict[str, float] = {}
+        return [], with_unit
+    found: list[Reading] = []
     # Each amount's sentence by bisection over the sentence ends (found once): sentences run from
     # one end to the next; a sentence's amounts are neighbours in `amounts` (sorted by start).
     ends = sentence_ends(text)
@@ -216,16 +282,153 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
             last += 1
         for position in range(index, last + 1):
             amount = amounts[position]
-            drug = _attribute(amount.start, sentence_start, sentence_end, positions) or fallback
-            if drug is None:
-                continue
             clause_start = amounts[position - 1].end if position > index else sentence_start
             clause_end = amounts[position + 1].start if position < last else sentence_end
-            statement = amount.statement(text, drug, strengths, (clause_start, clause_end))
-            if statement is not None:
-                statements.append(statement)
+            found.append(Reading(amount, (sentence_start, sentence_end), (clause_start, clause_end),
+                                 amount.frequency(text, clause_start, clause_end)))
         index = last + 1
+    return found, with_unit
+
+
+def attributed(text: str, found: list[Reading], positions: list[tuple[int, Drug]],
+               fallback: Drug | None) -> list[DoseStatement]:
+    """The readings as dose statements: each amount given the nearest drug named in its sentence
+    (`positions`: where each drug is named, by position), else the last named before it, else
+    `fallback`; a bare count takes the strength last stated for its drug ("paracetamol 500 mg ...
+    take two tablets")."""
+    statements: list[DoseStatement] = []
+    strengths: dict[str, float] = {}
+    for amount, (sentence_start, sentence_end), clause, per_day in found:
+        drug = _attribute(amount.start, sentence_start, sentence_end, positions) or fallback
+        if drug is None:
+            continue
+        statement = amount.statement(text, drug, strengths, clause, per_day)
+        if statement is not None:
+            statements.append(statement)
     return statements
+
+
+# -- reading a text piece by piece -------------------------------------------------------------
+#
+# Sampled answers repeat sentences, so `find_doses` reads each ". "-separated piece of a text once
+# and keeps what it found (a piece keeps its ". "). An amount, a form word, a frequency or a clause
+# never reaches past a ". " (each pattern stops at the full stop), so what a piece holds is found
+# in it as in the whole text, at the piece's offset; the first sentence of a piece starts, in the
+# whole text, at the space after the ". ". Two things look across: the count before an amount,
+# and where the drugs are named (a name holding ". " is looked for in the whole text).
+
+PIECE_CACHE_SIZE = 8192
+"""Pieces whose readings and drug positions are kept; a full store drops its oldest eighth."""
+
+
+class _Piece:
+    """What one piece holds, in its own offsets."""
+
+    __slots__ = ("edges", "positions", "readings", "text", "with_unit")
+
+    def __init__(self, piece: str) -> None:
+        self.text = piece
+        found, self.with_unit = _read(piece, counts_alone=True)
+        self.readings = tuple(found)
+        # The count before an amount is read from up to `_LOOKBACK` characters back. Before every
+        # piece but the first stands "<word>. ", and "<word>." is neither a count, a form, "x" nor
+        # "of", so the whole text reads the same count as the piece unless the reading would start
+        # at that word: the amount begins the piece or follows only an "x" or an "of" (the piece
+        # "of paracetamol 500 mg" after "take two tablets. "). Those amounts are read again in the
+        # whole text (`_piece_readings`).
+        edges = []
+        for match in _AMOUNT.finditer(piece):
+            start = match.start()
+            if start >= _LOOKBACK:
+                break
+            if match.group("second") is None and _reads_past_start(piece, start):
+                edges.append((start, _count_before(piece, start)))
+        self.edges = tuple(edges)
+        self.positions: dict[int, tuple[Drug, tuple[int, ...]]] = {}
+        """id(drug) -> (the drug, where the piece names it: `_drug_positions`), filled when asked."""
+
+
+_PIECES: dict[str, _Piece | object] = {}
+"""Each piece but a text's last, by its words (the ". " after them is part of the piece)."""
+_LAST_PIECES: dict[str, _Piece | object] = {}
+
+
+_SEEN_ONCE = object()
+
+
+def _pieces(text: str) -> list[tuple[_Piece, int]] | None:
+    """(what each ". "-separated piece of the text holds, its offset); None when a piece is new:
+    a piece is read and kept from its second sighting on, so text that never repeats a sentence
+    costs one dictionary lookup per piece more than reading it whole."""
+    parts = text.split(". ")
+    last = parts.pop()
+    found = []
+    offset = 0
+    new = False
+    for part in parts:
+        entry = _PIECES.get(part)
+        if entry.__class__ is _Piece:
+            found.append((entry, offset))
+            offset += len(part) + 2
+        elif _admit(_PIECES, part, entry, part + ". ", found, offset):
+            offset += len(part) + 2
+        else:
+            new = True
+    entry = _LAST_PIECES.get(last)
+    if entry.__class__ is _Piece:
+        found.append((entry, offset))
+    elif not _admit(_LAST_PIECES, last, entry, last, found, offset):
+        new = True
+    return None if new else found
+
+
+def _admit(cache: dict, key: str, entry: object, piece: str, found: list[tuple[_Piece, int]], offset: int) -> bool:
+    """A piece not kept yet: marked on its first sighting (False), read and kept on its second."""
+    if entry is None:
+        make_room(cache, PIECE_CACHE_SIZE)
+        cache[key] = _SEEN_ONCE
+        return False
+    entry = cache[key] = _Piece(piece)
+    found.append((entry, offset))
+    return True
+
+
+def _counts_agree(text: str, pieces: list[tuple[_Piece, int]]) -> bool:
+    """Whether the whole text reads the count before each amount near a piece's start as the
+    piece alone does (see `_Piece`)."""
+    for entry, offset in pieces:
+        if offset:
+            for start, count in entry.edges:
+                if _count_before(text, start + offset) != (None if count is None else (count[0], count[1] + offset)):
+                    return False
+    return True
+
+
+def _named_in(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
+              named: dict[int, list[tuple[int, Drug]]]) -> list[tuple[int, Drug]]:
+    """`_drug_positions` of piece `number`, in the whole text's offsets (each piece's positions
+    found once per drug and kept with it; `named` keeps them for one text)."""
+    listed = named.get(number)
+    if listed is None:
+        entry, offset = pieces[number]
+        listed = []
+        for drug in drugs:
+            kept = entry.positions.get(id(drug))
+            if kept is None or kept[0] is not drug:
+                kept = entry.positions[id(drug)] = (drug, tuple(at for at, _ in _drug_positions(entry.text, [drug])))
+            if kept[1]:
+                listed += [(at + offset, drug) for at in kept[1]]
+        if len(listed) > 1:
+            listed.sort(key=lambda item: item[0])
+        named[number] = listed
+    return listed
+
+
+def _reads_past_start(text: str, start: int) -> bool:
+    """Whether `_count_before(text, start)`, given a word before `text`, would read it: no word
+    before the amount, or only an "x" or an "of"."""
+    words = text[:start].replace("×", " x ").replace("*", " x ").split()
+    return not words or (len(words) == 1 and words[0] in ("x", "of"))
 
 
 class _Amount(NamedTuple):
@@ -266,37 +469,60 @@ class _Amount(NamedTuple):
         return cls(form.start() - len(text[:form.start()]) + text[:form.start()].rfind(words[-1]), form.end(),
                    None, _number(words[-1]), None, False, False)
 
+    def frequency(self, text: str, clause_start: int, clause_end: int) -> float | None:
+        """Administrations per day from the frequency that belongs to the amount: one that follows
+        it closely ("1 g every 6 hours") or precedes it ("every 6 hours, take 1 g") in its clause;
+        short windows keep the search cheap. None when the clause gives none."""
+        frequency = (_FREQUENCY.search(text, self.end, min(clause_end, self.end + _FREQUENCY_REACH))
+                     or _FREQUENCY.search(text, max(clause_start, self.start - _FREQUENCY_REACH), self.start))
+        return doses_per_day(frequency) if frequency else None
+
     def statement(self, text: str, drug: Drug, strengths: dict[str, float],
-                  clause: tuple[int, int]) -> DoseStatement | None:
-        if self.mg is None:
-            strength = strengths.get(drug.name)
-            if strength is None:
-                return None
-            amount = self.count * strength
-        else:
-            amount = self.mg
-            if self.count == 1 and not self.per_kg and self.strength_mg is not None:
-                strengths[drug.name] = self.strength_mg  # "paracetamol 500 mg ... take two tablets"
-        # The frequency that belongs to an amount follows it closely ("1 g every 6 hours"), or
-        # precedes it ("every 6 hours, take 1 g"); short windows keep the search cheap.
-        frequency = (_FREQUENCY.search(text, self.end, min(clause[1], self.end + _FREQUENCY_REACH))
-                     or _FREQUENCY.search(text, max(clause[0], self.start - _FREQUENCY_REACH), self.start))
-        per_day = doses_per_day(frequency) if frequency else None
-        return DoseStatement(drug=drug, per_dose_mg=None if self.per_kg else amount,
-                             per_kg_mg=amount if self.per_kg else None, doses_per_day=per_day,
-                             evidence=text[self.start:self.end].strip(), span=(self.start, self.end), clause=clause)
+                  clause: tuple[int, int], per_day: float | None) -> DoseStatement | None:
+        return _statement(text, drug, strengths, self.start, self.end, self.mg, self.count, self.strength_mg,
+                          self.per_kg, clause, per_day)
 
 
-_TERMS: dict[str, tuple[str, ...]] = {}
+def _statement(text: str, drug: Drug, strengths: dict[str, float], start: int, end: int, mg: float | None,
+               count: float, strength_mg: float | None, per_kg: bool, clause: tuple[int, int],
+               per_day: float | None) -> DoseStatement | None:
+    """An amount (`_Amount`'s fields) as a dose of `drug`; a bare count takes the drug's last
+    strength in `strengths`, None when it has none yet."""
+    if mg is None:
+        strength = strengths.get(drug.name)
+        if strength is None:
+            return None
+        amount = count * strength
+    else:
+        amount = mg
+        if count == 1 and not per_kg and strength_mg is not None:
+            strengths[drug.name] = strength_mg  # "paracetamol 500 mg ... take two tablets"
+    # positional: a named tuple is built several times faster without keywords
+    return DoseStatement(drug, None if per_kg else amount, amount if per_kg else None, per_day,
+                         text[start:end].strip(), (start, end), clause)
+
+
+_NAMES: dict[int, tuple[Drug, tuple[str, ...], bool]] = {}
+
+
+def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
+    """(every name of the drug as it can appear in normalised text, longest first; whether one
+    could be found across two pieces: it holds a ". " or starts or ends with a space). Built once
+    per drug object and kept with it, so a drug of another knowledge base gets its own."""
+    entry = _NAMES.get(id(drug))
+    if entry is None or entry[0] is not drug:
+        written = {t.lower().replace("'", "") for t in drug.terms} | {normalise_term(t) for t in drug.terms}
+        terms = tuple(sorted(written, key=len, reverse=True))
+        entry = _NAMES[id(drug)] = (drug, terms, any(". " in term or term != term.strip() for term in terms))
+    return entry[1], entry[2]
 
 
 def _terms(drug: Drug) -> tuple[str, ...]:
-    """Every name of the drug as it can appear in normalised text (built once per drug)."""
-    terms = _TERMS.get(drug.name)
-    if terms is None:
-        written = {t.lower().replace("'", "") for t in drug.terms} | {normalise_term(t) for t in drug.terms}
-        terms = _TERMS[drug.name] = tuple(sorted(written, key=len, reverse=True))
-    return terms
+    return _names(drug)[0]
+
+
+def _crosses_pieces(drug: Drug) -> bool:
+    return _names(drug)[1]
 
 
 def _drug_positions(text: str, drugs: list[Drug]) -> list[tuple[int, Drug]]:
@@ -322,3 +548,18 @@ def _attribute(position: int, sentence_start: int, sentence_end: int,
         return min(in_sentence, key=lambda item: item[0])[1]
     before = [drug for at, drug in positions if at < position]
     return before[-1] if before else None
+
+
+def _nearest(position: int, sentence_start: int, sentence_end: int,
+             positions: list[tuple[int, Drug]]) -> Drug | None:
+    """`_attribute` in one pass over `positions` (sorted by position): the first of the nearest
+    in the sentence, else the last before `position`."""
+    nearest, distance, before = None, 0, None
+    for at, drug in positions:
+        if sentence_start <= at < sentence_end:
+            gap = at - position if at >= position else position - at
+            if nearest is None or gap < distance:
+                nearest, distance = drug, gap
+        elif nearest is None and at < position:
+            before = drug
+    return nearest if nearest is not None else before

@@ -3,14 +3,15 @@
     guard = SafetyGuard()                         # shipped knowledge base, default config
     verdict = guard.check(prompt, response)       # allow / escalate / reject, with flags
     guard.check_prompt(prompt)                    # red flags in a question, before generating
+    guard.check_conversation(messages, response)  # an answer to a conversation (`conversation.py`)
 
-`allow` only means "no veto". `check` never raises: any internal error becomes a `reject` with a
-`guard_error` flag, audited when an audit log is attached. Policy (docs/safety.md): red flags
-left without emergency advice or played down, okayed major/contraindicated interactions,
-contraindicated drugs and doses over the maximum reject; moderate interactions, moderate
-contraindications and major pairs named without a stance escalate; an interaction or a stated
-condition that the answer says does not matter ("no interaction between them", "perfectly safe for
-you") rejects whatever its severity.
+`allow` only means "no veto". `check` and `check_conversation` never raise: any internal error
+becomes a `reject` with a `guard_error` flag, audited when an audit log is attached. Policy
+(docs/safety.md): red flags left without emergency advice or played down, okayed
+major/contraindicated interactions, contraindicated drugs and doses over the maximum reject;
+moderate interactions, moderate contraindications and major pairs named without a stance
+escalate; an interaction or a stated condition that the answer says does not matter ("no
+interaction between them", "perfectly safe for you") rejects whatever its severity.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
-from clinical_rlhf.safety import checks, lexicon
+from clinical_rlhf.safety import checks, conversation, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
@@ -47,9 +48,11 @@ PROMPT_CACHE_SIZE = 4096
 
 @dataclass(frozen=True, slots=True)
 class PromptFacts:
-    """What the question establishes: emergencies, drugs the person takes, conditions, age."""
+    """What the question (or a conversation's user turns) establishes: emergencies happening
+    now, drugs the person takes, conditions, ages, weight."""
 
-    text: NormalisedText
+    text: NormalisedText | None
+    """The question as read (None for what a conversation's user turns establish together)."""
     red_flags: tuple[RedFlagHit, ...]
     drugs: tuple[DrugMention, ...]
     conditions: dict[str, str]
@@ -68,6 +71,7 @@ class SafetyGuard:
         self._tokenize = self.normalise.phrase_tokens
         self._prompt_cache: OrderedDict[str, PromptFacts] = OrderedDict()
         self._cache_lock = threading.Lock()  # the guard may be shared by threads (a server's workers)
+        self._conversation: conversation.ConversationReader | None = None
 
     @classmethod
     def from_config(cls, cfg: Config, audit: AuditLog | None = None, actor: str = "guard") -> SafetyGuard:
@@ -105,13 +109,49 @@ class SafetyGuard:
             logger.exception("safety guard failed on a prompt")
             return SafetyVerdict.from_flags([_error_flag(exc)])
 
+    def check_conversation(self, messages: Sequence[Mapping[str, Any]], response: str) -> SafetyVerdict:
+        """`check` for an answer to a conversation: `messages` are the OpenAI-style turns so far
+        (`{"role": "system" | "user" | "assistant", "content": str}`), `response` the new
+        assistant answer. Every user turn counts as the question (a red flag told two turns ago,
+        unless a later turn resolves it; a drug the person said they take); see
+        `clinical_rlhf.safety.conversation`. Never raises; audited like `check`, with the user
+        turns joined by newlines as the question."""
+        prompt, turns = "", 0
+        try:
+            texts = conversation.user_turns(messages)
+            prompt, turns = conversation.joined(texts), len(texts)
+            verdict = SafetyVerdict.from_flags(self._judge(self._conversation_facts(texts), prompt, response))
+        except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
+            logger.exception("safety guard failed on a conversation; rejecting the answer")
+            verdict = SafetyVerdict.from_flags([_error_flag(exc)])
+        return self._audited(prompt, response, verdict, details={"conversation_user_turns": turns})
+
+    def check_conversation_prompt(self, messages: Sequence[Mapping[str, Any]]) -> SafetyVerdict:
+        """`check_prompt` for a conversation: `escalate` for every red flag still open after its
+        user turns (evidence spans refer to the user turns joined by newlines)."""
+        try:
+            texts = conversation.user_turns(messages)
+            prompt = conversation.joined(texts)
+            facts = self._conversation_facts(texts)
+            return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags])
+        except Exception as exc:  # noqa: BLE001
+            logger.exception("safety guard failed on a conversation")
+            return SafetyVerdict.from_flags([_error_flag(exc)])
+
     # -- the checks --------------------------------------------------------------------------
 
     def _flags(self, prompt: str, response: str) -> list[SafetyFlag]:
-        if not isinstance(prompt, str) or not isinstance(response, str):
+        if not isinstance(prompt, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
-        facts = self._prompt_facts(prompt)
+        return self._judge(self._prompt_facts(prompt), prompt, response)
+
+    def _judge(self, facts: PromptFacts, prompt: str, response: str) -> list[SafetyFlag]:
+        """The flags of an answer given what the question established (`prompt`: the question as
+        written, where flags about it are located)."""
+        if not isinstance(response, str):
+            raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
+                            f"and {type(response).__name__}")
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
@@ -129,7 +169,7 @@ class SafetyGuard:
             conditions = facts.conditions
             ages = list(facts.ages)
             if self.medications.needs_age(named):
-                answer_ages = ages_in(answer.text, tokens, answer.token_set)
+                answer_ages = ages_in(answer.text, tokens)
                 ages += answer_ages
             if conditions or ages:
                 for finding in self.medications.contraindications(answer, answer_drugs, conditions, ages):
@@ -138,7 +178,7 @@ class SafetyGuard:
             weight = facts.weight_kg if facts.weight_kg is not None else weight_kg_in(answer.text)
             if weight is not None and weight >= CHILD_WEIGHT_KG:
                 if answer_ages is None:
-                    answer_ages = ages_in(answer.text, tokens, answer.token_set)
+                    answer_ages = ages_in(answer.text, tokens)
                 if not (_is_child(facts.ages) or _is_child(answer_ages)):
                     weight = None  # an adult's weight: adult maxima apply
             flags += checks.dosage_flags(self.context, response, answer.text, named,
@@ -168,13 +208,31 @@ class SafetyGuard:
                 self._prompt_cache.popitem(last=False)
         return facts
 
-    def _audited(self, prompt: str, response: str, verdict: SafetyVerdict) -> SafetyVerdict:
+    def _conversation_facts(self, turns: Sequence[str]) -> PromptFacts:
+        """What the user turns establish together (`clinical_rlhf.safety.conversation`): each turn
+        read as a question (and cached as one), red flags kept until a later turn resolves them."""
+        each = [self._prompt_facts(turn) for turn in turns]
+        if self._conversation is None:
+            self._conversation = conversation.ConversationReader(self.red_flags, self.context, self._tokenize)
+        open_flags = self._conversation.open_flags([(facts.text, facts.red_flags) for facts in each])
+        conditions: dict[str, str] = {}
+        for facts in each:
+            for key, words in facts.conditions.items():
+                conditions.setdefault(key, words)
+        return PromptFacts(text=None, red_flags=tuple(open_flags), drugs=tuple(m for facts in each for m in facts.drugs),
+                           conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
+                           weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
+                                          None))
+
+    def _audited(self, prompt: str, response: str, verdict: SafetyVerdict,
+                 details: dict[str, Any] | None = None) -> SafetyVerdict:
         if self.audit is None:
             return verdict
         if verdict.action == "allow" and not self.config.audit.record_allowed:
             return verdict
         try:
-            self.audit.record("guard_check", self.actor, prompt=prompt, response=response, verdict=verdict)
+            self.audit.record("guard_check", self.actor, prompt=prompt, response=response, verdict=verdict,
+                              details=details)
         except Exception as exc:  # noqa: BLE001 - an unaudited answer must not pass silently
             logger.exception("audit log write failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([*verdict.flags, _error_flag(exc, subtype="audit_write_failed")])

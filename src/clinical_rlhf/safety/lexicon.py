@@ -241,6 +241,32 @@ COMBINATION_OKAY = (
     "nothing to worry about", "no issue", "no issues",
 )
 
+# ----------------------------------------------------------------------------- conversations
+#
+# A later user turn that says an emergency told earlier is over (`SafetyGuard.check_conversation`).
+# These cues are deliberately not in the normaliser's vocabulary, which decides how obfuscated
+# words decode: adding them would change how existing questions read. "its" is a determiner, so
+# "it's gone" is written "gone now" / "it is gone".
+
+# "It's gone now", "it went away", "I'm fine now".
+CONVERSATION_RESOLVED = (
+    "it is gone", "it has gone", "has gone away", "it went away", "it has stopped", "it stopped", "it has passed",
+    "it passed", "it settled", "has settled", "gone now", "stopped now", "passed now", "settled now",
+    "better now", "fine now", "okay now", "ok now", "all better", "cleared up", "it cleared", "over now",
+    "all over now",
+)
+# "That was last year", "I meant years ago": a back-reference that counts with a history cue
+# (`HISTORY_BEFORE`, `HISTORY_AFTER` or a year) in its sentence.
+CONVERSATION_PAST_REFERENCE = (
+    "that was", "it was", "this was", "that happened", "it happened", "this happened", "i meant", "i mean",
+    "i was talking about", "i was asking about",
+)
+# "It came back", "it's worse", "still": whatever a turn with these says, nothing it resolves.
+CONVERSATION_RECURRED = (
+    "came back", "come back", "coming back", "comes back", "back again", "it is back", "again", "returned",
+    "has returned", "still", "worse", "getting worse", "started again", "happening again",
+)
+
 # ----------------------------------------------------------------------------- evasion tables
 
 # Cyrillic and Greek letters that look like Latin ones (the confusables most used to dodge

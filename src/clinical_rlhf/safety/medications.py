@@ -8,11 +8,12 @@ warns about either drug. Naming both without a recommendation or a warning asks 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
-from itertools import combinations
 
 from clinical_rlhf.knowledge import SEVERITY_RANK, Contraindication, Drug, Interaction, KnowledgeBase
+from clinical_rlhf.knowledge.model import CLASS_PREFIX
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.context import ContextReader, Stance, Tokenize, cue_index
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -60,20 +61,24 @@ _AGE_UNIT_YEARS = {"year": 1.0, "yr": 1.0, "month": 1 / 12, "mo": 1 / 12, "week"
 # old", "5-year-old", "yrs old"; not "cold"), "of age", "5yo" / "5 y/o" / "5 y.o.", "aged 70".
 # Patterns led by a literal or a small character class are searched in C in a few microseconds;
 # the full pattern costs ~20 us on a long answer.
-_AGE_OLD_HINT = re.compile(r"[\s\-rshkoy]old")
-_AGE_YO_HINT = re.compile(r"[0-9]\s*y[o/.]")
+_AGE_OLD_HINT = re.compile(r"old(?<=[\s\-rshkoy]old)")  # led by its literal: searched as "old"
+# "[0-9]\s*y[o/.]" led by its literal "y": a digit right before it, or after one whitespace
+# character; two or more whitespace characters before it are let through (a superset).
+_AGE_YO_HINT = re.compile(r"y[o/.](?:(?<=[0-9]y.)|(?<=[0-9]\sy.)|(?<=\s\sy.))")
 _AGED_HINT = re.compile(r"aged?\s+[0-9]")
 _BARE_NUMBER = re.compile(r"\s(\d{1,2})\b(?![.,]\d)")
-_BARE_SUBJECT_HINT = re.compile(r"[mse]\s+[0-9]")
-"""Every subject in `_BARE_SUBJECTS` ends in m, s or e ("im", "is", "are") right before the number."""
+# Every subject in `_BARE_SUBJECTS` ends in "m", "s" or "re" ("i am", "hes", "they are"), then
+# whitespace and the number; one search per ending, each led by its literal (~2 us in all, against
+# ~18 us for `(?:[ai]m|[ie]s|re)\s+[0-9]`, which the engine tries at every a, i, e and r).
+_BARE_SUBJECT_HINTS = (re.compile(r"m\s+[0-9]"), re.compile(r"s\s+[0-9]"), re.compile(r"re\s+[0-9]"))
+_AGE_WORDS = {"newborn": 0.05, "neonate": 0.05, "infant": 0.5, "baby": 0.5, "toddler": 2.0,
+              "preschooler": 4.0, "teenager": 15.0, "teen": 15.0, "adolescent": 15.0}
+_AGE_WORD_SET = frozenset(_AGE_WORDS)
 _BARE_SUBJECTS = frozenset({"i am", "im", "he is", "hes", "she is", "shes", "son is", "daughter is", "child is",
                             "baby is", "kid is", "boy is", "girl is", "who is", "they are", "theyre"})
 _NOT_AN_AGE = frozenset({"weeks", "months", "days", "kg", "kilo", "kilos", "lb", "lbs", "pounds", "stone", "mg",
                          "degrees", "c", "f", "percent", "%", "cm", "ft", "feet", "inches", "minutes", "hours",
                          "times", "g", "mcg", "ml"})
-_AGE_WORDS = {"newborn": 0.05, "neonate": 0.05, "infant": 0.5, "baby": 0.5, "toddler": 2.0,
-              "preschooler": 4.0, "teenager": 15.0, "teen": 15.0, "adolescent": 15.0}
-_WEIGHT_CUES = ("kg", "kilo", "lb", "pound")
 _WEIGHT = re.compile(r"\b(\d{1,3}(?:\.\d+)?)\s*(kg|kgs|kilos?|kilograms?|lbs?|pounds)\b")
 _POUNDS_TO_KG = 0.45359237
 
@@ -81,8 +86,10 @@ _POUNDS_TO_KG = 0.45359237
 def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None = None) -> list[float]:
     """Every age (in years) the text states or implies ("toddler" -> 2). The two hint searches only
     skip scans that could find nothing; the result is that of running both scans on every text."""
-    present = token_set if token_set is not None else set(tokens)
-    ages: list[float] = [age for word, age in _AGE_WORDS.items() if word in present]
+    ages: list[float] = []
+    if not _AGE_WORD_SET.isdisjoint(token_set if token_set is not None else tokens):
+        present = token_set if token_set is not None else set(tokens)
+        ages = [age for word, age in _AGE_WORDS.items() if word in present]
     if ("old" in text and _AGE_OLD_HINT.search(text)) or "of age" in text or _AGE_YO_HINT.search(text) \
             or _AGED_HINT.search(text):
         for match in _AGE_WITH_UNIT.finditer(text):
@@ -90,7 +97,8 @@ def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None
                 ages.append(float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)])
             else:
                 ages.append(float(next(g for g in match.groups()[2:] if g)))
-    if not _BARE_SUBJECT_HINT.search(text):
+    first, second, third = _BARE_SUBJECT_HINTS
+    if not (first.search(text) or second.search(text) or third.search(text)):
         return ages
     for match in _BARE_NUMBER.finditer(text):
         before = text[max(0, match.start() - 16):match.start()].split()[-2:]
@@ -103,7 +111,7 @@ def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None
 
 def weight_kg_in(text: str) -> float | None:
     """The first body weight written in kg or pounds, in kg."""
-    if not any(cue in text for cue in _WEIGHT_CUES):
+    if not ("kg" in text or "kilo" in text or "lb" in text or "pound" in text):  # in every unit of _WEIGHT
         return None
     match = _WEIGHT.search(text)
     if match is None:
@@ -138,6 +146,8 @@ class MedicationChecker:
         self.combination_denial = cue_index(lexicon.COMBINATION_DENIAL, tokenize)
         self.safety_claims = cue_index(lexicon.SAFETY_CLAIMS, tokenize)
         self._pair_cache: dict[tuple[str, str], Interaction | None] = {}
+        self._partner_cache: dict[str, dict[str, Interaction]] = {}
+        self._by_key: dict[str, set[str]] | None = None
         self._contra_cache: dict[str, tuple[Contraindication, ...]] = {}
         self._age_cache: dict[str, bool] = {}
         self.vocabulary = (self.drug_terms.vocabulary | self.conditions.vocabulary
@@ -182,8 +192,7 @@ class MedicationChecker:
         by_name: dict[str, Drug] = {m.drug.name: m.drug for m in question + answer}
         if len(by_name) < 2:
             return []
-        pairs = [(pair, rule) for pair in combinations(sorted(by_name), 2)
-                 if (rule := self._rule(*pair)) is not None and rule.severity != "minor"]
+        pairs = self._pairs(by_name)
         if not pairs:
             return []
         in_answer = {m.drug.name for m in answer}
@@ -241,6 +250,59 @@ class MedicationChecker:
             return sentences
 
         return named(warning_hits), named(denial_hits)
+
+    def _pairs(self, names: Iterable[str]) -> list[tuple[tuple[str, str], Interaction]]:
+        """The interacting pairs among `names`, with their rule: the naive equivalent is
+
+            [(pair, rule) for pair in combinations(sorted(names), 2)
+             if (rule := self._rule(*pair)) is not None and rule.severity != "minor"]
+
+        looked up in each drug's partners (`_partners`) instead of rule by rule."""
+        ordered = sorted(names)
+        pairs = []
+        for number, first in enumerate(ordered):
+            partners = self._partners(first)
+            if partners:
+                for second in ordered[number + 1:]:
+                    rule = partners.get(second)
+                    if rule is not None:
+                        pairs.append(((first, second), rule))
+        return pairs
+
+    def _partners(self, first: str) -> dict[str, Interaction]:
+        """Drugs named after `first` (in sorted order) that interact with it above `minor`, with the
+        rule `_rule(first, second)`, worked out on first use. Only drugs that share a rule with
+        `first` by name or class (`_rule_candidates`) are asked."""
+        partners = self._partner_cache.get(first)
+        if partners is None:
+            partners = {}
+            for second in sorted(self._rule_candidates(first)):
+                if second > first:
+                    rule = self._rule(first, second)
+                    if rule is not None and rule.severity != "minor":
+                        partners[second] = rule
+            self._partner_cache[first] = partners
+        return partners
+
+    def _rule_candidates(self, name: str) -> set[str]:
+        """Every drug on the other side of an interaction rule whose one side is `name` or one of
+        its classes (rules name a drug or `class:<name>`, as `KnowledgeBase.interactions_between`
+        reads them)."""
+        if self._by_key is None:
+            by_key: dict[str, set[str]] = {}
+            for drug in self.knowledge.drugs:
+                for key in (drug.name, *(CLASS_PREFIX + cls for cls in drug.classes)):
+                    by_key.setdefault(key, set()).add(drug.name)
+            self._by_key = by_key
+        drug = self._by_name[name]
+        keys = {drug.name, *(CLASS_PREFIX + cls for cls in drug.classes)}
+        found: set[str] = set()
+        for rule in self.knowledge.interactions:
+            if rule.a in keys:
+                found |= self._by_key.get(rule.b, set())
+            if rule.b in keys:
+                found |= self._by_key.get(rule.a, set())
+        return found
 
     def _rule(self, first: str, second: str) -> Interaction | None:
         key = (first, second)

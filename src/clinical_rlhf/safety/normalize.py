@@ -8,6 +8,13 @@ the decoded word is one the guard knows; runs of single letters joined and split
 words ("c h e s t p a i n", "c.h.e.s.t" -> "chest pain"). The result keeps two views: `text` (for
 numbers and doses, where digits must stay digits) and `tokens` (words for phrase matching,
 determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for commas).
+
+Plain ASCII text (no sign of leetspeak or spaced letters) is read one ". "-separated piece at a
+time, and each piece's tokens and phrase hits are kept from its second sighting on
+(`PIECE_CACHE_SIZE`): sampled answers repeat sentences, and the tokens and hits of a text are
+those of its pieces joined with a `SENTENCE_BREAK` between them, so a repeated sentence is read
+once (`Normaliser.normalise_whole` is the plain definition, tested equal in
+`tests/safety/test_fast_paths.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +22,11 @@ from __future__ import annotations
 import re
 import unicodedata
 from bisect import bisect_left
+from itertools import chain
+from operator import itemgetter
 
 from clinical_rlhf.safety.lexicon import DETERMINERS, HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.phrases import Hit, PhraseIndex, PhraseScanner
 
 SENTENCE_BREAK = "|"
@@ -26,6 +36,13 @@ MIN_SPACED_RUN = 3      # single letters in a row before they are read as a spac
 MAX_SPACED_RUN = 120    # longer runs are split, keeping the word segmentation linear
 MIN_SEGMENT = 3         # known words shorter than this are not cut out of a run ("plaster" is no "er")
 MIN_COVERAGE = 0.6      # share of a run's letters that known words must cover to split it
+_LINEAR_FIND = 8  # up to this many hits a filter beats two bisections
+_SEEN_ONCE = object()  # a piece seen once: kept from its second sighting on (`Normaliser._plain`)
+
+_hit_start = itemgetter(0)
+PIECE_CACHE_SIZE = 8192
+"""Sentence pieces whose tokens and phrase hits are kept (~2 kB each, so at most ~16 MB); a full
+store drops its oldest eighth (`memo.make_room`)."""
 
 _UNICODE_TABLE = str.maketrans({**HOMOGLYPHS, **{ch: None for ch in INVISIBLE}, "\u2019": None,
                                 "\u2018": None, "'": None, "\u02bc": None})
@@ -57,6 +74,13 @@ _LETTERS_OR_DIGITS = re.compile(r"[^\W\d_]+|\d+")
 _MIXED_WORD = re.compile(r"(?<![^\W_])(?=[^\W_]*[a-z])(?=[^\W_]*[0-9@$])[^\W_@$]*[0-9@$][^\W_]*|"
                          r"(?<![^\W_])[a-z]+[@$][a-z@$]*")
 _UNICODE_TOKEN = re.compile(r"[^\W_]+|[|,]")
+# The evasion hints on the character classes of `_split` (letters "a", digits "0", others " "), as
+# one search each instead of seven `in` tests (~1.4 us against ~10 us on a 600-character answer):
+# a letter next to a digit (`b"a0" in classes or b"0a" in classes`), and letters spaced one or two
+# characters apart. `_SPACED_PREFILTER` is implied by every pattern of `_SPACED_PATTERNS`.
+_LEET_HINT = re.compile(rb"0(?:a|(?<=a0))")
+_SPACED_PREFILTER = re.compile(rb" [a0]  ?[a0]  ?[a0] ")
+_SPACED_PATTERNS = (b" a a a ", b" a  a  a ", b" a a 0 ", b" 0 a a ", b" a 0 a ")
 _DOSE_LIKE = re.compile(r"^\d+(?:mg|g|mcg|ug|ml|kg|lb|lbs|h|hr|hrs|x|am|pm|th|st|nd|rd|s|yo|yr|yrs)?$|^q\d+h$")
 
 
@@ -71,10 +95,11 @@ class NormalisedText:
     fields, so sharing an instance between threads is safe.
     """
 
-    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks")
+    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks", "_pieces")
 
     def __init__(self, text: str, tokens: tuple[str, ...], obfuscated: bool,
-                 token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None) -> None:
+                 token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None,
+                 pieces: list[list] | None = None) -> None:
         self.text = text
         """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
         self.tokens = tokens
@@ -85,6 +110,8 @@ class NormalisedText:
         self._scanner = scanner
         self._found: dict[PhraseIndex, list[Hit]] = {}
         self._breaks: list[int] | None = None
+        self._pieces = pieces
+        """The cached pieces the tokens were joined from (`Normaliser._plain`), or None."""
 
     @property
     def token_set(self) -> frozenset[str]:
@@ -118,7 +145,13 @@ class NormalisedText:
             return found
         if stop is None or stop > size:
             stop = size
-        return [hit for hit in found if hit[0] >= start and hit[1] <= stop]
+        if len(found) <= _LINEAR_FIND:
+            return [hit for hit in found if hit[0] >= start and hit[1] <= stop]
+        # Hits are sorted by start and end after their start: the window's are those between the
+        # first starting at `start` and the first starting at `stop`, less any ending after `stop`.
+        low = bisect_left(found, start, key=_hit_start)
+        high = bisect_left(found, stop, low, key=_hit_start)
+        return [hit for hit in found[low:high] if hit[1] <= stop]
 
     def contains(self, index: PhraseIndex, start: int = 0, stop: int | None = None) -> bool:
         return bool(self.find(index, start, stop))
@@ -126,6 +159,9 @@ class NormalisedText:
     def _find_all(self, index: PhraseIndex) -> list[Hit]:
         scanner = self._scanner
         if scanner is not None and index in scanner:
+            if self._pieces is not None:
+                hits = self._found[index] = _joined_hits(scanner, self._pieces, scanner.number(index))
+                return hits
             for own, hits in zip(scanner.indexes, scanner.scan(self.tokens)):
                 self._found[own] = hits
             return self._found[index]
@@ -145,6 +181,24 @@ class NormalisedText:
         first = breaks[before - 1] + 1 if before else 0
         after = bisect_left(breaks, end)
         return first, breaks[after] if after < len(breaks) else len(self.tokens)
+
+
+def _joined_hits(scanner: PhraseScanner, pieces: list[list], number: int) -> list[Hit]:
+    """`scanner.scan(tokens)[number]` for tokens joined from cached pieces: each piece's hits,
+    found once per piece (for every index of the scanner) and kept with it, moved by the piece's
+    offset. No phrase holds a `SENTENCE_BREAK`, so no hit spans two pieces, and pieces come in
+    order, so the list stays sorted. Only the indexes asked about are joined."""
+    found: list[Hit] = []
+    offset = 0
+    for piece in pieces:
+        hits = piece[1]
+        if hits is None:
+            hits = piece[1] = tuple(tuple(index_hits) for index_hits in scanner.scan(piece[0]))
+        own = hits[number]
+        if own:
+            found += [(start + offset, end + offset, payload) for start, end, payload in own] if offset else own
+        offset += len(piece[0])
+    return found
 
 
 def _positions(tokens: tuple[str, ...], token: str) -> list[int]:
@@ -168,8 +222,26 @@ class Normaliser:
         self._longest_word = max((len(w) for w in vocabulary), default=1)
         self.scanner = scanner
         """Indexes searched together the first time a text is asked about any of them."""
+        self._pieces: dict[str, list] = {}
+        """Piece -> [its tokens and a final `SENTENCE_BREAK`, its hits for each scanner index or None,
+        whether it shows a sign of leetspeak or spaced letters], or `_SEEN_ONCE` (`_plain`)."""
 
     def __call__(self, text: str) -> NormalisedText:
+        """`normalise_whole(text)`, faster: plain ASCII text with no sign of leetspeak or spaced
+        letters (what the evasion steps would leave alone) is read piece by piece (`_plain`)."""
+        lowered = text.lower()
+        if lowered.isascii():
+            if "'" in lowered:
+                lowered = lowered.replace("'", "")
+            if "&" in lowered:
+                lowered = lowered.replace("a&e", "accident and emergency")
+            plain = self._plain(lowered)
+            if plain is not None:
+                return plain
+        return self.normalise_whole(text)
+
+    def normalise_whole(self, text: str) -> NormalisedText:
+        """The plain definition: every step on the whole text, each when it can change something."""
         lowered = text.lower()
         obfuscated = False
         if not lowered.isascii():
@@ -181,9 +253,8 @@ class Normaliser:
         if "&" in lowered:
             lowered = lowered.replace("a&e", "accident and emergency")
         words, classes = _split(lowered)
-        leet_hint = classes is None or b"a0" in classes or b"0a" in classes
-        spaced_hint = classes is None or (b" a a a " in classes or b" a  a  a " in classes or b" a a 0 " in classes
-                                          or b" 0 a a " in classes or b" a 0 a " in classes)
+        leet_hint = classes is None or _LEET_HINT.search(classes) is not None
+        spaced_hint = classes is None or _spaced_hint(classes)
         if leet_hint:
             decoded = [self._decode_leet(word) if not (word.isalpha() or word.isdigit()) else word for word in words]
             if decoded != words:
@@ -196,6 +267,38 @@ class Normaliser:
             lowered = self._text_view(lowered)
         tokens = tuple([word for word in words if word not in DETERMINERS])
         return NormalisedText(lowered, tokens, obfuscated, None, self.scanner)
+
+    def _plain(self, lowered: str) -> NormalisedText | None:
+        """A plain text from its ". "-separated pieces: `_split(piece)` without determiners, then a
+        `SENTENCE_BREAK` (the ". " that `_split` turns into one), for each piece once per
+        `PIECE_CACHE_SIZE`; the text's tokens are the pieces' joined, less the last break.
+
+        None (read the text whole) when a piece shows a sign of leetspeak or spaced letters:
+        `_split` puts " | " (three spaces in the character classes) between pieces and no evasion
+        hint spans three spaces, so the text shows one exactly when one of its pieces does. None
+        too when a piece is new: a piece is kept from its second sighting on, so text that never
+        repeats a sentence costs one dictionary lookup per piece more than reading it whole."""
+        cache = self._pieces
+        pieces = []
+        new = False
+        for piece in lowered.split(". "):
+            entry = cache.get(piece)
+            if entry is None:
+                make_room(cache, PIECE_CACHE_SIZE)
+                cache[piece] = _SEEN_ONCE
+                new = True
+                continue
+            if entry is _SEEN_ONCE:
+                words, classes = _split(piece)
+                entry = cache[piece] = [(*[word for word in words if word not in DETERMINERS], SENTENCE_BREAK), None,
+                                        bool(_LEET_HINT.search(classes) or _spaced_hint(classes))]
+            if entry[2]:
+                return None
+            pieces.append(entry)
+        if new:
+            return None
+        tokens = tuple(chain.from_iterable([piece[0] for piece in pieces]))[:-1]
+        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
         """How a knowledge-base phrase reads as tokens (same folding as texts, no decoding)."""
@@ -300,6 +403,11 @@ class Normaliser:
         if final is None or final[0] < MIN_COVERAGE * size:
             return None  # mostly unknown letters: keep the run as one word rather than guess
         return final[2]
+
+
+def _spaced_hint(classes: bytes) -> bool:
+    """Letters spaced out: any of `_SPACED_PATTERNS` in the character classes."""
+    return _SPACED_PREFILTER.search(classes) is not None and any(pattern in classes for pattern in _SPACED_PATTERNS)
 
 
 def _split(lowered: str) -> tuple[list[str], bytes | None]:

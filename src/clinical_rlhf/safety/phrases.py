@@ -142,6 +142,10 @@ class PhraseScanner:
     def __contains__(self, index: object) -> bool:
         return id(index) in self._numbers
 
+    def number(self, index: PhraseIndex) -> int:
+        """Where `index` is in `indexes` (and in what `scan` returns)."""
+        return self._numbers[id(index)]
+
     def scan(self, tokens: tuple[str, ...]) -> list[list[Hit]]:
         """Hits of every index, in the order of `indexes`."""
         found: list[list[Hit]] = [[] for _ in self.indexes]

@@ -70,6 +70,19 @@ class RedFlagDetector:
             found[flag_id] = RedFlagHit(flag, start, end, " ".join(tokens[start:end]))
         return list(found.values())
 
+    def named_as_over(self, text: NormalisedText) -> set[str]:
+        """Red flags the text names only as negated or past ("no chest pain now", "the chest pain
+        has gone", "the stroke was in 2019"), never as happening now."""
+        over: set[str] = set()
+        now: set[str] = set()
+        for start, end, flag_id in self._trigger_hits(text):
+            situation = self.context.situation(text, start, end)
+            if situation in ("negated", "history"):
+                over.add(flag_id)
+            elif situation == "current":
+                now.add(flag_id)
+        return over - now
+
     def _trigger_hits(self, text: NormalisedText) -> list[tuple[int, int, str]]:
         """Trigger phrases and co-occurrences, by position, less those overlapping an exclusion
         of their flag ("ectopic" in "ectopic beats", "want to end things" in "end things with him")."""
