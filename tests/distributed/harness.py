@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -138,3 +139,9 @@ def report(name: str, trainer, result, tracker, audit, out_dir: Path, rank: int)
             "frozen_numel": sum(p.numel() for p in frozen), "frozen_local_numel": local_numel(frozen),
             "status": result.status, "iterations_done": result.iterations_done,
             "last_checkpoint": str(result.last_checkpoint)}
+
+
+def drop_last_checkpoint(source: Path, target: Path) -> None:
+    """A copy of run directory `source` as if it had stopped after iteration 2."""
+    shutil.copytree(source, target)
+    shutil.rmtree(target / "checkpoints" / f"iter-{ITERATIONS:06d}")

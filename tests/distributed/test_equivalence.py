@@ -16,7 +16,6 @@ per-rank token means instead of the global token mean by 0.10.
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
@@ -31,25 +30,14 @@ MAX_RELATIVE = 1e-3
 pytestmark = pytest.mark.slow
 
 
-def _drop_last_checkpoint(source, target):
-    """A copy of run directory `source` as if it had stopped after iteration 2."""
-    shutil.copytree(source, target)
-    shutil.rmtree(target / "checkpoints" / "iter-000003")
-
-
 @pytest.fixture(scope="module")
-def runs(tiny_gpt2_dir, tmp_path_factory):
+def runs(tiny_gpt2_dir, tmp_path_factory, one_process_run):
     """One process (in this one), then two gloo processes (a fresh run, a resume of the
     one-process run's iteration-2 checkpoint, a run that stops on its first unsafe answer),
     then one process resuming the two-process run's iteration-2 checkpoint."""
-    from clinical_rlhf.models import build_policy
-    from clinical_rlhf.seeding import seed_everything
-
     root = tmp_path_factory.mktemp("distributed")
-    seed_everything(4)
-    initial = build_policy(harness.config(tiny_gpt2_dir, root / "unused", "run")).trainable_state_dict()
-    one = harness.run_trainer(harness.config(tiny_gpt2_dir, root / "one", "run"))
-    _drop_last_checkpoint(root / "one" / "run", root / "one-to-two" / "run")
+    initial, one = one_process_run["initial"], one_process_run["one"]
+    harness.drop_last_checkpoint(one_process_run["run_dir"], root / "one-to-two" / "run")
     started = time.perf_counter()
     reports = harness.launch(2, [
         {"name": "two", "model_dir": str(tiny_gpt2_dir), "runs_dir": str(root / "two"), "run_name": "run"},
@@ -59,7 +47,7 @@ def runs(tiny_gpt2_dir, tmp_path_factory):
          "max_unsafe_ratio": 0.0},
     ], root)
     launch_seconds = time.perf_counter() - started
-    _drop_last_checkpoint(root / "two" / "run", root / "two-to-one" / "run")
+    harness.drop_last_checkpoint(root / "two" / "run", root / "two-to-one" / "run")
     two_to_one = harness.run_trainer(harness.config(tiny_gpt2_dir, root / "two-to-one", "run"), resume="auto")
     return {"root": root, "initial": initial, "one": one, "reports": reports, "two_to_one": two_to_one,
             "launch_seconds": launch_seconds}

@@ -11,7 +11,6 @@ shards), not the maths.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections import Counter
 
@@ -56,23 +55,13 @@ def test_fsdp_refuses_a_quantized_base_before_loading_it(tiny_gpt2_dir) -> None:
         world.check_supported(tiny_model_config(tiny_gpt2_dir, model_loading={"load_in_4bit": True}))
 
 
-def _drop_last_checkpoint(source, target):
-    shutil.copytree(source, target)
-    shutil.rmtree(target / "checkpoints" / "iter-000003")
-
-
 @pytest.fixture(scope="module")
-def runs(tiny_gpt2_dir, tmp_path_factory):
+def runs(tiny_gpt2_dir, tmp_path_factory, one_process_run):
     """One process; then two FSDP processes (a fresh run, and a resume of the one-process run's
     iteration-2 checkpoint); then one process resuming the FSDP run's iteration-2 checkpoint."""
-    from clinical_rlhf.models import build_policy
-    from clinical_rlhf.seeding import seed_everything
-
     root = tmp_path_factory.mktemp("fsdp")
-    seed_everything(4)
-    initial = build_policy(harness.config(tiny_gpt2_dir, root / "unused", "run")).trainable_state_dict()
-    one = harness.run_trainer(harness.config(tiny_gpt2_dir, root / "one", "run"))
-    _drop_last_checkpoint(root / "one" / "run", root / "one-to-fsdp" / "run")
+    initial, one = one_process_run["initial"], one_process_run["one"]
+    harness.drop_last_checkpoint(one_process_run["run_dir"], root / "one-to-fsdp" / "run")
     started = time.perf_counter()
     reports = harness.launch(2, [
         {"name": "fsdp", "model_dir": str(tiny_gpt2_dir), "runs_dir": str(root / "fsdp"), "run_name": "run"},
@@ -80,7 +69,7 @@ def runs(tiny_gpt2_dir, tmp_path_factory):
          "run_name": "run", "resume": "auto"},
     ], root, env=FSDP)
     launch_seconds = time.perf_counter() - started
-    _drop_last_checkpoint(root / "fsdp" / "run", root / "fsdp-to-one" / "run")
+    harness.drop_last_checkpoint(root / "fsdp" / "run", root / "fsdp-to-one" / "run")
     fsdp_to_one = harness.run_trainer(harness.config(tiny_gpt2_dir, root / "fsdp-to-one", "run"), resume="auto")
     return {"root": root, "initial": initial, "one": one, "reports": reports, "fsdp_to_one": fsdp_to_one,
             "launch_seconds": launch_seconds}
