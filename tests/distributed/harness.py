@@ -117,7 +117,12 @@ def launch(world_size: int, tasks: list[dict], out_dir: Path, timeout: float = 2
                             "PYTHONPATH": str(REPO / "src")} | extra
         processes.append(subprocess.Popen([sys.executable, str(HERE / "worker.py"), str(spec), str(out_dir)], env=env,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [process.communicate(timeout=timeout) for process in processes]
+    try:
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:  # a rank stuck in a collective would otherwise outlive the test
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
     if any(process.returncode for process in processes):
         tails = "\n".join(f"--- rank {rank} exit {p.returncode}\n{err[-3000:]}"
                           for rank, (p, (_, err)) in enumerate(zip(processes, outputs)))
@@ -130,13 +135,18 @@ def report(name: str, trainer, result, tracker, audit, out_dir: Path, rank: int)
     from safetensors.torch import save_file
 
     weights = out_dir / f"{name}-rank{rank}.safetensors"
-    save_file(trainer.bundle.trainable_state_dict(), str(weights))
+    owner = trainer.zero or trainer.bundle  # under DeepSpeed the engine gathers the partitions
+    save_file(owner.trainable_state_dict(), str(weights))
     metrics = {step: {k: v for k, v in m.items() if not k.startswith("time/")} for step, m in tracker.metrics}
     from clinical_rlhf.rl.sharding import local_numel
 
     frozen = [p for p in trainer.bundle.model.parameters() if not p.requires_grad]
+    if frozen and hasattr(frozen[0], "ds_numel"):  # ZeRO-3: the whole size, and this rank's partition
+        full, local = sum(p.ds_numel for p in frozen), sum(p.ds_tensor.numel() for p in frozen)
+    else:
+        full, local = sum(p.numel() for p in frozen), local_numel(frozen)
     return {"weights": str(weights), "metrics": metrics, "audit": [[e, d] for e, _, d in audit.records],
-            "frozen_numel": sum(p.numel() for p in frozen), "frozen_local_numel": local_numel(frozen),
+            "frozen_numel": full, "frozen_local_numel": local,
             "status": result.status, "iterations_done": result.iterations_done,
             "last_checkpoint": str(result.last_checkpoint)}
 

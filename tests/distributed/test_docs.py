@@ -45,7 +45,7 @@ def plans_table() -> str:
         plan = make_plan(get_model_entry(model), gpus=gpus, gpu_gib=gib)
         chosen = plan.recommended
         if chosen is None:
-            smallest = plan.smallest(runnable=True)
+            smallest = plan.smallest(recommendable=True)
             rows.append(f"| {model} | {gpus} x {gib} GiB | does not fit (exit 1) | - | - | - | "
                         f"{_gib(smallest.total)} needed > {_gib(plan.budget)} |")
             continue

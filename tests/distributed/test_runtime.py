@@ -3,6 +3,7 @@ prompt shards, per-rank RNG on resume, and the update's independence from the mi
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 
@@ -58,16 +59,23 @@ def test_launcher_variables_select_the_strategy() -> None:
     assert launcher_strategy({"WORLD_SIZE": "4", "ACCELERATE_USE_DEEPSPEED": "true"}) == "deepspeed"
 
 
-def test_deepspeed_launcher_configs_are_refused_with_what_to_use_instead(monkeypatch) -> None:
-    Distributed(world_size=2, strategy="fsdp").check_supported()  # runs: tests/distributed/test_fsdp.py
-    Distributed(world_size=2, strategy="ddp").check_supported()
-    if importlib.util.find_spec("deepspeed") is not None:
-        pytest.skip("deepspeed is installed here; the missing-package message cannot be shown")
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    monkeypatch.setenv("WORLD_SIZE", "2")
+def test_deepspeed_must_be_installed_and_recent_enough(monkeypatch) -> None:
+    """Checked before the model loads; an older DeepSpeed would ignore the caller-owned gradient
+    accumulation silently and train on the last micro-batch of each mini-batch only."""
+    from clinical_rlhf.rl.distributed import require_deepspeed
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: None if name == "deepspeed"
+                        else find_spec(name, *rest))
     with pytest.raises(ConfigError, match=r"needs DeepSpeed, which is not installed; install it with "
                                           r"pip install 'clinical-rlhf\[distributed\]'"):
-        Distributed.from_environment(cpu=True)
+        require_deepspeed()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *rest: object())
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.19.3")
+    with pytest.raises(ConfigError, match=r"needs DeepSpeed >= 0.19.4, found 0.19.3; upgrade with"):
+        require_deepspeed()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "0.19.10")
+    require_deepspeed()
 
 
 @pytest.mark.parametrize("name", sorted(ACCELERATE_CONFIGS))

@@ -4,6 +4,7 @@ way `clinical-rlhf train` does (`Distributed.from_environment`), runs each task'
 writes `report-rank<r>.json` (one entry per task) and the trained weights."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,12 @@ def main(tasks_path: str, out_dir: str) -> None:
     from clinical_rlhf.rl.distributed import Distributed
 
     torch.set_num_threads(1)
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED") == "true":
+        # DeepSpeed compiles a shared-memory all-reduce for CPU inference at start-up (~40 s on
+        # first use, then cached); training never calls it, so the test workers skip the build.
+        import deepspeed.comm.torch
+
+        deepspeed.comm.torch.build_shm_op = lambda: None
     out = Path(out_dir)
     runtime = Distributed.from_environment(cpu=True)
     reports = {}

@@ -91,10 +91,11 @@ def test_recommendations_and_refusals() -> None:
     small = make_plan(MEDITRON_70B, gpus=1, gpu_gib=24)
     assert small.recommended is None
     sentence = refusal(small)
-    assert sentence.startswith("meditron-70b does not fit on 1 x 24 GiB: the smallest configuration the PPO trainer "
-                               "runs (one GPU, nf4, micro-batch 1, gradient checkpointing on) needs 42.9 GiB")
+    assert sentence.startswith("meditron-70b does not fit on 1 x 24 GiB: the smallest configuration the plan "
+                               "recommends (one GPU, nf4, micro-batch 1, gradient checkpointing on) needs 42.9 GiB")
     assert "it would fit on GPUs of at least 51 GiB" in sentence
-    assert "DeepSpeed ZeRO-3 + CPU offload" in sentence and "does not run yet" in sentence
+    assert "DeepSpeed ZeRO-3 + CPU offload would run it (config/accelerate/deepspeed_zero3_offload.yaml" in sentence
+    assert "moves the 128.5 GiB of 16-bit weights over PCIe (about 6 s at 25 GB/s)" in sentence
     assert "more GPUs do not help" in refusal(make_plan(MEDITRON_70B, gpus=2, gpu_gib=24))
     assert "4-bit (--precision nf4) may fit" in refusal(make_plan(MEDITRON_70B, gpus=2, gpu_gib=80,
                                                                    precisions=("fp16",)))

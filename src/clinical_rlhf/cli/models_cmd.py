@@ -186,8 +186,8 @@ def _multi_gpu_plan(entry, gpus: int, gpu_gib: float, precision: str | None, seq
         f"GPU{'s' if gpus > 1 else ''}: {seq_len} tokens per sequence (prompt + answer), LoRA r={lora_r}, "
         f"{planning._gib(result.budget)} GiB usable per GPU ({planning.USABLE_FRACTION:.0%})")
     chosen = result.recommended
-    shown = chosen or result.smallest(runnable=True)
-    say(f"{'recommended' if chosen else 'smallest the PPO trainer runs'}: {planning.describe_option(shown)}")
+    shown = chosen or result.smallest(recommendable=True)
+    say(f"{'recommended' if chosen else 'smallest the plan recommends'}: {planning.describe_option(shown)}")
     for line in planning.arithmetic_lines(result, shown):
         say(line)
     console.print(_plan_table(planning.table_rows(result)))
@@ -205,7 +205,7 @@ def _multi_gpu_plan(entry, gpus: int, gpu_gib: float, precision: str | None, seq
 def _plan_table(rows: list[tuple[str, ...]]) -> Table:
     table = Table(title="Per GPU, each configuration at its largest micro-batch that fits (else its smallest)")
     for column in ("configuration", "accelerate config", "micro-batch", "checkpointing", "GiB per GPU", "fits",
-                   "PPO trainer"):
+                   "recommended when it fits"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))

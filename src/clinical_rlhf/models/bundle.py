@@ -130,7 +130,8 @@ class PolicyBundle:
             modules["value_model"] = self.value_model
         return modules
 
-    def _named_trainable(self) -> Iterator[tuple[str, nn.Parameter]]:
+    def named_trainable_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """(checkpoint key, parameter) of every trainable weight, in `trainable_parameters()` order."""
         for prefix, module in self._trainable_modules().items():
             for name, parameter in module.named_parameters():
                 if parameter.requires_grad:
@@ -138,7 +139,7 @@ class PolicyBundle:
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         """LoRA weights (all policy weights without LoRA) + value head (+ value model's trainables)."""
-        return [parameter for _, parameter in self._named_trainable()]
+        return [parameter for _, parameter in self.named_trainable_parameters()]
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Detached CPU copies of every trainable tensor, keyed `policy.*`, `value_head.*`, `value_model.*`.
@@ -146,7 +147,8 @@ class PolicyBundle:
         Under FSDP (`rl/sharding.py`) each tensor is gathered whole first, so every rank must call it."""
         from clinical_rlhf.rl.sharding import full_tensor
 
-        return {name: full_tensor(parameter.detach()).to("cpu", copy=True) for name, parameter in self._named_trainable()}
+        return {name: full_tensor(parameter.detach()).to("cpu", copy=True)
+                for name, parameter in self.named_trainable_parameters()}
 
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
         """Restore what `trainable_state_dict` saved. Strict: keys and shapes must match exactly."""
@@ -154,24 +156,36 @@ class PolicyBundle:
 
         from clinical_rlhf.rl.sharding import is_sharded
 
-        own = dict(self._named_trainable())
-        missing = sorted(set(own) - set(state_dict))
-        unexpected = sorted(set(state_dict) - set(own))
+        own = dict(self.named_trainable_parameters())
+        self.check_trainable_state_dict(state_dict, {name: tuple(p.shape) for name, p in own.items()})
+        for name, parameter in own.items():
+            value = state_dict[name].to(device=parameter.device, dtype=parameter.dtype)
+            if is_sharded(parameter):  # FSDP: keep this rank's shard of the full tensor (every rank calls this)
+                value = distribute_tensor(value, parameter.device_mesh, parameter.placements)
+            with torch.no_grad():
+                parameter.copy_(value)
+
+    @staticmethod
+    def check_trainable_state_dict(state_dict: dict[str, torch.Tensor], shapes: dict[str, tuple[int, ...]]) -> None:
+        """Raise CheckpointError unless `state_dict` has exactly the keys of `shapes` (this model's
+        trainable weights, full shapes) with those shapes."""
+        missing = sorted(set(shapes) - set(state_dict))
+        unexpected = sorted(set(state_dict) - set(shapes))
         if missing or unexpected:
             raise CheckpointError(
                 f"checkpoint weights do not match this model: {len(missing)} missing (e.g. {missing[:2]}), "
                 f"{len(unexpected)} unexpected (e.g. {unexpected[:2]}); resume with the model and "
                 f"model_loading settings the checkpoint was trained with")
-        for name, parameter in own.items():
-            value = state_dict[name]
-            if tuple(value.shape) != tuple(parameter.shape):
-                raise CheckpointError(f"checkpoint tensor `{name}` has shape {tuple(value.shape)}, the model "
-                                      f"expects {tuple(parameter.shape)}; was lora_r changed since it was saved?")
-            value = value.to(device=parameter.device, dtype=parameter.dtype)
-            if is_sharded(parameter):  # FSDP: keep this rank's shard of the full tensor (every rank calls this)
-                value = distribute_tensor(value, parameter.device_mesh, parameter.placements)
-            with torch.no_grad():
-                parameter.copy_(value)
+        for name, shape in shapes.items():
+            if tuple(state_dict[name].shape) != tuple(shape):
+                raise CheckpointError(f"checkpoint tensor `{name}` has shape {tuple(state_dict[name].shape)}, the "
+                                      f"model expects {tuple(shape)}; was lora_r changed since it was saved?")
+
+    @property
+    def reference_copy(self) -> nn.Module | None:
+        """The frozen reference model kept without LoRA (None with LoRA: the disabled adapter is
+        the reference). Exposed for the sharding strategies, which must partition it too."""
+        return self._reference_model
 
     # ------------------------------------------------------------------ prompts
 

@@ -152,14 +152,17 @@ class Strategy:
     shards_trainable: bool
     shards_weights: bool
     offload: bool
-    runnable: bool
-    """Whether the PPO trainer runs it (replicas: rl/distributed.py; FSDP: rl/sharding.py)."""
+    recommendable: bool
+    """Whether the plan recommends it when it fits. The trainer runs every strategy (replicas:
+    rl/distributed.py, FSDP: rl/sharding.py, DeepSpeed: rl/zero.py), but ZeRO-3 with parameter
+    offload moves every 16-bit weight over PCIe for each forward pass, i.e. for every generated
+    token: it is named as a way out, never recommended."""
 
 
 STRATEGIES: dict[str, Strategy] = {
     "single": Strategy("single", None, False, False, False, True),
     "ddp": Strategy("ddp", "config/accelerate/ddp.yaml", False, False, False, True),
-    "zero2": Strategy("zero2", "config/accelerate/deepspeed_zero2.yaml", True, False, False, False),
+    "zero2": Strategy("zero2", "config/accelerate/deepspeed_zero2.yaml", True, False, False, True),
     "fsdp": Strategy("fsdp", "config/accelerate/fsdp.yaml", True, True, False, True),
     "zero3_offload": Strategy("zero3_offload", "config/accelerate/deepspeed_zero3_offload.yaml",
                               True, True, True, False),
@@ -209,11 +212,11 @@ class Plan:
 
     @property
     def recommended(self) -> Option | None:
-        """The first runnable option that fits (options are ordered best first)."""
-        return next((o for o in self.options if o.strategy.runnable and self.fits(o)), None)
+        """The first recommendable option that fits (options are ordered best first)."""
+        return next((o for o in self.options if o.strategy.recommendable and self.fits(o)), None)
 
-    def smallest(self, *, runnable: bool) -> Option:
-        return min((o for o in self.options if o.strategy.runnable == runnable), key=lambda o: o.total)
+    def smallest(self, *, recommendable: bool) -> Option:
+        return min((o for o in self.options if o.strategy.recommendable == recommendable), key=lambda o: o.total)
 
 
 def architecture_of(entry: ModelEntry) -> Architecture:
@@ -273,9 +276,8 @@ def make_plan(entry: ModelEntry, *, gpus: int, gpu_gib: float, seq_len: int = 51
     Runnable options (one replica per GPU) come first: precision best first, then the largest
     micro-batch, then without gradient checkpointing before with it (it recomputes each layer:
     ~1/3 more compute). The sharded strategies follow, in 16 bit (bitsandbytes weights are not
-    sharded, rl/sharding.py): FSDP, which the trainer runs, is thus recommended only when no
-    replica fits (replicas need fewer collectives); the DeepSpeed ones are there for the
-    arithmetic and the refusal message.
+    sharded): ZeRO-2 and FSDP are thus recommended only when no replica fits (replicas need
+    fewer collectives); ZeRO-3 + offload is never recommended (`Strategy.recommendable`).
     """
     if gpus < 1:
         raise ValueError(f"gpus must be at least 1, got {gpus}")
@@ -296,6 +298,9 @@ def make_plan(entry: ModelEntry, *, gpus: int, gpu_gib: float, seq_len: int = 51
 
 
 # ----------------------------------------------------------------------------- wording
+
+PCIE_BYTES_PER_SECOND = 25e9
+"""Host-to-GPU bandwidth of PCIe 4.0 x16 in practice (~25 of its 32 GB/s), for the offload estimate."""
 
 LABELS = {"single": "one GPU", "ddp": "DDP", "zero2": "DeepSpeed ZeRO-2", "fsdp": "FSDP (ZeRO-3)",
           "zero3_offload": "DeepSpeed ZeRO-3 + CPU offload"}
@@ -364,14 +369,15 @@ def best_per_configuration(plan: Plan) -> list[Option]:
 
 
 def table_rows(plan: Plan) -> list[tuple[str, ...]]:
-    """(configuration, accelerate config, micro-batch, checkpointing, GiB per GPU, fits, PPO trainer)."""
+    """(configuration, accelerate config, micro-batch, checkpointing, GiB per GPU, fits, recommended when it fits)."""
     rows = []
     for candidate in best_per_configuration(plan):
         strategy = candidate.strategy
         rows.append((f"{LABELS[strategy.name]}, {candidate.precision}", strategy.config_file or "(no launcher)",
                      str(candidate.micro_batch), "on" if candidate.gradient_checkpointing else "off",
                      _gib(candidate.total) + (f" (+{_gib(candidate.host)} host)" if candidate.host else ""),
-                     "yes" if plan.fits(candidate) else "no", "runs" if strategy.runnable else "refuses"))
+                     "yes" if plan.fits(candidate) else "no",
+                     "yes" if strategy.recommendable else "no (weights over PCIe per token)"))
     return rows
 
 
@@ -402,10 +408,10 @@ def _gpus_needed(plan: Plan, strategy: str, most: int = 64) -> int | None:
 def refusal(plan: Plan) -> str:
     """Why nothing the trainer runs fits, and what would: a bigger GPU, another precision, or a
     sharded strategy (named with its per-GPU and host figures, and said to be refused)."""
-    smallest = plan.smallest(runnable=True)
+    smallest = plan.smallest(recommendable=True)
     need_gib = math.ceil(smallest.total / USABLE_FRACTION / GIB)
     parts = [f"{plan.entry.id} does not fit on {plan.gpus} x {plan.gpu_bytes / GIB:g} GiB: the smallest configuration "
-             f"the PPO trainer runs ({describe_option(smallest)}) needs {_gib(smallest.total)} GiB per GPU, more than "
+             f"the plan recommends ({describe_option(smallest)}) needs {_gib(smallest.total)} GiB per GPU, more than "
              f"the {_gib(plan.budget)} GiB usable ({USABLE_FRACTION:.0%} of each GPU)"]
     if plan.gpus > 1 and not smallest.strategy.shards_weights:
         parts.append("more GPUs do not help DDP, which keeps a whole replica on every GPU")
@@ -415,10 +421,12 @@ def refusal(plan: Plan) -> str:
     gpus = _gpus_needed(plan, "fsdp")
     if gpus:
         parts.append(f"or on {gpus} such GPUs with FSDP in 16 bit (config/accelerate/fsdp.yaml)")
-    sharded = [o for o in plan.options if not o.strategy.runnable and plan.fits(o)]
-    if sharded:
-        best = sharded[0]
-        host = f" and {_gib(best.host)} GiB of host RAM" if best.host else ""
-        parts.append(f"or with {LABELS[best.strategy.name]} ({best.strategy.config_file}: {_gib(best.total)} GiB per "
-                     f"GPU{host}), which the PPO trainer does not run yet")
+    offloaded = [o for o in plan.options if not o.strategy.recommendable and plan.fits(o)]
+    if offloaded:
+        best = offloaded[0]
+        weights = weight_bytes(plan.entry.parameters, "fp16", plan.entry.embedding_parameters)
+        parts.append(f"{LABELS[best.strategy.name]} would run it ({best.strategy.config_file}: {_gib(best.total)} GiB "
+                     f"per GPU and {_gib(best.host)} GiB of host RAM), but every forward pass, i.e. every generated "
+                     f"token, moves the {_gib(weights)} GiB of 16-bit weights over PCIe (about "
+                     f"{weights / PCIE_BYTES_PER_SECOND:.0f} s at 25 GB/s): launch it yourself if that is acceptable")
     return "; ".join(parts) + "."

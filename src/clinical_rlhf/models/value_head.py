@@ -19,7 +19,8 @@ class ValueHead(nn.Module):
     Zero-initialised, so every value starts at 0: before the critic has seen a reward,
     GAE's advantages are then just the (whitened) returns instead of noise from a random head.
     Float32 because the head is tiny and value regression is sensitive to rounding
-    (the backbone may run in bf16 or 4 bit).
+    (the backbone may run in bf16 or 4 bit). DeepSpeed with `mixed_precision: bf16` casts the
+    whole model, head included, to bf16 (keeping fp32 master weights); the head then follows.
     """
 
     def __init__(self, hidden_size: int, dropout: float = 0.0):
@@ -33,7 +34,7 @@ class ValueHead(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """[B, T, H] hidden states -> [B, T] values."""
-        return self.summary(self.dropout(hidden_states.to(torch.float32))).squeeze(-1)
+        return self.summary(self.dropout(hidden_states.to(self.summary.weight.dtype))).squeeze(-1)
 
 
 class ValueModel(nn.Module):

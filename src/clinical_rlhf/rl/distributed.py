@@ -20,11 +20,11 @@ What the trainer relies on (docs/distributed.md explains each in more words):
 - seeds: initial trainable weights are broadcast from rank 0 (identical replicas whatever
   each rank's RNG did while building the model); sampling then draws from `seed + rank`.
 
-FSDP (config/accelerate/fsdp.yaml) shards the models over the ranks instead of replicating
-them: `rl/sharding.py` does it, and the loop takes the few extra steps every forward pass being
-a collective asks for (`shards_parameters`). DeepSpeed launcher configs are recognised
-(`strategy`) so that they are refused with a sentence that says what to use instead, never
-silently run as independent copies.
+FSDP (config/accelerate/fsdp.yaml, `rl/sharding.py`) and DeepSpeed ZeRO (the deepspeed_*.yaml
+configs, `rl/zero.py`) partition the training state over the ranks instead of replicating it:
+then every backward pass is a collective (`partitions_state`), and under FSDP and ZeRO-3, which
+partition the weights themselves, every forward pass too (`shards_parameters`); the loop takes
+the few extra steps that asks for.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ from clinical_rlhf.errors import ConfigError
 
 STRATEGIES = ("single", "ddp", "deepspeed", "fsdp")
 """single: one process; ddp: replicas with gradient all-reduce (accelerate MULTI_CPU/MULTI_GPU);
-fsdp: models sharded with FSDP2 (`rl/sharding.py`); deepspeed: refused (see `check_supported`)."""
+fsdp: models sharded with FSDP2 (`rl/sharding.py`); deepspeed: a ZeRO engine (`rl/zero.py`)."""
 
 DISTRIBUTED_EXTRA = "pip install 'clinical-rlhf[distributed]'"
+MIN_DEEPSPEED = (0, 19, 4)
+"""The first DeepSpeed with caller-owned gradient accumulation (`rl/zero.py`)."""
 
 COLLECTIVE_TIMEOUT = timedelta(minutes=60)
 """How long a rank waits in a collective before the run fails. Longer than torch's default
@@ -63,6 +65,13 @@ def launcher_strategy(environ: dict[str, str] | None = None) -> str:
     return "ddp" if world_size_from_env(env) > 1 else "single"
 
 
+def zero_stage_from_env(environ: dict[str, str] | None = None) -> int:
+    """The ZeRO stage of the DeepSpeed config `accelerate launch` was given (its default: 2)."""
+    env = os.environ if environ is None else environ
+    stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    return int(stage) if stage.isdigit() else 0
+
+
 def world_size_from_env(environ: dict[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     return int(env.get("WORLD_SIZE", "1") or 1)
@@ -70,11 +79,18 @@ def world_size_from_env(environ: dict[str, str] | None = None) -> int:
 
 def require_deepspeed(config_hint: str = "the DeepSpeed accelerate config") -> None:
     """Raise ConfigError when deepspeed is not importable (it is the optional `distributed` extra)."""
+    import importlib.metadata
     import importlib.util
 
     if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"{config_hint} needs DeepSpeed, which is not installed; install it with "
                           f"{DISTRIBUTED_EXTRA}, or launch with config/accelerate/ddp.yaml")
+    version = importlib.metadata.version("deepspeed")
+    if tuple(int(part) for part in version.split(".")[:3] if part.isdigit()) < MIN_DEEPSPEED:
+        # older versions ignore `managed_gradient_accumulation` silently: the gradients of all
+        # but the last micro-batch of a mini-batch would be lost
+        raise ConfigError(f"{config_hint} needs DeepSpeed >= {'.'.join(map(str, MIN_DEEPSPEED))}, found {version}; "
+                          f"upgrade with {DISTRIBUTED_EXTRA} --upgrade")
 
 
 @dataclass
@@ -90,6 +106,8 @@ class Distributed:
     """gloo, nccl, ... (None for a single process)."""
     device: torch.device = torch.device("cpu")
     """Where collective tensors live: the rank's CUDA device under NCCL, else CPU."""
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage (1, 2 or 3) when `strategy` is deepspeed, else 0."""
 
     # ------------------------------------------------------------------ construction
 
@@ -112,7 +130,7 @@ class Distributed:
         return cls(world_size=world_size, rank=torch.distributed.get_rank(),
                    local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                    strategy="ddp" if strategy == "single" and world_size > 1 else strategy,
-                   backend=backend, device=device)
+                   backend=backend, device=device, zero_stage=zero_stage_from_env() if strategy == "deepspeed" else 0)
 
     @classmethod
     def from_environment(cls, *, cpu: bool = False) -> Distributed:
@@ -130,45 +148,57 @@ class Distributed:
 
         cpu = cpu or os.environ.get("ACCELERATE_USE_CPU", "false").lower() == "true" or not torch.cuda.is_available()
         state = PartialState(cpu=cpu, timeout=COLLECTIVE_TIMEOUT)
+        if state.num_processes <= 1 and strategy == "deepspeed":
+            # ZeRO-3 offload on one GPU: no ranks to share with, but weights and Adam moments in
+            # host RAM (the engine joins a process group of one)
+            return cls(strategy=strategy, device=state.device, zero_stage=zero_stage_from_env())
         if state.num_processes <= 1:
             return cls.single()
         device = state.device if state.device.type == "cuda" else torch.device("cpu")
         return cls(world_size=state.num_processes, rank=state.process_index, local_rank=state.local_process_index,
-                   strategy=strategy, backend=str(state.backend), device=device)
+                   strategy=strategy, backend=str(state.backend), device=device,
+                   zero_stage=zero_stage_from_env() if strategy == "deepspeed" else 0)
 
     def check_supported(self, cfg=None) -> None:
-        """Refuse the launcher configs this trainer does not run, before the model loads.
-
-        DeepSpeed ZeRO would have to own the forward, backward and optimizer step (and gather
-        ZeRO-3 weights for every generated token); running its config as replicas would silently
-        shard nothing. FSDP runs (`rl/sharding.py`): its launcher options are validated here, and
-        with `cfg` a bitsandbytes-quantized base is refused too (QLoRA-FSDP is not supported).
+        """Refuse the launcher options this trainer does not run, before the model loads: FSDP and
+        DeepSpeed options are validated (`fsdp_options`, `zero_options`), and with `cfg` a
+        bitsandbytes-quantized base is refused under both (sharding 4/8-bit weights is not done).
         """
-        if self.strategy == "deepspeed":
-            require_deepspeed()
-            stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "?")
-            raise ConfigError(
-                f"accelerate launch was given a DeepSpeed ZeRO-{stage} config, which the PPO trainer does not run "
-                f"(it all-reduces LoRA gradients between full replicas); launch with config/accelerate/ddp.yaml, or "
-                f"config/accelerate/fsdp.yaml to shard the model, and, when it does not fit, "
-                f"`clinical-rlhf plan --model ... --gpus N --gpu-memory GIB` for the precision that does")
+        if self.strategy not in ("fsdp", "deepspeed"):
+            return
         if self.strategy == "fsdp":
             from clinical_rlhf.rl.sharding import fsdp_options
 
             fsdp_options()
-            loading = getattr(cfg, "model_loading", None)
-            if loading is not None and (loading.load_in_4bit or loading.load_in_8bit):
-                raise ConfigError(
-                    "model_loading.load_in_4bit/load_in_8bit cannot be used with config/accelerate/fsdp.yaml: "
-                    "sharding bitsandbytes weights (QLoRA-FSDP) needs bnb_4bit_quant_storage and a GPU, which this "
-                    "trainer does not support; launch with config/accelerate/ddp.yaml (one quantized replica per "
-                    "GPU), or turn quantization off to shard 16-bit weights")
+            launcher, instead = "config/accelerate/fsdp.yaml", "sharding bitsandbytes weights (QLoRA-FSDP) needs " \
+                "bnb_4bit_quant_storage and a GPU, which this trainer does not support"
+        else:
+            require_deepspeed()
+            from clinical_rlhf.rl.zero import zero_options
+
+            training = getattr(cfg, "training", None)
+            zero_options(max_grad_norm=training.ppo.max_grad_norm if training is not None else None)
+            launcher, instead = "a DeepSpeed config", "DeepSpeed would cast or partition the bitsandbytes weights"
+        loading = getattr(cfg, "model_loading", None)
+        if loading is not None and (loading.load_in_4bit or loading.load_in_8bit):
+            raise ConfigError(
+                f"model_loading.load_in_4bit/load_in_8bit cannot be used with {launcher}: {instead}; launch with "
+                f"config/accelerate/ddp.yaml (one quantized replica per GPU), or turn quantization off to "
+                f"partition 16-bit weights")
 
     @property
     def shards_parameters(self) -> bool:
-        """FSDP over several processes: the weights are sharded, so every forward pass is a
-        collective that all ranks must run together (same count, same order)."""
-        return self.strategy == "fsdp" and self.is_distributed
+        """FSDP, or ZeRO-3, over several processes: the weights are partitioned, so every forward
+        pass is a collective that all ranks must run together (same count, same order)."""
+        weights_partitioned = self.strategy == "fsdp" or (self.strategy == "deepspeed" and self.zero_stage == 3)
+        return self.is_distributed and weights_partitioned
+
+    @property
+    def partitions_state(self) -> bool:
+        """FSDP or DeepSpeed ZeRO over several processes: gradients and optimizer moments are
+        partitioned, so every backward pass is a collective (every rank runs the same number of
+        micro-batches) and checkpoints are gathered on every rank."""
+        return self.is_distributed and self.strategy in ("fsdp", "deepspeed")
 
     # ------------------------------------------------------------------ identity
 

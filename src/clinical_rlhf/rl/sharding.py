@@ -141,9 +141,9 @@ def shard_bundle(bundle, distributed: Distributed, options: FsdpOptions | None =
         shard(bundle.value_model, blocks=True)
     else:
         shard(bundle.value_head, blocks=False)
-    if bundle._reference_model is not None:
-        shard(bundle._reference_model, blocks=True)
-        bundle._reference_model._is_fsdp_managed_module = True
+    if bundle.reference_copy is not None:
+        shard(bundle.reference_copy, blocks=True)
+        bundle.reference_copy._is_fsdp_managed_module = True
     for unit in units:
         # Each rank's loss is its share of the global token mean: gradients are summed, not averaged.
         unit.set_gradient_divide_factor(1.0)

@@ -10,8 +10,9 @@ Under `accelerate launch` every process runs this loop on its shard of each batc
 (`rl/distributed.py`): per-answer results are gathered, so the metrics, the safety decisions
 and the early stops are those of the whole batch and identical on every rank; only rank 0
 tracks, audits, writes checkpoints and runs callbacks (the others get no-op equivalents).
-Under FSDP (`rl/sharding.py`) the bundle is sharded here, before the optimizer is built, and
-every rank takes part in evaluation and checkpoint gathering.
+Under FSDP (`rl/sharding.py`) the bundle is sharded here, before the optimizer is built; under
+DeepSpeed ZeRO (`rl/zero.py`) an engine takes the optimizer and owns the update's step. Both
+gather checkpoints on every rank; FSDP and ZeRO-3 also evaluate on every rank.
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class PPOTrainer:
         self.base_fingerprint = base_model_fingerprint(bundle.model)
         if self.dist.is_distributed:
             self.dist.broadcast_parameters(bundle.trainable_parameters())
-        if self.dist.shards_parameters:
+        if self.dist.shards_parameters and self.dist.strategy == "fsdp":
             from clinical_rlhf.rl.sharding import shard_bundle
 
             sharded = shard_bundle(bundle, self.dist)
@@ -118,6 +119,16 @@ class PPOTrainer:
         self.sampler = PromptSampler(train_prompts, cfg.training.seed)
         self.micro_batch = MicroBatchSize(self.ppo.micro_batch_size, on_change=self._rank_warn)
         self.optimizer = torch.optim.AdamW(bundle.trainable_parameters(), lr=self.ppo.learning_rate, weight_decay=0.0)
+        self.zero = None
+        if self.dist.strategy == "deepspeed":
+            from clinical_rlhf.rl.zero import ZeroEngine, zero_options
+
+            options = zero_options(max_grad_norm=self.ppo.max_grad_norm)
+            self.zero = ZeroEngine(bundle, self.optimizer, self.dist, options,
+                                   max_grad_norm=self.ppo.max_grad_norm)
+            self._say(f"DeepSpeed ZeRO-{options.stage} over {self.dist.world_size} process"
+                      f"{'es' if self.dist.is_distributed else ''} (optimizer offload: "
+                      f"{options.offload_optimizer}, parameter offload: {options.offload_params})")
         total = cfg.training.num_iterations
         linear = self.ppo.lr_schedule == "linear"
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -224,9 +235,9 @@ class PPOTrainer:
         # --- the PPO update, its epoch early stop, the controllers --------------------------------
         update_started = time.perf_counter()
         order = torch.Generator().manual_seed(derived_seed(self.train_cfg.seed, MINIBATCH_STREAM, iteration))
-        metrics |= ppo_update(self.bundle, self.optimizer, experience, ppo=self.ppo, temperature=self.temperature,
-                              micro_batch=self.micro_batch, stop_epoch=self._stop_epoch, distributed=self.dist,
-                              generator=order)
+        metrics |= ppo_update(self.bundle, self.zero or self.optimizer, experience, ppo=self.ppo,
+                              temperature=self.temperature, micro_batch=self.micro_batch,
+                              stop_epoch=self._stop_epoch, distributed=self.dist, generator=order)
         metrics["policy/lr"] = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         self.kl_controller.update(objective["objective/kl"], n_steps=self._rollout_size())
@@ -291,7 +302,7 @@ class PPOTrainer:
             try:
                 return step()
             except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error) or self.dist.shards_parameters:  # FSDP: the others are mid-collective
+                if not is_out_of_memory(error) or self.dist.shards_parameters:  # FSDP, ZeRO-3: the others are mid-collective
                     raise
                 self.micro_batch.halve(reason)
 
@@ -346,7 +357,7 @@ class PPOTrainer:
         Each rank watches its own memory; the metrics logged are rank 0's."""
         self.memory.update()
         proposed = self.memory.micro_batch_size(self.micro_batch.value)
-        if self.dist.shards_parameters:  # FSDP: every rank must run the same number of passes
+        if self.dist.partitions_state:  # FSDP, ZeRO: every rank must run the same number of passes
             proposed = self.dist.min_int(proposed)
         if proposed < self.micro_batch.value:
             self.micro_batch.value = proposed
@@ -397,9 +408,7 @@ class PPOTrainer:
         info, payload = self.checkpoints.best_loadable()
         factor = self.train_cfg.rollback
         base_lrs = [lr * factor.lr_factor for lr in self.scheduler.base_lrs]
-        self.bundle.load_trainable_state_dict(payload.trainable)
-        self.optimizer.load_state_dict(payload.optimizer)
-        shard_optimizer_state(self.optimizer)
+        self._load_weights_and_moments(payload)
         self.scheduler.base_lrs = base_lrs
         for group, base in zip(self.optimizer.param_groups, base_lrs):
             group["lr"] = base * self.scheduler.lr_lambdas[0](self.scheduler.last_epoch)
@@ -432,12 +441,14 @@ class PPOTrainer:
     def _save(self, kind: str, metrics: dict[str, float] | None = None):
         """Rank 0 writes the checkpoint (with every rank's RNG streams); the others wait for it."""
         rng_per_rank = self.dist.gather(capture_rng_state())
-        sharded = self.dist.shards_parameters  # FSDP: no replicas to compare; every rank gathers full tensors
-        if not sharded and not self.dist.replicas_agree(self.bundle.trainable_parameters()):
+        partitioned = self.dist.partitions_state  # FSDP, ZeRO: no replicas to compare; every rank gathers
+        if not partitioned and not self.dist.replicas_agree(self.bundle.trainable_parameters()):
             self._warn("trainable weights differ between ranks; continuing from rank 0's (this should not happen)")
             self.dist.broadcast_parameters(self.bundle.trainable_parameters())
         weights = moments = None
-        if sharded or self.dist.is_main:
+        if self.zero is not None:
+            weights, moments = self.zero.trainable_state_dict(), self.zero.optimizer_state_dict()
+        elif partitioned or self.dist.is_main:
             weights, moments = self.bundle.trainable_state_dict(), full_optimizer_state_dict(self.optimizer)
         info = None
         if self.dist.is_main:
@@ -455,6 +466,16 @@ class PPOTrainer:
         self.last_checkpoint = info.path
         return info
 
+    def _load_weights_and_moments(self, payload: CheckpointPayload) -> None:
+        """Trainable weights and Adam moments from a checkpoint (one-process format, any run's)."""
+        if self.zero is not None:
+            self.zero.load_trainable_state_dict(payload.trainable)
+            self.zero.load_optimizer_state_dict(payload.optimizer)
+            return
+        self.bundle.load_trainable_state_dict(payload.trainable)
+        self.optimizer.load_state_dict(payload.optimizer)
+        shard_optimizer_state(self.optimizer)
+
     def _resume(self, resume: str | Path) -> None:
         if str(resume) == "auto" and not self.checkpoints.list():
             self._say(f"--resume auto: no checkpoint in {self.checkpoints.directory}, starting a new run")
@@ -466,9 +487,7 @@ class PPOTrainer:
             raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "
                                   f"model loaded now ({self.cfg.model.path or self.cfg.model.name}); resume with the "
                                   f"base model it was trained on, or start a new run")
-        self.bundle.load_trainable_state_dict(payload.trainable)
-        self.optimizer.load_state_dict(payload.optimizer)
-        shard_optimizer_state(self.optimizer)
+        self._load_weights_and_moments(payload)
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_controller.load_state_dict(state["kl_controller"])
         if self.lagrange is not None and state["lagrange"]:

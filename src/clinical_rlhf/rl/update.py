@@ -13,14 +13,15 @@ every rank computes alike; each rank back-propagates the rows of the mini-batch 
 divided by the mini-batch's global token count, and the gradients are summed over ranks
 (`Distributed.sync_gradients`) before clipping: the single-process step on the same batch.
 
-Under FSDP (`rl/sharding.py`) every forward pass is a collective, so every rank runs the same
-number of micro-batches per mini-batch: a rank holding fewer of its rows adds passes over one
-of its own rows with weight 0 (zero gradient, same collectives). FSDP reduce-scatters the
-gradients with the same SUM, so `sync_gradients` leaves them alone.
+Under FSDP (`rl/sharding.py`) every forward pass is a collective, and under DeepSpeed ZeRO
+(`rl/zero.py`) every backward pass is, so every rank runs the same number of micro-batches per
+mini-batch: a rank holding fewer of its rows adds passes over one of its own rows with weight 0
+(zero gradient, same collectives). FSDP reduce-scatters the gradients with the same SUM, so
+`sync_gradients` leaves them alone; under ZeRO the engine reduces, clips and steps (`ZeroEngine`).
 
 An out-of-memory error inside a mini-batch discards that mini-batch's partial gradients,
 halves the micro-batch and redoes it; no optimizer step has been taken for it yet, so the
-retry trains on exactly the same data and the same loss. Under FSDP it is raised instead: the
+retry trains on exactly the same data and the same loss. Under FSDP and ZeRO it is raised instead: the
 other ranks are inside the same collectives and cannot redo the step with this one alone.
 """
 
@@ -94,14 +95,14 @@ def statistic_keys(ppo: PPOConfig) -> tuple[str, ...]:
     return keys + (("value/loss", "value/clipfrac", "value/mean") if ppo.advantage_estimator == "gae" else ())
 
 
-def _accumulate(bundle, mini: Experience, ppo: PPOConfig, temperature: float, micro: int,
+def _accumulate(bundle, stepper, mini: Experience, ppo: PPOConfig, temperature: float, micro: int,
                 mini_tokens: float, passes: int | None = None, filler: Experience | None = None) -> dict[str, float]:
     """Backward over the micro-batches of (this rank's rows of) one mini-batch.
 
     `mini_tokens`: answer tokens of the whole mini-batch, over every rank. Returns this rank's
     token-weighted share of each statistic; summed over ranks it is the mini-batch token mean.
-    `passes` (FSDP): run exactly that many forward/backward passes, the ones beyond this rank's
-    rows over `filler` with weight 0.
+    `passes` (FSDP, ZeRO): run exactly that many forward/backward passes, the ones beyond this
+    rank's rows over `filler` with weight 0.
     """
     totals: dict[str, float] = dict.fromkeys(statistic_keys(ppo), 0.0)
     starts = list(range(0, len(mini), micro))
@@ -111,8 +112,8 @@ def _accumulate(bundle, mini: Experience, ppo: PPOConfig, temperature: float, mi
             weight = float(part.rollout.response_mask.sum()) / mini_tokens
         else:  # keeps this rank in step with the others' collectives; contributes nothing
             part, weight = filler, 0.0
-        loss, stats = micro_batch_loss(bundle, part, ppo, temperature)
-        (loss * weight).backward()
+        loss, stats = stepper.forward(lambda part=part: micro_batch_loss(bundle, part, ppo, temperature))
+        stepper.backward(loss * weight)
         if weight:
             for key, value in stats.items():
                 totals[key] += float(value) * weight
@@ -125,30 +126,56 @@ def rows_per_rank(rows: torch.Tensor, shard_size: int, world_size: int) -> list[
     return torch.bincount(torch.div(rows, shard_size, rounding_mode="floor"), minlength=world_size).tolist()
 
 
-def _minibatch_step(bundle, optimizer, parameters, mini: Experience, mini_tokens: float, *, ppo: PPOConfig,
+class LocalStep:
+    """The optimizer step of one process, of DDP replicas and of FSDP: plain autograd, gradients
+    summed over ranks (`Distributed.sync_gradients`; FSDP has reduce-scattered its own), clipped
+    to `max_grad_norm`, one optimizer step. Under DeepSpeed the engine takes this role
+    (`rl/zero.py`, `ZeroEngine`: the same four methods)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, parameters: list, distributed: Distributed,
+                 max_grad_norm: float) -> None:
+        self.optimizer, self.parameters, self.distributed = optimizer, parameters, distributed
+        self.max_grad_norm = max_grad_norm
+
+    def forward(self, compute):
+        return compute()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def zero_grad(self) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self) -> float:
+        """Sum over ranks, clip, step; returns the global gradient norm before clipping."""
+        from clinical_rlhf.rl.sharding import full_tensor
+
+        self.distributed.sync_gradients(self.parameters)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
+        self.optimizer.step()
+        return float(full_tensor(grad_norm))
+
+
+def _minibatch_step(bundle, stepper, mini: Experience, mini_tokens: float, *, ppo: PPOConfig,
                     temperature: float, micro_batch: MicroBatchSize, distributed: Distributed,
                     held: list[int] | None = None, filler: Experience | None = None) -> dict[str, float]:
     """Gradients of one mini-batch (OOM: halve the micro-batch and redo it), summed over ranks,
-    clipped, and one optimizer step. Returns the mini-batch's statistics. Under FSDP, `held`
-    (`rows_per_rank`) sets the number of passes every rank runs, `filler` pads this rank's."""
-    from clinical_rlhf.rl.sharding import full_tensor
-
+    clipped, and one optimizer step. Returns the mini-batch's statistics. Under FSDP and ZeRO,
+    `held` (`rows_per_rank`) sets the number of passes every rank runs, `filler` pads this rank's."""
     while True:
-        optimizer.zero_grad(set_to_none=True)
+        stepper.zero_grad()
         passes = max(-(-count // micro_batch.value) for count in held) if held is not None else None
         try:
-            stats = _accumulate(bundle, mini, ppo, temperature, micro_batch.value, mini_tokens, passes, filler)
+            stats = _accumulate(bundle, stepper, mini, ppo, temperature, micro_batch.value, mini_tokens, passes,
+                                filler)
             break
         except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not is_out_of_memory(error) or distributed.shards_parameters:
+            if not is_out_of_memory(error) or distributed.partitions_state:
                 raise
-            optimizer.zero_grad(set_to_none=True)
+            stepper.zero_grad()
             micro_batch.halve("out of memory in the PPO update")
     stats = distributed.sum_floats(stats)
-    distributed.sync_gradients(parameters)
-    grad_norm = torch.nn.utils.clip_grad_norm_(parameters, ppo.max_grad_norm)
-    optimizer.step()
-    stats["policy/grad_norm"] = float(full_tensor(grad_norm))
+    stats["policy/grad_norm"] = stepper.step()
     return stats
 
 
@@ -157,7 +184,7 @@ def exceeds_target_kl(ppo: PPOConfig) -> Callable[[dict[str, float]], bool]:
     return lambda stats: ppo.target_kl is not None and stats["policy/approx_kl"] > ppo.target_kl
 
 
-def ppo_update(bundle, optimizer: torch.optim.Optimizer, experience: Experience, *, ppo: PPOConfig,
+def ppo_update(bundle, optimizer, experience: Experience, *, ppo: PPOConfig,
                temperature: float, micro_batch: MicroBatchSize,
                stop_epoch: Callable[[dict[str, float]], bool] | None = None,
                distributed: Distributed | None = None, generator: torch.Generator | None = None) -> dict[str, float]:
@@ -168,12 +195,14 @@ def ppo_update(bundle, optimizer: torch.optim.Optimizer, experience: Experience,
     one per iteration, so every rank and any number of ranks draw the same order), else the
     global torch RNG (one process only). After every optimizer step `stop_epoch(stats)` may
     end the epoch loop (default: `exceeds_target_kl(ppo)`); the stats are global, so every
-    rank stops at the same step.
+    rank stops at the same step. `optimizer`: a torch optimizer over `bundle.trainable_parameters()`,
+    or the `ZeroEngine` that owns the step under DeepSpeed (`rl/zero.py`).
     """
     distributed = distributed or Distributed.single()
     if distributed.is_distributed and generator is None:
         raise ValueError("generator is required with several processes: every rank must draw the same mini-batches")
-    parameters = list(bundle.trainable_parameters())
+    stepper = (LocalStep(optimizer, list(bundle.trainable_parameters()), distributed, ppo.max_grad_norm)
+               if isinstance(optimizer, torch.optim.Optimizer) else optimizer)
     stop_epoch = stop_epoch or exceeds_target_kl(ppo)
     owned = distributed.shard(len(experience) * distributed.world_size)
     tokens = distributed.gather_tensor(experience.rollout.response_mask.sum(1).float().cpu())
@@ -189,8 +218,8 @@ def ppo_update(bundle, optimizer: torch.optim.Optimizer, experience: Experience,
             mine = rows[(rows >= owned.start) & (rows < owned.stop)] - owned.start
             mini_tokens = max(float(tokens[rows].sum()), 1.0)
             held = (rows_per_rank(rows, len(experience), distributed.world_size)
-                    if distributed.shards_parameters else None)
-            stats = _minibatch_step(bundle, optimizer, parameters, experience.select(mine), mini_tokens, ppo=ppo,
+                    if distributed.partitions_state else None)
+            stats = _minibatch_step(bundle, stepper, experience.select(mine), mini_tokens, ppo=ppo,
                                     temperature=temperature, micro_batch=micro_batch, distributed=distributed,
                                     held=held, filler=experience.select(torch.arange(1)) if held is not None else None)
             for key, value in stats.items():
@@ -202,7 +231,7 @@ def ppo_update(bundle, optimizer: torch.optim.Optimizer, experience: Experience,
                 break
         if early_stopped:
             break
-    optimizer.zero_grad(set_to_none=True)
+    stepper.zero_grad()
     result = {key: sum(values) / len(values) for key, values in history.items()}
     result["policy/epochs"] = float(epoch)
     result["policy/early_stopped"] = float(early_stopped)
