@@ -5,6 +5,10 @@ phrase tried in turn as its own regular expression) measured in the same run.
     python benchmarks/guard_throughput.py            # ~15 s
     python benchmarks/guard_throughput.py --strict   # exit 1 when a target is missed
     python benchmarks/guard_throughput.py --profile  # and where the time goes
+    CLINICAL_RLHF_PURE_PYTHON=1 python benchmarks/guard_throughput.py   # the plain-Python guard
+
+The output says whether the guard's modules run compiled (Cython, built by `pip install -e .` when
+a C compiler is present) or as plain Python (`clinical_rlhf.safety.compiled`, docs/safety.md).
 
 Targets (issue 3): >= 20,000 checks/s and p99 <= 0.5 ms. Questions repeat across answers, as in
 training (several sampled answers per prompt), so the guard's per-question analysis is cached.
@@ -26,7 +30,7 @@ import statistics
 import sys
 import time
 
-from clinical_rlhf.safety import SafetyGuard
+from clinical_rlhf.safety import SafetyGuard, compiled
 
 TARGET_CHECKS_PER_SECOND = 20_000
 TARGET_P99_MS = 0.5
@@ -171,6 +175,7 @@ def main() -> int:
           f" from {len(OPENINGS) + len(ADVICE) + len(SAFETY_NETS)} sentences; {len(QUESTIONS)} questions; knowledge "
           f"base: {len(guard.knowledge.drugs)} drugs, {len(naive.patterns)} phrases")
     print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs")
+    print(f"guard modules: {compiled.summary()}")
     print(f"{'contender':<30}{'checks/s':>10}{'per CPU s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU p50':>9}{'CPU p99':>9}")
     for name, (wall, cpu, lat, cpu_lat) in (
             ("guard (indexed)", (rate, cpu_rate, latencies, cpu_latencies)),

@@ -6,12 +6,15 @@ hypothesis-made token sequences and strings built from the words the guard cares
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clinical_rlhf.safety import checks
 from clinical_rlhf.safety.dosage import (
+    _AMOUNT,
     _FORM_WORD,
     _SENTENCE_END,
     _drug_positions,
@@ -90,6 +93,20 @@ TEXT = st.lists(st.sampled_from(WORDS + [" ", "  ", ".", "!", "\n", "-", "(", "y
 def test_sentence_ends_and_form_words_equal_their_patterns(text: str) -> None:
     assert sentence_ends(text) == [match.end() for match in _SENTENCE_END.finditer(text)]
     assert [m.span() for m in _form_words(text)] == [m.span() for m in _FORM_WORD.finditer(text)]
+
+
+AMOUNT_TEXT = st.lists(st.sampled_from(["1", "5", "0", "10001", "2,500", ",", ".", ".5", " ", "  ", "-", "–", "to",
+                                         "mg", "g", "gm", "mcg", "kg", "/", "per", "x", "a", "500mg", "(", "ref"]),
+                       max_size=40).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=AMOUNT_TEXT)
+def test_amounts_found_without_starts_inside_a_number_are_the_same(text: str) -> None:
+    every_start = re.compile(_AMOUNT.pattern.replace("(?<!\\d\\d)", "", 1))
+    assert every_start.pattern != _AMOUNT.pattern
+    assert [(m.span(), m.groupdict()) for m in _AMOUNT.finditer(text)] == \
+        [(m.span(), m.groupdict()) for m in every_start.finditer(text)]
 
 
 def naive_ages(text: str, tokens: tuple[str, ...]) -> list[float]:

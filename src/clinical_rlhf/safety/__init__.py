@@ -7,9 +7,12 @@
         audit.record("run_start", "run-42", details={...})
     report = verify_audit_log(path)                     # AuditReport: ok, count, problem
 
-Imports no torch: the guard runs anywhere (a sidecar, a CI check, a notebook).
+Imports no torch: the guard runs anywhere (a sidecar, a CI check, a notebook). The guard's hot
+modules run compiled when the install built them (`clinical_rlhf.safety.compiled`, docs/safety.md).
 """
 
+# First: importing it decides, before any other module of the package loads, which run compiled.
+from clinical_rlhf.safety import compiled
 from clinical_rlhf.safety.audit import GENESIS_HASH, AuditLog, canonical_json, chain_hash
 from clinical_rlhf.safety.audit_verify import AuditProblem, AuditReport, verify_audit_log
 from clinical_rlhf.safety.guard import SafetyGuard
@@ -30,6 +33,7 @@ __all__ = [
     "Severity",
     "canonical_json",
     "chain_hash",
+    "compiled",
     "scrub_phi",
     "verify_audit_log",
 ]

@@ -36,8 +36,12 @@ _PER_KG = r"(?:\s*/\s*kg|\s+per\s+kg|\s+per\s+kilo(?:gram)?)"
 # 500 mg") and a multiplier after it ("500 mg x 2") are read from the few characters around it,
 # which keeps the scan of the whole text to one simple pattern.
 # Starts with a digit so the regex engine can skip to digits quickly; the "not inside a word"
-# test on the character before is done in Python (`_Amount.read`).
-_AMOUNT = re.compile(rf"(?P<first>\d[\d,]*(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<second>{_NUMBER}))?\s*"
+# test on the character before is done in Python (`_Amount.read`). `(?<!\d\d)` right after the
+# first digit skips starts inside a number ("ref 10001" is tried once, not five times) and changes
+# no match: a start after a digit was tried one character earlier with every ending open to it
+# (the number runs on, and what follows it does not depend on where it began), and a match never
+# ends in a digit, so no search resumes inside a number (`tests/safety/test_fast_paths.py`).
+_AMOUNT = re.compile(rf"(?P<first>\d(?<!\d\d)[\d,]*(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<second>{_NUMBER}))?\s*"
                      rf"(?P<unit>{_UNIT})\b(?P<kg>{_PER_KG})?")
 _INSIDE_WORD = frozenset("abcdefghijklmnopqrstuvwyz0123456789_.,")  # "x" may precede: "2x500mg"
 _AFTER = re.compile(rf"\s*\)?\s*(?P<form>{_FORM})?\s*(?:(?:x|×|\*)\s*(?P<times>\d+))?")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
 from clinical_rlhf.safety import checks, conversation, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
@@ -58,6 +58,8 @@ class PromptFacts:
     conditions: dict[str, str]
     ages: tuple[float, ...]
     weight_kg: float | None
+    fallback: Drug | None
+    """The question's drug when it names exactly one: amounts in the answer given for no named drug are its."""
 
 
 class SafetyGuard:
@@ -69,8 +71,7 @@ class SafetyGuard:
         self.actor = actor
         self.context, self.red_flags, self.medications, self.normalise = _components(self.knowledge)
         self._tokenize = self.normalise.phrase_tokens
-        self._prompt_cache: OrderedDict[str, PromptFacts] = OrderedDict()
-        self._cache_lock = threading.Lock()  # the guard may be shared by threads (a server's workers)
+        self._prompt_cache: dict[str, PromptFacts] = {}
         self._conversation: conversation.ConversationReader | None = None
 
     @classmethod
@@ -159,8 +160,7 @@ class SafetyGuard:
         if answer_drugs or len(facts.drugs) >= 2:
             findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)
             flags += [checks.interaction_flag(response, finding) for finding in findings]
-        prompt_drugs = {m.drug.name: m.drug for m in facts.drugs}
-        fallback = next(iter(prompt_drugs.values())) if len(prompt_drugs) == 1 else None
+        fallback = facts.fallback
         named = _unique_drugs(answer_drugs)
         answer_ages: list[float] | None = None
         if any(self.medications.has_contraindications(drug) for drug in named):
@@ -186,11 +186,9 @@ class SafetyGuard:
         return flags
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
-        with self._cache_lock:
-            cached = self._prompt_cache.get(prompt)
-            if cached is not None:
-                self._prompt_cache.move_to_end(prompt)
-                return cached
+        cached = self._prompt_cache.get(prompt)
+        if cached is not None:
+            return cached
         text = self.normalise(prompt)
         tokens = text.tokens
         red_flags = self.red_flags.current_flags(text)
@@ -201,11 +199,12 @@ class SafetyGuard:
             red_flags.append(overdose)
         facts = PromptFacts(text=text, red_flags=tuple(red_flags), drugs=tuple(drugs),
                             conditions=self.medications.conditions_present(text),
-                            ages=tuple(ages_in(text.text, tokens)), weight_kg=weight_kg_in(text.text))
-        with self._cache_lock:
-            self._prompt_cache[prompt] = facts
-            if len(self._prompt_cache) > PROMPT_CACHE_SIZE:
-                self._prompt_cache.popitem(last=False)
+                            ages=tuple(ages_in(text.text, tokens)), weight_kg=weight_kg_in(text.text),
+                            fallback=_only_drug(drugs))
+        # A dictionary that drops its oldest eighth when full (`memo.make_room`): safe to share
+        # between threads (a server's workers) without a lock.
+        make_room(self._prompt_cache, PROMPT_CACHE_SIZE)
+        self._prompt_cache[prompt] = facts
         return facts
 
     def _conversation_facts(self, turns: Sequence[str]) -> PromptFacts:
@@ -219,10 +218,11 @@ class SafetyGuard:
         for facts in each:
             for key, words in facts.conditions.items():
                 conditions.setdefault(key, words)
-        return PromptFacts(text=None, red_flags=tuple(open_flags), drugs=tuple(m for facts in each for m in facts.drugs),
+        drugs = tuple(m for facts in each for m in facts.drugs)
+        return PromptFacts(text=None, red_flags=tuple(open_flags), drugs=drugs,
                            conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
                            weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
-                                          None))
+                                          None), fallback=_only_drug(drugs))
 
     def _audited(self, prompt: str, response: str, verdict: SafetyVerdict,
                  details: dict[str, Any] | None = None) -> SafetyVerdict:
@@ -274,6 +274,12 @@ def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
 
 def _unique_drugs(mentions: Sequence[DrugMention]) -> list[Drug]:
     return list({m.drug.name: m.drug for m in mentions}.values())
+
+
+def _only_drug(mentions: Sequence[DrugMention]) -> Drug | None:
+    """The one drug the mentions name; None when they name none or several."""
+    drugs = _unique_drugs(mentions)
+    return drugs[0] if len(drugs) == 1 else None
 
 
 def _is_child(ages: Sequence[float]) -> bool:

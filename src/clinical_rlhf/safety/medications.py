@@ -15,7 +15,8 @@ from typing import NamedTuple
 from clinical_rlhf.knowledge import SEVERITY_RANK, Contraindication, Drug, Interaction, KnowledgeBase
 from clinical_rlhf.knowledge.model import CLASS_PREFIX
 from clinical_rlhf.safety import lexicon
-from clinical_rlhf.safety.context import ContextReader, Stance, Tokenize, cue_index
+from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
 
@@ -81,6 +82,8 @@ _NOT_AN_AGE = frozenset({"weeks", "months", "days", "kg", "kilo", "kilos", "lb",
                          "times", "g", "mcg", "ml"})
 _WEIGHT = re.compile(r"\b(\d{1,3}(?:\.\d+)?)\s*(kg|kgs|kilos?|kilograms?|lbs?|pounds)\b")
 _POUNDS_TO_KG = 0.45359237
+PAIRS_MEMO_SIZE = 4096
+"""Sets of drug names whose interacting pairs are remembered (a question's drugs and an answer's)."""
 
 
 def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None = None) -> list[float]:
@@ -146,6 +149,7 @@ class MedicationChecker:
         self.combination_denial = cue_index(lexicon.COMBINATION_DENIAL, tokenize)
         self.safety_claims = cue_index(lexicon.SAFETY_CLAIMS, tokenize)
         self._pair_cache: dict[tuple[str, str], Interaction | None] = {}
+        self._pairs_memo: dict[tuple[str, ...], list[tuple[tuple[str, str], Interaction]]] = {}
         self._partner_cache: dict[str, dict[str, Interaction]] = {}
         self._by_key: dict[str, set[str]] | None = None
         self._contra_cache: dict[str, tuple[Contraindication, ...]] = {}
@@ -162,15 +166,10 @@ class MedicationChecker:
         hits = text.find(self.drug_terms)
         if not hits:
             return []
-        return [DrugMention(self._by_name[name], start, end, " ".join(text.tokens[start:end]))
-                for start, end, name in longest_non_overlapping(hits)]
-
-    def stances(self, text: NormalisedText, mentions: list[DrugMention]) -> dict[str, set[Stance]]:
-        """Drug name -> how the answer speaks of it (recommended, warned, neutral)."""
-        found: dict[str, set[Stance]] = {}
-        for mention in mentions:
-            found.setdefault(mention.drug.name, set()).add(self.context.stance(text, mention.start, mention.end))
-        return found
+        tokens, by_name = text.tokens, self._by_name
+        return [DrugMention(by_name[name], start, end, tokens[start] if end - start == 1
+                            else " ".join(tokens[start:end]))
+                for start, end, name in longest_non_overlapping(hits, ordered=True)]
 
     def conditions_present(self, text: NormalisedText) -> dict[str, str]:
         """Condition phrases stated as facts about the person (current or past; not negated,
@@ -196,24 +195,36 @@ class MedicationChecker:
         if not pairs:
             return []
         in_answer = {m.drug.name for m in answer}
-        involved = {name for pair, _ in pairs for name in pair} & in_answer
-        stances = self.stances(answer_text, [m for m in answer if m.drug.name in involved])
+        involved = {name for pair, _ in pairs for name in pair}
+        # How the answer speaks of each drug of a pair (`ContextReader.stance` of each mention):
+        # a pair is warned about when either drug is warned about anywhere, okayed when either is
+        # recommended. Once a drug is warned about, its other mentions change nothing.
+        warned: set[str] = set()
+        recommended: set[str] = set()
+        stance = self.context.stance
+        for mention in answer:
+            name = mention.drug.name
+            if name in involved and name not in warned:
+                said = stance(answer_text, mention.start, mention.end)
+                if said == "warned":
+                    warned.add(name)
+                elif said == "recommended":
+                    recommended.add(name)
         statements: tuple[list[frozenset[str]], list[frozenset[str]]] | None = None
         okays_question_pair: bool | None = None
         findings = []
         for (first_name, second_name), rule in pairs:
-            pair = {first_name, second_name}
-            said = stances.get(first_name, set()) | stances.get(second_name, set())
-            if "warned" in said:
+            if first_name in warned or second_name in warned:
                 continue
             if statements is None:  # read only when some pair is not already warned about
                 statements = self._combination_statements(answer_text, answer)
             warnings, denials = statements
+            pair = {first_name, second_name}
             if any(named <= pair for named in warnings):
                 continue
             if any(named <= pair for named in denials):
                 status = "denied"
-            elif "recommended" in said:
+            elif first_name in recommended or second_name in recommended:
                 status = "okayed"
             elif first_name in in_answer and second_name in in_answer:
                 status = "named"
@@ -257,16 +268,21 @@ class MedicationChecker:
             [(pair, rule) for pair in combinations(sorted(names), 2)
              if (rule := self._rule(*pair)) is not None and rule.severity != "minor"]
 
-        looked up in each drug's partners (`_partners`) instead of rule by rule."""
-        ordered = sorted(names)
-        pairs = []
-        for number, first in enumerate(ordered):
-            partners = self._partners(first)
-            if partners:
-                for second in ordered[number + 1:]:
-                    rule = partners.get(second)
-                    if rule is not None:
-                        pairs.append(((first, second), rule))
+        looked up in each drug's partners (`_partners`) instead of rule by rule, and remembered per
+        set of names (`PAIRS_MEMO_SIZE`; the list is shared: do not modify it)."""
+        ordered = tuple(sorted(names))
+        pairs = self._pairs_memo.get(ordered)
+        if pairs is None:
+            pairs = []
+            for number, first in enumerate(ordered):
+                partners = self._partners(first)
+                if partners:
+                    for second in ordered[number + 1:]:
+                        rule = partners.get(second)
+                        if rule is not None:
+                            pairs.append(((first, second), rule))
+            make_room(self._pairs_memo, PAIRS_MEMO_SIZE)
+            self._pairs_memo[ordered] = pairs
         return pairs
 
     def _partners(self, first: str) -> dict[str, Interaction]:

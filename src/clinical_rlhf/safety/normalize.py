@@ -95,11 +95,12 @@ class NormalisedText:
     fields, so sharing an instance between threads is safe.
     """
 
-    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks", "_pieces")
+    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks", "_pieces",
+                 "_pieces_hit")
 
     def __init__(self, text: str, tokens: tuple[str, ...], obfuscated: bool,
                  token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None,
-                 pieces: list[list] | None = None) -> None:
+                 pieces: list[_Piece] | None = None, pieces_hit: int = 0) -> None:
         self.text = text
         """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
         self.tokens = tokens
@@ -112,6 +113,8 @@ class NormalisedText:
         self._breaks: list[int] | None = None
         self._pieces = pieces
         """The cached pieces the tokens were joined from (`Normaliser._plain`), or None."""
+        self._pieces_hit = pieces_hit
+        """With `_pieces`: bit n set when some piece has a hit of the scanner's index n."""
 
     @property
     def token_set(self) -> frozenset[str]:
@@ -158,9 +161,11 @@ class NormalisedText:
 
     def _find_all(self, index: PhraseIndex) -> list[Hit]:
         scanner = self._scanner
-        if scanner is not None and index in scanner:
+        number = scanner.number(index) if scanner is not None else None
+        if number is not None:
             if self._pieces is not None:
-                hits = self._found[index] = _joined_hits(scanner, self._pieces, scanner.number(index))
+                hits = _joined_hits(self._pieces, number) if self._pieces_hit >> number & 1 else []
+                self._found[index] = hits
                 return hits
             for own, hits in zip(scanner.indexes, scanner.scan(self.tokens)):
                 self._found[own] = hits
@@ -183,21 +188,37 @@ class NormalisedText:
         return first, breaks[after] if after < len(breaks) else len(self.tokens)
 
 
-def _joined_hits(scanner: PhraseScanner, pieces: list[list], number: int) -> list[Hit]:
+class _Piece:
+    """A ". "-separated piece of plain text as `Normaliser._plain` keeps it."""
+
+    __slots__ = ("evasive", "hit", "hits", "tokens")
+
+    def __init__(self, piece: str, scanner: PhraseScanner | None) -> None:
+        words, classes = _split(piece)
+        self.tokens = (*[word for word in words if word not in DETERMINERS], SENTENCE_BREAK)
+        """Its tokens and a final `SENTENCE_BREAK` (the ". " that `_split` turns into one)."""
+        self.evasive = bool(_LEET_HINT.search(classes) or _spaced_hint(classes))
+        """It shows a sign of leetspeak or spaced letters: the text must be read whole."""
+        scanned = scanner.scan(self.tokens) if scanner is not None and not self.evasive else ()
+        self.hits = tuple(tuple(index_hits) for index_hits in scanned)
+        """Its hits for each index of the scanner, in the order of `scanner.indexes`."""
+        self.hit = sum(1 << number for number, index_hits in enumerate(self.hits) if index_hits)
+        """Bit n set when it has a hit of the scanner's index n."""
+
+
+def _joined_hits(pieces: list[_Piece], number: int) -> list[Hit]:
     """`scanner.scan(tokens)[number]` for tokens joined from cached pieces: each piece's hits,
     found once per piece (for every index of the scanner) and kept with it, moved by the piece's
     offset. No phrase holds a `SENTENCE_BREAK`, so no hit spans two pieces, and pieces come in
-    order, so the list stays sorted. Only the indexes asked about are joined."""
+    order, so the list stays sorted. Only the indexes asked about are joined, and only when a
+    piece has a hit (`_Piece.hit`)."""
     found: list[Hit] = []
     offset = 0
     for piece in pieces:
-        hits = piece[1]
-        if hits is None:
-            hits = piece[1] = tuple(tuple(index_hits) for index_hits in scanner.scan(piece[0]))
-        own = hits[number]
+        own = piece.hits[number]
         if own:
             found += [(start + offset, end + offset, payload) for start, end, payload in own] if offset else own
-        offset += len(piece[0])
+        offset += len(piece.tokens)
     return found
 
 
@@ -222,9 +243,8 @@ class Normaliser:
         self._longest_word = max((len(w) for w in vocabulary), default=1)
         self.scanner = scanner
         """Indexes searched together the first time a text is asked about any of them."""
-        self._pieces: dict[str, list] = {}
-        """Piece -> [its tokens and a final `SENTENCE_BREAK`, its hits for each scanner index or None,
-        whether it shows a sign of leetspeak or spaced letters], or `_SEEN_ONCE` (`_plain`)."""
+        self._pieces: dict[str, _Piece | object] = {}
+        """Piece -> what it holds (`_Piece`), or `_SEEN_ONCE` (`_plain`)."""
 
     def __call__(self, text: str) -> NormalisedText:
         """`normalise_whole(text)`, faster: plain ASCII text with no sign of leetspeak or spaced
@@ -280,6 +300,7 @@ class Normaliser:
         repeats a sentence costs one dictionary lookup per piece more than reading it whole."""
         cache = self._pieces
         pieces = []
+        hit = 0
         new = False
         for piece in lowered.split(". "):
             entry = cache.get(piece)
@@ -289,16 +310,15 @@ class Normaliser:
                 new = True
                 continue
             if entry is _SEEN_ONCE:
-                words, classes = _split(piece)
-                entry = cache[piece] = [(*[word for word in words if word not in DETERMINERS], SENTENCE_BREAK), None,
-                                        bool(_LEET_HINT.search(classes) or _spaced_hint(classes))]
-            if entry[2]:
+                entry = cache[piece] = _Piece(piece, self.scanner)
+            if entry.evasive:
                 return None
             pieces.append(entry)
+            hit |= entry.hit
         if new:
             return None
-        tokens = tuple(chain.from_iterable([piece[0] for piece in pieces]))[:-1]
-        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces)
+        tokens = tuple(chain.from_iterable([piece.tokens for piece in pieces]))[:-1]
+        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces, hit)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
         """How a knowledge-base phrase reads as tokens (same folding as texts, no decoding)."""

@@ -100,12 +100,14 @@ class PhraseIndex(Generic[Payload]):
         return sorted(set(hits), key=lambda hit: (hit[0], -hit[1], str(hit[2])))
 
 
-def longest_non_overlapping(hits: Iterable[Hit]) -> list[Hit]:
+def longest_non_overlapping(hits: Iterable[Hit], ordered: bool = False) -> list[Hit]:
     """Keep, left to right, the longest hit at each position and drop hits inside it
-    ("amoxicillin clavulanate" wins over "amoxicillin")."""
+    ("amoxicillin clavulanate" wins over "amoxicillin"). `ordered`: the hits are already sorted by
+    position, longest first at one position (as `PhraseIndex.find` and `PhraseScanner.scan` return
+    them), so sorting them again is skipped."""
     kept: list[Hit] = []
     covered_to = -1
-    for start, end, payload in sorted(hits, key=lambda hit: (hit[0], -hit[1])):
+    for start, end, payload in (hits if ordered else sorted(hits, key=lambda hit: (hit[0], -hit[1]))):
         if start >= covered_to:
             kept.append((start, end, payload))
             covered_to = end
@@ -142,9 +144,9 @@ class PhraseScanner:
     def __contains__(self, index: object) -> bool:
         return id(index) in self._numbers
 
-    def number(self, index: PhraseIndex) -> int:
-        """Where `index` is in `indexes` (and in what `scan` returns)."""
-        return self._numbers[id(index)]
+    def number(self, index: PhraseIndex) -> int | None:
+        """Where `index` is in `indexes` (and in what `scan` returns); None when it is not there."""
+        return self._numbers.get(id(index))
 
     def scan(self, tokens: tuple[str, ...]) -> list[list[Hit]]:
         """Hits of every index, in the order of `indexes`."""
