@@ -20,12 +20,12 @@ This module imports no torch.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clinical_rlhf.conversation import render_conversation
+from clinical_rlhf.corpus.jsonl import prompt_file_records
 from clinical_rlhf.errors import InputDataError
 
 ROLES = ("system", "user", "assistant")
@@ -106,10 +106,8 @@ def _turns(value: object, where: str) -> tuple[dict[str, str], ...]:
     return tuple(turns)
 
 
-def parse_item(record: object, where: str, default_id: str) -> EvalItem:
+def parse_item(record: dict, where: str, default_id: str) -> EvalItem:
     """One decoded line of a prompt file (`where` = "file:line" for the error message)."""
-    if not isinstance(record, dict):
-        raise InputDataError(f"{where}: found a JSON {type(record).__name__}, not an object; {_FORMAT_HINT}")
     if "prompt" not in record and "messages" not in record:
         raise InputDataError(f'{where}: no "prompt" or "messages" key; {_FORMAT_HINT}')
     turns = _turns(record["messages"], where) if "messages" in record else ()
@@ -129,26 +127,12 @@ def parse_item(record: object, where: str, default_id: str) -> EvalItem:
 
 def load_items_jsonl(path: str | Path) -> list[EvalItem]:
     """Every non-blank line of a prompt file as an `EvalItem`, in file order: the format of
-    `training.eval_prompts` (`corpus.load_prompts_jsonl`, whose checks and messages these follow),
-    extended by `messages` lines (conversations) and optional ids, which that reader has no
-    place for. Every problem names the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputDataError(f"{path}: prompt file not found; check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputDataError(f"{path}: cannot read the prompt file as UTF-8 text ({exc})") from None
+    `training.eval_prompts` (read by the corpus's `prompt_file_records`, with its checks and
+    messages), extended by `messages` lines (conversations) and optional ids. Every problem
+    names the file and line."""
     items: list[EvalItem] = []
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"{where}: not valid JSON ({exc.msg}); {_FORMAT_HINT}") from None
+    for where, number, record in prompt_file_records(path, _FORMAT_HINT):
         item = parse_item(record, where, f"line-{number}")
         if item.id in seen:
             raise InputDataError(f"{where}: duplicate id {item.id!r} (first on line {seen[item.id]})")
