@@ -13,7 +13,6 @@ size, so the sum of the loop's token-mean shares is what it steps on.
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from collections import Counter
 
@@ -27,7 +26,7 @@ from clinical_rlhf.rl.zero import ZeroOptions, deepspeed_config, zero_options
 
 from . import harness
 from .test_equivalence import assert_same_training
-from .test_launch import launch, write_config
+from .test_launch import assert_two_process_run, launch, write_config
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None,
                                 reason="DeepSpeed is the optional `distributed` extra (installed with [dev])")
@@ -186,14 +185,6 @@ def test_a_zero3_checkpoint_resumes_in_one_process(runs):
 ])
 def test_accelerate_launch_with_the_shipped_deepspeed_configs_trains(tmp_path, tiny_gpt2_dir, accelerate_config, says):
     """The shipped configs as they are (bf16 included) through the real launcher."""
-    from clinical_rlhf.safety import verify_audit_log
-
     done = launch(write_config(tmp_path, tiny_gpt2_dir), accelerate_config=accelerate_config)
-    assert done.returncode == 0, done.stderr[-3000:]
-    run_dir = tmp_path / "runs" / "ddp"
-    assert verify_audit_log(run_dir / "audit.jsonl").ok
-    events = Counter(json.loads(line)["event"] for line in (run_dir / "audit.jsonl").read_text().splitlines())
-    assert events["run_start"] == 1 and events["run_end"] == 1 and events["guard_check"] == 2 * 4
-    metrics = [json.loads(line)["metrics"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["system/world_size"] for m in metrics] == [2.0, 2.0]
+    assert_two_process_run(done, tmp_path)
     assert says in " ".join((done.stderr + done.stdout).split())

@@ -51,21 +51,29 @@ def launch(config, *extra, accelerate_config: str = "ddp.yaml"):
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=REPO)
 
 
-@pytest.mark.slow
-def test_accelerate_launch_trains_with_rank_zero_writing_everything(tmp_path, tiny_gpt2_dir):
+def assert_two_process_run(done, tmp_path) -> Counter:
+    """What every launch of `write_config`'s 2-iteration run leaves, whatever the strategy: exit 0,
+    one intact audit chain with one run_start/run_end and every answer of both shards checked
+    once, a checkpoint per iteration, world size 2 in the metrics. Returns the audit event counts."""
     from clinical_rlhf.safety import verify_audit_log
 
-    done = launch(write_config(tmp_path, tiny_gpt2_dir))
     assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "ddp"
+    assert verify_audit_log(run_dir / "audit.jsonl").ok
+    events = Counter(json.loads(line)["event"] for line in (run_dir / "audit.jsonl").read_text().splitlines())
+    assert events["run_start"] == 1 and events["run_end"] == 1 and events["guard_check"] == 2 * 4
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["iter-000001", "iter-000002"]
+    metrics = [json.loads(line)["metrics"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["system/world_size"] for m in metrics] == [2.0, 2.0]
+    return events
+
+
+@pytest.mark.slow
+def test_accelerate_launch_trains_with_rank_zero_writing_everything(tmp_path, tiny_gpt2_dir):
+    done = launch(write_config(tmp_path, tiny_gpt2_dir))
+    events = assert_two_process_run(done, tmp_path)
     assert done.stdout.count("Held-out evaluation") == 1  # rank 0 prints, rank 1 stays silent
     run_dir = tmp_path / "runs" / "ddp"
     assert sorted(path.name for path in run_dir.iterdir() if path.suffix == ".jsonl") == \
         ["audit.jsonl", "events.jsonl", "metrics.jsonl"]
-    assert verify_audit_log(run_dir / "audit.jsonl").ok
-    events = Counter(json.loads(line)["event"] for line in (run_dir / "audit.jsonl").read_text().splitlines())
-    # one run_start/run_end, every answer of both shards checked once, one record per checkpoint save
-    assert events["run_start"] == 1 and events["run_end"] == 1 and events["guard_check"] == 2 * 4
     assert events["checkpoint"] == 3  # iterations 1 and 2, and the final save of iteration 2
-    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == ["iter-000001", "iter-000002"]
-    metrics = [json.loads(line)["metrics"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [m["system/world_size"] for m in metrics] == [2.0, 2.0]

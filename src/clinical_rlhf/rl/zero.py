@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.errors import CheckpointError, ConfigError
 
 ADAM_MOMENTS = ("exp_avg", "exp_avg_sq")
 
@@ -240,8 +240,8 @@ class ZeroEngine:
         saved = state_dict["state"]
         steps = {float(entry["step"]) for entry in saved.values() if "step" in entry}
         if len(steps) > 1:
-            raise ConfigError(f"the checkpoint's Adam state has different step counts per weight ({sorted(steps)}); "
-                              f"DeepSpeed keeps one per parameter group, resume it with config/accelerate/ddp.yaml")
+            raise CheckpointError(f"the checkpoint's Adam state has different step counts per weight ({sorted(steps)}); "
+                                  f"DeepSpeed keeps one per parameter group, resume it with config/accelerate/ddp.yaml")
         for group, saved_group in zip(self.optimizer.param_groups, state_dict["param_groups"]):
             group.update({key: value for key, value in saved_group.items() if key != "params"})
         if not saved:
