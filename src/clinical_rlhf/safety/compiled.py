@@ -132,4 +132,5 @@ def summary() -> str:
     return (f"compiled (Cython): {len(compiled)} of {len(states)} modules; plain Python: "
             + "; ".join(f"{name} ({reason})" for name, reason in plain.items()))
 
+
 use_sources_where_needed()
