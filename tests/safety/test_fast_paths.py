@@ -15,6 +15,8 @@ from hypothesis import strategies as st
 from clinical_rlhf.safety import checks
 from clinical_rlhf.safety.dosage import (
     _AMOUNT,
+    _INSIDE_WORD,
+    _attribute,
     _FORM_WORD,
     _SENTENCE_END,
     _drug_positions,
@@ -34,7 +36,8 @@ from clinical_rlhf.safety.medications import (
     _NOT_AN_AGE,
     ages_in,
 )
-from clinical_rlhf.safety.normalize import SENTENCE_BREAK
+from clinical_rlhf.safety.normalize import MIN_COVERAGE, MIN_SEGMENT, SENTENCE_BREAK, Normaliser
+from clinical_rlhf.safety.redflags import _outside
 from clinical_rlhf.safety.phrases import PhraseIndex, PhraseScanner
 
 WORDS = ["chest", "pain", "no", "not", "take", "with", "ibuprofen", "warfarin", "500", "mg", "every", "4", "hours",
@@ -100,13 +103,31 @@ AMOUNT_TEXT = st.lists(st.sampled_from(["1", "5", "0", "10001", "2,500", ",", ".
                        max_size=40).map("".join)
 
 
+def naive_amounts(text: str) -> list[re.Match[str]]:
+    """The amounts as the plain pattern finds them: every position tried left to right, a start
+    inside a word or a number (`_INSIDE_WORD` before it) refused, the number read with ordinary
+    backtracking, and the search going on after each match."""
+    plain = re.compile(_AMOUNT.pattern.replace("(?<![a-wyz0-9_.,]\\d)", "", 1).replace("[\\d,]*+", "[\\d,]*", 1))
+    found, position = [], 0
+    while position < len(text):
+        if not position or text[position - 1] not in _INSIDE_WORD:
+            match = plain.match(text, position)
+            if match is not None:
+                found.append(match)
+                position = max(match.end(), position + 1)
+                continue
+        position += 1
+    return found
+
+
 @settings(max_examples=500, deadline=None)
 @given(text=AMOUNT_TEXT)
-def test_amounts_found_without_starts_inside_a_number_are_the_same(text: str) -> None:
-    every_start = re.compile(_AMOUNT.pattern.replace("(?<!\\d\\d)", "", 1))
-    assert every_start.pattern != _AMOUNT.pattern
+def test_amount_pattern_equals_trying_every_allowed_start(text: str) -> None:
+    """The look-behind and the possessive digits (linear time on long runs of numbers) change no
+    match of the plain definition."""
+    assert "(?<![a-wyz0-9_.,]\\d)" in _AMOUNT.pattern and "[\\d,]*+" in _AMOUNT.pattern
     assert [(m.span(), m.groupdict()) for m in _AMOUNT.finditer(text)] == \
-        [(m.span(), m.groupdict()) for m in every_start.finditer(text)]
+        [(m.span(), m.groupdict()) for m in naive_amounts(text)]
 
 
 def naive_ages(text: str, tokens: tuple[str, ...]) -> list[float]:
@@ -345,3 +366,70 @@ def test_a_full_store_drops_its_oldest_eighth() -> None:
     tiny = {"a": 1}
     make_room(tiny, 1)
     assert tiny == {}
+
+
+# -- linear-time forms and the plain definitions they must match --------------------------------
+
+
+def naive_attribute(position: int, sentence_start: int, sentence_end: int, positions: list) -> object:
+    in_sentence = [(abs(at - position), drug) for at, drug in positions if sentence_start <= at < sentence_end]
+    if in_sentence:
+        return min(in_sentence, key=lambda item: item[0])[1]
+    before = [drug for at, drug in positions if at < position]
+    return before[-1] if before else None
+
+
+@settings(max_examples=1000, deadline=None)
+@given(named=st.lists(st.tuples(st.integers(0, 40), st.sampled_from("abcde")), max_size=10),
+       bounds=st.tuples(st.integers(0, 40), st.integers(0, 41)), offset=st.integers(0, 40))
+def test_attribute_by_bisection_equals_the_scan(named, bounds, offset) -> None:
+    positions = sorted(named, key=lambda item: item[0])
+    sentence_start, sentence_end = min(bounds), max(bounds)
+    position = min(max(offset, sentence_start), max(sentence_start, sentence_end - 1))
+    starts = [at for at, _ in positions]
+    assert _attribute(position, sentence_start, sentence_end, positions, starts) == \
+        naive_attribute(position, sentence_start, sentence_end, positions)
+
+
+def naive_segment(normaliser: Normaliser, letters: str) -> list[str] | None:
+    """The recurrence `Normaliser.segment` computes, over every substring up to the longest word."""
+    size = len(letters)
+    best: list = [None] * (size + 1)
+    best[0] = (0, 0, [])
+    longest = max(map(len, normaliser.vocabulary))
+    for end in range(1, size + 1):
+        candidates = []
+        for start in range(max(0, end - longest), end):
+            if best[start] is None:
+                continue
+            piece = letters[start:end]
+            known = piece in normaliser.vocabulary and (len(piece) >= MIN_SEGMENT or len(piece) == size)
+            if known or end - start == 1:
+                candidates.append((best[start][0] + (len(piece) if known else 0), best[start][1] - 1,
+                                   best[start][2] + [piece]))
+        best[end] = max(candidates, key=lambda c: (c[0], c[1])) if candidates else None
+    final = best[size]
+    return None if final is None or final[0] < MIN_COVERAGE * size else final[2]
+
+
+SEGMENT_VOCABULARY = {"chest", "pain", "che", "st", "a", "an", "in", "pa", "ain", "heart", "he", "art",
+                      "attack", "tack", "at", "slurred", "speech"}
+
+
+@settings(max_examples=1000, deadline=None)
+@given(letters=st.one_of(st.text(alphabet="cheastpinlurdko", min_size=1, max_size=30),
+                         st.lists(st.sampled_from(sorted(SEGMENT_VOCABULARY)), min_size=1, max_size=6).map("".join)))
+def test_segment_by_trie_equals_the_recurrence(letters: str) -> None:
+    normaliser = Normaliser(SEGMENT_VOCABULARY)
+    assert normaliser.segment(letters) == naive_segment(normaliser, letters)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(hits=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 4), st.sampled_from("xyz")), max_size=12),
+       excluded=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 4), st.sampled_from("xyz")), max_size=12))
+def test_hits_outside_exclusions_equal_the_pairwise_test(hits, excluded) -> None:
+    hits = [(start, start + length, flag) for start, length, flag in hits]
+    excluded = [(start, start + length, flag) for start, length, flag in excluded]
+    assert _outside(hits, excluded) == [
+        (start, end, flag) for start, end, flag in hits
+        if not any(flag == other and low < end and start < high for low, high, other in excluded)]

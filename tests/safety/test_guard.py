@@ -102,3 +102,25 @@ def test_safety_and_knowledge_import_no_torch() -> None:
     code = "import sys, clinical_rlhf.safety, clinical_rlhf.knowledge; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_text_longer_than_the_limit_is_rejected_unread(guard) -> None:
+    short_limit = SafetyGuard(knowledge=guard.knowledge, config=SafetyConfig(max_text_chars=1_000))
+    long_text = "Take paracetamol 1 g every 6 hours. " * 40  # 1,440 characters
+    for verdict in (short_limit.check("What can I take?", long_text), short_limit.check(long_text, "Rest.")):
+        assert verdict.action == "reject"
+        (flag,) = verdict.flags
+        assert (flag.category, flag.subtype) == ("guard_error", "input_too_long")
+        assert "1,440 characters" in flag.evidence and "safety.max_text_chars" in flag.evidence
+    assert short_limit.check_prompt(long_text).action == "escalate"
+    conversation = [{"role": "user", "content": long_text}]
+    assert short_limit.check_conversation(conversation, "Rest.").action == "reject"
+    assert short_limit.check_conversation_prompt(conversation).action == "escalate"
+    # at the limit the text is read as usual
+    assert not any(flag.category == "guard_error"
+                   for flag in short_limit.check("What can I take?", long_text[:1_000]).flags)
+
+
+def test_the_text_limit_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_text_chars"):
+        SafetyConfig(max_text_chars=10)

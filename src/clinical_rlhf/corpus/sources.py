@@ -23,6 +23,7 @@ from clinical_rlhf.knowledge.guidelines import (
     normalize_text,
     phrase_regex,
 )
+from clinical_rlhf.knowledge.language import load_language
 
 # Guideline urgency -> corpus category. Emergencies and same-day presentations are the
 # "emergency" category (red-flag questions); routine ones are long-term conditions managed
@@ -186,9 +187,9 @@ def _contraindication_cases(knowledge: KnowledgeBase, *, age_limited: bool) -> t
 
 
 _NON_WORD = re.compile(r"[\W_]+")
-# The red-flag file's matching convention (see its header): apostrophes dropped and these
-# determiners skipped on both sides, so "pain in my chest" also matches "pain in the chest".
-_DETERMINERS = frozenset("my the his her your their our a an".split())
+# The red-flag file's matching convention (see its header): apostrophes dropped and the
+# determiners of language.yaml skipped on both sides, so "pain in my chest" also matches "pain in the chest".
+_DETERMINERS = load_language().words("determiners")
 
 
 def _words(text: str) -> str:

@@ -13,45 +13,26 @@ import bisect
 import re
 from collections.abc import Collection, Iterable
 
+from clinical_rlhf.knowledge.language import load_language
 from clinical_rlhf.knowledge.text import canonical_prompt, normalize_text, phrase_regex
 
 _PROMPT_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z0-9]+(?:'[a-z]+)?|[.!?;]|[,:()]| - ")
 _SENTENCE_ENDS = frozenset(".!?;")
+_LANGUAGE = load_language()
 # A negation cue reaches this many words forward, within its clause (NegEx uses 5; prompts list
-# symptoms tersely, and a wrong negation hides an emergency).
-NEGATION_REACH = 4
-# Cues that negate what follows on their own ...
-_NEGATORS = frozenset({"no", "without", "never", "denies", "denied", "nor", "neither", "none"})
-# ... and auxiliaries that negate only right before the mention ("I'm not suicidal") or with a verb
-# of having or noticing ("doesn't have a fever"). "can't" is no cue: "can't breathe" and "can't lift
-# my arm" are the complaint itself.
-_NEGATING_AUXILIARIES = frozenset({"not", "don't", "dont", "doesn't", "doesnt", "didn't", "didnt", "haven't",
-                                   "havent", "hasn't", "hasnt", "hadn't", "isn't", "aren't", "wasn't",
-                                   "weren't"})
-# A mention that is itself an absence ("not breathing", "isn't responding") is the complaint:
-# an auxiliary right before it does not negate it.
-_ABSENCE_COMPLAINTS = frozenset({"breathing", "breathe", "responding", "responsive", "moving", "waking",
-                                 "conscious", "feeding", "drinking", "peeing", "weeing", "passing"})
-_HAVING = frozenset({"have", "having", "had", "has", "got", "get", "getting", "any", "experience",
-                     "experienced", "experiencing", "notice", "noticed", "feel", "feeling", "felt"})
-# Words that end a negation's scope ("no fever but a rash that won't fade").
-_NEGATION_ENDS = frozenset({"and", "but", "although", "though", "however", "except", "yet", "so", "because",
-                            "now", "then", "which", "who"})
-_NEGATED_AFTER = (("ruled", "out"), ("excluded",), ("went", "away"), ("gone", "away"), ("resolved",))
+# symptoms tersely, and a wrong negation hides an emergency). The cue sets are in
+# data/knowledge/language.yaml (`prompt_*`, `absence_complaints`, `having_verbs`).
+NEGATION_REACH = _LANGUAGE.reach("prompt_negators")
+_NEGATORS = _LANGUAGE.words("prompt_negators")
+_NEGATING_AUXILIARIES = _LANGUAGE.words("prompt_negating_auxiliaries")
+_ABSENCE_COMPLAINTS = _LANGUAGE.words("absence_complaints")
+_HAVING = _LANGUAGE.words("having_verbs")
+_NEGATION_ENDS = _LANGUAGE.words("prompt_negation_ends")
+_NEGATED_AFTER = tuple(tuple(cue.split()) for cue in _LANGUAGE.phrases("prompt_negated_after"))
 # Mentions about the past or asked about in general: (cue words, most words between cue and mention).
-HISTORY_REACH = 8
-_NOT_CURRENT_BEFORE = (
-    (("history", "of"), 4), (("previous",), 2), (("previously",), 4), (("since", "my"), 2),
-    (("after", "my"), 2), (("recovered", "from"), 3), (("recovering", "from"), 3), (("survived",), 3),
-    (("risk", "of"), 4), (("risks", "of"), 4), (("chance", "of"), 4), (("chances", "of"), 4),
-    (("prevent",), 4), (("preventing",), 4), (("prevention", "of"), 4), (("avoid", "getting"), 2),
-    (("what", "are"), 6), (("what", "is", "a"), 0), (("what", "is", "an"), 0), (("what's", "a"), 0),
-    (("what", "causes"), 2), (("causes", "of"), 3), (("types", "of"), 3), (("difference", "between"), 5),
-    (("learn", "about"), 4), (("first", "aid", "for"), 3), (("how", "common", "is"), 2),
-    (("how", "is"), 2), (("how", "are"), 2),
-)
-_NOT_CURRENT_AFTER = (("years", "ago"), ("year", "ago"), ("last", "year"), ("months", "ago"),
-                      ("as", "a", "child"), ("when", "i", "was"), ("in", "the", "past"))
+HISTORY_REACH = _LANGUAGE.reach("prompt_not_current_before")
+_NOT_CURRENT_BEFORE = tuple((tuple(cue.split()), gap) for cue, gap in _LANGUAGE.pairs("prompt_not_current_before"))
+_NOT_CURRENT_AFTER = tuple(tuple(cue.split()) for cue in _LANGUAGE.phrases("prompt_not_current_after"))
 _CUES_BEFORE: dict[str, list[tuple[tuple[str, ...], int]]] = {}
 for _cue, _gap in _NOT_CURRENT_BEFORE:
     _CUES_BEFORE.setdefault(_cue[0], []).append((_cue, _gap))
@@ -59,8 +40,7 @@ _CUES_AFTER: dict[str, list[tuple[str, ...]]] = {}
 for _cue in _NOT_CURRENT_AFTER:
     _CUES_AFTER.setdefault(_cue[0], []).append(_cue)
 # Words that end the reach of a history or general cue ("had a stroke in 2019 and now his face ...").
-_HISTORY_ENDS = frozenset({"but", "however", "although", "now", "today", "tonight", "currently", "suddenly",
-                           "again"})
+_HISTORY_ENDS = _LANGUAGE.words("prompt_history_ends")
 
 
 class PromptReading:
@@ -211,8 +191,10 @@ def window_hits(words: list[str], sentence: list[int], window: tuple[tuple[froze
     for position in first:
         matched = [position]
         for group in others:
-            reach = [q for q in group
-                     if q != position and abs(q - position) <= within and sentence[q] == sentence[position]]
+            # only the group's positions within reach (bisection: each list is sorted), so a text
+            # full of the same words costs its length times the reach, not its length squared
+            nearby = group[bisect.bisect_left(group, position - within):bisect.bisect_right(group, position + within)]
+            reach = [q for q in nearby if q != position and sentence[q] == sentence[position]]
             if not reach:
                 break
             matched.append(min(reach, key=lambda q: abs(q - position)))

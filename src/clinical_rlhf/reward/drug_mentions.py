@@ -14,26 +14,13 @@ from dataclasses import dataclass
 
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, normalise_term
 from clinical_rlhf.knowledge.guidelines import normalize_text, phrase_regex
+from clinical_rlhf.knowledge.language import load_language
 from clinical_rlhf.safety.dosage import DoseStatement, find_doses
 
-# Name endings (INN/USAN stems) that mark a word as a drug name: -pril ACE inhibitors,
-# -sartan ARBs, -olol beta blockers, -dipine calcium-channel blockers, -statin, -prazole PPIs,
-# -tidine H2 antagonists, -floxacin quinolones, -cillin penicillins, -mycin, -cycline,
-# -conazole, -vir antivirals, -gliptin, -gliflozin, -glutide, -parin, -xaban, -gatran,
-# -triptan, -oxetine, -pramine, -triptyline, -azepam, -zolam, -barbital, -caine, -semide,
-# -thiazide, -terol, -sonide, -mab, -tinib, -setron, -lukast, -dronate, -afil, -profen,
-# -fenac, -coxib, -tadine, -osin, -glitazone, -formin, -peridol, -apine, -idone, -oxacin,
-# -nidazole, -tropium, -zodone, -olone.
-DRUG_STEMS = (
-    "pril", "sartan", "olol", "dipine", "statin", "prazole", "tidine", "floxacin", "cillin", "mycin",
-    "cycline", "conazole", "ovir", "avir", "ivir", "navir", "previr", "gliptin", "gliflozin", "glutide",
-    "parin", "xaban", "gatran", "triptan", "oxetine", "pramine", "triptyline", "azepam", "zolam",
-    "barbital", "caine", "semide", "thiazide", "terol", "sonide", "mab", "tinib", "setron", "lukast",
-    "dronate", "afil", "profen", "fenac", "coxib", "tadine", "osin", "glitazone", "formin", "peridol",
-    "apine", "idone", "oxacin", "nidazole", "tropium", "zodone", "olone",
-)
-# Ordinary words that happen to end like a drug stem.
-NOT_DRUGS = frozenset({"cholesterol", "ergosterol", "sterol", "cousin", "resin", "rosin", "moccasin"})
+# Name endings (INN/USAN stems) that mark a word as a drug name, and ordinary words that happen to
+# end like one (data/knowledge/language.yaml).
+DRUG_STEMS = tuple(load_language().phrases("drug_name_stems"))
+NOT_DRUGS = load_language().words("not_drugs")
 _LONG_WORD = re.compile(r"\b[a-z]{6,}\b")
 
 # Stand-in drug that lets the guard's dose parser report every amount in a text, named or not

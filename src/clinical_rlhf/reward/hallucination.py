@@ -18,13 +18,14 @@ clinician's look and costs `reward.hallucination_penalty`, it never vetoes. Subt
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clinical_rlhf.knowledge import SEVERITY_RANK
 from clinical_rlhf.reward.consistency import support
 from clinical_rlhf.reward.drug_mentions import DrugIndex, Mention, amount_spans, stated_doses
-from clinical_rlhf.reward.lexicon import STOPWORDS, compile_phrases
+from clinical_rlhf.reward.lexicon import LANGUAGE, STOPWORDS, compile_phrases
 from clinical_rlhf.reward.text import NEGATORS, Analysed
 from clinical_rlhf.safety.dosage import DoseStatement
 from clinical_rlhf.safety.verdict import SafetyFlag
@@ -42,35 +43,17 @@ AFTER_CHARS = 30
 NEGATION_WORDS = 2
 """An interaction cue is denied only by a negator right before it ("does not interact"), not by
 one further back ("should not be combined, it increases the risk")."""
-_MAX_CUE = compile_phrases(["maximum", "max", "more than", "exceed", "up to", "at most", "limit", "limited to",
-                            "upper limit", "highest", "safe limit", "ceiling"])
+# The cue phrase sets are in data/knowledge/language.yaml.
+_MAX_CUE = compile_phrases(LANGUAGE.phrases("maximum_cues"))
 _DAILY_CUE = re.compile(r"\b(?:a|per|each|every|in a|in one) day\b|\bdaily\b|\b24[\s-]*hours?\b|"
                         r"/\s*(?:day|24\s*h)|\ba 24\b")
-_SINGLE_CUE = compile_phrases(["at once", "at a time", "single dose", "per dose", "each dose", "one dose",
-                               "in one go", "in a single"])
-_INTERACTS = compile_phrases([
-    "interact*", "interaction", "should not be taken together", "shouldn't be taken together",
-    "should not be combined", "shouldn't be combined", "dangerous combination", "dangerous together",
-    "dangerous to combine", "dangerous with", "increases the risk", "raises the risk", "increase the risk",
-    "not safe to take together", "not safe together", "unsafe together", "unsafe to combine",
-    "serotonin syndrome", "avoid combining", "never combine", "must not be combined", "contraindicated with"])
-_NO_INTERACTION = compile_phrases([
-    "no interaction", "no known interaction", "no interactions", "no significant interaction",
-    "do not interact", "don't interact", "doesn't interact", "does not interact", "safe to take together",
-    "safe to combine", "safe together", "fine to take together", "fine together", "can be taken together",
-    "can safely be taken", "no problem taking", "perfectly safe with", "safe to take with", "fine to take with"])
+_SINGLE_CUE = compile_phrases(LANGUAGE.phrases("single_dose_cues"))
+_INTERACTS = compile_phrases(LANGUAGE.phrases("interaction_assertions"))
+_NO_INTERACTION = compile_phrases(LANGUAGE.phrases("interaction_denials"))
 # Words before a dose that are not a drug name ("take 500 mg", "up to 4 g").
-_DOSE_CONTEXT_WORDS = frozenset(
-    "take taking dose doses daily maximum max about than exceed total usually typically up to of is are be "
-    "between and or every each per around approximately roughly only just single usual starting start "
-    "initial recommended adult adults children child over under least most limit give given a an the "
-    "was were with tablet tablets capsule capsules strength strengths contains containing from though "
-    "although while whereas because since then also plus first second third further another extra "
-    "release modified extended slow prolonged dispersible soluble liquid syrup suspension oral injection "
-    "cream gel patch patches spray drops night morning evening bedtime twice once three four times "
-    "instead least most more less much many increase increased reduce reduced double halve last next "
-    "above below over under often usually around nearly almost exactly".split()) | STOPWORDS
+_DOSE_CONTEXT_WORDS = LANGUAGE.words("dose_context_words") | STOPWORDS
 _WORD_BEFORE = re.compile(r"(?<![\w-])([a-z]{3,})\s*$")
+WORD_BEFORE_CHARS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +68,16 @@ class HallucinationChecker:
         mentions = self.index.mentions(response.normalized)
         flags += self._unknown_drugs(response)
         flags += self._dose_claims(response, mentions, already_flagged_dose)
-        for start, end in response.sentences:
-            in_sentence = [m for m in mentions if start <= m.span[0] < end]
-            flags += self._interaction_claims(response, (start, end), in_sentence)
+        if len(mentions) >= 2:
+            # Each sentence's mentions and denials by bisection: one pass, however many sentences.
+            mention_starts = [m.span[0] for m in mentions]
+            denial_starts = [s for s, _ in response.hits(_NO_INTERACTION)]
+            for start, end in response.sentences:
+                low, high = bisect_left(mention_starts, start), bisect_left(mention_starts, end)
+                if high - low >= 2:
+                    denied = bisect_left(denial_starts, start)
+                    denies = denied < len(denial_starts) and denial_starts[denied] < end
+                    flags += self._interaction_claims(response, (start, end), mentions[low:high], denies)
         if samples:
             score = support(response.raw, samples, self.index)
             if score < self.consistency_threshold:
@@ -99,8 +89,10 @@ class HallucinationChecker:
 
     def _unknown_drugs(self, response: Analysed) -> list[SafetyFlag]:
         seen: dict[str, tuple[int, int]] = dict(self.index.unknown_drug_like(response.normalized))
-        for start, _ in amount_spans(response.normalized):
-            match = _WORD_BEFORE.search(response.normalized[:start])
+        text = response.normalized
+        for start, _ in amount_spans(text):
+            # the word right before the amount, read from a bounded window (a longer "word" is no drug name)
+            match = _WORD_BEFORE.search(text, max(0, start - WORD_BEFORE_CHARS), start)
             if match is None:
                 continue
             word = match.group(1)
@@ -132,12 +124,12 @@ class HallucinationChecker:
     # -- interactions -------------------------------------------------------------------------
 
     def _interaction_claims(self, response: Analysed, sentence: tuple[int, int],
-                            mentions: list[Mention]) -> list[SafetyFlag]:
+                            mentions: list[Mention], denies: bool) -> list[SafetyFlag]:
+        """A sentence naming two or more drugs (`denies`: it holds a non-negated "no interaction")."""
         drugs = list({m.drug.name: m.drug for m in mentions}.values())
         if len(drugs) < 2:
             return []
         start, end = sentence
-        denies = any(sentence[0] <= s < end for s, _ in response.hits(_NO_INTERACTION))
         asserts = False
         for match in _INTERACTS.finditer(response.normalized, start, end):
             if NEGATORS.intersection(response.clause_before(match.start())[-NEGATION_WORDS:]):
@@ -186,8 +178,10 @@ def _dose_problem(statement: DoseStatement, is_max: bool, is_daily: bool, is_sin
 def _flag(response: Analysed, subtype: str, evidence: str, span: tuple[int, int] | None,
           rule_id: str) -> SafetyFlag:
     if span is not None:
+        # Normalising only shortens runs of whitespace, so the evidence lies at or after its
+        # normalised offset in the original: searching from there finds it (and the right one).
         evidence_text = response.normalized[span[0]:span[1]]
-        found = response.raw.lower().find(evidence_text)
+        found = response.lowered.find(evidence_text, span[0])
         span = (found, found + len(evidence_text)) if found >= 0 else None
     return SafetyFlag(category="hallucination", subtype=subtype, severity="moderate", evidence=evidence,
                       span=span, source="response", rule_id=rule_id, action="escalate")

@@ -33,10 +33,11 @@ from clinical_rlhf.knowledge.guidelines import (
     window_counts,
     window_hits,
 )
+from clinical_rlhf.knowledge.language import load_language
 from clinical_rlhf.reward.coherence import topic_vocabulary
 
-# The determiners `red_flags.yaml` documents as skipped on both sides of a match.
-RED_FLAG_DETERMINERS = frozenset({"a", "an", "the", "my", "his", "her", "your", "their", "our", "its"})
+# The determiners `red_flags.yaml` documents as skipped on both sides of a match (language.yaml).
+RED_FLAG_DETERMINERS = load_language().words("determiners")
 _BREAK = "|"
 
 

@@ -13,30 +13,30 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from clinical_rlhf.knowledge.guidelines import normalize_text
+from clinical_rlhf.knowledge.language import load_language
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
 _CLAUSE_BREAK = re.compile(r"[.;:!?()\n]| - |\bbut\b|\bhowever\b|\bthough\b")
+_LANGUAGE = load_language()
 # A comma ends a clause only when a new instruction starts after it ("don't panic, call 999");
 # otherwise it separates list items that share the negation before them ("don't use ice, butter").
-_COMMA_CLAUSE = re.compile(r",\s*(?=(?:call|dial|ring|phone|go|get|seek|see|contact|take|give|use|keep|drink|"
-                           r"rest|try|ask|speak|talk|book|make|stay|sit|lie|apply|put|cool|run|wash|"
-                           r"tell|let|follow|check|start|stop|continue)\b)")
+_COMMA_CLAUSE = re.compile(r",\s*(?=(?:" + "|".join(sorted(_LANGUAGE.words("instruction_verbs"))) + r")\b)")
 
 # Words that turn the advice after them into its opposite ("do not take antibiotics").
-NEGATORS = frozenset({
-    "not", "no", "never", "don't", "dont", "doesn't", "isn't", "aren't", "won't", "shouldn't",
-    "mustn't", "can't", "cannot", "avoid", "avoiding", "without", "nor", "neither", "instead",
-    "rather", "unnecessary", "refrain", "needn't", "wouldn't", "didn't", "than",
-})
+NEGATORS = _LANGUAGE.words("answer_negators")
 # Words that open a conditional clause: a negator after them negates the condition, not the advice
 # ("if it doesn't improve call 999"), and advice inside them is conditional.
-CONDITIONALS = frozenset({"if", "unless", "when", "whenever", "case"})
+CONDITIONALS = _LANGUAGE.words("answer_conditionals")
 # Words after a negator that turn it against the delay, not the advice: "don't hesitate to call
 # 999", "do not wait to call an ambulance", "don't be afraid to ask your pharmacist".
-NEGATION_RELEASES = frozenset({"hesitate", "delay", "wait", "afraid", "scared", "worry", "embarrassed", "forget"})
-NEGATION_WINDOW = 5
+NEGATION_RELEASES = _LANGUAGE.words("negation_releases")
+NEGATION_WINDOW = _LANGUAGE.reach("answer_negators")
 """Words looked back from a phrase for a negator (within its clause)."""
+CLAUSE_CHARS_READ = 400
+"""How far back a clause is read from a phrase (~60 words). Real clauses are far shorter; the
+bound keeps each reading constant-time on a text with no clause breaks (a pasted list, a hostile
+input), so scoring stays linear in the answer's length."""
 
 
 def words(text: str) -> list[str]:
@@ -67,6 +67,11 @@ class Analysed:
         self.normalized = normalize_text(self.raw)
 
     @cached_property
+    def lowered(self) -> str:
+        """The raw text in lower case (where evidence found in `normalized` is looked up)."""
+        return self.raw.lower()
+
+    @cached_property
     def words(self) -> list[str]:
         return words(self.normalized)
 
@@ -74,10 +79,17 @@ class Analysed:
     def sentences(self) -> list[tuple[int, int]]:
         return sentence_spans(self.normalized)
 
+    @cached_property
+    def _sentence_starts(self) -> list[int]:
+        return [start for start, _ in self.sentences]
+
     def sentence_of(self, position: int) -> tuple[int, int]:
-        for start, end in self.sentences:
-            if start <= position <= end:
-                return start, end
+        """The sentence whose [start, end] holds `position` (bisection; sentences are sorted and
+        separated by their end marks); the whole text when none does."""
+        sentences = self.sentences
+        index = bisect.bisect_right(self._sentence_starts, position) - 1
+        if index >= 0 and sentences[index][0] <= position <= sentences[index][1]:
+            return sentences[index]
         return 0, len(self.normalized)
 
     @cached_property
@@ -91,7 +103,7 @@ class Analysed:
         """The words between the last clause start at or before `position` and `position`."""
         starts = self._clause_starts
         index = bisect.bisect_right(starts, position) - 1
-        start = starts[index] if index >= 0 else 0
+        start = max(starts[index] if index >= 0 else 0, position - CLAUSE_CHARS_READ)
         return words(self.normalized[start:position])
 
     def is_negated(self, position: int) -> bool:
@@ -109,8 +121,17 @@ class Analysed:
 
     def is_conditional(self, position: int) -> bool:
         """The phrase at `position` sits in a sentence with a conditional word ("call 999 if ...")."""
-        start, end = self.sentence_of(position)
-        return any(word in CONDITIONALS for word in words(self.normalized[start:end]))
+        sentence = self.sentence_of(position)
+        found = self._conditional_sentences.get(sentence)
+        if found is None:
+            found = self._conditional_sentences[sentence] = any(
+                word in CONDITIONALS for word in words(self.normalized[sentence[0]:sentence[1]]))
+        return found
+
+    @cached_property
+    def _conditional_sentences(self) -> dict[tuple[int, int], bool]:
+        """Sentence -> holds a conditional word, filled as asked (each sentence read once)."""
+        return {}
 
     def hits(self, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
         """Spans of `pattern` that are not negated."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from clinical_rlhf.knowledge import Drug, KnowledgeBase
+from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.dosage import DoseStatement, find_doses
 from clinical_rlhf.safety.medications import ContraindicationFinding, InteractionFinding
@@ -14,7 +15,7 @@ from clinical_rlhf.safety.verdict import Action, SafetyFlag, Severity
 
 _SEVERITY: dict[str, Severity] = {"contraindicated": "critical", "major": "high", "moderate": "moderate",
                                   "minor": "low"}
-_TAKEN = frozenset({"took", "taken", "swallowed", "ate", "drank", "overdosed", "had"})
+_TAKEN = lexicon.OVERDOSE_VERBS
 _SINGLE_DOSE_SUBTYPES = frozenset({"exceeds_single_max", "exceeds_pediatric_single_max"})
 # A dose this many times the maximum is critical rather than high.
 CRITICAL_DOSE_RATIO = 2.0

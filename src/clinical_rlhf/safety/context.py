@@ -23,17 +23,21 @@ from clinical_rlhf.safety.phrases import PhraseIndex
 Situation = Literal["current", "negated", "history", "hypothetical"]
 Stance = Literal["recommended", "warned", "neutral"]
 
-NEGATION_REACH = 6          # words a negation cue reaches forward (NegEx uses 5)
-HISTORY_REACH = 8
-HYPOTHETICAL_REACH = 15     # "what are the warning signs that someone is having a stroke"
-STANCE_REACH = 8
+# How many words each cue reaches (data/knowledge/language.yaml): a negation 6 (NegEx uses 5), a
+# hypothetical 15 ("what are the warning signs that someone is having a stroke").
+NEGATION_REACH = lexicon.NEGATION_REACH
+HISTORY_REACH = lexicon.HISTORY_REACH
+HYPOTHETICAL_REACH = lexicon.HYPOTHETICAL_REACH
+STANCE_REACH = lexicon.STANCE_REACH
 MEMO_SIZE = 16384
 """Sentence readings remembered (~300 bytes each, ~5 MB at most); a full store drops its oldest eighth."""
-_CONDITIONAL = frozenset({("if",), ("unless",), ("in", "case"), ("what", "if"), ("if", "ever"),
-                          ("if", "you", "ever"), ("should", "i", "ever"), ("if", "someone")})
+MEMO_SENTENCE_TOKENS = 96
+"""Readings in longer sentences are not remembered: the key copies and hashes the sentence, which
+for a text with no sentence breaks (a pasted list, a hostile input) would cost its whole length
+per mention. Real sentences are far shorter, and a long one is rarely seen twice."""
+_CONDITIONAL = frozenset(tuple(phrase.split()) for phrase in lexicon.CONDITIONAL_OPENERS)
 _EARLIEST_YEAR, _LATEST_YEAR = 1930, 2035
-_RECENT_UNITS = frozenset({"hour", "hours", "minute", "minutes", "day", "days", "few", "night", "24", "48",
-                           "couple", "week", "weekend"})
+_RECENT_UNITS = lexicon.RECENT_UNITS
 
 Tokenize = Callable[[str], tuple[str, ...]]
 
@@ -91,9 +95,12 @@ class ContextReader:
                 return position
         return high
 
-    def _remembered(self, key: tuple, read, text: NormalisedText, start: int, end: int, first: int, last: int):
-        """`read(text, start, end, first, last)`, remembered under `key` (what it reads, the sentence's
-        tokens, the mention's place in it): every reading looks only at tokens[first:last]."""
+    def _remembered(self, kind: str, read, text: NormalisedText, start: int, end: int, first: int, last: int):
+        """`read(text, start, end, first, last)`, remembered under what it reads (`kind`), the
+        sentence's tokens and the mention's place in it: every reading looks only at tokens[first:last]."""
+        if last - first > MEMO_SENTENCE_TOKENS:
+            return read(text, start, end, first, last)
+        key = (kind, text.tokens[first:last], start - first, end - first)
         memo = self._memo
         found = memo.get(key)
         if found is None:
@@ -107,8 +114,7 @@ class ContextReader:
     def situation(self, text: NormalisedText, start: int, end: int) -> Situation:
         """Whether the phrase at tokens[start:end] describes something happening now."""
         first, last = text.sentence(start, end)
-        return self._remembered(("situation", text.tokens[first:last], start - first, end - first),
-                                self._situation, text, start, end, first, last)
+        return self._remembered("situation", self._situation, text, start, end, first, last)
 
     def _situation(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Situation:
         if self._is_negated(text, start, end, first, last):
@@ -127,10 +133,8 @@ class ContextReader:
         for instructions ("you should not wait to find out: call 999 now")."""
         first, last = text.sentence(start, end)
         if within_clause:
-            return self._remembered(("negated_in_clause", text.tokens[first:last], start - first, end - first),
-                                    self._is_negated_in_clause, text, start, end, first, last)
-        return self._remembered(("negated", text.tokens[first:last], start - first, end - first),
-                                self._is_negated, text, start, end, first, last)
+            return self._remembered("negated_in_clause", self._is_negated_in_clause, text, start, end, first, last)
+        return self._remembered("negated", self._is_negated, text, start, end, first, last)
 
     def _is_negated_in_clause(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
         return self._is_negated(text, start, end, first, last, within_clause=True)
@@ -179,8 +183,7 @@ class ContextReader:
     def stance(self, text: NormalisedText, start: int, end: int) -> Stance:
         """Whether the drug named at tokens[start:end] is recommended, warned against or only named."""
         first, last = text.sentence(start, end)
-        return self._remembered(("stance", text.tokens[first:last], start - first, end - first),
-                                self._stance, text, start, end, first, last)
+        return self._remembered("stance", self._stance, text, start, end, first, last)
 
     def _stance(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Stance:
         tokens = text.tokens

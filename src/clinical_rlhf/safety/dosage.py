@@ -19,7 +19,7 @@ match (`tests/safety/test_fast_paths.py`).
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import NamedTuple
 
 from clinical_rlhf.knowledge import Drug, normalise_term
@@ -35,13 +35,15 @@ _PER_KG = r"(?:\s*/\s*kg|\s+per\s+kg|\s+per\s+kilo(?:gram)?)"
 # An amount with its unit; a count before it ("two 500 mg tablets", "2 x 500 mg", "2 tablets of
 # 500 mg") and a multiplier after it ("500 mg x 2") are read from the few characters around it,
 # which keeps the scan of the whole text to one simple pattern.
-# Starts with a digit so the regex engine can skip to digits quickly; the "not inside a word"
-# test on the character before is done in Python (`_Amount.read`). `(?<!\d\d)` right after the
-# first digit skips starts inside a number ("ref 10001" is tried once, not five times) and changes
-# no match: a start after a digit was tried one character earlier with every ending open to it
-# (the number runs on, and what follows it does not depend on where it began), and a match never
-# ends in a digit, so no search resumes inside a number (`tests/safety/test_fast_paths.py`).
-_AMOUNT = re.compile(rf"(?P<first>\d(?<!\d\d)[\d,]*(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<second>{_NUMBER}))?\s*"
+# Starts with a digit so the regex engine can skip to digits quickly. The look-behind right after
+# the first digit refuses a start inside a word or a number (a letter other than "x", a digit, "_",
+# "." or "," before it: "2x500mg" may start at the 5), so "1,000,000,1,000,000,..." is tried once,
+# not once per digit group. The number's digits and commas are taken possessively (`*+`): giving
+# one back can never let the unit match (a unit starts with a letter), and without it the engine
+# walks back over the whole run on every failure. Both keep the scan linear in the text's length
+# (`tests/safety/test_linear_shape.py`); `_INSIDE_WORD` is the same test, kept for the count
+# reader's look-back.
+_AMOUNT = re.compile(rf"(?P<first>\d(?<![a-wyz0-9_.,]\d)[\d,]*+(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<second>{_NUMBER}))?\s*"
                      rf"(?P<unit>{_UNIT})\b(?P<kg>{_PER_KG})?")
 _INSIDE_WORD = frozenset("abcdefghijklmnopqrstuvwyz0123456789_.,")  # "x" may precede: "2x500mg"
 _AFTER = re.compile(rf"\s*\)?\s*(?P<form>{_FORM})?\s*(?:(?:x|×|\*)\s*(?P<times>\d+))?")
@@ -211,6 +213,7 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
     named: dict[int, list[tuple[int, Drug]]] = {}
+    last_named: dict[int, Drug | None] = {}
     for number, (entry, offset) in enumerate(pieces):
         if not entry.readings:
             continue
@@ -224,12 +227,8 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
             # that names one: what `_attribute` picks from every position of the text.
             drug = _nearest(start, sentence[0] + offset if sentence[0] else first, sentence[1] + offset,
                             _named_in(pieces, number, drugs, named))
-            earlier = number
-            while drug is None and earlier > 0:
-                earlier -= 1
-                listed = _named_in(pieces, earlier, drugs, named)
-                if listed:
-                    drug = listed[-1][1]
+            if drug is None and number:
+                drug = _last_named_up_to(pieces, number - 1, drugs, named, last_named)
             drug = drug or fallback
             if drug is None:
                 continue
@@ -260,8 +259,7 @@ def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
     """(readings, number of amounts with a unit). Bare counts of a form ("take 2 tablets") are
     read only when the text has an amount with a unit, or with `counts_alone` (a piece of a text
     whose other pieces may have one)."""
-    amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)
-               if not match.start() or text[match.start() - 1] not in _INSIDE_WORD]
+    amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)]
     with_unit = len(amounts)
     if (amounts or counts_alone) and any(form in text for form in _FORM_CUES):
         taken = [(a.start, a.end) for a in amounts]
@@ -302,8 +300,9 @@ def attributed(text: str, found: list[Reading], positions: list[tuple[int, Drug]
     take two tablets")."""
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
+    starts = [at for at, _ in positions]
     for amount, (sentence_start, sentence_end), clause, per_day in found:
-        drug = _attribute(amount.start, sentence_start, sentence_end, positions) or fallback
+        drug = _attribute(amount.start, sentence_start, sentence_end, positions, starts) or fallback
         if drug is None:
             continue
         statement = amount.statement(text, drug, strengths, clause, per_day)
@@ -428,6 +427,30 @@ def _named_in(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
     return listed
 
 
+def _last_named_up_to(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
+                      named: dict[int, list[tuple[int, Drug]]], last_named: dict[int, Drug | None]) -> Drug | None:
+    """The last drug named in pieces 0..`number` (None: none names one). Each piece is looked at
+    once per text (`last_named` keeps the answers), so amounts far from any drug name do not
+    each walk back over every earlier piece."""
+    walked = []
+    found: Drug | None = None
+    while number >= 0:
+        if number in last_named:
+            found = last_named[number]
+            break
+        listed = _named_in(pieces, number, drugs, named)
+        if listed:
+            found = listed[-1][1]
+            break
+        walked.append(number)
+        number -= 1
+    for earlier in walked:
+        last_named[earlier] = found
+    if number >= 0:
+        last_named[number] = found
+    return found
+
+
 def _reads_past_start(text: str, start: int) -> bool:
     """Whether `_count_before(text, start)`, given a word before `text`, would read it: no word
     before the amount, or only an "x" or an "of"."""
@@ -546,12 +569,31 @@ def _drug_positions(text: str, drugs: list[Drug]) -> list[tuple[int, Drug]]:
 
 
 def _attribute(position: int, sentence_start: int, sentence_end: int,
-               positions: list[tuple[int, Drug]]) -> Drug | None:
-    in_sentence = [(abs(at - position), drug) for at, drug in positions if sentence_start <= at < sentence_end]
-    if in_sentence:
-        return min(in_sentence, key=lambda item: item[0])[1]
-    before = [drug for at, drug in positions if at < position]
-    return before[-1] if before else None
+               positions: list[tuple[int, Drug]], starts: list[int]) -> Drug | None:
+    """The drug named nearest to `position` inside its sentence (the earlier one on a tie), else
+    the last named before `position`. `starts` are the positions of `positions` (sorted): the
+    bisections keep this logarithmic. The naive equivalent, which it must match, is::
+
+        in_sentence = [(abs(at - position), drug) for at, drug in positions
+                       if sentence_start <= at < sentence_end]
+        if in_sentence:
+            return min(in_sentence, key=lambda item: item[0])[1]
+        before = [drug for at, drug in positions if at < position]
+        return before[-1] if before else None
+    """
+    split = bisect_left(starts, position)
+    low = bisect_left(starts, sentence_start)
+    high = bisect_left(starts, sentence_end, low)
+    if low < high:
+        after = max(split, low)
+        if split <= low:
+            return positions[after][1]
+        # the nearest before: the first entry naming the last position before `position`
+        before = bisect_left(starts, starts[min(split, high) - 1], low)
+        if after >= high or position - starts[before] <= starts[after] - position:
+            return positions[before][1]
+        return positions[after][1]
+    return positions[split - 1][1] if split else None
 
 
 def _nearest(position: int, sentence_start: int, sentence_end: int,

@@ -39,6 +39,8 @@ def explain(flag: SafetyFlag, knowledge: KnowledgeBase) -> str:
             limits.append(f"children {drug.pediatric_max_mg_per_kg_day:g} mg/kg/day")
         return (f"{drug.name} '{flag.evidence}' {subtype.replace('_', ' ')} ({'; '.join(limits)}; "
                 f"source: {drug.source})")
+    if flag.category == "guard_error" and flag.subtype == "input_too_long":
+        return f"the text is too long to read ({flag.evidence}); it is rejected unread to stay safe"
     if flag.category == "guard_error":
         return f"the guard failed ({flag.subtype}: {flag.evidence}); the answer is rejected to stay safe"
     return f"{flag.category}/{flag.subtype}: {flag.evidence}"

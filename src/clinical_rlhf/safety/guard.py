@@ -31,7 +31,7 @@ from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
-from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
+from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
     from clinical_rlhf.config import Config
@@ -103,6 +103,9 @@ class SafetyGuard:
         """Red flags in a question alone: `escalate` when the answer must send the person to
         emergency care (each flag carries the advice to give), `allow` otherwise."""
         try:
+            too_long = self._too_long(prompt, "prompt", action="escalate")
+            if too_long is not None:
+                return SafetyVerdict.from_flags([too_long])
             facts = self._prompt_facts(prompt)
             flags = [checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags]
             return SafetyVerdict.from_flags(flags)
@@ -121,7 +124,9 @@ class SafetyGuard:
         try:
             texts = conversation.user_turns(messages)
             prompt, turns = conversation.joined(texts), len(texts)
-            verdict = SafetyVerdict.from_flags(self._judge(self._conversation_facts(texts), prompt, response))
+            too_long = self._too_long(prompt, "prompt")
+            verdict = SafetyVerdict.from_flags(
+                [too_long] if too_long is not None else self._judge(self._conversation_facts(texts), prompt, response))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)])
@@ -133,6 +138,9 @@ class SafetyGuard:
         try:
             texts = conversation.user_turns(messages)
             prompt = conversation.joined(texts)
+            too_long = self._too_long(prompt, "prompt", action="escalate")
+            if too_long is not None:
+                return SafetyVerdict.from_flags([too_long])
             facts = self._conversation_facts(texts)
             return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags])
         except Exception as exc:  # noqa: BLE001
@@ -145,7 +153,19 @@ class SafetyGuard:
         if not isinstance(prompt, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
+        too_long = self._too_long(prompt, "prompt")
+        if too_long is not None:
+            return [too_long]
         return self._judge(self._prompt_facts(prompt), prompt, response)
+
+    def _too_long(self, text: str, source: str, action: Action = "reject") -> SafetyFlag | None:
+        """The flag for a text longer than `safety.max_text_chars`, which is not read at all."""
+        if len(text) <= self.config.max_text_chars:
+            return None
+        return SafetyFlag(category="guard_error", subtype="input_too_long", severity="critical",
+                          evidence=f"{len(text):,} characters (the guard reads at most "
+                                   f"{self.config.max_text_chars:,}: safety.max_text_chars)",
+                          source=source, rule_id="guard_error:input_too_long", action=action)
 
     def _judge(self, facts: PromptFacts, prompt: str, response: str) -> list[SafetyFlag]:
         """The flags of an answer given what the question established (`prompt`: the question as
@@ -153,6 +173,9 @@ class SafetyGuard:
         if not isinstance(response, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
+        too_long = self._too_long(response, "response")
+        if too_long is not None:
+            return [too_long]
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)

@@ -8,10 +8,12 @@ warns about either drug. Naming both without a recommendation or a warning asks 
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge import SEVERITY_RANK, Contraindication, Drug, Interaction, KnowledgeBase
 from clinical_rlhf.knowledge.model import CLASS_PREFIX
 from clinical_rlhf.safety import lexicon
@@ -72,14 +74,13 @@ _BARE_NUMBER = re.compile(r"\s(\d{1,2})\b(?![.,]\d)")
 # whitespace and the number; one search per ending, each led by its literal (~2 us in all, against
 # ~18 us for `(?:[ai]m|[ie]s|re)\s+[0-9]`, which the engine tries at every a, i, e and r).
 _BARE_SUBJECT_HINTS = (re.compile(r"m\s+[0-9]"), re.compile(r"s\s+[0-9]"), re.compile(r"re\s+[0-9]"))
-_AGE_WORDS = {"newborn": 0.05, "neonate": 0.05, "infant": 0.5, "baby": 0.5, "toddler": 2.0,
-              "preschooler": 4.0, "teenager": 15.0, "teen": 15.0, "adolescent": 15.0}
+_AGE_WORDS = lexicon.LANGUAGE.age_words
 _AGE_WORD_SET = frozenset(_AGE_WORDS)
-_BARE_SUBJECTS = frozenset({"i am", "im", "he is", "hes", "she is", "shes", "son is", "daughter is", "child is",
-                            "baby is", "kid is", "boy is", "girl is", "who is", "they are", "theyre"})
-_NOT_AN_AGE = frozenset({"weeks", "months", "days", "kg", "kilo", "kilos", "lb", "lbs", "pounds", "stone", "mg",
-                         "degrees", "c", "f", "percent", "%", "cm", "ft", "feet", "inches", "minutes", "hours",
-                         "times", "g", "mcg", "ml"})
+_BARE_SUBJECTS = frozenset(lexicon.LANGUAGE.phrases("age_subjects"))
+_NOT_AN_AGE = lexicon.LANGUAGE.words("not_an_age")
+if not all(subject.endswith(("m", "s", "re")) for subject in _BARE_SUBJECTS):
+    raise ConfigError(f"{lexicon.LANGUAGE.path}: every `age_subjects` phrase must end in 'm', 's' or 're' "
+                      f"(the guard's age search looks for those endings first); got {sorted(_BARE_SUBJECTS)}")
 _WEIGHT = re.compile(r"\b(\d{1,3}(?:\.\d+)?)\s*(kg|kgs|kilos?|kilograms?|lbs?|pounds)\b")
 _POUNDS_TO_KG = 0.45359237
 PAIRS_MEMO_SIZE = 4096
@@ -253,11 +254,14 @@ class MedicationChecker:
                         if denied_positions.isdisjoint(range(start, end))
                         and not self.context.is_negated(text, start, end)]
 
+        mention_starts = [m.start for m in mentions]  # sorted: mentions come in text order
+
         def named(hits: list[tuple[int, int]]) -> list[frozenset[str]]:
             sentences = []
             for start, end in hits:
                 first, last = text.sentence(start, end)
-                sentences.append(frozenset(m.drug.name for m in mentions if first <= m.start < last))
+                low, high = bisect_left(mention_starts, first), bisect_left(mention_starts, last)
+                sentences.append(frozenset(m.drug.name for m in mentions[low:high]))
             return sentences
 
         return named(warning_hits), named(denial_hits)

@@ -157,7 +157,26 @@ class NormalisedText:
         return [hit for hit in found[low:high] if hit[1] <= stop]
 
     def contains(self, index: PhraseIndex, start: int = 0, stop: int | None = None) -> bool:
-        return bool(self.find(index, start, stop))
+        """`bool(self.find(index, start, stop))` without building the window's list: in a long
+        sentence that list could hold every hit of the text."""
+        found = self._found.get(index)
+        if found is None:
+            found = self._find_all(index)
+        if not found:
+            return False
+        size = len(self.tokens)
+        if stop is None or stop > size:
+            stop = size
+        if start <= 0 and stop >= size:
+            return True
+        low = bisect_left(found, start, key=_hit_start)
+        for position in range(low, len(found)):
+            hit = found[position]
+            if hit[0] >= stop:
+                return False
+            if hit[1] <= stop:
+                return True
+        return False
 
     def _find_all(self, index: PhraseIndex) -> list[Hit]:
         scanner = self._scanner
@@ -403,26 +422,65 @@ class Normaliser:
     def segment(self, letters: str) -> list[str] | None:
         """Split a run of letters into known words, covering as many letters as possible
         (dynamic programming; unknown letters stay one-letter words). None when no known word
-        is found at all."""
+        is found at all.
+
+        Forward form of the plain recurrence: `best[end]` is the best of `best[start] + piece` over
+        `start` ascending, where `piece = letters[start:end]` is a known word (three letters or
+        more, or the whole run) or a single letter, judged by (letters covered, fewer pieces),
+        the first best kept. The known words starting at each position come from a walk down
+        the vocabulary's letter trie, which stops as soon as no word continues, instead of
+        testing every substring up to the longest word's length."""
         size = len(letters)
-        best: list[tuple[int, int, list[str]] | None] = [None] * (size + 1)
-        best[0] = (0, 0, [])
-        for end in range(1, size + 1):
-            candidates = []
-            for start in range(max(0, end - self._longest_word), end):
-                prefix = best[start]
-                if prefix is None:
-                    continue
-                piece = letters[start:end]
-                known = piece in self.vocabulary and (len(piece) >= MIN_SEGMENT or len(piece) == size)
-                if not known and end - start > 1:
-                    continue
-                candidates.append((prefix[0] + (len(piece) if known else 0), prefix[1] - 1, prefix[2] + [piece]))
-            best[end] = max(candidates, key=lambda c: (c[0], c[1])) if candidates else None
+        best: list[tuple[int, int, int] | None] = [None] * (size + 1)
+        best[0] = (0, 0, -1)  # (letters covered, -pieces, where the last piece starts)
+        trie, vocabulary = self._trie, self.vocabulary
+        for start in range(size):
+            prefix = best[start]
+            if prefix is None:
+                continue
+            covered, pieces = prefix[0], prefix[1] - 1
+            single_known = letters[start] in vocabulary and (1 >= MIN_SEGMENT or size == 1)
+            _relax(best, start + 1, (covered + (1 if single_known else 0), pieces, start))
+            node = trie.get(letters[start])
+            for end in range(start + 2, size + 1):
+                if node is None:
+                    break
+                node = node.get(letters[end - 1])
+                if node is not None and "" in node and (end - start >= MIN_SEGMENT or end - start == size):
+                    _relax(best, end, (covered + end - start, pieces, start))
         final = best[size]
         if final is None or final[0] < MIN_COVERAGE * size:
             return None  # mostly unknown letters: keep the run as one word rather than guess
-        return final[2]
+        words = []
+        end = size
+        while end:
+            start = best[end][2]
+            words.append(letters[start:end])
+            end = start
+        return words[::-1]
+
+    @property
+    def _trie(self) -> dict:
+        """The vocabulary as a letter trie ("" marks a word's end), built on first use."""
+        trie = self.__dict__.get("_trie_built")
+        if trie is None:
+            trie = {}
+            for word in self.vocabulary:
+                node = trie
+                for char in word:
+                    node = node.setdefault(char, {})
+                node[""] = {}
+            self.__dict__["_trie_built"] = trie
+        return trie
+
+
+def _relax(best: list, end: int, candidate: tuple[int, int, int]) -> None:
+    """Keep `candidate` for `end` when it covers more letters, or as many in fewer pieces; on a
+    tie the first one kept stays (candidates arrive by ascending start, as in the plain form)."""
+    current = best[end]
+    if current is None or (candidate[0], candidate[1]) > (current[0], current[1]) or \
+            ((candidate[0], candidate[1]) == (current[0], current[1]) and candidate[2] < current[2]):
+        best[end] = candidate
 
 
 def _spaced_hint(classes: bytes) -> bool:

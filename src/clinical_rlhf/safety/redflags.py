@@ -4,6 +4,7 @@ answers that play an emergency down."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import NamedTuple
 
 from clinical_rlhf.knowledge import KnowledgeBase, RedFlag
@@ -90,9 +91,7 @@ class RedFlagDetector:
         if hits and len(self.exclusions):
             excluded = text.find(self.exclusions)
             if excluded:
-                hits = [(start, end, flag_id) for start, end, flag_id in hits
-                        if not any(flag_id == other and low < end and start < high
-                                   for low, high, other in excluded)]
+                hits = _outside(hits, excluded)
         hits.sort(key=lambda hit: (hit[0], -hit[1]))
         return hits
 
@@ -138,6 +137,7 @@ class RedFlagDetector:
         if not downplays:
             return []
         tokens = text.tokens
+        downplay_starts = [d_start for d_start, _, _ in downplays]  # sorted, as `find` returns hits
         found: dict[str, RedFlagHit] = {}
         for start, end, flag_id in self._trigger_hits(text):
             # "call 999 if you get chest pain" next to "usually harmless" plays nothing down.
@@ -145,13 +145,43 @@ class RedFlagDetector:
                 continue
             first, last = text.sentence(start, end)
             _, after_next = text.sentence(min(last + 1, len(tokens)), min(last + 1, len(tokens)))
-            if any(first <= d_start < max(last, after_next) for d_start, _, _ in downplays):
+            # a downplay starting in [first, max(last, after_next)): bisection, not a scan of them all
+            nearest = bisect_left(downplay_starts, first)
+            if nearest < len(downplay_starts) and downplay_starts[nearest] < max(last, after_next):
                 found[flag_id] = RedFlagHit(self.flags[flag_id], start, end, " ".join(tokens[start:end]))
         return list(found.values())
 
 
-_NEGATING_WORDS = frozenset({"no", "not", "without", "never", "nor", "isnt", "wasnt", "doesnt", "dont", "didnt",
-                             "arent", "werent", "hasnt", "havent"})
+def _outside(hits: list[tuple[int, int, str]], excluded: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    """The hits that overlap no exclusion of their own flag. Naive equivalent::
+
+        [(start, end, flag) for start, end, flag in hits
+         if not any(flag == other and low < end and start < high for low, high, other in excluded)]
+
+    Each flag's exclusions are merged into sorted, disjoint intervals once, and each hit is
+    checked against them by bisection, so many triggers and many exclusions cost n log n."""
+    intervals: dict[str, tuple[list[int], list[int]]] = {}
+    for low, high, flag_id in sorted(excluded, key=lambda item: (item[2], item[0])):
+        lows, highs = intervals.setdefault(flag_id, ([], []))
+        if lows and low <= highs[-1]:
+            highs[-1] = max(highs[-1], high)
+        else:
+            lows.append(low)
+            highs.append(high)
+    kept = []
+    for start, end, flag_id in hits:
+        merged = intervals.get(flag_id)
+        if merged is not None:
+            lows, highs = merged
+            # the last interval starting before `end` is the only one that can overlap [start, end)
+            last = bisect_left(lows, end) - 1
+            if last >= 0 and highs[last] > start:
+                continue
+        kept.append((start, end, flag_id))
+    return kept
+
+
+_NEGATING_WORDS = lexicon.NEGATING_WORDS
 
 
 def _word_negated(tokens: tuple[str, ...], matched: list[int]) -> bool:
