@@ -9,8 +9,9 @@ Here every sentence is composed fresh from grammar pieces: drugs drawn from the 
 free numbers (temperatures, blood pressures, percentages, days), conditions from the
 contraindication rules, ages and weights, negations, advice, reassurance and safety-netting, and,
 now and then, a red-flag phrase from the knowledge base or a dose above the drug's maximum.
-Answers are 300 to 1,000 characters long; each question is answered by several sampled answers,
-as in training. The same seed gives the same text; `UnseenText(seed=s)` streams are independent
+Answers are 300 to 1,000 characters long and, like real ones, talk about a few drugs (the
+question's and up to two others); each question is answered by several sampled answers, as in
+training. The same seed gives the same text; `UnseenText(seed=s)` streams are independent
 for different seeds, so a benchmark round that must not see text twice takes a new seed.
 
 Only the knowledge base's public loader is used, so the generator outlives changes to how the
@@ -25,7 +26,7 @@ import statistics
 import sys
 from collections.abc import Callable
 
-from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
+from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
 
 MIN_ANSWER_CHARS = 300
 MAX_ANSWER_CHARS = 1000
@@ -46,7 +47,12 @@ class UnseenText:
     """A stream of (question, answer) pairs in which sentences practically never repeat."""
 
     def __init__(self, seed: int = 0, knowledge: KnowledgeBase | None = None,
-                 red_flag_rate: float = 0.08, dose_error_rate: float = 0.05) -> None:
+                 red_flag_rate: float = 0.08, dose_error_rate: float = 0.05,
+                 safety_net_red_flag_rate: float = 0.5) -> None:
+        """`red_flag_rate`: share of questions that present an emergency, and of answers that
+        mention a red flag without emergency advice; `dose_error_rate`: share of dose sentences
+        with a dose above the drug's maximum; `safety_net_red_flag_rate`: share of answers whose
+        closing safety-netting names a red flag (the others give general advice)."""
         self.rng = random.Random(seed)
         self.knowledge = knowledge or load_knowledge()
         self.drugs = self.knowledge.drugs
@@ -54,16 +60,20 @@ class UnseenText:
                                   if not any(c.isdigit() or c == "{" for c in term)})
         self.red_flag_phrases = sorted({trigger for flag in self.knowledge.red_flags for trigger in flag.triggers
                                         if not any(c.isdigit() for c in trigger)})
+        self._question_drugs = [self.rng.choice(self.drugs), self.rng.choice(self.drugs)]
+        self._cast = list(self._question_drugs)
         self.red_flag_rate = red_flag_rate
         self.dose_error_rate = dose_error_rate
+        self.safety_net_red_flag_rate = safety_net_red_flag_rate
         self._body: tuple[Callable[[], str], ...] = (
             self._dose, self._dose, self._drug_class, self._negation, self._numbers, self._advice,
             self._reassurance, self._condition_note, self._age_note, self._duration_note)
 
     # -- small pieces ------------------------------------------------------------------------
 
-    def _drug_name(self) -> tuple[str, object]:
-        drug = self.rng.choice(self.drugs)
+    def _drug_name(self, drug: Drug | None = None) -> tuple[str, Drug]:
+        """How a drug of the answer's cast (or `drug`) is written: its generic name or a brand."""
+        drug = drug or self.rng.choice(self._cast)
         return (self.rng.choice(drug.brands) if drug.brands and self.rng.random() < 0.3 else drug.name), drug
 
     def _amount(self, drug) -> str:
@@ -199,6 +209,11 @@ class UnseenText:
     def _safety_net(self) -> str:
         flag = self.rng.choice(self.red_flag_phrases)
         days = self.rng.randint(2, 60)
+        if self.rng.random() >= self.safety_net_red_flag_rate:
+            return self.rng.choice((
+                f"See a doctor if it is no better in {days} days, or sooner if it gets worse.",
+                f"Speak to your pharmacist or call {self._help()} if you are unsure in the next {days} days.",
+            ))
         return self.rng.choice((
             f"If you notice {flag} in the next {self._duration()}, call {self._help()} straight away.",
             f"Get emergency help by calling {self._help()} if there is ever {flag}, even {days} days from now.",
@@ -216,14 +231,16 @@ class UnseenText:
 
     def question(self) -> str:
         rng = self.rng
-        name, _ = self._drug_name()
-        other, _ = self._drug_name()
+        self._question_drugs = [rng.choice(self.drugs), rng.choice(self.drugs)]
+        name, _ = self._drug_name(self._question_drugs[0])
+        other, _ = self._drug_name(self._question_drugs[1])
         symptom = rng.choice(SYMPTOMS)
         if rng.random() < self.red_flag_rate:
             return f"{rng.choice(RELATIVES).capitalize()} has {rng.choice(self.red_flag_phrases)}. What should we do?"
         return rng.choice((
             f"I've had {symptom} for {self._duration()}. What can I take?",
-            f"How much {name} can I give {rng.choice(RELATIVES)}, who is {rng.randint(2, 80)} and weighs {rng.randint(12, 95)} kg?",
+            f"How much {name} can I give {rng.choice(RELATIVES)}, who is {rng.randint(2, 80)} and weighs "
+            f"{rng.randint(12, 95)} kg?",
             f"I take {name} for {rng.choice(self.conditions)}. Is {other} safe with it?",
             f"What is the maximum dose of {name} in a day?",
             f"I'm {rng.randint(18, 85)} with {rng.choice(self.conditions)} and {symptom}. Any advice?",
@@ -234,6 +251,9 @@ class UnseenText:
         """300 to 1,000 characters of freshly composed sentences (every sentence is at most ~150
         characters, so the loop always passes 300 before a sentence could overflow 1,000)."""
         rng = self.rng
+        # Like a real answer, it talks about a few drugs: the question's and up to two others.
+        extra = [rng.choice(self.drugs) for _ in range(rng.randint(0, 2))]
+        self._cast = self._question_drugs[: rng.randint(1, 2)] + extra
         target = rng.randint(MIN_ANSWER_CHARS, MAX_ANSWER_CHARS)
         sentences = [self._opening()]
         ending = self._red_flag_aside() if rng.random() < self.red_flag_rate else self._safety_net()
