@@ -35,8 +35,10 @@ ANSWERS_PER_QUESTION = 4
 SYMPTOMS = ("a headache", "back pain", "a sore throat", "a cough", "earache", "toothache", "heartburn",
             "a blocked nose", "hay fever", "period pain", "a sprained ankle", "trouble sleeping",
             "a rash on my arm", "an upset stomach", "muscle aches", "a stiff neck after gardening")
-FREQUENCIES = ("once a day", "twice a day", "three times a day", "every 4 hours", "every 6 hours",
-               "every 8 hours", "at night", "in the morning", "once a week", "every 12 hours", "as needed")
+FREQUENCIES = {"once a day": 1, "twice a day": 2, "three times a day": 3, "every 4 hours": 6, "every 6 hours": 4,
+               "every 8 hours": 3, "at night": 1, "in the morning": 1, "once a week": 1 / 7, "every 12 hours": 2}
+"""How often, and how many doses that makes in a day."""
+FREQUENCY_WORDS = tuple(FREQUENCIES)
 DURATIONS = ("day", "week", "month")
 UNITS = ("mg", "mg", "mg", "g", "micrograms", "ml")
 RELATIVES = ("my son", "my daughter", "my husband", "my wife", "my mother", "my dad", "my partner")
@@ -76,17 +78,25 @@ class UnseenText:
         drug = drug or self.rng.choice(self._cast)
         return (self.rng.choice(drug.brands) if drug.brands and self.rng.random() < 0.3 else drug.name), drug
 
-    def _amount(self, drug) -> str:
-        strengths = drug.common_strengths_mg or (self.rng.choice((2.5, 5, 10, 20, 50, 100, 250)),)
-        unit = self.rng.choice(UNITS)
-        base = self.rng.choice(strengths) * self.rng.choice((0.5, 1, 1, 2))
-        if unit == "g":
-            return f"{base / 1000:g} g" if base >= 100 else f"{base:g} mg"
-        if unit == "micrograms":
-            return f"{base * self.rng.choice((1, 10)):g} micrograms"
-        if unit == "ml":
-            return f"{self.rng.randint(2, 20)} ml of the {self.rng.choice((120, 250, 500))} mg/5 ml liquid"
-        return f"{base:g} mg"
+    def _dose_words(self, drug: Drug) -> tuple[str, str]:
+        """(amount, frequency) of a plausible dose: a usual strength, at most the single maximum,
+        at a frequency that keeps the day's total within the daily maximum, written in mg, g,
+        micrograms or as millilitres of a liquid."""
+        rng = self.rng
+        mg = rng.choice(drug.common_strengths_mg or (rng.choice((2.5, 5, 10, 20, 50, 100)),)) * rng.choice((0.5, 1))
+        mg = min(mg, drug.max_single_mg or mg)
+        daily_max = drug.max_weekly_mg / 7 if drug.max_weekly_mg else drug.max_daily_mg
+        frequency = rng.choice([words for words, per_day in FREQUENCIES.items()
+                                if daily_max is None or mg * per_day <= daily_max] or ["once a week"])
+        unit = rng.choice(UNITS)
+        if unit == "g" and mg >= 250:
+            return f"{mg / 1000:g} g", frequency
+        if unit == "micrograms" or mg < 1:
+            return f"{mg * 1000:g} micrograms", frequency
+        concentration = rng.choice((120, 250, 500))
+        if unit == "ml" and mg * 5 / concentration >= 1:
+            return f"{mg * 5 / concentration:.0f} ml of the {concentration} mg/5 ml liquid", frequency
+        return f"{mg:g} mg", frequency
 
     def _duration(self) -> str:
         count = self.rng.randint(2, 14)
@@ -99,15 +109,14 @@ class UnseenText:
 
     def _dose(self) -> str:
         name, drug = self._drug_name()
+        amount, frequency = self._dose_words(drug)
         if self.rng.random() < self.dose_error_rate and drug.max_single_mg:
             amount = f"{drug.max_single_mg * self.rng.choice((2, 3, 5)):g} mg"  # a planted overdose
-        else:
-            amount = self._amount(drug)
         return self.rng.choice((
-            f"{name} {amount} {self.rng.choice(FREQUENCIES)} for {self._duration()} is a common choice.",
-            f"You could take {amount} of {name} {self.rng.choice(FREQUENCIES)}, with food if it upsets you.",
-            f"The usual amount of {name} is {amount} {self.rng.choice(FREQUENCIES)}; check the leaflet first.",
-            f"Many adults manage on {amount} {name} {self.rng.choice(FREQUENCIES)} for up to {self._duration()}.",
+            f"{name} {amount} {frequency} for {self._duration()} is a common choice.",
+            f"You could take {amount} of {name} {frequency}, with food if it upsets you.",
+            f"The usual amount of {name} is {amount} {frequency}; check the leaflet first.",
+            f"Many adults manage on {amount} {name} {frequency} for up to {self._duration()}.",
         ))
 
     def _drug_class(self) -> str:
@@ -151,10 +160,11 @@ class UnseenText:
         return rng.choice((
             f"Rest for {self._duration()} on {name}, keep the room at about {rng.randint(16, 22)} degrees and eat "
             f"every {rng.randint(2, 5)} hours.",
-            f"Try a cool compress for {rng.randint(5, 20)} minutes {rng.choice(FREQUENCIES)} for {self._duration()}.",
+            f"Try a cool compress for {rng.randint(5, 20)} minutes {rng.choice(FREQUENCY_WORDS)} "
+            f"for {self._duration()}.",
             f"Keep a diary of the symptoms and doses of {name} for {self._duration()} and bring it in after "
             f"{rng.randint(2, 30)} days.",
-            f"Gentle stretching for {rng.randint(5, 30)} minutes {rng.choice(FREQUENCIES)} usually helps within "
+            f"Gentle stretching for {rng.randint(5, 30)} minutes {rng.choice(FREQUENCY_WORDS)} usually helps within "
             f"{self._duration()}.",
             f"Avoid alcohol for {self._duration()} while you are taking {name}.",
         ))
@@ -210,9 +220,10 @@ class UnseenText:
         flag = self.rng.choice(self.red_flag_phrases)
         days = self.rng.randint(2, 60)
         if self.rng.random() >= self.safety_net_red_flag_rate:
+            symptom, name = self.rng.choice(SYMPTOMS), self._drug_name()[0]
             return self.rng.choice((
-                f"See a doctor if it is no better in {days} days, or sooner if it gets worse.",
-                f"Speak to your pharmacist or call {self._help()} if you are unsure in the next {days} days.",
+                f"See a doctor if {symptom} is no better after {days} days of {name}, or sooner if it gets worse.",
+                f"Speak to your pharmacist or call {self._help()} if {symptom} worries you in the next {days} days.",
             ))
         return self.rng.choice((
             f"If you notice {flag} in the next {self._duration()}, call {self._help()} straight away.",
