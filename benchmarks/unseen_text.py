@@ -91,7 +91,7 @@ class UnseenText:
         unit = rng.choice(UNITS)
         if unit == "g" and mg >= 250:
             return f"{mg / 1000:g} g", frequency
-        if unit == "micrograms" or mg < 1:
+        if mg < 1 or (unit == "micrograms" and mg <= 5):
             return f"{mg * 1000:g} micrograms", frequency
         concentration = rng.choice((120, 250, 500))
         if unit == "ml" and mg * 5 / concentration >= 1:
@@ -277,7 +277,7 @@ class UnseenText:
             length += 1 + len(sentence)
             if length >= target:
                 break
-        return " ".join([*sentences, ending])
+        return " ".join(sentence[0].upper() + sentence[1:] for sentence in (*sentences, ending))
 
     def pairs(self, count: int, answers_per_question: int = ANSWERS_PER_QUESTION) -> list[tuple[str, str]]:
         """`count` pairs; each question is answered `answers_per_question` times in a row."""
