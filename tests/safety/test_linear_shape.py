@@ -7,8 +7,9 @@ test does not depend on how fast the machine is. Absolute speed is the benchmark
 
 Each size is timed as the median of three CPU-time measurements (`time.process_time`), each
 checking new texts until at least `MIN_MEASURE_SECONDS` have been spent, so that short checks are
-not lost in timer noise and no memo of the guard serves a text it has seen. Hypothesis draws the text's seed and n; shrinking is off, a failing
-example is reported as drawn.
+not lost in timer noise and no memo of the guard serves a text it has seen. Hypothesis draws the
+text's seed and n; shrinking is off (it would re-time many examples), a failing example is
+reported as drawn. About 5 CPU seconds in all.
 
 Families whose cost is quadratic before the clinical-reading rewrite (issue 14) are marked
 `xfail(strict=False)`; the rewrite removes the marks.
