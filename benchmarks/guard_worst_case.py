@@ -1,7 +1,7 @@
 """Worst-case inputs for the safety guard: how its cost grows with the length of hostile text.
 
-    python benchmarks/guard_worst_case.py                   # answers, 1 KB to 1 MB (a few minutes at most)
-    python benchmarks/guard_worst_case.py --side question   # the same texts as the question (check_prompt)
+    python benchmarks/guard_worst_case.py                   # 1 KB to 1 MB, as answers and as questions
+    python benchmarks/guard_worst_case.py --side answer     # one table: the text as the answer
     python benchmarks/guard_worst_case.py --strict          # exit 1 when a 1 MB input misses the target
     python benchmarks/guard_worst_case.py --limit 30        # seconds a single check may run
 
@@ -14,8 +14,8 @@ Five families of input, each 1 KB, 10 KB, 100 KB and 1 MB long (1 KB = 1,024 cha
                          characters (zero-width spaces and joiners, BOM, soft hyphen) between letters
     drug_soup            generic names, synonyms and brands of the knowledge base, comma-separated
 
-Each case runs in a subprocess of its own (a fresh guard, warmed up on one ordinary check) and is
-stopped when the check has used `--limit` CPU seconds (or, on a very busy machine, six times that
+Each case runs in a subprocess of its own (forked from the one that built and warmed up the
+guard, so no case sees another's memos) and is stopped when the check has used `--limit` CPU seconds (or, on a very busy machine, six times that
 in wall-clock seconds): it is then reported as "> limit", and the family's longer inputs are not
 run ("not run": cost only grows with length). Reported per case: CPU seconds of
 the check (`time.process_time`, what the target is judged on: other processes on a shared machine
@@ -30,33 +30,36 @@ checks that the cost at 8n over the cost at n stays clearly below quadratic.
 from __future__ import annotations
 
 import argparse
-import json
+import gc
 import math
+import multiprocessing
 import os
 import random
 import resource
-import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
+from clinical_rlhf.safety import SafetyGuard, compiled
 
 SIZES: dict[str, int] = {"1 KB": 1024, "10 KB": 10 * 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
 TARGET_SECONDS_1MB = 2.0
-DEFAULT_LIMIT_SECONDS = 10.0
+DEFAULT_LIMIT_SECONDS = 5.0
 WALL_FACTOR = 6
 """A check still running after this many times the CPU limit in wall-clock seconds is stopped too."""
-SETUP_TIMEOUT_SECONDS = 180.0
-"""Generous: importing the package and loading the knowledge base on a loaded machine."""
+SETUP_TIMEOUT_SECONDS = 60.0
+"""Generous: forking and building a 1 MB text on a loaded machine."""
+FORK = multiprocessing.get_context("fork")
+"""Each case runs in a fork of the process that built the guard: no import or index building per case."""
 
 # U+202E/U+202D overrides, U+2066-2069 isolates, U+200E/F marks; then invisible characters.
 BIDI = ("\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f")
 INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
-CELL = 32
+CELL = 36
 """Width of a table cell."""
 FREQUENCIES = ("every 4 hours", "every 6 hours", "twice a day", "three times daily", "once a week", "at night")
 
@@ -110,86 +113,90 @@ def build_text(family: Family, size: int, seed: int = 0, knowledge: KnowledgeBas
     return "".join(pieces)[:size]
 
 
-def run_one(family_name: str, size: int, side: str, limit: float) -> None:
-    """Child process: build the guard and the text, say "ready", time one check, print JSON. The
-    kernel ends the child (SIGXCPU) once the check has used `limit` CPU seconds, even inside a
+def _check_in_child(guard: SafetyGuard, family_name: str, size: int, side: str, limit: float,
+                    results: Connection) -> None:
+    """Forked child: build the text, say "ready", time one check, send the figures. The kernel
+    ends the child (SIGXCPU) once the check has used `limit` CPU seconds, even inside a
     regular-expression search that Python could not interrupt."""
-    from clinical_rlhf.safety import SafetyGuard
-
     family = FAMILIES[family_name]
-    guard = SafetyGuard()
-    guard.check("How much ibuprofen can I take?", "Ibuprofen 400 mg three times a day with food.")
     text = build_text(family, size, knowledge=guard.knowledge)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(time.process_time() + limit), hard))
-    print("ready", flush=True)
+    results.send("ready")
     cpu_started, started = time.process_time(), time.perf_counter()
     verdict = guard.check_prompt(text) if side == "question" else guard.check(family.question, text)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    print(json.dumps({"wall": wall, "cpu": cpu, "action": verdict.action}), flush=True)
+    results.send({"wall": wall, "cpu": cpu, "action": verdict.action})
 
 
-def measure_case(family_name: str, size: int, side: str, limit: float) -> dict | str:
-    """The child's figures, or why there are none: over the CPU limit, or over the wall-clock
-    backstop (`WALL_FACTOR` times the limit, for a machine so busy that the CPU limit is not
-    reached in reasonable time)."""
-    # Unbuffered, so a line the child wrote is never held in a Python buffer where select cannot see it.
-    child = subprocess.Popen([sys.executable, __file__, "--run-one", family_name, str(size), side, str(limit)],
-                             stdout=subprocess.PIPE, bufsize=0)
+def measure_case(guard: SafetyGuard, family_name: str, size: int, side: str, limit: float) -> dict | str:
+    """The figures of one check in a child forked from this process (a copy of `guard` as it was
+    built and warmed up, no memo of another case), or why there are none: over the CPU limit, or
+    over the wall-clock backstop (`WALL_FACTOR` times the limit, for a machine so busy that the
+    CPU limit is not reached in reasonable time)."""
+    receiver, sender = FORK.Pipe(duplex=False)
+    child = FORK.Process(target=_check_in_child, args=(guard, family_name, size, side, limit, sender))
+    child.start()
+    sender.close()  # the child holds its own end: a dead child reads as end-of-file here
     try:
-        if not select.select([child.stdout], [], [], SETUP_TIMEOUT_SECONDS)[0] or child.stdout.readline() != b"ready\n":
-            raise RuntimeError(f"{family_name} {size}: the child did not get ready (exit code {child.poll()})")
-        if not select.select([child.stdout], [], [], limit * WALL_FACTOR)[0]:
+        if not receiver.poll(SETUP_TIMEOUT_SECONDS) or receiver.recv() != "ready":
+            raise RuntimeError(f"{family_name} {size}: the child did not get ready (exit code {child.exitcode})")
+        if not receiver.poll(limit * WALL_FACTOR):
             return f"> {limit * WALL_FACTOR:g} wall s"
-        line = child.stdout.readline()
-        if line:
-            return json.loads(line)
-        if child.wait() == -signal.SIGXCPU:
-            return f"> {limit:g} CPU s"
-        raise RuntimeError(f"{family_name} {size}: the child exited with code {child.returncode} without a result")
+        try:
+            return receiver.recv()
+        except EOFError:
+            child.join()
+            if child.exitcode == -signal.SIGXCPU:
+                return f"> {limit:g} CPU s"
+            raise RuntimeError(f"{family_name} {size}: the child exited with code {child.exitcode} without a result")
     finally:
-        if child.poll() is None:
+        if child.is_alive():
             child.kill()
-        child.wait()
-        child.stdout.close()
+        child.join()
+        receiver.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--side", choices=("answer", "question"), default="answer",
-                        help="Where the text goes: the answer to the family's question, or the question itself.")
-    parser.add_argument("--limit", type=float, default=DEFAULT_LIMIT_SECONDS, help="CPU seconds one check may use.")
-    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
-    parser.add_argument("--strict", action="store_true", help="Exit 1 when a 1 MB input misses the target.")
-    parser.add_argument("--run-one", nargs=4, metavar=("FAMILY", "SIZE", "SIDE", "LIMIT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.run_one:
-        family_name, size, side, limit = args.run_one
-        run_one(family_name, int(size), side, float(limit))
-        return 0
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core; children inherit it
-    from clinical_rlhf.safety import compiled
-
-    print(f"guard modules: {compiled.summary()}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
-    print(f"text as the {args.side}; limit {args.limit:g} CPU s per check; each cell: CPU s, wall s, CPU ms per KB, "
-          f"verdict")
+def table(guard: SafetyGuard, side: str, families: list[str], limit: float) -> list[str]:
+    """Print one side's table; return the families whose 1 MB input missed the target."""
+    print(f"\ntext as the {side}; limit {limit:g} CPU s per check; each cell: CPU s, wall s, CPU ms per KB, verdict")
     print(f"{'family':<20}" + "".join(f"{label:>{CELL}}" for label in SIZES))
     missed = []
-    for family_name in args.families:
+    for family_name in families:
         cells, over = [], False
         for label, size in SIZES.items():
-            result = "not run" if over else measure_case(family_name, size, args.side, args.limit)
+            result = "not run" if over else measure_case(guard, family_name, size, side, limit)
             if isinstance(result, str):
                 over = True
                 cells.append(result)
             else:
-                cells.append(f"{result['cpu']:.3f} {result['wall']:.3f} {1000 * result['cpu'] / (size / 1024):.2f} "
+                cells.append(f"{result['cpu']:.4f} {result['wall']:.4f} {1000 * result['cpu'] / (size / 1024):.3f} "
                              f"{result['action']}")
             if label == "1 MB" and (isinstance(result, str) or result["cpu"] >= TARGET_SECONDS_1MB):
-                missed.append(family_name)
+                missed.append(f"{family_name} ({side})")
         print(f"{family_name:<20}" + "".join(f"{cell:>{CELL}}" for cell in cells), flush=True)
-    print(f"target (each 1 MB input < {TARGET_SECONDS_1MB:g} CPU s): "
+    return missed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--side", choices=("answer", "question", "both"), default="both",
+                        help="Where the text goes: the answer to the family's question, the question itself, or "
+                             "one table for each (default).")
+    parser.add_argument("--limit", type=float, default=DEFAULT_LIMIT_SECONDS, help="CPU seconds one check may use.")
+    parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
+    parser.add_argument("--strict", action="store_true", help="Exit 1 when a 1 MB input misses the target.")
+    args = parser.parse_args()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core; children inherit it
+    guard = SafetyGuard()
+    guard.check("How much ibuprofen can I take?", "Ibuprofen 400 mg three times a day with food.")  # warm up
+    gc.collect()
+    print(f"guard modules: {compiled.summary()}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    missed = []
+    for side in ("answer", "question") if args.side == "both" else (args.side,):
+        missed += table(guard, side, args.families, args.limit)
+    print(f"\ntarget (each 1 MB input < {TARGET_SECONDS_1MB:g} CPU s): "
           + ("met" if not missed else f"MISSED by {', '.join(missed)}"))
     return 1 if args.strict and missed else 0
 
