@@ -100,7 +100,6 @@ SAFETY_NETS = [
 ]
 
 
-
 def repeated_corpus(size: int, seed: int = 0) -> list[tuple[str, str]]:
     """(question, answer) pairs of 300 to 1,000 characters, each a new combination of the 26
     fixed sentences above."""
