@@ -202,6 +202,8 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="Also print where the guard's time goes on unseen text (cProfile, by own time).")
     args = parser.parse_args()
+    if min(args.rounds, args.pairs, args.naive_pairs) < 1:
+        parser.error("--rounds, --pairs and --naive-pairs must be at least 1")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
     guard = SafetyGuard()

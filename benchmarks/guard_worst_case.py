@@ -16,10 +16,10 @@ Five families of input, each 1 KB, 10 KB, 100 KB and 1 MB long (1 KB = 1,024 cha
 
 Each case runs in a subprocess of its own, forked from the process that built and warmed up the
 guard (so no case sees another's memos), and is stopped when its check has used `--limit` CPU
-seconds (or, on a very busy machine, six times that in wall-clock seconds): the cell then reads
+seconds (or, on a very busy machine, ten times that in wall-clock seconds): the cell then reads
 "> limit", and the family's longer inputs are "not run" (cost only grows with length). Each cell:
-CPU seconds of the check (`time.process_time`, what the target is judged on: other processes on
-a shared machine do not count), wall seconds, CPU milliseconds per KB (flat along a row when the
+CPU seconds of the check (`time.thread_time` of the child's one thread, what the target is judged
+on: other processes on a shared machine do not count), wall seconds, CPU milliseconds per KB (flat along a row when the
 cost is linear) and the verdict's action. Target: every 1 MB input checked in < 2 CPU seconds.
 The output prints the load average: wall figures on a busy machine are higher than CPU figures.
 With the guard before issue 14's rewrite, the run takes about 2 minutes on a busy 2-core machine.
@@ -50,7 +50,7 @@ from clinical_rlhf.safety import SafetyGuard, compiled
 SIZES: dict[str, int] = {"1 KB": 1024, "10 KB": 10 * 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
 TARGET_SECONDS_1MB = 2.0
 DEFAULT_LIMIT_SECONDS = 5.0
-WALL_FACTOR = 6
+WALL_FACTOR = 10
 """A check still running after this many times the CPU limit in wall-clock seconds is stopped too."""
 SETUP_TIMEOUT_SECONDS = 60.0
 """Generous: forking and building a 1 MB text on a loaded machine."""
@@ -124,9 +124,11 @@ def _check_in_child(guard: SafetyGuard, family_name: str, size: int, side: str, 
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
     resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(time.process_time() + limit), hard))
     results.send("ready")
-    cpu_started, started = time.process_time(), time.perf_counter()
+    # The thread's clock, not the process's: with a CPU limit set, Linux samples the process clock
+    # at scheduler ticks, too coarse for a check of a millisecond (the child has one thread).
+    cpu_started, started = time.thread_time(), time.perf_counter()
     verdict = guard.check_prompt(text) if side == "question" else guard.check(family.question, text)
-    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    wall, cpu = time.perf_counter() - started, time.thread_time() - cpu_started
     results.send({"wall": wall, "cpu": cpu, "action": verdict.action})
 
 
@@ -188,6 +190,8 @@ def main() -> int:
     parser.add_argument("--families", nargs="+", choices=sorted(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--strict", action="store_true", help="Exit 1 when a 1 MB input misses the target.")
     args = parser.parse_args()
+    if not args.limit > 0:
+        parser.error("--limit must be a positive number of CPU seconds")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core; children inherit it
     guard = SafetyGuard()

@@ -82,6 +82,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strict", action="store_true", help="Exit 1 when the target row is below the target.")
     args = parser.parse_args()
+    if min(args.rounds, args.answers, args.batch) < 1:
+        parser.error("--rounds, --answers and --batch must be at least 1")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
 

@@ -299,6 +299,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--show", type=int, default=3, help="Sample pairs to print.")
     args = parser.parse_args()
+    if args.pairs < 1 or args.show < 0:
+        parser.error("--pairs must be at least 1 and --show at least 0")
     pairs = UnseenText(seed=args.seed).pairs(args.pairs)
     lengths = [len(answer) for _, answer in pairs]
     sentences = [s for _, answer in pairs for s in split_sentences(answer)]
