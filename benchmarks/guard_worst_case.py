@@ -122,7 +122,8 @@ def _check_in_child(guard: SafetyGuard, family_name: str, size: int, side: str, 
     family = FAMILIES[family_name]
     text = build_text(family, size, knowledge=guard.knowledge)
     _, hard = resource.getrlimit(resource.RLIMIT_CPU)
-    resource.setrlimit(resource.RLIMIT_CPU, (math.ceil(time.process_time() + limit), hard))
+    soft = math.ceil(time.process_time() + limit)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
     results.send("ready")
     # The thread's clock, not the process's: with a CPU limit set, Linux samples the process clock
     # at scheduler ticks, too coarse for a check of a millisecond (the child has one thread).
