@@ -1,22 +1,39 @@
-"""Safety guard throughput on one core: checks per second and p50/p99 latency on realistic
-300-1,000-character answers with the full knowledge base, against a naive baseline (every
-phrase tried in turn as its own regular expression) measured in the same run.
+"""Safety guard throughput on one core, on unseen text, against a fair naive baseline.
 
-    python benchmarks/guard_throughput.py            # ~15 s
+    python benchmarks/guard_throughput.py            # ~1-2 minutes
     python benchmarks/guard_throughput.py --strict   # exit 1 when a target is missed
-    python benchmarks/guard_throughput.py --profile  # and where the time goes
+    python benchmarks/guard_throughput.py --profile  # and where the guard's time goes on unseen text
     CLINICAL_RLHF_PURE_PYTHON=1 python benchmarks/guard_throughput.py   # the plain-Python guard
 
-The output says whether the guard's modules run compiled (Cython, built by `pip install -e .` when
-a C compiler is present) or as plain Python (`clinical_rlhf.safety.compiled`, docs/safety.md).
+Rows (contenders), measured in the same run, interleaved: each of `--rounds` rounds runs every
+contender once, in an order rotated from round to round, so that a busy spell of the shared
+machine falls on all of them alike. Printed per row: the median over the rounds and, in brackets,
+the range (lowest-highest).
 
-Targets (issue 3): >= 20,000 checks/s and p99 <= 0.5 ms. Questions repeat across answers, as in
-training (several sampled answers per prompt), so the guard's per-question analysis is cached.
-Every answer is distinct, but answers are built from a few dozen sentences, as a policy sampled
-from a model trained on the templated corpus writes them; the guard keeps what it reads per
-sentence (`docs/safety.md`, "Throughput"), so a second row measures answers in which no sentence
-ever repeats (each carries a unique reference number), the guard's cost on text it has never seen.
-The targets are judged on the first row.
+    guard, unseen text        TARGET ROW. 300-1,000-character answers whose sentences are composed
+                              fresh (`unseen_text.py`: knowledge-base drugs with their classes,
+                              doses, numbers, conditions, red flags), four answers per question as
+                              in training; each round checks text never seen before, so no
+                              per-sentence memo can help.
+    guard, repeated sentences For information: answers built from 26 fixed sentences, the text a
+                              policy trained on the templated corpus writes; the guard's memos
+                              serve most of it.
+    naive, ...                The baseline on the same texts: ONE alternation regular expression of
+                              every phrase the knowledge base holds (drug names, synonyms and
+                              brands; red-flag triggers and their word rules; contraindication
+                              conditions; guideline triggers, advice and phrase sets; read through
+                              the public loaders), searched over the lower-cased question and
+                              answer, the question once per question as the guard does. It finds
+                              phrases and nothing else: a floor that an indexed reader of the same
+                              phrases should beat, not a rival guard. It is slow, so it checks the
+                              first `--naive-pairs` answers of the guard's texts each round.
+
+Figures: checks per wall-clock second and per CPU second of this process (`time.process_time`:
+the time other processes held the core does not count, the fairer figure on a shared machine);
+per-check latency p50 and p99 in CPU and wall milliseconds; guard/naive ratios per round.
+Targets (issue 14), judged on the unseen row: >= 20,000 checks per CPU second and CPU p99 <= 0.5 ms
+(medians over the rounds). The output says whether the guard's modules run compiled (Cython) or as
+plain Python (`clinical_rlhf.safety.compiled`, docs/safety.md).
 """
 
 from __future__ import annotations
@@ -29,10 +46,16 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
+from unseen_text import UnseenText
+
+from clinical_rlhf.knowledge import KnowledgeBase
+from clinical_rlhf.knowledge.guidelines import load_guidelines, load_phrase_sets
 from clinical_rlhf.safety import SafetyGuard, compiled
 
-TARGET_CHECKS_PER_SECOND = 20_000
+TARGET_CHECKS_PER_CPU_SECOND = 20_000
 TARGET_P99_MS = 0.5
 
 QUESTIONS = [
@@ -77,67 +100,83 @@ SAFETY_NETS = [
 ]
 
 
-def corpus(size: int, seed: int = 0, new_sentences: bool = False) -> list[tuple[str, str]]:
-    """(question, answer) pairs; every answer is 300 to 1,000 characters long. With
-    `new_sentences` every sentence ends with a reference number used once ("... fluids (ref
-    10001)."): five digits are neither a dose, a count, an age nor a year to the guard."""
+def repeated_corpus(size: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(question, answer) pairs of 300 to 1,000 characters, each a new combination of the 26
+    fixed sentences above."""
     rng = random.Random(seed)
     pairs = []
-    reference = 10_000
     while len(pairs) < size:
         parts = [rng.choice(OPENINGS)] + rng.sample(ADVICE, rng.randint(2, 8)) + [rng.choice(SAFETY_NETS)]
-        if new_sentences:
-            tagged = []
-            for part in parts:
-                reference += 1
-                tagged.append(f"{part[:-1]} (ref {reference}){part[-1]}")
-            parts = tagged
         answer = " ".join(parts)
-        if 300 <= len(answer) <= 1000 + (120 if new_sentences else 0):
+        if 300 <= len(answer) <= 1000:
             pairs.append((rng.choice(QUESTIONS), answer))
     return pairs
 
 
-class NaiveGuard:
-    """Baseline: the same phrases, each compiled as its own pattern and tried in turn."""
+def knowledge_phrases(knowledge: KnowledgeBase) -> set[str]:
+    """Every phrase of the knowledge base and the guidelines, as the public loaders give them."""
+    phrases = set(knowledge.drug_terms)
+    for flag in knowledge.red_flags:
+        phrases.update((*flag.triggers, *flag.requires_any, *flag.exclusions))
+        phrases.update(word for rule in flag.near for words in rule.word_sets for word in words)
+    for rule in knowledge.contraindications:
+        phrases.update(rule.condition_terms)
+    for guideline in load_guidelines(knowledge.directory):
+        phrases.update(part for trigger in guideline.triggers for part in trigger.split("+"))
+        phrases.update(guideline.context)
+        phrases.update(phrase for point in (*guideline.must_advise, *guideline.must_not) for phrase in point.phrases)
+        phrases.update(word for window in guideline.near for words in window.word_sets for word in words)
+    for wordings in load_phrase_sets(knowledge.directory).values():
+        phrases.update(wordings)
+    return {" ".join(phrase.lower().split()) for phrase in phrases if phrase.strip()}
 
-    def __init__(self, guard: SafetyGuard) -> None:
-        phrases = set()
-        for index in (guard.red_flags.triggers, guard.red_flags.requirements, guard.red_flags.emergency_advice,
-                      guard.red_flags.downplay, guard.medications.drug_terms, guard.medications.conditions):
-            phrases.update(" ".join(phrase) for phrase, _ in index.phrases)
-        self.patterns = [re.compile(rf"\b{re.escape(p)}\b") for p in sorted(phrases)]
+
+class NaiveGuard:
+    """Baseline: the same phrases as ONE alternation regular expression (longest first, a trailing
+    `*` as any word ending), every match counted in the question and the answer."""
+
+    def __init__(self, knowledge: KnowledgeBase) -> None:
+        self.phrases = sorted(knowledge_phrases(knowledge), key=lambda phrase: (-len(phrase), phrase))
+        alternatives = (re.escape(phrase.removesuffix("*")) + (r"\w*" if phrase.endswith("*") else "")
+                        for phrase in self.phrases)
+        self.pattern = re.compile(r"\b(?:" + "|".join(alternatives) + r")\b")
+        self._questions: dict[str, int] = {}
+
+    def _count(self, text: str) -> int:
+        return sum(1 for _ in self.pattern.finditer(text.lower()))
 
     def check(self, prompt: str, response: str) -> int:
-        hits = 0
-        for text in (prompt.lower(), response.lower()):
-            for pattern in self.patterns:
-                if pattern.search(text):
-                    hits += 1
-        return hits
+        in_question = self._questions.get(prompt)
+        if in_question is None:
+            in_question = self._questions[prompt] = self._count(prompt)
+        return in_question + self._count(response)
 
 
-def measure(check, pairs: list[tuple[str, str]], seconds: float,
-            once: bool = False) -> tuple[float, float, list[float], list[float]]:
-    """(checks per wall-clock second, checks per CPU second of this process, per-check wall
-    latencies in ms, per-check CPU latencies in ms) over whole passes until `seconds` elapse
-    (`once`: one pass, for answers that must not be seen twice). CPU time (`time.process_time`)
-    leaves out the time other processes held the core, so it is the fairer figure on a shared
-    machine; wall time is what a user sees."""
-    latencies: list[float] = []
+@dataclass(frozen=True)
+class Sample:
+    """One contender's pass over its texts in one round."""
+
+    wall_rate: float
+    cpu_rate: float
+    cpu_p50_ms: float
+    cpu_p99_ms: float
+    wall_p99_ms: float
+
+
+def measure(check: Callable[[str, str], object], pairs: list[tuple[str, str]]) -> Sample:
+    """One pass of `check` over `pairs`, timing every call in wall-clock and CPU time."""
+    wall_latencies: list[float] = []
     cpu_latencies: list[float] = []
-    timer, cpu_timer = time.perf_counter, time.process_time_ns
-    cpu_started, started = time.process_time(), timer()
-    while timer() - started < seconds:
-        for prompt, response in pairs:
-            before, cpu_before = timer(), cpu_timer()
-            check(prompt, response)
-            cpu_latencies.append((cpu_timer() - cpu_before) / 1e6)
-            latencies.append((timer() - before) * 1000)
-        if once:
-            break
-    elapsed, cpu = timer() - started, time.process_time() - cpu_started
-    return len(latencies) / elapsed, len(latencies) / cpu, latencies, cpu_latencies
+    timer, cpu_timer = time.perf_counter_ns, time.process_time_ns
+    cpu_started, started = cpu_timer(), timer()
+    for prompt, response in pairs:
+        before, cpu_before = timer(), cpu_timer()
+        check(prompt, response)
+        cpu_latencies.append((cpu_timer() - cpu_before) / 1e6)
+        wall_latencies.append((timer() - before) / 1e6)
+    elapsed, cpu = (timer() - started) / 1e9, (cpu_timer() - cpu_started) / 1e9
+    return Sample(len(pairs) / elapsed, len(pairs) / max(cpu, 1e-9), percentile(cpu_latencies, 0.5),
+                  percentile(cpu_latencies, 0.99), percentile(wall_latencies, 0.99))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -145,51 +184,84 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
+def spread(values: Iterable[float], digits: int = 0) -> str:
+    """`median [lowest-highest]`."""
+    ordered = sorted(values)
+    return (f"{statistics.median(ordered):,.{digits}f} "
+            f"[{ordered[0]:,.{digits}f}-{ordered[-1]:,.{digits}f}]")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0, help="Measuring time per contender.")
-    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=7, help="Interleaved rounds (at least 5 for the report).")
+    parser.add_argument("--pairs", type=int, default=3000, help="Answers per contender per round.")
+    parser.add_argument("--naive-pairs", type=int, default=200,
+                        help="Answers the naive baseline checks per round (the first of the guard's; it is slow).")
+    parser.add_argument("--seed", type=int, default=0, help="Seed of the unseen text (each round adds its number).")
     parser.add_argument("--strict", action="store_true", help="Exit 1 when a target is missed.")
     parser.add_argument("--profile", action="store_true",
-                        help="Also print where the guard's time goes (cProfile, top functions by own time).")
+                        help="Also print where the guard's time goes on unseen text (cProfile, by own time).")
     args = parser.parse_args()
+    if min(args.rounds, args.pairs, args.naive_pairs) < 1:
+        parser.error("--rounds, --pairs and --naive-pairs must be at least 1")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core, as the target says
     guard = SafetyGuard()
-    naive = NaiveGuard(guard)
-    pairs = corpus(args.pairs)
-    lengths = [len(answer) for _, answer in pairs]
-    for prompt, response in pairs[:200]:  # warm up caches and the CPU
-        guard.check(prompt, response)
+    naive = NaiveGuard(guard.knowledge)
+    repeated = repeated_corpus(args.pairs)
+    unseen = [UnseenText(seed=args.seed + round_ + 1, knowledge=guard.knowledge).pairs(args.pairs)
+              for round_ in range(args.rounds)]
+    for prompt, response in repeated + UnseenText(seed=args.seed, knowledge=guard.knowledge).pairs(500):
+        guard.check(prompt, response)  # warm up the memos of the repeated row, the code paths and the CPU
+    for prompt, response in repeated[:50]:
+        naive.check(prompt, response)
     gc.collect()
     gc.freeze()  # the knowledge base and indexes live for the whole process: keep them out of GC scans
     load = os.getloadavg()[0]
-    rate, cpu_rate, latencies, cpu_latencies = measure(guard.check, pairs, args.seconds)
-    # Enough answers with never-seen sentences for one pass of about `seconds`.
-    fresh = corpus(max(args.pairs, int(cpu_rate * args.seconds / 2)), seed=1, new_sentences=True)
-    new_rate, new_cpu_rate, new_latencies, new_cpu = measure(guard.check, fresh, args.seconds, once=True)
-    naive_rate, naive_cpu_rate, naive_latencies, naive_cpu = measure(naive.check, pairs[: max(50, args.pairs // 10)],
-                                                                     min(args.seconds, 4.0))
-    p99 = percentile(latencies, 0.99)
-    print(f"answers: {len(pairs)} distinct, {min(lengths)}-{max(lengths)} chars (mean {statistics.mean(lengths):.0f})"
-          f" from {len(OPENINGS) + len(ADVICE) + len(SAFETY_NETS)} sentences; {len(QUESTIONS)} questions; knowledge "
-          f"base: {len(guard.knowledge.drugs)} drugs, {len(naive.patterns)} phrases")
-    print(f"load average before the run: {load:.2f} on {os.cpu_count()} CPUs")
-    print(f"guard modules: {compiled.summary()}")
-    print(f"{'contender':<30}{'checks/s':>10}{'per CPU s':>11}{'p50 ms':>9}{'p99 ms':>9}{'CPU p50':>9}{'CPU p99':>9}")
-    for name, (wall, cpu, lat, cpu_lat) in (
-            ("guard (indexed)", (rate, cpu_rate, latencies, cpu_latencies)),
-            (f"guard, {len(fresh):,} new sentences", (new_rate, new_cpu_rate, new_latencies, new_cpu)),
-            ("naive (each pattern)", (naive_rate, naive_cpu_rate, naive_latencies, naive_cpu))):
-        print(f"{name:<30}{wall:>10,.0f}{cpu:>11,.0f}{percentile(lat, .5):>9.3f}{percentile(lat, .99):>9.3f}"
-              f"{percentile(cpu_lat, .5):>9.3f}{percentile(cpu_lat, .99):>9.3f}")
-    print(f"speed-up over naive: {cpu_rate / naive_cpu_rate:.1f}x per CPU second, {rate / naive_rate:.1f}x wall clock")
-    met = cpu_rate >= TARGET_CHECKS_PER_SECOND and p99 <= TARGET_P99_MS
-    print(f"targets (>= {TARGET_CHECKS_PER_SECOND:,} checks per CPU second, p99 <= {TARGET_P99_MS} ms): "
-          f"{'met' if met else 'MISSED'}")
+    contenders: dict[str, Callable[[int], Sample]] = {
+        "guard, unseen text": lambda round_: measure(guard.check, unseen[round_]),
+        "naive, unseen text": lambda round_: measure(naive.check, unseen[round_][: args.naive_pairs]),
+        "guard, repeated sentences": lambda round_: measure(guard.check, repeated),
+        "naive, repeated sentences": lambda round_: measure(naive.check, repeated[: args.naive_pairs]),
+    }
+    names = list(contenders)
+    samples: dict[str, list[Sample]] = {name: [] for name in names}
+    for round_ in range(args.rounds):
+        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
+            samples[name].append(contenders[name](round_))
+    report(samples, unseen, repeated, naive, load, args.rounds, args.naive_pairs)
+    target = samples["guard, unseen text"]
+    cpu_rate = statistics.median(sample.cpu_rate for sample in target)
+    cpu_p99 = statistics.median(sample.cpu_p99_ms for sample in target)
+    met = cpu_rate >= TARGET_CHECKS_PER_CPU_SECOND and cpu_p99 <= TARGET_P99_MS
+    print(f"target on unseen text (>= {TARGET_CHECKS_PER_CPU_SECOND:,} checks per CPU second, CPU p99 <= "
+          f"{TARGET_P99_MS} ms): {'met' if met else 'MISSED'} ({cpu_rate:,.0f} checks per CPU s, p99 {cpu_p99:.3f} ms)")
     if args.profile:
-        profile(guard, pairs)
+        profile(guard, UnseenText(seed=args.seed + args.rounds + 1, knowledge=guard.knowledge).pairs(args.pairs))
     return 1 if args.strict and not met else 0
+
+
+def report(samples: dict[str, list[Sample]], unseen: list[list[tuple[str, str]]], repeated: list[tuple[str, str]],
+           naive: NaiveGuard, load: float, rounds: int, naive_pairs: int) -> None:
+    lengths = [len(answer) for pairs in unseen for _, answer in pairs]
+    print(f"unseen text: {len(unseen[0]):,} answers per round, {min(lengths)}-{max(lengths)} chars (median "
+          f"{statistics.median(lengths):.0f}), 4 per question; repeated sentences: {len(repeated):,} answers from "
+          f"{len(OPENINGS) + len(ADVICE) + len(SAFETY_NETS)} sentences; naive: one regex of {len(naive.phrases):,} "
+          f"phrases, on the first {naive_pairs:,} answers of each")
+    print(f"{rounds} interleaved rounds on one core; load average before the run {load:.2f} on {os.cpu_count()} "
+          f"CPUs; guard modules: {compiled.summary()}")
+    print("median [lowest-highest] over the rounds")
+    print(f"{'contender':<27}{'checks/s wall':>24}{'checks per CPU s':>26}{'CPU p50 ms':>12}{'CPU p99 ms':>25}"
+          f"{'wall p99 ms':>25}")
+    for name, rows in samples.items():
+        print(f"{name:<27}{spread(s.wall_rate for s in rows):>24}{spread(s.cpu_rate for s in rows):>26}"
+              f"{statistics.median(s.cpu_p50_ms for s in rows):>12.3f}{spread((s.cpu_p99_ms for s in rows), 3):>25}"
+              f"{spread((s.wall_p99_ms for s in rows), 3):>25}")
+    for text in ("unseen text", "repeated sentences"):
+        guard_rows, naive_rows = samples[f"guard, {text}"], samples[f"naive, {text}"]
+        cpu = spread((g.cpu_rate / n.cpu_rate for g, n in zip(guard_rows, naive_rows)), 2)
+        wall = spread((g.wall_rate / n.wall_rate for g, n in zip(guard_rows, naive_rows)), 2)
+        print(f"guard / naive on {text}: {cpu}x per CPU second, {wall}x wall clock")
 
 
 def profile(guard: SafetyGuard, pairs: list[tuple[str, str]]) -> None:
