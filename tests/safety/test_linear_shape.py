@@ -12,8 +12,8 @@ no memo of the guard serves a text it has seen. Hypothesis draws the text's seed
 is off (it would re-time many examples), a failing example is reported as drawn. About 5 CPU
 seconds in all.
 
-Families whose cost is quadratic before the clinical-reading rewrite (issue 14) are marked
-`xfail(strict=False)`; the rewrite removes the marks.
+Before the clinical-reading rewrite (issue 14), numbers with commas and dose phrases as the answer
+grew ~64x and 17-31x here, dose phrases as the question and drug soups as the answer 15-19x.
 """
 
 from __future__ import annotations
@@ -41,20 +41,8 @@ MIN_MEASURE_SECONDS = 0.01
 BASE_SIZE = 2048
 """n in characters: large enough that the text, not the fixed cost of a check, is measured; small
 enough that a quadratic family at 8n still finishes in well under a second."""
-BASE_SIZES = {"numbers_with_commas": 256}
-"""Smaller n where today's quadratic cost would make 8n slow (0.3 s at 4,000 characters)."""
 
-QUADRATIC_BEFORE_REWRITE = pytest.mark.xfail(strict=False,
-                                             reason="quadratic before the clinical-reading rewrite (issue 14)")
-KNOWN_QUADRATIC = {("numbers_with_commas", "answer"), ("dose_phrases", "answer"), ("dose_phrases", "question"),
-                   ("drug_soup", "answer")}
-"""Measured on the guard before the rewrite: numbers and dose phrases as the answer fail every run
-(~64x and 17-31x), dose phrases as the question and drug soups as the answer sit at the bound
-(15-19x) and grow faster still at 64 KB and beyond (`benchmarks/guard_worst_case.py`)."""
-
-CASES = [pytest.param(family, side, id=f"{family}-{side}",
-                      marks=[QUADRATIC_BEFORE_REWRITE] if (family, side) in KNOWN_QUADRATIC else [])
-         for family in FAMILIES for side in ("answer", "question")]
+CASES = [pytest.param(family, side, id=f"{family}-{side}") for family in FAMILIES for side in ("answer", "question")]
 
 
 def fresh_texts(family_name: str, size: int, seed: int):
@@ -92,7 +80,7 @@ def cpu_seconds_per_check(guard: SafetyGuard, family_name: str, side: str, size:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**16), stretch=st.floats(1.0, 1.5))
 def test_cost_grows_at_most_subquadratically(guard, family_name, side, seed, stretch):
-    n = int(BASE_SIZES.get(family_name, BASE_SIZE) * stretch)
+    n = int(BASE_SIZE * stretch)
     ratio = (cpu_seconds_per_check(guard, family_name, side, GROWTH * n, seed)
              / cpu_seconds_per_check(guard, family_name, side, n, seed))
     assert ratio <= MAX_RATIO, (f"{family_name} as the {side}: {GROWTH}x the length ({n:,} -> {GROWTH * n:,} "
