@@ -180,8 +180,6 @@ class RewardModel(nn.Module):
 
 def build_reward_model(cfg: Config) -> RewardModel:
     """A fresh reward model for `cfg` (adapter at zero, head at zero: every score starts at 0)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     from clinical_rlhf.models import factory, hardware
 
     backbone_cfg = backbone_config(cfg)
@@ -190,12 +188,7 @@ def build_reward_model(cfg: Config) -> RewardModel:
     device = hardware.resolve_device(backbone_cfg.model.device)
     dtype = hardware.resolve_dtype(backbone_cfg.model.dtype, device)
     tokenizer = factory.load_tokenizer(source, backbone_cfg, entry, is_local)
-    try:
-        hf_config = AutoConfig.from_pretrained(source, **factory._pretrained_kwargs(backbone_cfg, is_local))
-        model_class = AutoModelForCausalLM._model_mapping[type(hf_config)]
-    except Exception as exc:  # noqa: BLE001 - every library failure becomes one user sentence
-        raise factory._load_error(exc, source, entry, is_local) from None
-    attn = hardware.resolve_attn_implementation(backbone_cfg.model.attn_implementation, model_class, device, dtype)
+    attn = factory.resolve_attention(source, backbone_cfg, entry, is_local, device, dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.reward_model.seed)
         causal, precision = factory.load_causal_lm(source, backbone_cfg, entry, is_local, device, dtype, attn)
