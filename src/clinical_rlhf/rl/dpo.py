@@ -55,7 +55,7 @@ from clinical_rlhf.rl.preference_batches import (
 )
 from clinical_rlhf.rl.signals import StopSignals
 from clinical_rlhf.rl.trainer import EVAL_SEED_OFFSET, TrainResult
-from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 
 log = logging.getLogger(__name__)
 
@@ -169,16 +169,9 @@ class DPOTrainer:
     def _step(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
         indices = self._batch_indices(step)
-        while True:
-            self.optimizer.zero_grad(set_to_none=True)
-            try:
-                stats = self._accumulate(indices)
-                break
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                self.optimizer.zero_grad(set_to_none=True)
-                self.micro_batch.halve("out of memory in the DPO step")
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = back_off_on_oom(self.micro_batch, "out of memory in the DPO step",
+                                lambda: self._accumulate(indices), discard=self.optimizer.zero_grad)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.dpo.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)

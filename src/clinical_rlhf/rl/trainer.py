@@ -41,7 +41,8 @@ from clinical_rlhf.rl.prompts import PromptSampler
 from clinical_rlhf.rl.rollout import score
 from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_optimizer_state
 from clinical_rlhf.rl.signals import StopSignals
-from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory, ppo_update
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
+from clinical_rlhf.rl.update import ppo_update
 from clinical_rlhf.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -249,11 +250,10 @@ class PPOTrainer:
         return self._finish(iteration, metrics, started)
 
     def _stop_epoch(self, stats: dict[str, float]) -> bool:
-        """Epoch early stop: approximate KL to the rollout policy above `training.ppo.target_kl`,
-        or an alert rule on it (`kl > target_kl`) whose action is early_stop_epoch."""
-        approx_kl = stats["policy/approx_kl"]
-        actions = self._alerts(self.iteration, {"policy/approx_kl": approx_kl})
-        return "early_stop_epoch" in actions or (self.ppo.target_kl is not None and approx_kl > self.ppo.target_kl)
+        """The alert rules on the update's statistics (`kl` is its approximate KL to the rollout
+        policy): True when one whose action is early_stop_epoch fired. The `target_kl` stop
+        itself is a line of `ppo_update`'s loop."""
+        return "early_stop_epoch" in self._alerts(self.iteration, {"policy/approx_kl": stats["policy/approx_kl"]})
 
     def _finish(self, iteration: int, metrics: dict[str, float], started: float) -> dict[str, float]:
         """Controllers' values, timing, logging, callbacks and the periodic checkpoint."""
@@ -297,14 +297,9 @@ class PPOTrainer:
 
     def _retry_on_oom(self, reason: str, step: Callable):
         """`step()`, halving the micro-batch and retrying after each out-of-memory error (local to
-        this rank: no collective runs inside `step`)."""
-        while True:
-            try:
-                return step()
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error) or self.dist.shards_parameters:  # FSDP, ZeRO-3: the others are mid-collective
-                    raise
-                self.micro_batch.halve(reason)
+        this rank: no collective runs inside `step`; under FSDP and ZeRO-3 the others are
+        mid-collective, so it is raised)."""
+        return back_off_on_oom(self.micro_batch, reason, step, retry=not self.dist.shards_parameters)
 
     def _whole_batch(self, rollout, local: Judgement) -> tuple[Judgement, dict[str, list]]:
         """The judgement and per-answer facts of the whole batch, in global order, on every rank
