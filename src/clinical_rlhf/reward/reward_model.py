@@ -39,7 +39,9 @@ from clinical_rlhf.config import Config, config_from_mapping
 from clinical_rlhf.conversation import render_question
 from clinical_rlhf.durable import fsync_path, sha256_file
 from clinical_rlhf.errors import CheckpointError, ConfigError
+from clinical_rlhf.models import factory, hardware
 from clinical_rlhf.models.bundle import position_ids_from_mask
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.models.registry import (
     ModelEntry,
     get_model_entry,
@@ -180,8 +182,6 @@ class RewardModel(nn.Module):
 
 def build_reward_model(cfg: Config) -> RewardModel:
     """A fresh reward model for `cfg` (adapter at zero, head at zero: every score starts at 0)."""
-    from clinical_rlhf.models import factory, hardware
-
     backbone_cfg = backbone_config(cfg)
     entry = get_model_entry(backbone_cfg.model.name)
     source, is_local = factory.resolve_source(backbone_cfg, entry)
@@ -266,8 +266,6 @@ def load_reward_model(directory: str | Path, *, key: str = "reward.learned_model
     model belongs to another backbone. `device` overrides the saved `model.device`.
     Returned in eval mode with every weight frozen.
     """
-    from clinical_rlhf.models.fingerprint import base_model_fingerprint
-
     directory = Path(directory)
     manifest = read_manifest(directory, key)
     try:

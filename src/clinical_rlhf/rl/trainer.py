@@ -30,6 +30,7 @@ import torch
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import CheckpointError, EmergencyStop
 from clinical_rlhf.models.fingerprint import base_model_fingerprint
+from clinical_rlhf.monitoring import alerts
 from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, capture_rng_state, require_algorithm,
                                          require_new_run, resolve_resume, restore_rank_rng_state, restore_rng_state)
 from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl_controller,
@@ -37,12 +38,13 @@ from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl
 from clinical_rlhf.rl.distributed import Distributed, NullTracker, derived_seed, rank_seed
 from clinical_rlhf.rl.evaluation import Judgement, evaluate_policy, judge, sample_answers, stored_evaluation
 from clinical_rlhf.rl.experience import make_experience
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.prompts import PromptSampler
 from clinical_rlhf.rl.rollout import score
-from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_optimizer_state
+from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_bundle, shard_optimizer_state
 from clinical_rlhf.rl.signals import StopSignals
-from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.update import ppo_update
+from clinical_rlhf.rl.zero import ZeroEngine, zero_options
 from clinical_rlhf.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -92,8 +94,6 @@ class PPOTrainer:
         if self.dist.is_distributed:
             self.dist.broadcast_parameters(bundle.trainable_parameters())
         if self.dist.shards_parameters and self.dist.strategy == "fsdp":
-            from clinical_rlhf.rl.sharding import shard_bundle
-
             sharded = shard_bundle(bundle, self.dist)
             if self.dist.is_main:
                 log.info(sharded)
@@ -105,8 +105,6 @@ class PPOTrainer:
         samples = self.ppo.samples_per_prompt
         self.answer_shard = range(self.prompt_shard.start * samples, self.prompt_shard.stop * samples)
         self.audit, self.drift, self.memory = audit, drift, memory
-        from clinical_rlhf.monitoring import alerts
-
         self.alert_rules = alerts.parse_rules(cfg.monitoring.alerts if alert_rules is None else alert_rules)
         self.evaluate_rules = evaluate_rules or alerts.evaluate_rules
         self.rule_context = alerts.rule_context(cfg)
@@ -122,8 +120,6 @@ class PPOTrainer:
         self.optimizer = torch.optim.AdamW(bundle.trainable_parameters(), lr=self.ppo.learning_rate, weight_decay=0.0)
         self.zero = None
         if self.dist.strategy == "deepspeed":
-            from clinical_rlhf.rl.zero import ZeroEngine, zero_options
-
             options = zero_options(max_grad_norm=self.ppo.max_grad_norm)
             self.zero = ZeroEngine(bundle, self.optimizer, self.dist, options,
                                    max_grad_norm=self.ppo.max_grad_norm)
