@@ -377,11 +377,11 @@ def report(sides: dict[str, Side], rounds: list[dict[str, list[float]]], divisor
         verdict = "" if target is None else (f"(target <= {target}x)  " +
                                              ("ok" if statistics.median(ratios) <= target else "MISSED"))
         met &= target is None or statistics.median(ratios) <= target
-        print(f"{label:<31}{spread(ratios, 2)}x  {verdict}")
+        print(f"{label:<33}{spread(ratios, 2)}x  {verdict}")
     if sides.get("ours") and sides.get("trl") and sides["ours"].rss and sides["trl"].rss:
         ratio = sides["ours"].rss / sides["trl"].rss
         met &= ratio <= 1.0
-        print(f"{'peak RSS vs TRL PPO':<31}{ratio:.2f}x  (target <= 1.0x)  {'ok' if ratio <= 1.0 else 'MISSED'}")
+        print(f"{'peak RSS vs TRL PPO':<33}{ratio:.2f}x  (target <= 1.0x)  {'ok' if ratio <= 1.0 else 'MISSED'}")
     return met
 
 
