@@ -53,7 +53,8 @@ def masked_token_mean(values: Tensor, mask: Tensor, dim: int | None = None, *,
     `sum_over` (with `dim=None` only): sum the numerator and the count over every process
     first (one all-reduce), so each process gets the token mean of the whole batch:
         masked_token_mean(cat(shards), cat(masks)) == masked_token_mean(shard, mask, sum_over=dist.sum)
-    The reduced sums carry no gradient (they feed statistics and whitening, not losses).
+    Under several processes the reduced sums carry no gradient (they feed statistics and
+    whitening, not losses).
     """
     mask = mask.to(values.dtype)
     if dim is not None:

@@ -64,7 +64,6 @@ class Rollout:
                 picked[item.name] = value
         return Rollout(**picked)
 
-
     def without_padding_columns(self) -> Rollout:
         """The same rows without the columns that are padding in every row: prompt columns left
         of the longest prompt, answer columns right of the longest answer. Positions come from
