@@ -251,6 +251,23 @@ class PPOConfig(_Section):
     missing_eos_penalty: Annotated[float, Field(ge=0.0)] = 1.0
     """Subtracted from the scalar reward of an answer that hit `max_new_tokens` without EOS."""
 
+    @model_validator(mode="after")
+    def _consistent_batches(self) -> PPOConfig:
+        """Settings that are each valid but do not fit together, named before the model loads."""
+        if self.advantage_estimator == "group" and self.samples_per_prompt < 2:
+            raise ValueError(f"training.ppo.advantage_estimator: group compares the answers of one prompt, so "
+                             f"training.ppo.samples_per_prompt must be at least 2 (it is {self.samples_per_prompt}); "
+                             f"raise it, or use advantage_estimator: gae")
+        rollout = self.batch_size * self.samples_per_prompt
+        if self.mini_batch_size > rollout:
+            raise ValueError(f"training.ppo.mini_batch_size ({self.mini_batch_size}) is larger than one rollout, "
+                             f"training.ppo.batch_size x samples_per_prompt ({rollout}); set it to at most {rollout}")
+        if self.micro_batch_size > self.mini_batch_size:
+            raise ValueError(f"training.ppo.micro_batch_size ({self.micro_batch_size}) is larger than "
+                             f"training.ppo.mini_batch_size ({self.mini_batch_size}); a micro-batch is a slice of "
+                             f"a mini-batch: set it to at most {self.mini_batch_size}")
+        return self
+
 
 class LagrangianConfig(_Section):
     """Safety as a constraint (Safe RLHF, Dai et al. 2023): maximise reward subject to
@@ -349,6 +366,14 @@ class DPOConfig(_Section):
     eval_frequency: PositiveInt | None = 10
     """Optimizer steps between held-out preference evaluations (`dpo/eval/*`); `None`: only
     before and after training. One no-grad pass over the held-out pairs each time."""
+
+    @model_validator(mode="after")
+    def _micro_within_batch(self) -> DPOConfig:
+        if self.micro_batch_size > self.batch_size:
+            raise ValueError(f"training.dpo.micro_batch_size ({self.micro_batch_size}) is larger than "
+                             f"training.dpo.batch_size ({self.batch_size}); a micro-batch is a slice of a step's "
+                             f"pairs: set it to at most {self.batch_size}")
+        return self
 
 
 class TrainingConfig(_Section):

@@ -30,6 +30,10 @@ def test_valid_fixtures_load(path: Path) -> None:
         ("negative_weight", "`reward.weights.guidelines`"),
         ("not_a_mapping", "must hold a mapping"),
         ("bad_choice", "`model.device`"),
+        ("group_with_one_sample", "training.ppo.samples_per_prompt must be at least 2"),
+        ("micro_over_mini", "training.ppo.micro_batch_size (16) is larger than training.ppo.mini_batch_size (8)"),
+        ("mini_over_rollout", "training.ppo.mini_batch_size (32) is larger than one rollout"),
+        ("dpo_micro_over_batch", "training.dpo.micro_batch_size (8) is larger than training.dpo.batch_size (4)"),
     ],
 )
 def test_invalid_fixtures_name_the_problem(name: str, expected: str) -> None:

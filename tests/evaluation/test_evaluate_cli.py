@@ -44,7 +44,7 @@ def trained(tmp_path_factory, tiny_gpt2_dir):
         "model_loading": {"lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.0},
         "training": {"runs_dir": str(root / "runs"), "run_name": "tiny", "num_iterations": 2, "torch_threads": 1,
                      "prompts": str(root / "prompts.jsonl"), "eval_prompts": str(root / "prompts.jsonl"),
-                     "ppo": {"batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 16, "max_new_tokens": 8,
+                     "ppo": {"batch_size": 4, "mini_batch_size": 4, "micro_batch_size": 4, "max_new_tokens": 8,
                              "learning_rate": 0.05},
                      "checkpoint": {"save_frequency": 1}},
         "safety": {"max_unsafe_ratio": 1.0, "audit": {"fsync": "never"}},

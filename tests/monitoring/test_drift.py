@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from scipy import special, stats
+from scipy.stats import distributions
 
-from clinical_rlhf.monitoring.drift import CUSUM, PSI, IQROutliers, KSTest, _lindley_last
+from clinical_rlhf.monitoring.drift import (CUSUM, PSI, IQROutliers, KSTest, _lindley_last, kolmogorov_two_sided_sf,
+                                           smirnov_series_sf)
 
 # ----------------------------------------------------------------------------- PSI
 
@@ -95,8 +97,27 @@ def test_ks_statistic_and_pvalue_identical_to_scipy(n_reference, n_current, shif
     test.update(current[n_current // 3:])
     expected = stats.ks_2samp(reference, current)
     assert test.result.statistic == float(expected.statistic)
-    assert test.result.pvalue == float(expected.pvalue)
+    effective_n = round(n_reference * n_current / (n_reference + n_current))
+    if 10_000 < effective_n <= 1_000_000 and 2.2 <= effective_n * expected.statistic ** 2 < 370:  # Smirnov's series, resampled
+        assert test.result.pvalue == pytest.approx(float(expected.pvalue), rel=1e-8)
+    else:
+        assert test.result.pvalue == float(expected.pvalue)
     assert test.result.drift == (expected.pvalue < 0.05)
+
+
+@pytest.mark.parametrize("n", [10_001, 60_000, 500_000, 1_000_000])
+@pytest.mark.parametrize("n_d_squared", [2.2, 3.0, 10.0, 50.0, 200.0, 360.0])
+def test_smirnov_series_matches_scipys_full_sum(n, n_d_squared):
+    d = math.sqrt(n_d_squared / n)
+    expected = 2 * special.smirnov(n, d)
+    assert smirnov_series_sf(n, d) == pytest.approx(expected, rel=1e-8)
+    assert kolmogorov_two_sided_sf(d, n) == pytest.approx(float(distributions.kstwo.sf(d, n)), rel=1e-8)
+
+
+def test_outside_smirnovs_band_the_p_value_is_scipys():
+    # n D^2 below 2.2, above 370; n too small to need it; n where scipy's smirnov is asymptotic
+    for n, d in ((500_000, 0.001), (500_000, 0.05), (5_000, 0.03), (2_000_000, 0.002)):
+        assert kolmogorov_two_sided_sf(d, n) == float(distributions.kstwo.sf(d, n))
 
 
 def test_ks_detects_shift_and_reset_clears():

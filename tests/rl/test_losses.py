@@ -1,6 +1,7 @@
 """Numeric tests of rl/losses.py against values worked out by hand (in the comments)."""
 
 import math
+import threading
 
 import pytest
 import torch
@@ -151,3 +152,38 @@ def test_value_loss_hand_example():
                                torch.tensor([[1.0, 1.0, 0.0]]), clip_range=0.2)
     assert loss.item() == pytest.approx(0.3625)
     assert stats["clipfrac"].item() == pytest.approx(0.5)
+
+
+def test_reductions_over_processes_equal_those_of_the_whole_batch():
+    """Two shards reduced in two threads whose `sum_over` is an all-reduce between them: each
+    gets the whole batch's token mean and variance, and its own rows of the whole batch whitened."""
+    generator = torch.Generator().manual_seed(3)
+    values = torch.randn(6, 5, generator=generator)
+    mask = (torch.arange(5) < torch.tensor([[5], [2], [4], [1], [3], [5]])).float()
+    rows = (slice(0, 3), slice(3, 6))
+    barrier, slots = threading.Barrier(2), [None, None]
+
+    def all_reduce(rank):
+        def sum_over(tensor):
+            slots[rank] = tensor.clone()
+            barrier.wait()
+            total = slots[0] + slots[1]
+            barrier.wait()
+            return total
+        return sum_over
+
+    for function in (L.masked_token_mean, L.masked_variance, L.masked_whiten):
+        results = [None, None]
+
+        def run(rank):
+            results[rank] = function(values[rows[rank]], mask[rows[rank]], sum_over=all_reduce(rank))
+
+        threads = [threading.Thread(target=run, args=(rank,)) for rank in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        whole = function(values, mask)
+        for rank in (0, 1):
+            expected = whole if whole.dim() == 0 else whole[rows[rank]]
+            assert torch.allclose(results[rank], expected, atol=1e-6), function.__name__

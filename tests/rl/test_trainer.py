@@ -125,10 +125,10 @@ def test_out_of_memory_halves_the_micro_batch_and_retries(learnable_gpt2_dir, tm
     trainer, tracker, _ = make_trainer(cfg)
     real_forward = trainer.bundle.forward
 
-    def forward(input_ids, attention_mask):
+    def forward(input_ids, attention_mask, **kwargs):
         if input_ids.shape[0] > 4 and torch.is_grad_enabled():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_forward(input_ids, attention_mask)
+        return real_forward(input_ids, attention_mask, **kwargs)
 
     trainer.bundle.forward = forward
     with caplog.at_level(logging.WARNING):

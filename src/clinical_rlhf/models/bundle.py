@@ -8,6 +8,7 @@ policy, `trainable_state_dict()` is what a checkpoint stores.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from clinical_rlhf.errors import CheckpointError
 from clinical_rlhf.models.registry import ModelEntry
+from clinical_rlhf.models.sharded import full_tensor, shard_like
 from clinical_rlhf.models.value_head import ValueHead, ValueModel
 
 
@@ -71,16 +73,24 @@ class PolicyBundle:
         self._policy_model = model
         self._reference_model = reference_model
         self._in_reference = False
+        causal = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self._keeps_logits = "logits_to_keep" in inspect.signature(causal.forward).parameters
 
     # ------------------------------------------------------------------ forward passes
 
-    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """[B, T, V] logits of `self.model` (the reference policy inside `reference()`)."""
-        return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                          position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
+    def logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int | None = None) -> torch.Tensor:
+        """[B, T, V] logits of `self.model` (the reference policy inside `reference()`).
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Policy logits [B, T, V] and values [B, T], adapter on.
+        `last`: logits of the last `last` positions only, `[B, last, V]` (the answer's: the LM
+        head, the largest matrix of a small model, then never runs on the prompt)."""
+        return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                          position_ids=position_ids_from_mask(attention_mask), use_cache=False,
+                          **self._keep(last)).logits[:, -(last or 0):]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                last: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Policy logits [B, T, V] and values [B, T], adapter on (`last`: of the last `last`
+        positions only, as in `logits`).
 
         Shared critic: one pass, values read from the last hidden state. Separate critic: a
         second pass through the value model.
@@ -88,13 +98,19 @@ class PolicyBundle:
         if self._in_reference:
             raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
         position_ids = position_ids_from_mask(attention_mask)
+        tail = slice(-(last or 0), None)
         if self.value_model is None:
             outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 output_hidden_states=True, use_cache=False)
-            return outputs.logits, self.value_head(outputs.hidden_states[-1])
+                                 output_hidden_states=True, use_cache=False, **self._keep(last))
+            return outputs.logits[:, tail], self.value_head(outputs.hidden_states[-1][:, tail])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            use_cache=False).logits
-        return logits, self.value_model(input_ids, attention_mask, position_ids)
+                            use_cache=False, **self._keep(last)).logits
+        return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
+
+    def _keep(self, last: int | None) -> dict[str, int]:
+        """transformers' `logits_to_keep` where the model's forward takes it (the slice after the
+        pass keeps the result the same for one that does not)."""
+        return {"logits_to_keep": last} if last and self._keeps_logits else {}
 
     @contextlib.contextmanager
     def reference(self) -> Iterator[PolicyBundle]:
@@ -145,23 +161,16 @@ class PolicyBundle:
         """Detached CPU copies of every trainable tensor, keyed `policy.*`, `value_head.*`, `value_model.*`.
 
         Under FSDP (`rl/sharding.py`) each tensor is gathered whole first, so every rank must call it."""
-        from clinical_rlhf.rl.sharding import full_tensor
-
         return {name: full_tensor(parameter.detach()).to("cpu", copy=True)
                 for name, parameter in self.named_trainable_parameters()}
 
     def load_trainable_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
-        """Restore what `trainable_state_dict` saved. Strict: keys and shapes must match exactly."""
-        from torch.distributed.tensor import distribute_tensor
-
-        from clinical_rlhf.rl.sharding import is_sharded
-
+        """Restore what `trainable_state_dict` saved. Strict: keys and shapes must match exactly.
+        Under FSDP each rank keeps its shard of the full tensor (every rank must call it)."""
         own = dict(self.named_trainable_parameters())
         self.check_trainable_state_dict(state_dict, {name: tuple(p.shape) for name, p in own.items()})
         for name, parameter in own.items():
-            value = state_dict[name].to(device=parameter.device, dtype=parameter.dtype)
-            if is_sharded(parameter):  # FSDP: keep this rank's shard of the full tensor (every rank calls this)
-                value = distribute_tensor(value, parameter.device_mesh, parameter.placements)
+            value = shard_like(state_dict[name].to(device=parameter.device, dtype=parameter.dtype), parameter)
             with torch.no_grad():
                 parameter.copy_(value)
 

@@ -20,7 +20,11 @@ from pathlib import Path
 
 from clinical_rlhf.config import Config, DemoModelConfig
 from clinical_rlhf.errors import ClinicalRLHFError
+from clinical_rlhf.models.hardware import available_cpu_cores
 from clinical_rlhf.models.registry import get_model_entry
+from clinical_rlhf.models.tiny import architecture_config, progress_bars_off
+from clinical_rlhf.models.tokenizer import train_bpe_tokenizer
+from clinical_rlhf.seeding import preserved_random_state, seed_everything
 
 logger = logging.getLogger(__name__)
 
@@ -121,8 +125,6 @@ def ensure_demo_model(cfg: Config, *, corpus=None) -> Path:
     if reason is not None:
         logger.warning("building the demo model (%s); this takes up to %d s, or run "
                        "`clinical-rlhf build-demo-model` ahead of time", reason, demo.max_build_seconds)
-        from clinical_rlhf.seeding import preserved_random_state
-
         # The build seeds itself and uses every core; the run that asked for it must go on with
         # its own seed and thread count, or its numbers would depend on whether a build happened.
         with preserved_random_state():
@@ -136,8 +138,6 @@ def _training_texts(corpus) -> list[str]:
 
 def _new_model(demo: DemoModelConfig, tokenizer):
     from transformers import AutoModelForCausalLM
-
-    from clinical_rlhf.models.tiny import architecture_config
 
     config = architecture_config(
         demo.architecture, vocab_size=len(tokenizer), hidden=demo.n_embd, layers=demo.n_layer,
@@ -157,10 +157,7 @@ def build_demo_model(cfg: Config, *, corpus=None, progress: Callable[[int, int, 
     """
     import torch
 
-    from clinical_rlhf.models.hardware import available_cpu_cores
     from clinical_rlhf.models.sft import encode_examples, evaluate_answer_loss, train_sft
-    from clinical_rlhf.models.tokenizer import train_bpe_tokenizer
-    from clinical_rlhf.seeding import seed_everything
 
     demo, entry, phase = cfg.demo_model, get_model_entry(DEMO_ID), on_phase or (lambda text: None)
     started = time.monotonic()
@@ -233,7 +230,6 @@ def _save_atomically(directory: Path, model, tokenizer, identity: dict, report: 
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = directory.parent / f".{directory.name}.building-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    from clinical_rlhf.models.tiny import progress_bars_off
 
     with progress_bars_off():
         model.save_pretrained(staging)

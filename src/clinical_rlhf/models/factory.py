@@ -236,10 +236,21 @@ def build_value_model(source: str, cfg: Config, entry: ModelEntry, is_local: boo
     return ValueModel(backbone, causal.config.hidden_size).to(device)
 
 
-def build_policy(cfg: Config) -> PolicyBundle:
-    """Build the policy bundle `cfg` describes. See `PolicyBundle` for what it offers."""
+def resolve_attention(source: str, cfg: Config, entry: ModelEntry, is_local: bool, device, dtype) -> str:
+    """The attention kernel `model.attn_implementation` resolves to for this model class, device
+    and dtype (flash-attention, sdpa or eager); a config that cannot be read is one clear error."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    try:
+        hf_config = AutoConfig.from_pretrained(source, **_pretrained_kwargs(cfg, is_local))
+        model_class = AutoModelForCausalLM._model_mapping[type(hf_config)]
+    except Exception as exc:  # noqa: BLE001 - every library failure becomes one user sentence
+        raise _load_error(exc, source, entry, is_local) from None
+    return hardware.resolve_attn_implementation(cfg.model.attn_implementation, model_class, device, dtype)
+
+
+def build_policy(cfg: Config) -> PolicyBundle:
+    """Build the policy bundle `cfg` describes. See `PolicyBundle` for what it offers."""
     started = time.perf_counter()
     entry = get_model_entry(cfg.model.name)
     loading = cfg.model_loading
@@ -250,12 +261,7 @@ def build_policy(cfg: Config) -> PolicyBundle:
     device = hardware.resolve_device(cfg.model.device)
     dtype = hardware.resolve_dtype(cfg.model.dtype, device)
     tokenizer = load_tokenizer(source, cfg, entry, is_local)
-    try:
-        hf_config = AutoConfig.from_pretrained(source, **_pretrained_kwargs(cfg, is_local))
-        model_class = AutoModelForCausalLM._model_mapping[type(hf_config)]
-    except Exception as exc:  # noqa: BLE001
-        raise _load_error(exc, source, entry, is_local) from None
-    attn = hardware.resolve_attn_implementation(cfg.model.attn_implementation, model_class, device, dtype)
+    attn = resolve_attention(source, cfg, entry, is_local, device, dtype)
     model, precision = load_causal_lm(source, cfg, entry, is_local, device, dtype, attn)
     model.config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config is not None:

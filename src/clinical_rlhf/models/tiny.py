@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from clinical_rlhf.config import config_from_mapping
 from clinical_rlhf.models.tokenizer import train_bpe_tokenizer
 
 Architecture = Literal["gpt2", "llama", "mistral", "biogpt"]
@@ -131,7 +132,6 @@ def tiny_model_config(model_dir: Path | str, **sections: dict):
     `sections` are mappings merged over those defaults, e.g.
     `tiny_model_config(path, model_loading={"load_in_8bit": True}, training={"seed": 3})`.
     """
-    from clinical_rlhf.config import config_from_mapping
 
     data: dict[str, dict] = {
         "model": {"name": "clinical-demo", "path": str(model_dir), "device": "cpu", "dtype": "float32"},

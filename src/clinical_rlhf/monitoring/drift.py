@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import special, stats
 from scipy.stats import distributions
 
 
@@ -113,7 +113,9 @@ class KSResult:
     statistic: float
     """D = sup_x |F_ref(x) - F_cur(x)|, the largest gap between the empirical CDFs."""
     pvalue: float
-    """Two-sided p-value, exactly as `scipy.stats.ks_2samp(reference, current)` reports it."""
+    """Two-sided p-value as `scipy.stats.ks_2samp(reference, current)` reports it: identical, except
+    where scipy sums Smirnov's exact series over n terms (large samples, 2.2 <= n D^2 < 370), where
+    it agrees to about 1e-9 relative (`smirnov_series_sf`)."""
     drift: bool
     """pvalue < alpha."""
 
@@ -121,6 +123,46 @@ class KSResult:
 # scipy.stats.ks_2samp(method="auto") computes the exact distribution up to this sample size
 # and Smirnov's asymptotic one (`kstwo.sf(D, round(n*m/(n+m)))`) above it. Tests pin both paths.
 _SCIPY_EXACT_MAX_N = 10_000
+
+
+# scipy's two-sided Kolmogorov SF (`kstwo.sf`) sums Smirnov's exact one-sided series, 2 * smirnov(n, D),
+# when 2.2 <= n * D^2 < 370 and 140 < n <= 1,000,000 (above, `smirnov` switches to an asymptotic
+# formula): about n * (1 - D) terms, 0.3-0.4 s at n = 500,000.
+_SMIRNOV_BAND = (2.2, 370.0)
+_SMIRNOV_FAST_N = (10_000, 1_000_000)
+_SMIRNOV_TERMS = 10_000
+
+
+def smirnov_series_sf(n: int, d: float) -> float:
+    """2 * smirnov(n, d): scipy's `kstwo.sf(d, n)` inside the band 2.2 <= n d^2 < 370 (n large),
+    to about 1e-9 relative, from 10,000 terms instead of n.
+
+    Naive equivalent (Smirnov 1944; what `scipy.special.smirnov` sums, term by term)::
+
+        2 * d * sum_{j=0}^{floor(n (1 - d))} C(n, j) (d + j/n)^(j - 1) (1 - d - j/n)^(n - j)
+
+    The terms are positive, smooth and unimodal in j, and fall below e^-40 of the largest long
+    before either end of the range (an analytic, vanishing integrand). For such a function the
+    sum over every integer equals the sum over every h-th integer times h up to a Poisson
+    summation error of order exp(-2 pi^2 (width / h)^2), far below double precision for
+    h = n / 10,000; what is left is the rounding of log C(n, j) through `gammaln` at n ~ 1e6.
+    """
+    step = max(1, n // _SMIRNOV_TERMS)
+    j = np.arange(0, math.floor(n * (1.0 - d)) + 1, step, dtype=np.float64)
+    with np.errstate(divide="ignore"):  # the last term's (1 - d - j/n) can be 0: log 0 = -inf, term 0
+        log_terms = (special.gammaln(n + 1.0) - special.gammaln(j + 1.0) - special.gammaln(n - j + 1.0)
+                     + (n - j) * np.log1p(-d - j / n) + (j - 1.0) * np.log(d + j / n))
+    largest = log_terms.max()
+    return float(math.exp(largest + math.log(2.0 * d * step * np.exp(log_terms - largest).sum())))
+
+
+def kolmogorov_two_sided_sf(statistic: float, n: float) -> float:
+    """`scipy.stats.distributions.kstwo.sf(statistic, n)`, with Smirnov's series summed by
+    `smirnov_series_sf` where scipy would spend n terms on it (10,000 < n <= 1,000,000 inside its band)."""
+    low, high = _SMIRNOV_FAST_N
+    if low < n <= high and statistic < 0.5 and _SMIRNOV_BAND[0] <= n * statistic ** 2 < _SMIRNOV_BAND[1]:
+        return min(smirnov_series_sf(int(n), statistic), 1.0)
+    return float(distributions.kstwo.sf(statistic, n))
 
 
 def _right_ranks_sorted(sorted_values: np.ndarray) -> np.ndarray:
@@ -161,11 +203,12 @@ def ks_statistic_sorted(
 
 class KSTest:
     """Two-sample Kolmogorov-Smirnov test of the observations fed since `reset()` against a
-    fixed reference (two-sided; statistic and p-value identical to `scipy.stats.ks_2samp`).
+    fixed reference (two-sided; statistic identical to `scipy.stats.ks_2samp`'s, p-value as well
+    except inside Smirnov's band, where it agrees to about 1e-9 relative: `KSResult.pvalue`).
 
     The reference is sorted once. Small samples (both <= 10,000) go straight to scipy, whose
     exact method adjusts the statistic; larger ones use `ks_statistic_sorted` and scipy's
-    asymptotic p-value, as `ks_2samp` itself does at that size.
+    asymptotic p-value (`kolmogorov_two_sided_sf`), as `ks_2samp` itself does at that size.
     """
 
     def __init__(self, reference: object, alpha: float = 0.05) -> None:
@@ -205,7 +248,7 @@ class KSTest:
             statistic = ks_statistic_sorted(reference, self._reference_ranks, np.sort(current))
             larger, smaller = sorted((float(reference.size), float(current.size)), reverse=True)
             effective_n = np.round(larger * smaller / (larger + smaller))
-            pvalue = float(np.clip(distributions.kstwo.sf(statistic, effective_n), 0.0, 1.0))
+            pvalue = float(np.clip(kolmogorov_two_sided_sf(statistic, effective_n), 0.0, 1.0))
         return KSResult(statistic=statistic, pvalue=pvalue, drift=pvalue < self.alpha)
 
     def reset(self) -> None:

@@ -39,7 +39,9 @@ from clinical_rlhf.config import Config, config_from_mapping
 from clinical_rlhf.conversation import render_question
 from clinical_rlhf.durable import fsync_path, sha256_file
 from clinical_rlhf.errors import CheckpointError, ConfigError
+from clinical_rlhf.models import factory, hardware
 from clinical_rlhf.models.bundle import position_ids_from_mask
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.models.registry import (
     ModelEntry,
     get_model_entry,
@@ -180,22 +182,13 @@ class RewardModel(nn.Module):
 
 def build_reward_model(cfg: Config) -> RewardModel:
     """A fresh reward model for `cfg` (adapter at zero, head at zero: every score starts at 0)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from clinical_rlhf.models import factory, hardware
-
     backbone_cfg = backbone_config(cfg)
     entry = get_model_entry(backbone_cfg.model.name)
     source, is_local = factory.resolve_source(backbone_cfg, entry)
     device = hardware.resolve_device(backbone_cfg.model.device)
     dtype = hardware.resolve_dtype(backbone_cfg.model.dtype, device)
     tokenizer = factory.load_tokenizer(source, backbone_cfg, entry, is_local)
-    try:
-        hf_config = AutoConfig.from_pretrained(source, **factory._pretrained_kwargs(backbone_cfg, is_local))
-        model_class = AutoModelForCausalLM._model_mapping[type(hf_config)]
-    except Exception as exc:  # noqa: BLE001 - every library failure becomes one user sentence
-        raise factory._load_error(exc, source, entry, is_local) from None
-    attn = hardware.resolve_attn_implementation(backbone_cfg.model.attn_implementation, model_class, device, dtype)
+    attn = factory.resolve_attention(source, backbone_cfg, entry, is_local, device, dtype)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.reward_model.seed)
         causal, precision = factory.load_causal_lm(source, backbone_cfg, entry, is_local, device, dtype, attn)
@@ -273,8 +266,6 @@ def load_reward_model(directory: str | Path, *, key: str = "reward.learned_model
     model belongs to another backbone. `device` overrides the saved `model.device`.
     Returned in eval mode with every weight frozen.
     """
-    from clinical_rlhf.models.fingerprint import base_model_fingerprint
-
     directory = Path(directory)
     manifest = read_manifest(directory, key)
     try:

@@ -41,6 +41,8 @@ from safetensors.torch import load_file, save_file
 
 from clinical_rlhf.durable import fsync_path, sha256_file
 from clinical_rlhf.errors import CheckpointError
+from clinical_rlhf.rl.distributed import derived_seed
+from clinical_rlhf.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +93,6 @@ def restore_rank_rng_state(state: dict[str, Any], *, rank: int, world_size: int,
     instead — deterministic for a given (seed, world size, iteration), not the original stream.
     Prompt order, mini-batch order and weights do not depend on these streams.
     """
-    from clinical_rlhf.rl.distributed import derived_seed
-    from clinical_rlhf.seeding import seed_everything
 
     saved = state.get("rng_per_rank") or [state["rng"]]
     if len(saved) == world_size:

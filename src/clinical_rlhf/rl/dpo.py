@@ -37,15 +37,14 @@ from clinical_rlhf.feedback import decisive, load_preferences
 from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.rl import losses
 from clinical_rlhf.rl.checkpoint import (
+    CheckpointInfo,
     CheckpointManager,
     CheckpointPayload,
     capture_rng_state,
-    require_algorithm,
-    require_new_run,
-    resolve_resume,
     restore_rng_state,
 )
 from clinical_rlhf.rl.evaluation import evaluate_policy, stored_evaluation
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.preference_batches import (
     EncodedPair,
     collate_pairs,
@@ -53,9 +52,9 @@ from clinical_rlhf.rl.preference_batches import (
     pair_logprobs,
     reference_logprobs,
 )
+from clinical_rlhf.rl.run import TrainingRun, TrainResult  # noqa: F401 - TrainResult: part of this module's API
 from clinical_rlhf.rl.signals import StopSignals
-from clinical_rlhf.rl.trainer import EVAL_SEED_OFFSET, TrainResult
-from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory
+from clinical_rlhf.rl.trainer import EVAL_SEED_OFFSET
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def preference_fingerprint(records: Sequence) -> str:
     return digest.hexdigest()
 
 
-class DPOTrainer:
+class DPOTrainer(TrainingRun):
     """DPO on `bundle` from preference records. The reference is `bundle.reference()`: the adapter
     disabled with LoRA, the factory's frozen copy of the base without it (twice the memory).
 
@@ -98,6 +97,8 @@ class DPOTrainer:
     as PPO's (left out when any is missing). `tracker`, `audit`, `callbacks`: as `PPOTrainer`'s;
     callbacks receive `(step, metrics)` after every optimizer step.
     """
+
+    algorithm, unit = ALGORITHM, "step"
 
     def __init__(self, cfg: Config, bundle, tracker, *, train_pairs: Sequence, eval_pairs: Sequence = (),
                  audit=None, guard=None, reward_fn=None, eval_prompts: Sequence[str] = (),
@@ -137,48 +138,41 @@ class DPOTrainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self, resume: str | Path | None = None) -> TrainResult:
-        """Run (or continue) DPO; returns after the last step, or after saving on SIGTERM/SIGINT."""
-        with self.signals:
-            if resume is not None:
-                self._resume(resume)
-            else:
-                require_new_run(self.run_dir)
-            self.bundle.eval()  # no dropout: reference and policy log-probs of a pair are deterministic
-            self._reference_pass()
-            before = self._evaluation("before", reuse=resume is not None)
-            self._audit("run_start", details={
-                "algorithm": ALGORITHM, "iteration": self.step, "resumed": resume is not None,
-                "config_sha256": hashlib.sha256(self.cfg.to_yaml().encode()).hexdigest(),
-                "train_pairs": len(self.train_set), "heldout_pairs": len(self.eval_set),
-                "ties_skipped": self.ties_skipped, "preferences_sha256": self.data_fingerprint})
-            self.tracker.log_params(self.cfg)
-            self._log_data(before, resumed=resume is not None)
-            while self.step < self.total_steps:
-                self._step(self.step + 1)
-                if self.signals.requested:
-                    return self._interrupted(before)
-            if self.saved_step != self.step:
-                self._save("regular")
-            after = self._evaluation("after")
-            self._audit("run_end", details={"status": "completed", "iteration": self.step})
-            return TrainResult("completed", self.step, f"DPO completed after {self.step} steps "
-                               f"({self.dpo.epochs} epoch(s) of {len(self.train_set)} pairs)",
-                               self.last_checkpoint, before, after, self.history)
+    @property
+    def progress(self) -> int:
+        return self.step
+
+    @property
+    def total(self) -> int:
+        return self.total_steps
+
+    def _advance(self) -> bool:
+        self._step(self.step + 1)
+        return True
+
+    def _prepare(self, resumed: bool) -> None:
+        self._reference_pass()
+
+    def _run_details(self) -> dict:
+        return {"algorithm": ALGORITHM, "train_pairs": len(self.train_set), "heldout_pairs": len(self.eval_set),
+                "ties_skipped": self.ties_skipped, "preferences_sha256": self.data_fingerprint}
+
+    def _started(self, before: dict | None, resumed: bool) -> None:
+        self._log_data(before, resumed)
+
+    def _save_final(self) -> None:
+        if self.saved_step != self.step:
+            self._save("regular")
+
+    def _completed_message(self) -> str:
+        return f"DPO completed after {self.step} steps ({self.dpo.epochs} epoch(s) of {len(self.train_set)} pairs)"
 
     def _step(self, step: int) -> dict[str, float]:
         started = time.perf_counter()
         indices = self._batch_indices(step)
-        while True:
-            self.optimizer.zero_grad(set_to_none=True)
-            try:
-                stats = self._accumulate(indices)
-                break
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error):
-                    raise
-                self.optimizer.zero_grad(set_to_none=True)
-                self.micro_batch.halve("out of memory in the DPO step")
+        self.optimizer.zero_grad(set_to_none=True)
+        stats = back_off_on_oom(self.micro_batch, "out of memory in the DPO step",
+                                lambda: self._accumulate(indices), discard=self.optimizer.zero_grad)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.dpo.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -325,17 +319,8 @@ class DPOTrainer:
         self._audit("checkpoint", details={"iteration": self.step, "kind": kind, "path": str(info.path)})
         return info
 
-    def _resume(self, resume: str | Path) -> None:
-        if str(resume) == "auto" and not self.checkpoints.list():
-            log.info("--resume auto: no checkpoint in %s, starting a new run", self.checkpoints.directory)
-            return
-        info, payload = resolve_resume(resume, self.checkpoints)
+    def _restore(self, info: CheckpointInfo, payload: CheckpointPayload) -> None:
         state = payload.state
-        require_algorithm(info.path, state, ALGORITHM)
-        if state["base_fingerprint"] != self.base_fingerprint:
-            raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "
-                                  f"model loaded now ({self.cfg.model.path or self.cfg.model.name}); resume with the "
-                                  f"base model it was trained on, or start a new run")
         if state["preferences_sha256"] != self.data_fingerprint:
             raise CheckpointError(f"checkpoint {info.path} was trained on other preference pairs than "
                                   f"{self.dpo.train_file or 'the shipped set'} holds now; resume with the same file, "
@@ -351,15 +336,3 @@ class DPOTrainer:
         self.step = int(state["iteration"])
         restore_rng_state(state["rng"])
         log.info("resumed from %s (step %d of %d)", info.path, self.step, self.total_steps)
-
-    def _interrupted(self, before: dict | None) -> TrainResult:
-        info = self._save("interrupt")
-        message = (f"stopped by {self.signals.name} after step {self.step}; checkpoint saved to "
-                   f"{info.path}; continue with --resume auto")
-        self._audit("run_end", details={"status": "interrupted", "iteration": self.step, "signal": self.signals.name})
-        self.tracker.log_event(self.step, "interrupted", "info", message)
-        return TrainResult("interrupted", self.step, message, info.path, before, None, self.history)
-
-    def _audit(self, event: str, **fields) -> None:
-        if self.audit is not None:
-            self.audit.record(event, self.run_id, **fields)

@@ -42,58 +42,39 @@ class Experience:
     def select(self, index: Tensor) -> Experience:
         return Experience(self.rollout.select(index), self.advantages[index], self.returns[index])
 
+    def without_padding_columns(self) -> Experience:
+        """`Rollout.without_padding_columns`, with advantages and returns cut alike."""
+        rollout = self.rollout.without_padding_columns()
+        width = rollout.response_ids.shape[1]
+        return Experience(rollout, self.advantages[:, :width], self.returns[:, :width])
+
 
 def broadcast_over_tokens(per_answer: Tensor, mask: Tensor) -> Tensor:
     """`[N]` sequence values -> `[N, T]`, the same value on every real token."""
     return per_answer.unsqueeze(1).to(mask.dtype) * mask
 
 
-def global_token_mean(values: Tensor, mask: Tensor, distributed: Distributed) -> Tensor:
-    """`losses.masked_token_mean` over the real tokens of every rank's shard."""
-    mask = mask.to(values.dtype)
-    total, count = distributed.sum(torch.stack([(values * mask).sum(), mask.sum()]))
-    return total / count.clamp(min=1.0)
-
-
-def global_whiten(values: Tensor, mask: Tensor, distributed: Distributed, eps: float = 1e-8) -> Tensor:
-    """`losses.masked_whiten` with the mean and (unbiased) variance of every rank's real tokens.
-
-    Naive equivalent it must match: `losses.masked_whiten(cat(shards), cat(masks))[this shard]`.
-    With one process the reductions are the identity and the arithmetic is that function's.
-    """
-    mask = mask.to(values.dtype)
-    total, count = distributed.sum(torch.stack([(values * mask).sum(), mask.sum()]))
-    mean = total / count.clamp(min=1.0)
-    centred = values - mean
-    squares = distributed.sum((centred.pow(2) * mask).sum())
-    variance = squares / (count.clamp(min=2.0) - 1.0)
-    return centred * torch.rsqrt(variance + eps) * mask
-
-
 def _cost_advantages(costs: Tensor, group: int, distributed: Distributed) -> Tensor:
     """`losses.sequence_baseline_advantages`; its batch-mean baseline (group of 1) is global."""
     if group > 1 or not distributed.is_distributed:
         return losses.sequence_baseline_advantages(costs, group)
-    total, count = distributed.sum(torch.stack([costs.sum(), costs.new_tensor(float(costs.numel()))]))
-    return costs - total / count
+    return costs - losses.masked_token_mean(costs, torch.ones_like(costs), sum_over=distributed.sum)
 
 
 def _statistics(kl: Tensor, mask: Tensor, scores: Tensor, advantages: Tensor, returns: Tensor, kl_coef: float,
                 distributed: Distributed) -> dict[str, float]:
     """`objective/*` statistics of the whole batch (every rank's shard)."""
-    sequences, kl_sum, score_sum = distributed.sum(torch.stack([
-        kl.new_tensor(float(scores.numel())), kl.sum(), scores.sum().to(kl.dtype)]))
-    real = mask.bool()
-    tokens = distributed.sum(mask.sum())
-    advantage_mean = distributed.sum(advantages[real].sum()) / tokens.clamp(min=1.0)
-    advantage_squares = distributed.sum((advantages[real] - advantage_mean).pow(2).sum())
+    sum_over = distributed.sum
+    answers = torch.ones_like(scores, dtype=kl.dtype)
+    tokens = float(sum_over(mask.sum()))
     return {
-        "objective/kl": (kl_sum / sequences).item(),
-        "objective/kl_per_token": global_token_mean(kl, mask, distributed).item(),
+        "objective/kl": losses.masked_token_mean(kl.sum(1), answers, sum_over=sum_over).item(),
+        "objective/kl_per_token": losses.masked_token_mean(kl, mask, sum_over=sum_over).item(),
         "objective/kl_coef": kl_coef,
-        "objective/scores": (score_sum / sequences).item(),
-        "objective/advantage_std": (advantage_squares / (tokens - 1.0)).sqrt().item() if tokens > 1 else 0.0,
-        "value/returns_mean": global_token_mean(returns, mask, distributed).item(),
+        "objective/scores": losses.masked_token_mean(scores.to(kl.dtype), answers, sum_over=sum_over).item(),
+        "objective/advantage_std": (losses.masked_variance(advantages, mask, sum_over=sum_over).sqrt().item()
+                                    if tokens > 1 else 0.0),
+        "value/returns_mean": losses.masked_token_mean(returns, mask, sum_over=sum_over).item(),
     }
 
 
@@ -119,12 +100,12 @@ def make_experience(rollout: Rollout, scores: Tensor, costs: Tensor, *, kl_coef:
         reward_advantages = broadcast_over_tokens(losses.group_advantages(sequence_returns, group), mask)
         returns = rollout.values  # critic-free: the value loss is not used
     if ppo.whiten_advantages:
-        reward_advantages = global_whiten(reward_advantages, mask, distributed)
+        reward_advantages = losses.masked_whiten(reward_advantages, mask, sum_over=distributed.sum)
     advantages = reward_advantages
     if multiplier is not None:
         cost_advantages = broadcast_over_tokens(_cost_advantages(costs, group, distributed), mask)
         if ppo.whiten_advantages:
-            cost_advantages = global_whiten(cost_advantages, mask, distributed)
+            cost_advantages = losses.masked_whiten(cost_advantages, mask, sum_over=distributed.sum)
         advantages = losses.constrained_advantages(reward_advantages, cost_advantages, multiplier)
     stats = _statistics(kl, mask, scores, advantages, returns, kl_coef, distributed)
     return Experience(rollout, advantages.detach(), returns.detach()), stats

@@ -22,6 +22,7 @@ References
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -34,34 +35,63 @@ DPOLossType = Literal["sigmoid", "ipo"]
 # ----------------------------------------------------------------------------- reductions
 
 
-def masked_token_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+SumOverProcesses = Callable[[Tensor], Tensor]
+"""Element-wise sum of a tensor over every process of a run (`Distributed.sum`); the identity
+for one process. The reductions below take one to average over the whole batch when each
+process holds a shard of it."""
+
+
+def masked_token_mean(values: Tensor, mask: Tensor, dim: int | None = None, *,
+                      sum_over: SumOverProcesses | None = None) -> Tensor:
     """Mean over the real tokens: sum(values * mask) / sum(mask).
 
     `dim=None` averages every real token of the batch (each token weighs the same, so long
     answers weigh more); `dim=1` gives one mean per sequence. The one masked-average helper
-    of the package: losses and metrics go through it instead of ad-hoc `sum()/sum()`.
-    An all-padding row or batch yields 0 rather than NaN.
+    of the package: losses, advantages and metrics go through it instead of ad-hoc
+    `sum()/sum()`. An all-padding row or batch yields 0 rather than NaN.
+
+    `sum_over` (with `dim=None` only): sum the numerator and the count over every process
+    first (one all-reduce), so each process gets the token mean of the whole batch:
+        masked_token_mean(cat(shards), cat(masks)) == masked_token_mean(shard, mask, sum_over=dist.sum)
+    Under several processes the reduced sums carry no gradient (they feed statistics and
+    whitening, not losses).
     """
     mask = mask.to(values.dtype)
-    total = (values * mask).sum() if dim is None else (values * mask).sum(dim)
-    count = mask.sum() if dim is None else mask.sum(dim)
+    if dim is not None:
+        if sum_over is not None:
+            raise ValueError("sum_over averages the whole batch; it cannot be combined with dim")
+        return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+    total, count = (values * mask).sum(), mask.sum()
+    if sum_over is not None:
+        total, count = sum_over(torch.stack([total, count]))
     return total / count.clamp(min=1.0)
 
 
-def masked_whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8) -> Tensor:
+def masked_variance(values: Tensor, mask: Tensor, *, sum_over: SumOverProcesses | None = None) -> Tensor:
+    """Unbiased variance over the real tokens (of every process's shard with `sum_over`):
+    sum(mask * (x - token_mean)^2) / (sum(mask) - 1), the count taken as at least 2."""
+    mean = masked_token_mean(values, mask, sum_over=sum_over)
+    real = mask.to(values.dtype)
+    squares, count = ((values - mean).pow(2) * real).sum(), real.sum()
+    if sum_over is not None:
+        squares, count = sum_over(torch.stack([squares, count]))
+    return squares / (count.clamp(min=2.0) - 1.0)
+
+
+def masked_whiten(values: Tensor, mask: Tensor, shift_mean: bool = True, eps: float = 1e-8, *,
+                  sum_over: SumOverProcesses | None = None) -> Tensor:
     """(x - mean) / sqrt(var + eps) over the real tokens; padding stays 0.
 
-    Mean and (unbiased, like TRL's `masked_whiten`) variance are taken over real tokens only.
-    `shift_mean=False` rescales without centring, which keeps the sign of a reward.
+    Mean and (unbiased, like TRL's `masked_whiten`) variance are taken over real tokens only;
+    with `sum_over`, over the real tokens of every process's shard, so each process gets its
+    rows of the whole batch whitened. `shift_mean=False` rescales without centring, which
+    keeps the sign of a reward.
     """
-    mean = masked_token_mean(values, mask)
-    centred = values - mean
-    count = mask.sum().clamp(min=2.0)
-    variance = (centred.pow(2) * mask).sum() / (count - 1.0)
-    whitened = centred * torch.rsqrt(variance + eps)
+    mean = masked_token_mean(values, mask, sum_over=sum_over)
+    whitened = (values - mean) * torch.rsqrt(masked_variance(values, mask, sum_over=sum_over) + eps)
     if not shift_mean:
         whitened = whitened + mean
-    return whitened * mask
+    return whitened * mask.to(values.dtype)
 
 
 # ----------------------------------------------------------------------------- log-probs
@@ -72,16 +102,18 @@ def logprobs_of_tokens(logits: Tensor, tokens: Tensor, temperature: float = 1.0)
 
     Naive equivalent it must match:
         torch.log_softmax(logits / T, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    Computed as `logit[token] - logsumexp(logits)` one row at a time, so no second `[B, T, V]`
-    tensor of log-probabilities is materialised (the vocabulary of a 7B model is 32k-128k).
-    Dividing by the sampling temperature makes these the log-probs of the distribution the
-    answer was actually sampled from.
+    Computed as `logit[token] / T - logsumexp(logits / T)` one row at a time: the only
+    vocabulary-sized temporaries are one row's (`[T, V]`), never a second `[B, T, V]` tensor of
+    scaled logits or log-probabilities (the vocabulary of a 7B model is 32k-128k). Dividing by
+    the sampling temperature makes these the log-probs of the distribution the answer was
+    actually sampled from.
     """
-    if temperature != 1.0:
-        logits = logits / temperature
     picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    normaliser = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
-    return picked - normaliser
+    if temperature == 1.0:
+        normaliser = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
+        return picked - normaliser
+    normaliser = torch.stack([torch.logsumexp(row / temperature, dim=-1) for row in logits])
+    return picked / temperature - normaliser
 
 
 def entropy_from_logits(logits: Tensor, temperature: float = 1.0) -> Tensor:

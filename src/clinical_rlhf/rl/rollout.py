@@ -64,6 +64,24 @@ class Rollout:
                 picked[item.name] = value
         return Rollout(**picked)
 
+    def without_padding_columns(self) -> Rollout:
+        """The same rows without the columns that are padding in every row: prompt columns left
+        of the longest prompt, answer columns right of the longest answer. Positions come from
+        the attention mask (all-padding columns add nothing to them) and attention is causal,
+        so every real token's logits, log-probs and values are unchanged; a forward pass just
+        runs on fewer columns."""
+        first = int(self.query_mask.any(0).int().argmax())
+        width = max(int(self.response_mask.sum(1).max()), 1)
+        picked = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name.startswith("query_"):
+                value = value[:, first:]
+            elif isinstance(value, Tensor) and value.dim() == 2:  # the [N, T] answer-aligned tensors
+                value = value[:, :width]
+            picked[item.name] = value
+        return Rollout(**picked)
+
 
 def concat_rollouts(parts: Sequence[Rollout], pad_token_id: int) -> Rollout:
     """Stack rollouts whose prompt and answer widths may differ (left-pad prompts, right-pad answers)."""
@@ -164,20 +182,20 @@ def policy_pass(bundle, rollout: Rollout, temperature: float) -> tuple[Tensor, T
     """(logprobs, values, logits) of the answer tokens under the trainable policy, with grad.
 
     The one forward pass per micro-batch of the update; the rollout's old log-probs and values
-    come from the same function under `no_grad`.
+    come from the same function under `no_grad`. Logits at column `P - 1 + t` predict answer
+    token `t`, so only the last `T + 1` columns are computed (`bundle.forward(last=...)`) and
+    the final one, which predicts past the answer, is dropped.
     """
-    width = rollout.query_ids.shape[1]
     steps = rollout.response_ids.shape[1]
-    logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask)
-    logits = logits[:, width - 1: width - 1 + steps]
+    logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask, last=steps + 1)
+    logits = logits[:, :steps]
     logprobs = logprobs_of_tokens(logits, rollout.response_ids, temperature)
-    return logprobs, values[:, width - 1: width - 1 + steps].float(), logits
+    return logprobs, values[:, :steps].float(), logits
 
 
 @torch.no_grad()
 def score(bundle, rollout: Rollout, temperature: float, micro_batch_size: int) -> Rollout:
     """Fill `logprobs`, `values` (adapter on) and `ref_logprobs` (adapter disabled), in micro-batches."""
-    width = rollout.query_ids.shape[1]
     steps = rollout.response_ids.shape[1]
     logprobs, values, ref_logprobs = [], [], []
     for start in range(0, len(rollout), micro_batch_size):
@@ -186,7 +204,7 @@ def score(bundle, rollout: Rollout, temperature: float, micro_batch_size: int) -
         logprobs.append(part_logprobs.float())
         values.append(part_values)
         with bundle.reference():
-            ref_logits = bundle.logits(part.input_ids, part.attention_mask)[:, width - 1: width - 1 + steps]
+            ref_logits = bundle.logits(part.input_ids, part.attention_mask, last=steps + 1)[:, :steps]
         ref_logprobs.append(logprobs_of_tokens(ref_logits, part.response_ids, temperature).float())
     mask = rollout.response_mask
     rollout.logprobs = torch.cat(logprobs) * mask

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.models.sharded import full_tensor, is_sharded, shard_like
 from clinical_rlhf.rl.distributed import Distributed
 
 QUANTIZED = ("int8", "nf4", "fp4")
@@ -154,17 +155,6 @@ def shard_bundle(bundle, distributed: Distributed, options: FsdpOptions | None =
             f"{sum(p.numel() for p in frozen):,} frozen base parameters")
 
 
-def is_sharded(tensor: torch.Tensor) -> bool:
-    from torch.distributed.tensor import DTensor
-
-    return isinstance(tensor, DTensor)
-
-
-def full_tensor(tensor: torch.Tensor) -> torch.Tensor:
-    """The whole tensor of a sharded one (a collective: every rank must call it), else itself."""
-    return tensor.full_tensor() if is_sharded(tensor) else tensor
-
-
 def local_numel(parameters: Iterator[torch.Tensor]) -> int:
     """Elements this rank actually stores (its shards; whole tensors when unsharded)."""
     return sum((p.to_local() if is_sharded(p) else p).numel() for p in parameters)
@@ -184,13 +174,10 @@ def full_optimizer_state_dict(optimizer: torch.optim.Optimizer) -> dict:
 def shard_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """After `optimizer.load_state_dict(full)`: cut each full moment of a sharded parameter to
     this rank's shard (the same layout as the parameter). A no-op without FSDP."""
-    from torch.distributed.tensor import distribute_tensor
-
     for group in optimizer.param_groups:
         for parameter in group["params"]:
             if not is_sharded(parameter):
                 continue
             for key, value in optimizer.state.get(parameter, {}).items():
                 if isinstance(value, torch.Tensor) and not is_sharded(value) and value.shape == parameter.shape:
-                    optimizer.state[parameter][key] = distribute_tensor(
-                        value.to(parameter.to_local().device), parameter.device_mesh, parameter.placements)
+                    optimizer.state[parameter][key] = shard_like(value, parameter)

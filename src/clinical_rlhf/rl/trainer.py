@@ -17,31 +17,33 @@ gather checkpoints on every rank; FSDP and ZeRO-3 also evaluate on every rank.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from clinical_rlhf.config import Config
-from clinical_rlhf.errors import CheckpointError, EmergencyStop
+from clinical_rlhf.errors import EmergencyStop
 from clinical_rlhf.models.fingerprint import base_model_fingerprint
-from clinical_rlhf.rl.checkpoint import (CheckpointManager, CheckpointPayload, capture_rng_state, require_algorithm,
-                                         require_new_run, resolve_resume, restore_rank_rng_state, restore_rng_state)
+from clinical_rlhf.monitoring import alerts
+from clinical_rlhf.rl.checkpoint import (CheckpointInfo, CheckpointManager, CheckpointPayload, capture_rng_state,
+                                         restore_rank_rng_state, restore_rng_state)
 from clinical_rlhf.rl.controllers import (RunningMoments, UnsafeWindow, build_kl_controller,
                                           build_lagrange_multiplier)
 from clinical_rlhf.rl.distributed import Distributed, NullTracker, derived_seed, rank_seed
 from clinical_rlhf.rl.evaluation import Judgement, evaluate_policy, judge, sample_answers, stored_evaluation
 from clinical_rlhf.rl.experience import make_experience
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.prompts import PromptSampler
 from clinical_rlhf.rl.rollout import score
-from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_optimizer_state
+from clinical_rlhf.rl.run import TrainingRun, TrainResult  # noqa: F401 - TrainResult: part of this module's API
+from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_bundle, shard_optimizer_state
 from clinical_rlhf.rl.signals import StopSignals
-from clinical_rlhf.rl.update import MicroBatchSize, is_out_of_memory, ppo_update
+from clinical_rlhf.rl.update import ppo_update
+from clinical_rlhf.rl.zero import ZeroEngine, zero_options
 from clinical_rlhf.seeding import seed_everything
 
 log = logging.getLogger(__name__)
@@ -53,19 +55,7 @@ MINIBATCH_STREAM = 1
 """Stream key of `derived_seed` for the mini-batch order of each iteration's update."""
 
 
-@dataclass
-class TrainResult:
-    status: str
-    """`completed` or `interrupted` (an emergency stop raises `EmergencyStop` instead)."""
-    iterations_done: int
-    message: str
-    last_checkpoint: Path | None = None
-    before: dict | None = None
-    after: dict | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-
-
-class PPOTrainer:
+class PPOTrainer(TrainingRun):
     """Constrained PPO on `bundle` with `guard` vetoes and `reward_fn` scores.
 
     `tracker`: `log_params`, `log_metrics(step, metrics)`, `log_event(step, kind, severity, message, **details)`,
@@ -80,6 +70,8 @@ class PPOTrainer:
     callbacks are replaced by no-ops.
     """
 
+    algorithm, unit = "ppo", "iteration"
+
     def __init__(self, cfg: Config, bundle, guard, reward_fn, tracker, *, train_prompts: Sequence[str],
                  eval_prompts: Sequence[str] = (), audit=None, drift=None, memory=None,
                  alert_rules: Sequence | None = None, evaluate_rules: Callable | None = None,
@@ -91,8 +83,6 @@ class PPOTrainer:
         if self.dist.is_distributed:
             self.dist.broadcast_parameters(bundle.trainable_parameters())
         if self.dist.shards_parameters and self.dist.strategy == "fsdp":
-            from clinical_rlhf.rl.sharding import shard_bundle
-
             sharded = shard_bundle(bundle, self.dist)
             if self.dist.is_main:
                 log.info(sharded)
@@ -104,8 +94,6 @@ class PPOTrainer:
         samples = self.ppo.samples_per_prompt
         self.answer_shard = range(self.prompt_shard.start * samples, self.prompt_shard.stop * samples)
         self.audit, self.drift, self.memory = audit, drift, memory
-        from clinical_rlhf.monitoring import alerts
-
         self.alert_rules = alerts.parse_rules(cfg.monitoring.alerts if alert_rules is None else alert_rules)
         self.evaluate_rules = evaluate_rules or alerts.evaluate_rules
         self.rule_context = alerts.rule_context(cfg)
@@ -121,8 +109,6 @@ class PPOTrainer:
         self.optimizer = torch.optim.AdamW(bundle.trainable_parameters(), lr=self.ppo.learning_rate, weight_decay=0.0)
         self.zero = None
         if self.dist.strategy == "deepspeed":
-            from clinical_rlhf.rl.zero import ZeroEngine, zero_options
-
             options = zero_options(max_grad_norm=self.ppo.max_grad_norm)
             self.zero = ZeroEngine(bundle, self.optimizer, self.dist, options,
                                    max_grad_norm=self.ppo.max_grad_norm)
@@ -152,38 +138,23 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def train(self, resume: str | Path | None = None) -> TrainResult:
-        """Run (or continue) training. Raises `EmergencyStop` after saving and auditing."""
-        with self.signals:
-            if resume is not None:
-                self._resume(resume)
-            else:
-                require_new_run(self.run_dir)
-            self.bundle.eval()  # no dropout: the update's log-probs must be the rollout's
-            before = self._evaluation("before", reuse=resume is not None)
-            self._audit("run_start", details={"iteration": self.iteration, "resumed": resume is not None,
-                                              "config_sha256": hashlib.sha256(self.cfg.to_yaml().encode()).hexdigest()})
-            self.tracker.log_params(self.cfg)
-            try:
-                while self.iteration < self.train_cfg.num_iterations:
-                    rng_at_start, sampler_at_start = capture_rng_state(), self.sampler.state_dict()
-                    if self._iteration(self.iteration + 1) is None:
-                        # Stop signal while sampling: abandon the rollout; the checkpoint holds the
-                        # state from before it, so a resumed run repeats this iteration exactly.
-                        restore_rng_state(rng_at_start)
-                        self.sampler.load_state_dict(sampler_at_start)
-                        return self._interrupted(before)
-                    if self._stop_requested():
-                        return self._interrupted(before)
-            except EmergencyStop as stop:
-                self._audit("run_end", details={"status": "emergency_stop", "iteration": self.iteration,
-                                                "message": str(stop)})
-                raise
-            self._save("regular")
-            after = self._evaluation("after")
-            self._audit("run_end", details={"status": "completed", "iteration": self.iteration})
-            return TrainResult("completed", self.iteration, f"training completed after {self.iteration} iterations",
-                               self.last_checkpoint, before, after, self.history)
+    @property
+    def progress(self) -> int:
+        return self.iteration
+
+    @property
+    def total(self) -> int:
+        return self.train_cfg.num_iterations
+
+    def _advance(self) -> bool:
+        rng_at_start, sampler_at_start = capture_rng_state(), self.sampler.state_dict()
+        if self._iteration(self.iteration + 1) is None:
+            # Stop signal while sampling: abandon the rollout; the checkpoint holds the state
+            # from before it, so a resumed run repeats this iteration exactly.
+            restore_rng_state(rng_at_start)
+            self.sampler.load_state_dict(sampler_at_start)
+            return False
+        return True
 
     def _iteration(self, iteration: int) -> dict[str, float] | None:
         started = time.perf_counter()
@@ -249,11 +220,10 @@ class PPOTrainer:
         return self._finish(iteration, metrics, started)
 
     def _stop_epoch(self, stats: dict[str, float]) -> bool:
-        """Epoch early stop: approximate KL to the rollout policy above `training.ppo.target_kl`,
-        or an alert rule on it (`kl > target_kl`) whose action is early_stop_epoch."""
-        approx_kl = stats["policy/approx_kl"]
-        actions = self._alerts(self.iteration, {"policy/approx_kl": approx_kl})
-        return "early_stop_epoch" in actions or (self.ppo.target_kl is not None and approx_kl > self.ppo.target_kl)
+        """The alert rules on the update's statistics (`kl` is its approximate KL to the rollout
+        policy): True when one whose action is early_stop_epoch fired. The `target_kl` stop
+        itself is a line of `ppo_update`'s loop."""
+        return "early_stop_epoch" in self._alerts(self.iteration, {"policy/approx_kl": stats["policy/approx_kl"]})
 
     def _finish(self, iteration: int, metrics: dict[str, float], started: float) -> dict[str, float]:
         """Controllers' values, timing, logging, callbacks and the periodic checkpoint."""
@@ -297,14 +267,9 @@ class PPOTrainer:
 
     def _retry_on_oom(self, reason: str, step: Callable):
         """`step()`, halving the micro-batch and retrying after each out-of-memory error (local to
-        this rank: no collective runs inside `step`)."""
-        while True:
-            try:
-                return step()
-            except (torch.OutOfMemoryError, RuntimeError) as error:
-                if not is_out_of_memory(error) or self.dist.shards_parameters:  # FSDP, ZeRO-3: the others are mid-collective
-                    raise
-                self.micro_batch.halve(reason)
+        this rank: no collective runs inside `step`; under FSDP and ZeRO-3 the others are
+        mid-collective, so it is raised)."""
+        return back_off_on_oom(self.micro_batch, reason, step, retry=not self.dist.shards_parameters)
 
     def _whole_batch(self, rollout, local: Judgement) -> tuple[Judgement, dict[str, list]]:
         """The judgement and per-answer facts of the whole batch, in global order, on every rank
@@ -476,17 +441,8 @@ class PPOTrainer:
         self.optimizer.load_state_dict(payload.optimizer)
         shard_optimizer_state(self.optimizer)
 
-    def _resume(self, resume: str | Path) -> None:
-        if str(resume) == "auto" and not self.checkpoints.list():
-            self._say(f"--resume auto: no checkpoint in {self.checkpoints.directory}, starting a new run")
-            return
-        info, payload = resolve_resume(resume, self.checkpoints)
+    def _restore(self, info: CheckpointInfo, payload: CheckpointPayload) -> None:
         state = payload.state
-        require_algorithm(info.path, state, "ppo")
-        if state["base_fingerprint"] != self.base_fingerprint:
-            raise CheckpointError(f"checkpoint {info.path} was trained on different base-model weights than the "
-                                  f"model loaded now ({self.cfg.model.path or self.cfg.model.name}); resume with the "
-                                  f"base model it was trained on, or start a new run")
         self._load_weights_and_moments(payload)
         self.scheduler.load_state_dict(state["scheduler"])
         self.kl_controller.load_state_dict(state["kl_controller"])
@@ -506,14 +462,6 @@ class PPOTrainer:
                                      seed=self.train_cfg.seed, deterministic=self.train_cfg.deterministic)
         self._say(f"resumed from {info.path} (iteration {self.iteration}); RNG {how}")
 
-    def _interrupted(self, before: dict | None) -> TrainResult:
-        info = self._save("interrupt")
-        message = (f"stopped by {self.signals.name} after iteration {self.iteration}; checkpoint saved to "
-                   f"{info.path}; continue with --resume auto")
-        self._audit("run_end", details={"status": "interrupted", "iteration": self.iteration, "signal": self.signals.name})
-        self.tracker.log_event(self.iteration, "interrupted", "info", message)
-        return TrainResult("interrupted", self.iteration, message, info.path, before, None, self.history)
-
     # ------------------------------------------------------------------ reporting
 
     def _audit_guard_checks(self, iteration: int, prompts: list[str], responses: list[str], judgement) -> None:
@@ -527,10 +475,6 @@ class PPOTrainer:
             if record_allowed or unsafe or verdict.action != "allow":
                 self._audit("guard_check", prompt=prompt, response=response, verdict=verdict,
                             details={"iteration": iteration})
-
-    def _audit(self, event: str, **fields) -> None:
-        if self.audit is not None:
-            self.audit.record(event, self.run_id, **fields)
 
     def _say(self, message: str) -> None:
         if self.dist.is_main:

@@ -8,75 +8,62 @@ spread over processes:
 
     loss(mini) = sum_micro  token_mean(micro) * tokens(micro) / tokens(mini)
 
+That freedom is used to waste less compute on padding: the rows of a mini-batch are cut into
+micro-batches by length (longest first), and each micro-batch drops the columns that are
+padding in all of its rows (`Experience.without_padding_columns`), so a pass runs on the
+longest of similar rows rather than the longest of the batch.
+
 Under several processes the mini-batches are drawn from the global batch with a permutation
 every rank computes alike; each rank back-propagates the rows of the mini-batch it holds,
-divided by the mini-batch's global token count, and the gradients are summed over ranks
-(`Distributed.sync_gradients`) before clipping: the single-process step on the same batch.
-
-Under FSDP (`rl/sharding.py`) every forward pass is a collective, and under DeepSpeed ZeRO
-(`rl/zero.py`) every backward pass is, so every rank runs the same number of micro-batches per
-mini-batch: a rank holding fewer of its rows adds passes over one of its own rows with weight 0
-(zero gradient, same collectives). FSDP reduce-scatters the gradients with the same SUM, so
-`sync_gradients` leaves them alone; under ZeRO the engine reduces, clips and steps (`ZeroEngine`).
+divided by the mini-batch's global token count, and the gradients are summed over ranks before
+clipping: the single-process step on the same batch. Which rows a rank holds, and the
+zero-weighted passes that keep FSDP and ZeRO ranks in step, are `RankMiniBatches`'s business;
+how gradients are summed, clipped and applied is the stepper's (`LocalStep`, or `ZeroEngine` in
+`rl/zero.py`). What is left here reads like CleanRL's loop.
 
 An out-of-memory error inside a mini-batch discards that mini-batch's partial gradients,
-halves the micro-batch and redoes it; no optimizer step has been taken for it yet, so the
-retry trains on exactly the same data and the same loss. Under FSDP and ZeRO it is raised instead: the
-other ranks are inside the same collectives and cannot redo the step with this one alone.
+halves the micro-batch and redoes it (`rl/memory.py`); no optimizer step has been taken for it
+yet, so the retry trains on exactly the same data and the same loss. Under FSDP and ZeRO it is
+raised instead: the other ranks are inside the same collectives and cannot redo the step with
+this one alone.
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 from clinical_rlhf.config import PPOConfig
+from clinical_rlhf.models.sharded import full_tensor
 from clinical_rlhf.rl import losses
 from clinical_rlhf.rl.distributed import Distributed
 from clinical_rlhf.rl.experience import Experience
+from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.rollout import policy_pass
 
-log = logging.getLogger(__name__)
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """CUDA/MPS OOM, or the CPU allocator failing ("DefaultCPUAllocator: can't allocate memory")."""
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-class MicroBatchSize:
-    """The micro-batch size of the run; halved on memory pressure, saved with checkpoints."""
-
-    def __init__(self, size: int, on_change: Callable[[str], None] | None = None) -> None:
-        if size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
-        self.value = size
-        self.on_change = on_change or log.warning
-
-    def halve(self, reason: str) -> None:
-        """Halve, or re-raise the situation as an error when it is already 1."""
-        if self.value == 1:
-            raise MemoryError(f"{reason} with a micro-batch of 1; lower training.ppo.max_new_tokens, "
-                              f"enable model_loading.gradient_checkpointing or quantize the model")
-        self.value //= 2
-        self.on_change(f"{reason}: micro-batch halved to {self.value}, retrying the step")
+MicroBatches = list[tuple[Experience, float]]
+"""(micro-batch, weight) pairs of one rank's share of a mini-batch; weight 0 marks a filler pass."""
 
 
 def micro_batch_loss(bundle, batch: Experience, ppo: PPOConfig, temperature: float) -> tuple[torch.Tensor, dict]:
-    """Combined loss of one micro-batch: policy + vf_coef * value - entropy_coef * entropy."""
+    """Combined loss of one micro-batch: policy + vf_coef * value - entropy_coef * entropy.
+
+    With `entropy_coef` 0 the entropy is not part of the loss and no vocabulary-wide entropy
+    pass runs: `policy/entropy` is then the sampled-token estimate -token_mean(log pi_old(a_t))
+    of the rollout policy, which the rollout already computed (E_a~pi[-log pi(a)] = H(pi)).
+    """
     rollout = batch.rollout
     mask = rollout.response_mask
     logprobs, values, logits = policy_pass(bundle, rollout, temperature)
     pg_loss, pg_stats = losses.policy_loss(logprobs, rollout.logprobs, batch.advantages, mask, ppo.clip_range)
-    with torch.set_grad_enabled(ppo.entropy_coef > 0):
+    loss = pg_loss
+    if ppo.entropy_coef > 0:
         entropy = losses.masked_token_mean(losses.entropy_from_logits(logits, temperature), mask)
-    loss = pg_loss - ppo.entropy_coef * entropy
+        loss = loss - ppo.entropy_coef * entropy
+    else:
+        entropy = -losses.masked_token_mean(rollout.logprobs, mask)
     stats = {"policy/loss": pg_loss.detach(), "policy/entropy": entropy.detach(),
              "policy/clipfrac": pg_stats["clipfrac"], "policy/approx_kl": pg_stats["approx_kl"],
              "policy/ratio": pg_stats["ratio"]}
@@ -95,35 +82,56 @@ def statistic_keys(ppo: PPOConfig) -> tuple[str, ...]:
     return keys + (("value/loss", "value/clipfrac", "value/mean") if ppo.advantage_estimator == "gae" else ())
 
 
-def _accumulate(bundle, stepper, mini: Experience, ppo: PPOConfig, temperature: float, micro: int,
-                mini_tokens: float, passes: int | None = None, filler: Experience | None = None) -> dict[str, float]:
-    """Backward over the micro-batches of (this rank's rows of) one mini-batch.
+class RankMiniBatches:
+    """The distributed bookkeeping of an update: which rows of each global mini-batch this rank
+    holds, cut into micro-batches with their token weights.
 
-    `mini_tokens`: answer tokens of the whole mini-batch, over every rank. Returns this rank's
-    token-weighted share of each statistic; summed over ranks it is the mini-batch token mean.
-    `passes` (FSDP, ZeRO): run exactly that many forward/backward passes, the ones beyond this
-    rank's rows over `filler` with weight 0.
+    `experience` is this rank's shard of the global batch (rank r owns global rows
+    [r * len, (r + 1) * len); the whole batch for one process). Under FSDP and ZeRO every
+    forward and backward pass is a collective, so every rank runs the same number of passes
+    per mini-batch: a rank holding fewer rows adds passes over one of its own rows with
+    weight 0 (zero gradient, same collectives).
     """
-    totals: dict[str, float] = dict.fromkeys(statistic_keys(ppo), 0.0)
-    starts = list(range(0, len(mini), micro))
-    for index in range(len(starts) if passes is None else passes):
-        if index < len(starts):
-            part = mini.select(torch.arange(starts[index], min(starts[index] + micro, len(mini))))
-            weight = float(part.rollout.response_mask.sum()) / mini_tokens
-        else:  # keeps this rank in step with the others' collectives; contributes nothing
-            part, weight = filler, 0.0
-        loss, stats = stepper.forward(lambda part=part: micro_batch_loss(bundle, part, ppo, temperature))
-        stepper.backward(loss * weight)
-        if weight:
-            for key, value in stats.items():
-                totals[key] += float(value) * weight
-    return totals
 
+    def __init__(self, experience: Experience, distributed: Distributed) -> None:
+        self.experience, self.distributed = experience, distributed
+        self.owned = distributed.shard(len(experience) * distributed.world_size)
+        self.tokens = distributed.gather_tensor(experience.rollout.response_mask.sum(1).float().cpu())
+        rollout = experience.rollout
+        self.lengths = (rollout.query_mask.sum(1) + rollout.response_mask.sum(1)).cpu()
 
-def rows_per_rank(rows: torch.Tensor, shard_size: int, world_size: int) -> list[int]:
-    """How many of mini-batch `rows` (global indices) each rank holds; every rank computes it
-    alike, since rank r owns rows [r * shard_size, (r + 1) * shard_size)."""
-    return torch.bincount(torch.div(rows, shard_size, rounding_mode="floor"), minlength=world_size).tolist()
+    def __len__(self) -> int:
+        """Rows of the global batch."""
+        return len(self.tokens)
+
+    def schedule(self, epochs: int, mini_batch_size: int,
+                 generator: torch.Generator | None) -> Iterator[tuple[int, torch.Tensor]]:
+        """(epoch, global rows of one mini-batch), epoch after epoch, each epoch a new permutation."""
+        total = len(self)
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(total, generator=generator) if generator is not None else torch.randperm(total)
+            for start in range(0, total, mini_batch_size):
+                yield epoch, order[start:start + mini_batch_size]
+
+    def micro_batches(self, rows: torch.Tensor, micro: int) -> MicroBatches:
+        """This rank's rows of mini-batch `rows` in micro-batches of at most `micro` rows, longest
+        first and without all-padding columns, each weighted by its share of the mini-batch's
+        answer tokens over every rank."""
+        mini_tokens = max(float(self.tokens[rows].sum()), 1.0)
+        mine = rows[(rows >= self.owned.start) & (rows < self.owned.stop)] - self.owned.start
+        if len(mine) > micro:  # length buckets: similar lengths share a pass
+            mine = mine[torch.sort(self.lengths[mine], descending=True, stable=True).indices]
+        parts = []
+        for start in range(0, len(mine), micro):
+            part = self.experience.select(mine[start:start + micro]).without_padding_columns()
+            parts.append((part, float(part.rollout.response_mask.sum()) / mini_tokens))
+        if self.distributed.partitions_state:
+            held = torch.bincount(torch.div(rows, len(self.experience), rounding_mode="floor"),
+                                  minlength=self.distributed.world_size).tolist()
+            passes = max(-(-count // micro) for count in held)
+            filler = self.experience.select(torch.arange(1)).without_padding_columns()
+            parts += [(filler, 0.0)] * (passes - len(parts))
+        return parts
 
 
 class LocalStep:
@@ -148,40 +156,24 @@ class LocalStep:
 
     def step(self) -> float:
         """Sum over ranks, clip, step; returns the global gradient norm before clipping."""
-        from clinical_rlhf.rl.sharding import full_tensor
-
         self.distributed.sync_gradients(self.parameters)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.max_grad_norm)
         self.optimizer.step()
         return float(full_tensor(grad_norm))
 
 
-def _minibatch_step(bundle, stepper, mini: Experience, mini_tokens: float, *, ppo: PPOConfig,
-                    temperature: float, micro_batch: MicroBatchSize, distributed: Distributed,
-                    held: list[int] | None = None, filler: Experience | None = None) -> dict[str, float]:
-    """Gradients of one mini-batch (OOM: halve the micro-batch and redo it), summed over ranks,
-    clipped, and one optimizer step. Returns the mini-batch's statistics. Under FSDP and ZeRO,
-    `held` (`rows_per_rank`) sets the number of passes every rank runs, `filler` pads this rank's."""
-    while True:
-        stepper.zero_grad()
-        passes = max(-(-count // micro_batch.value) for count in held) if held is not None else None
-        try:
-            stats = _accumulate(bundle, stepper, mini, ppo, temperature, micro_batch.value, mini_tokens, passes,
-                                filler)
-            break
-        except (torch.OutOfMemoryError, RuntimeError) as error:
-            if not is_out_of_memory(error) or distributed.partitions_state:
-                raise
-            stepper.zero_grad()
-            micro_batch.halve("out of memory in the PPO update")
-    stats = distributed.sum_floats(stats)
-    stats["policy/grad_norm"] = stepper.step()
-    return stats
-
-
-def exceeds_target_kl(ppo: PPOConfig) -> Callable[[dict[str, float]], bool]:
-    """The default epoch early stop: approximate KL above `training.ppo.target_kl` (None: never)."""
-    return lambda stats: ppo.target_kl is not None and stats["policy/approx_kl"] > ppo.target_kl
+def accumulate_gradients(stepper, parts: MicroBatches, loss_of: Callable[[Experience], tuple]) -> dict[str, float]:
+    """Backward over `parts` (fresh gradients); returns this rank's token-weighted share of each
+    statistic (summed over ranks: the mini-batch's token mean)."""
+    stepper.zero_grad()
+    totals: dict[str, float] = defaultdict(float)
+    for part, weight in parts:
+        loss, stats = stepper.forward(lambda part=part: loss_of(part))
+        stepper.backward(loss * weight)
+        if weight:  # a filler pass contributes nothing, not even a NaN
+            for key, value in stats.items():
+                totals[key] += float(value) * weight
+    return dict(totals)
 
 
 def ppo_update(bundle, optimizer, experience: Experience, *, ppo: PPOConfig,
@@ -193,9 +185,10 @@ def ppo_update(bundle, optimizer, experience: Experience, *, ppo: PPOConfig,
     `experience` is this rank's shard (rows `distributed.shard(...)` of the global batch; the
     whole batch for one process). Mini-batch order: `generator` when given (the trainer seeds
     one per iteration, so every rank and any number of ranks draw the same order), else the
-    global torch RNG (one process only). After every optimizer step `stop_epoch(stats)` may
-    end the epoch loop (default: `exceeds_target_kl(ppo)`); the stats are global, so every
-    rank stops at the same step. `optimizer`: a torch optimizer over `bundle.trainable_parameters()`,
+    global torch RNG (one process only). After every optimizer step the epoch loop ends when the
+    approximate KL exceeds `training.ppo.target_kl`, or when `stop_epoch(stats)` says so (the
+    trainer's alert rules with action early_stop_epoch); the stats are global, so every rank
+    stops at the same step. `optimizer`: a torch optimizer over `bundle.trainable_parameters()`,
     or the `ZeroEngine` that owns the step under DeepSpeed (`rl/zero.py`).
     """
     distributed = distributed or Distributed.single()
@@ -203,33 +196,27 @@ def ppo_update(bundle, optimizer, experience: Experience, *, ppo: PPOConfig,
         raise ValueError("generator is required with several processes: every rank must draw the same mini-batches")
     stepper = (LocalStep(optimizer, list(bundle.trainable_parameters()), distributed, ppo.max_grad_norm)
                if isinstance(optimizer, torch.optim.Optimizer) else optimizer)
-    stop_epoch = stop_epoch or exceeds_target_kl(ppo)
-    owned = distributed.shard(len(experience) * distributed.world_size)
-    tokens = distributed.gather_tensor(experience.rollout.response_mask.sum(1).float().cpu())
-    total = len(tokens)
-    mini_size = min(ppo.mini_batch_size, total)
+    batches = RankMiniBatches(experience, distributed)
+    zero_stats = dict.fromkeys(statistic_keys(ppo), 0.0)  # a rank without rows still reduces every key
     history: dict[str, list[float]] = defaultdict(list)
-    early_stopped = False
-    epoch = 0
-    for epoch in range(1, ppo.ppo_epochs + 1):
-        order = torch.randperm(total, generator=generator) if generator is not None else torch.randperm(total)
-        for start in range(0, total, mini_size):
-            rows = order[start:start + mini_size]
-            mine = rows[(rows >= owned.start) & (rows < owned.stop)] - owned.start
-            mini_tokens = max(float(tokens[rows].sum()), 1.0)
-            held = (rows_per_rank(rows, len(experience), distributed.world_size)
-                    if distributed.partitions_state else None)
-            stats = _minibatch_step(bundle, stepper, experience.select(mine), mini_tokens, ppo=ppo,
-                                    temperature=temperature, micro_batch=micro_batch, distributed=distributed,
-                                    held=held, filler=experience.select(torch.arange(1)) if held is not None else None)
-            for key, value in stats.items():
-                history[key].append(value)
-            # Early stop of the epoch loop (CleanRL ppo.py): the policy moved too far from the
-            # one that sampled the rollout for the clipped objective to be trusted.
-            if stop_epoch(stats):
-                early_stopped = True
-                break
-        if early_stopped:
+    epoch, early_stopped = 0, False
+    for epoch, rows in batches.schedule(ppo.ppo_epochs, min(ppo.mini_batch_size, len(batches)), generator):
+        stats = back_off_on_oom(
+            micro_batch, "out of memory in the PPO update",
+            lambda: accumulate_gradients(stepper, batches.micro_batches(rows, micro_batch.value),
+                                         lambda part: micro_batch_loss(bundle, part, ppo, temperature)),
+            retry=not distributed.partitions_state, discard=stepper.zero_grad)
+        stats = distributed.sum_floats(zero_stats | stats)
+        stats["policy/grad_norm"] = stepper.step()
+        for key, value in stats.items():
+            history[key].append(value)
+        # Early stop (CleanRL ppo.py): the policy moved too far from the one that sampled the
+        # rollout for the clipped objective to be trusted.
+        if ppo.target_kl is not None and stats["policy/approx_kl"] > ppo.target_kl:
+            early_stopped = True
+            break
+        if stop_epoch is not None and stop_epoch(stats):
+            early_stopped = True
             break
     stepper.zero_grad()
     result = {key: sum(values) / len(values) for key, values in history.items()}

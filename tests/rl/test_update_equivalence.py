@@ -1,0 +1,124 @@
+"""The faster update computes the previous update's maths: loss and gradients equal to 1e-6.
+
+The previous implementation is written out here as it was: one forward over the whole,
+padded mini-batch, logits of every column sliced to the answer, log-probs through a full
+`log_softmax(logits / T)`, the vocabulary-wide entropy on every pass. The current one cuts
+the mini-batch into length-sorted micro-batches without all-padding columns, runs the LM head
+on the answer's columns only, and skips the entropy pass when its coefficient is 0.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from clinical_rlhf.rl import losses
+from clinical_rlhf.rl.distributed import Distributed
+from clinical_rlhf.rl.experience import make_experience
+from clinical_rlhf.rl.rollout import generate, score
+from clinical_rlhf.rl.update import LocalStep, RankMiniBatches, accumulate_gradients, micro_batch_loss
+from clinical_rlhf.seeding import seed_everything
+
+TEMPERATURE = 0.7
+PROMPTS = ["fever", "a mild headache since this morning after a long flight", "chest pain and sweating at rest",
+           "rash", "my child has a fever and a rash that does not fade under a glass", "cough for three weeks",
+           "is ibuprofen safe with warfarin", "dizzy"]
+
+
+def previous_micro_batch_loss(bundle, batch, ppo, temperature):
+    """The update's loss before this change (rl/update.py and rl/rollout.py at 73772b6)."""
+    rollout = batch.rollout
+    mask = rollout.response_mask
+    width, steps = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
+    logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask)
+    logits = logits[:, width - 1: width - 1 + steps]
+    logprobs = torch.log_softmax(logits / temperature, dim=-1).gather(-1, rollout.response_ids.unsqueeze(-1)).squeeze(-1)
+    values = values[:, width - 1: width - 1 + steps].float()
+    pg_loss, _ = losses.policy_loss(logprobs, rollout.logprobs, batch.advantages, mask, ppo.clip_range)
+    entropy = losses.masked_token_mean(losses.entropy_from_logits(logits, temperature), mask)
+    v_loss, _ = losses.value_loss(values, rollout.values, batch.returns, mask, ppo.clip_range_value)
+    return pg_loss - ppo.entropy_coef * entropy + ppo.vf_coef * v_loss
+
+
+@pytest.fixture
+def experience_and_bundle(bundle, tiny_gpt2_config):
+    """Prompts of 1 to 14 words and answers of 1 to 8 tokens: padding on both sides."""
+    seed_everything(0)
+    rollout = generate(bundle, PROMPTS, max_new_tokens=8, temperature=TEMPERATURE, top_p=1.0, max_prompt_tokens=64)
+    lengths = torch.tensor([3, 8, 1, 5, 2, 7, 4, 6]).unsqueeze(1)
+    rollout.response_mask = (torch.arange(rollout.response_mask.shape[1]) < lengths).float()
+    score(bundle, rollout, TEMPERATURE, 8)
+    with torch.no_grad():  # move the policy off the rollout's, so ratios, clipping and value clipping all act
+        for parameter in bundle.trainable_parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    ppo = tiny_gpt2_config.training.ppo.model_copy(update={"mini_batch_size": 8, "ppo_epochs": 1})
+    experience, _ = make_experience(rollout, torch.linspace(-1, 1, 8), torch.zeros(8), kl_coef=0.05,
+                                    multiplier=None, ppo=ppo)
+    return experience, bundle, ppo
+
+
+def gradients(bundle) -> list[torch.Tensor]:
+    return [parameter.grad.detach().clone() for parameter in bundle.trainable_parameters()]
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.01])
+def test_micro_batch_loss_and_gradients_equal_the_previous_implementation(experience_and_bundle, entropy_coef):
+    experience, bundle, ppo = experience_and_bundle
+    ppo = ppo.model_copy(update={"entropy_coef": entropy_coef})
+    previous = previous_micro_batch_loss(bundle, experience, ppo, TEMPERATURE)
+    previous.backward()
+    expected = gradients(bundle)
+    bundle.model.zero_grad(set_to_none=True)
+    bundle.value_head.zero_grad(set_to_none=True)
+    current, _ = micro_batch_loss(bundle, experience.without_padding_columns(), ppo, TEMPERATURE)
+    current.backward()
+    assert current.item() == pytest.approx(previous.item(), abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(gradients(bundle), expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3  # the comparison is not between zeros
+
+
+def test_bucketed_trimmed_micro_batches_give_the_previous_mini_batch_gradient(experience_and_bundle):
+    """Micro-batches of 3 rows, longest first, each without its padding columns: the gradient of
+    the previous one-piece pass over the padded mini-batch, to 1e-6."""
+    experience, bundle, ppo = experience_and_bundle
+    previous_micro_batch_loss(bundle, experience, ppo, TEMPERATURE).backward()
+    expected = gradients(bundle)
+    optimizer = torch.optim.SGD(bundle.trainable_parameters(), lr=1.0)
+    stepper = LocalStep(optimizer, bundle.trainable_parameters(), Distributed.single(), ppo.max_grad_norm)
+    batches = RankMiniBatches(experience, Distributed.single())
+    parts = batches.micro_batches(torch.arange(8), 3)
+    assert [len(part) for part, _ in parts] == [3, 3, 2]
+    assert parts[-1][0].rollout.input_ids.shape[1] < experience.rollout.input_ids.shape[1]  # padding cut
+    assert sum(weight for _, weight in parts) == pytest.approx(1.0)
+    accumulate_gradients(stepper, parts, lambda part: micro_batch_loss(bundle, part, ppo, TEMPERATURE))
+    assert max((a - b).abs().max().item() for a, b in zip(gradients(bundle), expected)) < 1e-6
+
+
+def test_no_entropy_pass_when_its_coefficient_is_zero(experience_and_bundle, monkeypatch):
+    experience, bundle, ppo = experience_and_bundle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("entropy_from_logits ran with entropy_coef 0")
+
+    monkeypatch.setattr(losses, "entropy_from_logits", refuse)
+    _, stats = micro_batch_loss(bundle, experience, ppo, TEMPERATURE)
+    # the sampled-token estimate of the rollout policy's entropy
+    expected = -losses.masked_token_mean(experience.rollout.logprobs, experience.rollout.response_mask)
+    assert stats["policy/entropy"].item() == pytest.approx(expected.item())
+    with pytest.raises(AssertionError, match="entropy_coef 0"):
+        micro_batch_loss(bundle, experience, ppo.model_copy(update={"entropy_coef": 0.01}), TEMPERATURE)
+
+
+def test_dropping_padding_columns_keeps_every_real_value(experience_and_bundle):
+    experience, bundle, _ = experience_and_bundle
+    part = experience.select(torch.tensor([0, 2, 4]))  # answers of 3, 1 and 2 tokens
+    trimmed = part.without_padding_columns()
+    assert trimmed.rollout.response_ids.shape[1] == 3
+    assert trimmed.rollout.query_mask[:, 0].any()  # the first column holds a real prompt token
+    mask = trimmed.rollout.response_mask
+    assert torch.equal(trimmed.advantages, part.advantages[:, :3])
+    assert torch.equal(mask.sum(1), part.rollout.response_mask.sum(1))
+    with torch.no_grad():
+        full, _ = bundle.forward(part.rollout.input_ids, part.rollout.attention_mask)
+        cut, _ = bundle.forward(trimmed.rollout.input_ids, trimmed.rollout.attention_mask, last=4)
+    assert torch.allclose(cut[:, :3], full[:, -part.rollout.response_ids.shape[1] - 1:][:, :3], atol=1e-5)
