@@ -8,7 +8,8 @@ A checkpoint is a directory `<run dir>/checkpoints/<name>/` holding
                             (one per process), counters and history (plain tensors, ints,
                             floats, lists, dicts)
     config.yaml             the resolved config of the run
-    manifest.json           iteration, kind, metrics and the SHA-256 of every file above
+    manifest.json           iteration, kind, metrics, the SHA-256 of every file above and the
+                            audit log's anchor (`audit`: record count and head hash at the save)
 
 It is complete or absent: written under a temporary name, every file and the directory
 fsynced, then renamed into place (a rename within one directory is atomic on POSIX). A
@@ -172,14 +173,16 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._warned: set[Path] = set()
         for stale in self.directory.glob(".tmp-*"):  # a save that died half-way
             shutil.rmtree(stale, ignore_errors=True)
 
     # -- writing
 
     def save(self, iteration: int, kind: str, payload: CheckpointPayload,
-             metrics: dict[str, float] | None = None) -> CheckpointInfo:
-        """Write atomically; an existing checkpoint of the same name is replaced."""
+             metrics: dict[str, float] | None = None, audit_anchor: dict[str, Any] | None = None) -> CheckpointInfo:
+        """Write atomically; an existing checkpoint of the same name is replaced. `audit_anchor`
+        (`AuditAnchor.to_dict()`) goes into the manifest for `audit verify --against`."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         name = checkpoint_name(iteration, kind)
@@ -193,6 +196,8 @@ class CheckpointManager:
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
             "sha256": {file: sha256_file(temporary / file) for file in FILES},
         }
+        if audit_anchor is not None:
+            manifest["audit"] = audit_anchor
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         for file in (*FILES, "manifest.json"):
             fsync_path(temporary / file)
@@ -224,6 +229,9 @@ class CheckpointManager:
             info = read_info(path)
             if info is not None:
                 found.append(info)
+            elif (path / "manifest.json").is_file() and not path.name.startswith(".tmp-") and path not in self._warned:
+                self._warned.add(path)  # once per directory, not at every listing
+                log.warning("checkpoint %s has an unreadable manifest.json (corrupt); skipping it", path)
         return sorted(found, key=lambda info: (info.iteration, info.kind == "emergency_stop"))
 
     def _ranked(self) -> list[CheckpointInfo]:

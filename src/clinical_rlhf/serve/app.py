@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import ClinicalRLHFError, ConfigError
+from clinical_rlhf.safety.audit_key import configured_key
 from clinical_rlhf.serve.audit import AuditWriter
 from clinical_rlhf.serve.auth import KeyStore, RateLimiter, retry_after_header
 from clinical_rlhf.serve.backends import Backend, build_backend
@@ -128,6 +129,7 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     limiter = RateLimiter(cfg.serve.rate_limit.requests_per_minute, cfg.serve.rate_limit.burst)
     metrics = ServeMetrics()
     load_backend = load_backend or (lambda: build_backend(cfg, environ=environ))
+    audit_key = configured_key(cfg.safety.audit)  # a missing key file stops the start, not a request
     state = ServerState(cfg, SafetyGate.from_config(cfg), metrics, load_backend)
     if cfg.serve.feedback.enabled:
         state.feedback = FeedbackRecorder(cfg.serve.feedback, cfg.run_dir, state.gate, metrics)
@@ -138,13 +140,18 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     async def lifespan(_app: FastAPI):
         with contextlib.ExitStack() as stack:
             try:
-                audit = stack.enter_context(AuditWriter(audit_path, audit_cfg.fsync, audit_cfg.store_raw_text))
+                audit = stack.enter_context(AuditWriter(audit_path, audit_cfg.fsync, audit_cfg.store_raw_text,
+                                                        key=audit_key))
             except Exception as exc:  # noqa: BLE001 - one clear error, raised again by the runner
                 reason = (f"the audit log {audit_path} cannot be opened ({exc.strerror}); fix serve.audit_file "
                           f"or the permissions of its directory") if isinstance(exc, OSError) else str(exc)
                 state.status, state.error = "failed", ClinicalRLHFError(reason)
                 raise state.error from None
             state.audit = audit
+            stack.callback(state.gate.close)
+            stack.callback(_log_anchor, audit, metrics)  # the last anchor, at shutdown
+            anchoring = asyncio.create_task(_anchor_periodically(audit, metrics, cfg.serve.audit_anchor_seconds))
+            stack.callback(anchoring.cancel)
             if state.feedback is not None:
                 await _open_feedback(state, state.feedback)
                 stack.callback(state.feedback.close)
@@ -167,6 +174,24 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     _add_routes(app, state)
     return app
+
+
+def _log_anchor(audit: AuditWriter, metrics: ServeMetrics) -> None:
+    """Log the audit chain's anchor and set its Prometheus series: copies of the head outside the log."""
+    anchor = audit.log.anchor()
+    metrics.audit_anchor.set(anchor.count, anchor.head_hash)
+    logger.info("audit anchor: %s count=%d head=%s (check with `clinical-rlhf audit verify %s --expect-count %d "
+                "--expect-head %s`)", audit.path, anchor.count, anchor.head_hash, audit.path, anchor.count,
+                anchor.head_hash)
+
+
+async def _anchor_periodically(audit: AuditWriter, metrics: ServeMetrics, seconds: float) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(_log_anchor, audit, metrics)
+        except Exception as exc:  # noqa: BLE001 - an unreadable head is logged, serving goes on
+            logger.warning("audit anchor not taken (%s)", type(exc).__name__)
+        await asyncio.sleep(seconds)
 
 
 async def _open_feedback(state: ServerState, recorder: FeedbackRecorder) -> None:

@@ -9,18 +9,25 @@
   cost an answer, never let one through.
 
 The gate holds no audit log: the server records each check with the API key's id as the actor.
-`SafetyGuard` keeps a prompt cache that is not thread-safe, so the gate is called from the
-event loop only (a check takes ~0.2 ms).
+The server calls the `async` checks (`prompt`, `answer`, `text`): each runs in one of
+`serve.guard_workers` threads, never on the event loop, so a slow check cannot hold up `/health`
+or other requests, and each is bounded by `serve.guard_timeout_seconds`. A check past its limit
+counts as a guard failure (a reject with a `guard_error/timeout` flag): it costs the answer, it
+never lets one through. Python cannot stop a thread, so that check keeps its worker until it
+ends; the text caps of `schemas.py` bound how long that is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.errors import ConfigError
-from clinical_rlhf.safety import SafetyGuard, SafetyVerdict
+from clinical_rlhf.safety import SafetyFlag, SafetyGuard, SafetyVerdict
 from clinical_rlhf.serve.metrics import REASONS
 
 if TYPE_CHECKING:
@@ -64,9 +71,20 @@ def reason_code(verdict: SafetyVerdict) -> str | None:
     return flag.category if flag.category in REASONS else "unsafe_answer"
 
 
+def timed_out(seconds: float) -> SafetyVerdict:
+    """The verdict of a check that ran past its time limit: a guard failure, so a reject."""
+    return SafetyVerdict.from_flags([SafetyFlag(
+        category="guard_error", subtype="timeout", severity="critical",
+        evidence=f"guard check exceeded {seconds:g} s (serve.guard_timeout_seconds)", rule_id="guard_error",
+        action="reject")])
+
+
 class SafetyGate:
-    def __init__(self, guard: SafetyGuard, fallback_message: str, escalation_notice: str) -> None:
+    def __init__(self, guard: SafetyGuard, fallback_message: str, escalation_notice: str, *,
+                 workers: int = 2, timeout_seconds: float = 5.0) -> None:
         self.guard = guard
+        self.timeout_seconds = timeout_seconds
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="guard")
         self.fallback_message = fallback_message.strip()
         self.escalation_notice = escalation_notice.strip()
         for key, text in (("serve.fallback_message", self.fallback_message),
@@ -78,7 +96,40 @@ class SafetyGate:
 
     @classmethod
     def from_config(cls, cfg: Config) -> SafetyGate:
-        return cls(SafetyGuard.from_config(cfg), cfg.serve.fallback_message, cfg.serve.escalation_notice)
+        return cls(SafetyGuard.from_config(cfg), cfg.serve.fallback_message, cfg.serve.escalation_notice,
+                   workers=cfg.serve.guard_workers, timeout_seconds=cfg.serve.guard_timeout_seconds)
+
+    def close(self) -> None:
+        """Stop the worker threads (a check still running finishes in the background)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- the server's checks: off the event loop, bounded in time
+
+    async def prompt(self, prompt: str) -> PromptCheck:
+        try:
+            return await self._bounded(self.check_prompt, prompt)
+        except TimeoutError:
+            return PromptCheck(timed_out(self.timeout_seconds), self.timeout_seconds, (), ())
+
+    async def answer(self, prompt: str, prompt_check: PromptCheck, generated: str) -> AnswerCheck:
+        try:
+            return await self._bounded(self.check_answer, prompt, prompt_check, generated)
+        except TimeoutError:
+            verdict = timed_out(self.timeout_seconds)
+            checked = "\n\n".join(part for part in (" ".join(prompt_check.advice), generated.strip()) if part)
+            return AnswerCheck(verdict, self.timeout_seconds, checked, self.fallback_text(prompt_check), True,
+                               "guard_error")
+
+    async def text(self, question: str, answer: str) -> SafetyVerdict:
+        """`guard.check(question, answer)` (e.g. a clinician's corrected answer)."""
+        try:
+            return await self._bounded(self.guard.check, question, answer)
+        except TimeoutError:
+            return timed_out(self.timeout_seconds)
+
+    async def _bounded(self, check: Callable, *args: object):
+        future = asyncio.get_running_loop().run_in_executor(self._pool, check, *args)
+        return await asyncio.wait_for(future, self.timeout_seconds)
 
     def check_prompt(self, prompt: str) -> PromptCheck:
         start = time.perf_counter()
