@@ -121,6 +121,9 @@ def run_training(cfg, resume: str | None, runtime=None):
     if resume is None:
         require_new_run(cfg.run_dir)
     audit_key = configured_key(cfg.safety.audit) if cfg.safety.audit.enabled else None  # a bad key fails first
+    if resume is not None and cfg.safety.audit.enabled and runtime.is_main:
+        with AuditLog(cfg.run_dir / "audit.jsonl", key=audit_key):  # a damaged log fails before the model loads
+            pass
     _show_warnings(runtime.is_main)
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)

@@ -173,7 +173,6 @@ class CheckpointManager:
         self.directory = Path(directory)
         self.keep_last = keep_last
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._warned: set[Path] = set()
         for stale in self.directory.glob(".tmp-*"):  # a save that died half-way
             shutil.rmtree(stale, ignore_errors=True)
 
@@ -229,9 +228,6 @@ class CheckpointManager:
             info = read_info(path)
             if info is not None:
                 found.append(info)
-            elif (path / "manifest.json").is_file() and not path.name.startswith(".tmp-") and path not in self._warned:
-                self._warned.add(path)  # once per directory, not at every listing
-                log.warning("checkpoint %s has an unreadable manifest.json (corrupt); skipping it", path)
         return sorted(found, key=lambda info: (info.iteration, info.kind == "emergency_stop"))
 
     def _ranked(self) -> list[CheckpointInfo]:
@@ -269,8 +265,13 @@ class CheckpointManager:
         return self.load_first_valid(self._ranked())
 
 
+_WARNED_MANIFESTS: set[Path] = set()
+"""Corrupt manifests already warned about: a run lists its checkpoints every iteration."""
+
+
 def read_info(path: Path) -> CheckpointInfo | None:
-    """The manifest of a checkpoint directory, or None when it is not one (or unreadable)."""
+    """The manifest of a checkpoint directory, or None when it is not one. An unreadable
+    manifest is a corrupt checkpoint: warned about (once per process) and skipped."""
     manifest_path = Path(path) / "manifest.json"
     if path.name.startswith(".tmp-") or not manifest_path.is_file():
         return None
@@ -278,7 +279,10 @@ def read_info(path: Path) -> CheckpointInfo | None:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         return CheckpointInfo(Path(path), int(manifest["iteration"]), str(manifest["kind"]),
                               dict(manifest.get("metrics", {})))
-    except (ValueError, KeyError, OSError):
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        if manifest_path not in _WARNED_MANIFESTS:
+            _WARNED_MANIFESTS.add(manifest_path)
+            log.warning("checkpoint %s: manifest.json is unreadable (corrupt); skipping this checkpoint", path)
         return None
 
 

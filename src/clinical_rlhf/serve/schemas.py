@@ -43,8 +43,15 @@ class TextPart(_Body):
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: Text | Annotated[list[TextPart], Field(max_length=64)]
+    content: str | Annotated[list[TextPart], Field(max_length=64)]
     name: Short | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _capped(cls, content: str | list[TextPart]) -> str | list[TextPart]:
+        if isinstance(content, str) and len(content) > MAX_TEXT_CHARS:
+            raise ValueError(f"String should have at most {MAX_TEXT_CHARS} characters")
+        return content
 
     @property
     def text(self) -> str:
