@@ -805,12 +805,14 @@ class ServeConfig(_Section):
     """Longest wait (queue + generation, seconds) for an answer before the request ends with 504."""
 
     guard_timeout_seconds: Annotated[float, Field(gt=0.0)] = 5.0
-    """Longest a request's guard check may take (seconds); past it the check counts as a guard
-    failure, which rejects (fallback answer, flagged feedback). A check takes ~1 ms; the text caps
-    keep an honest one far below this. Checks run in worker threads, never on the event loop."""
+    """Longest a request's guard check may take (seconds), waiting for a free worker included;
+    past it the check's worker process is killed and replaced, and the check counts as a guard
+    failure, which rejects (fallback answer, flagged feedback). A check takes ~1 ms, a 32,768-character
+    text at most ~0.3 s here: 5 s only stops a pathological input."""
 
     guard_workers: PositiveInt = 2
-    """Threads running guard checks; a check past its time limit holds its thread until it ends."""
+    """Worker processes running guard checks (each builds its own guard at startup, ~40 MiB). In a
+    process a slow check cannot hold the server's GIL, and past its time limit it can be ended."""
 
     audit_anchor_seconds: Annotated[float, Field(gt=0.0)] = 300.0
     """How often the server logs the audit chain's anchor (record count and head hash) and sets

@@ -13,39 +13,18 @@ import httpx
 import pytest
 
 from clinical_rlhf.serve import create_app, running_server
+from clinical_rlhf.serve.guard_pool import GuardPool
 from clinical_rlhf.serve.schemas import MAX_CONVERSATION_CHARS, MAX_TEXT_CHARS
 
 from .conftest import MODEL, audit_path, wait_ready
 from .scripted import SORE_THROAT
-
-SLOW_MARKER = "slow-path-trigger"
-SLOW_SECONDS = 3.0
-
-
-class SlowGuard:
-    """The real guard, except that a text holding `SLOW_MARKER` costs `SLOW_SECONDS` of pure
-    Python work (holding the GIL as a slow detector would), like the input that stalled main."""
-
-    def __init__(self, guard) -> None:
-        self.guard = guard
-
-    def __getattr__(self, name):
-        return getattr(self.guard, name)
-
-    def check(self, prompt: str, response: str):
-        if SLOW_MARKER in prompt + response:
-            deadline = time.perf_counter() + SLOW_SECONDS
-            while time.perf_counter() < deadline:
-                pass
-        return self.guard.check(prompt, response)
-
+from .slow_guard import SLOW_MARKER, slow_guard
 
 @contextlib.contextmanager
 def slow_guard_server(make_cfg, **serve):
     cfg = make_cfg(serve={"guard_timeout_seconds": 1.0, "audit_anchor_seconds": 0.2, **serve})
     app = create_app(cfg, environ={})
-    gate = app.state.serving.gate
-    gate.guard = SlowGuard(gate.guard)
+    app.state.serving.gate.pool = GuardPool(slow_guard, workers=2, timeout_seconds=1.0)
     with running_server(app) as server:
         wait_ready(server.url)
         yield server.url, cfg
@@ -84,10 +63,13 @@ def test_health_and_ready_answer_fast_while_a_slow_feedback_check_runs(server, a
             time.sleep(0.05)
     slow.join()
     assert max(latencies) < 0.1, f"slowest probe {max(latencies):.3f} s"
-    # The check ran past serve.guard_timeout_seconds (1 s): a guard failure, so the correction is flagged.
+    # The check ran past serve.guard_timeout_seconds (1 s): its worker was killed, the correction is flagged.
     body = results["feedback"].json()
     assert results["feedback"].status_code == 200 and body["status"] == "recorded_flagged", body
     assert body["correction_safety"]["flags"][0]["category"] == "guard_error"
+    again = _post(url, api_key, "/v1/feedback", {"completion_id": served["id"],
+                                                 "corrected_answer": "Rest, drink fluids and try throat lozenges."})
+    assert again.json()["status"] == "recorded", again.text  # checked by the replacement worker
 
 
 def test_a_timed_out_answer_check_returns_the_fallback(server, api_key):

@@ -1,7 +1,8 @@
 """`create_app(cfg)`: the FastAPI application (routes, auth, limits, lifespan).
 
-The lifespan opens the audit log, then loads the model in a worker thread: `/health` answers at
-once (liveness), `/ready` and the API answer 503 until the model is loaded. At shutdown
+The lifespan opens the audit log, starts the guard's worker processes (`guard_pool.py`), then
+loads the model in a worker thread: `/health` answers at once (liveness), `/ready` and the API
+answer 503 until the model is loaded and every guard worker has built its guard. At shutdown
 (SIGTERM) uvicorn stops accepting connections and lets in-flight requests finish; then the
 lifespan closes the batcher, the backend and the audit log, in that order.
 
@@ -65,11 +66,12 @@ class ServerState:
         """Called when the model cannot be loaded; the runner makes it stop the server."""
 
     async def load(self, audit: AuditWriter) -> None:
-        try:
-            backend = await asyncio.to_thread(self.load_backend)
+        try:  # the guard workers build their guards while the model loads
+            backend, _ = await asyncio.gather(asyncio.to_thread(self.load_backend),
+                                              asyncio.to_thread(self.gate.pool.wait_ready))
         except Exception as exc:  # noqa: BLE001 - reported by the runner as one clear error
             self.status, self.error = "failed", exc
-            logger.error("the model could not be loaded (%s); stopping", type(exc).__name__)
+            logger.error("the model or the guard workers could not be loaded (%s); stopping", type(exc).__name__)
             self.on_fatal()
             return
         core = ServingCore(self.cfg.serve, self.served_model, self.gate, backend, audit, self.metrics)
@@ -148,7 +150,8 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
                 state.status, state.error = "failed", ClinicalRLHFError(reason)
                 raise state.error from None
             state.audit = audit
-            stack.callback(state.gate.close)
+            state.gate.pool.start()
+            stack.callback(state.gate.pool.close)
             stack.callback(_log_anchor, audit, metrics)  # the last anchor, at shutdown
             anchoring = asyncio.create_task(_anchor_periodically(audit, metrics, cfg.serve.audit_anchor_seconds))
             stack.callback(anchoring.cancel)

@@ -82,7 +82,8 @@ class ServingCore:
 
     async def answer(self, body: ChatCompletionRequest | CompletionRequest, key: ApiKey) -> Answer:
         kind = "chat" if isinstance(body, ChatCompletionRequest) else "completion"
-        request = self.backend.prepare(self.generation_request(body))
+        # Tokenising a long prompt (under the backend's tokenizer lock) is blocking work: a thread.
+        request = await asyncio.to_thread(self.backend.prepare, self.generation_request(body))
         request_id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         prompt = guard_prompt(body)
         context = {"endpoint": kind, "request_id": request_id}
