@@ -4,6 +4,7 @@ code (or HTTP status) and one clear message, no traceback, and no input file cha
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bad_input_matrix.py"
 def _matrix():
     spec = importlib.util.spec_from_file_location("bad_input_matrix", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
     spec.loader.exec_module(module)
     return module
 

@@ -181,7 +181,11 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
 
 def _log_anchor(audit: AuditWriter, metrics: ServeMetrics) -> None:
     """Log the audit chain's anchor and set its Prometheus series: copies of the head outside the log."""
-    anchor = audit.log.anchor()
+    try:
+        anchor = audit.log.anchor()
+    except Exception as exc:  # noqa: BLE001 - an unreadable head is logged, serving goes on
+        logger.warning("audit anchor not taken (%s)", type(exc).__name__)
+        return
     metrics.audit_anchor.set(anchor.count, anchor.head_hash)
     logger.info("audit anchor: %s count=%d head=%s (check with `clinical-rlhf audit verify %s --expect-count %d "
                 "--expect-head %s`)", audit.path, anchor.count, anchor.head_hash, audit.path, anchor.count,
@@ -190,10 +194,7 @@ def _log_anchor(audit: AuditWriter, metrics: ServeMetrics) -> None:
 
 async def _anchor_periodically(audit: AuditWriter, metrics: ServeMetrics, seconds: float) -> None:
     while True:
-        try:
-            await asyncio.to_thread(_log_anchor, audit, metrics)
-        except Exception as exc:  # noqa: BLE001 - an unreadable head is logged, serving goes on
-            logger.warning("audit anchor not taken (%s)", type(exc).__name__)
+        await asyncio.to_thread(_log_anchor, audit, metrics)
         await asyncio.sleep(seconds)
 
 

@@ -290,8 +290,8 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
 
 class FeedbackRecorder:
     """Remembers served completions (`remember`) and turns feedback on them into audited
-    preference and rating records (`submit`). Runs on the event loop; the guard check and the
-    file appends go to threads."""
+    preference and rating records (`submit`). Runs on the event loop; the guard check goes to a
+    guard worker process, the file appends to a thread."""
 
     def __init__(self, settings: ServeFeedbackConfig, run_dir: Path, gate: SafetyGate, metrics: ServeMetrics) -> None:
         directory = run_dir / "feedback"
@@ -363,7 +363,7 @@ class FeedbackRecorder:
 
     async def _check_correction(self, entry: ServedCompletion, body: FeedbackRequest,
                                 question: str) -> SafetyVerdict | None:
-        """The guard's verdict on the corrected answer (in a worker thread, time-bounded), or None."""
+        """The guard's verdict on the corrected answer (in a guard worker, time-bounded), or None."""
         if body.corrected_answer is None:
             return None
         if body.corrected_answer == entry.answer.strip():
