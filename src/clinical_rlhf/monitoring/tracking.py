@@ -231,9 +231,13 @@ class RunTracker:
         anchor = audit_anchor_of(path)  # the audit chain's head at this save: an external copy
         if anchor is not None and self.metrics is not None:
             self.metrics.audit_anchor.set(anchor["count"], anchor["head_hash"])
+
+        def tag(sink: MlflowRun) -> None:
+            for name in ("count", "head_hash"):
+                sink.client.set_tag(sink.ensure(), f"clinical_rlhf.audit_{name}", str(anchor[name]))
+
         if anchor is not None and self.enabled:
-            self._attempt(lambda sink: [sink.client.set_tag(sink.ensure(), f"clinical_rlhf.audit_{name}", str(value))
-                                        for name, value in anchor.items() if name in ("count", "head_hash")])
+            self._attempt(tag)
 
     def log_alerts(self, step: int, fired: Iterable[FiredAlert]) -> None:
         """One `alert` event per fired rule (rule, action, observed value, threshold, ...)."""
