@@ -36,3 +36,13 @@ def test_audit_records_of_repeated_iterations_are_counted_once(tmp_path):
     checks = [r["details"]["iteration"] for r in current if r["event"] == "guard_check"]
     assert checks == [1, 2, 3, 4] and [r["seq"] for r in current][-2:] == [6, 7]
     assert len(current_records(json.loads(line) for line in path.read_text().splitlines())) == 5
+
+
+def test_events_of_repeated_iterations_are_dropped_but_the_crash_stays(tmp_path):
+    from clinical_rlhf.monitoring.runfiles import EVENTS_FILE, read_events
+
+    events = [(0, "run_start"), (3, "alert"), (4, "rollback"), (4, "run_end"), (2, "resumed_from"), (3, "alert")]
+    (tmp_path / EVENTS_FILE).write_text("".join(json.dumps({"step": step, "time": "t", "kind": kind}) + "\n"
+                                                for step, kind in events), encoding="utf-8")
+    assert [(e["step"], e["kind"]) for e in read_events(tmp_path)] == [
+        (0, "run_start"), (4, "run_end"), (2, "resumed_from"), (3, "alert")]

@@ -111,7 +111,16 @@ def read_metrics(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / EVENTS_FILE)
+    """Events in order; a `resumed_from` event drops the events of later steps before it (alerts,
+    rollbacks of iterations run again), but never a run's start or end (a crash stays visible)."""
+    events: list[dict[str, Any]] = []
+    for record in read_jsonl(Path(run_dir) / EVENTS_FILE):
+        resumed = record.get("step")
+        if record.get("kind") == "resumed_from" and type(resumed) is int:
+            events = [event for event in events if event.get("kind") in ("run_start", "run_end")
+                      or not isinstance(event.get("step"), int) or event["step"] <= resumed]
+        events.append(record)
+    return events
 
 
 def read_evaluation(run_dir: Path) -> dict[str, dict[str, float]]:
