@@ -1,5 +1,5 @@
 """A guard with a slow path, built in the guard's worker processes (so: a light module, picklable
-by reference). A text holding `SLOW_MARKER` costs one ~2 s regular-expression call, which holds
+by reference). A text holding `SLOW_MARKER` costs one ~10 s regular-expression call, which holds
 the GIL the whole time, as the guard's compiled modules do on a hostile input."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class SlowGuard:
 
     def check(self, prompt: str, response: str):
         if SLOW_MARKER in prompt + response:
-            _BACKTRACKING.match("a" * 24 + "b")  # exponential backtracking: seconds in one C call
+            _BACKTRACKING.match("a" * 26 + "b")  # exponential backtracking: ~10 s in one C call
         return self.guard.check(prompt, response)
 
 

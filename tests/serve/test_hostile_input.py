@@ -22,9 +22,9 @@ from .slow_guard import SLOW_MARKER, slow_guard
 
 @contextlib.contextmanager
 def slow_guard_server(make_cfg, **serve):
-    cfg = make_cfg(serve={"guard_timeout_seconds": 1.0, "audit_anchor_seconds": 0.2, **serve})
+    cfg = make_cfg(serve={"guard_timeout_seconds": 2.0, "audit_anchor_seconds": 0.2, **serve})
     app = create_app(cfg, environ={})
-    app.state.serving.gate.pool = GuardPool(slow_guard, workers=2, timeout_seconds=1.0)
+    app.state.serving.gate.pool = GuardPool(slow_guard, workers=2, timeout_seconds=2.0)
     with running_server(app) as server:
         wait_ready(server.url)
         yield server.url, cfg
@@ -45,7 +45,9 @@ def server(make_cfg):
         yield served
 
 
-def test_health_and_ready_answer_fast_while_a_slow_feedback_check_runs(server, api_key):
+def test_health_and_ready_answer_while_a_slow_feedback_check_runs(server, api_key):
+    """Order, not speed (timings live in benchmarks/serve_health.py): the probes come back while the
+    slow check is still running; on the event loop it would hold them until it ended."""
     url, cfg = server
     served = _chat(url, api_key, SORE_THROAT).json()
     results: dict[str, httpx.Response] = {}
@@ -53,17 +55,13 @@ def test_health_and_ready_answer_fast_while_a_slow_feedback_check_runs(server, a
         "completion_id": served["id"], "corrected_answer": f"Rest and fluids. {SLOW_MARKER}"})))
     slow.start()
     time.sleep(0.2)  # the slow check is running now
-    latencies = []
-    with httpx.Client(timeout=5) as client:
-        for _ in range(10):
-            for path in ("/health", "/ready"):
-                start = time.perf_counter()
-                assert client.get(f"{url}{path}").status_code == 200
-                latencies.append(time.perf_counter() - start)
-            time.sleep(0.05)
+    with httpx.Client(timeout=30) as client:
+        for path in ("/health", "/ready", "/health"):
+            assert client.get(f"{url}{path}").status_code == 200
+    answered_while_checking = slow.is_alive()
     slow.join()
-    assert max(latencies) < 0.1, f"slowest probe {max(latencies):.3f} s"
-    # The check ran past serve.guard_timeout_seconds (1 s): its worker was killed, the correction is flagged.
+    assert answered_while_checking
+    # The check ran past serve.guard_timeout_seconds (2 s): its worker was killed, the correction is flagged.
     body = results["feedback"].json()
     assert results["feedback"].status_code == 200 and body["status"] == "recorded_flagged", body
     assert body["correction_safety"]["flags"][0]["category"] == "guard_error"
