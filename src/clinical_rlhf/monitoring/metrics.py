@@ -161,8 +161,8 @@ class AuditAnchorSeries:
     an external copy of the chain's head (`clinical-rlhf audit verify --expect-head/--expect-count`)."""
 
     def __init__(self, registry: CollectorRegistry, prefix: str = NAMESPACE) -> None:
-        self.records = Gauge(f"{prefix}_audit_chain_records", "Records in the audit log's hash chain at the last anchor.",
-                             registry=registry)
+        self.records = Gauge(f"{prefix}_audit_chain_records",
+                             "Records in the audit log's hash chain at the last anchor.", registry=registry)
         self.head = Info(f"{prefix}_audit_chain_head", "Hash of the audit log's last record at the last anchor.",
                          registry=registry)
 
