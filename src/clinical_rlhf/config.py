@@ -437,6 +437,14 @@ class AuditConfig(_Section):
     """Record `allow` verdicts of the guard too. Default true: a complete trail of every check;
     false keeps only escalations, rejections and guard errors when the log grows too fast."""
 
+    key_file: Path | None = None
+    """File holding the secret key of a keyed (HMAC-SHA-256) chain, e.g. from `openssl rand -hex 32`.
+    `None`: the environment variable named by `key_env`, if set; else a plain SHA-256 chain. The
+    key itself never goes in this file: the config is saved with every checkpoint."""
+
+    key_env: str = "CLINICAL_RLHF_AUDIT_KEY"
+    """Environment variable read for the key when `key_file` is not set."""
+
 
 class SafetyConfig(_Section):
     max_unsafe_ratio: Probability = 0.10
@@ -827,6 +835,20 @@ class ServeConfig(_Section):
     generation_timeout_seconds: Annotated[float, Field(gt=0.0)] = 60.0
     """Longest wait (queue + generation, seconds) for an answer before the request ends with 504."""
 
+    guard_timeout_seconds: Annotated[float, Field(gt=0.0)] = 5.0
+    """Longest a request's guard check may take (seconds), waiting for a free worker included;
+    past it the check's worker process is killed and replaced, and the check counts as a guard
+    failure, which rejects (fallback answer, flagged feedback). A check takes ~1 ms, a 32,768-character
+    text at most ~0.3 s here: 5 s only stops a pathological input."""
+
+    guard_workers: PositiveInt = 2
+    """Worker processes running guard checks (each builds its own guard at startup, ~40 MiB). In a
+    process a slow check cannot hold the server's GIL, and past its time limit it can be ended."""
+
+    audit_anchor_seconds: Annotated[float, Field(gt=0.0)] = 300.0
+    """How often the server logs the audit chain's anchor (record count and head hash) and sets
+    its Prometheus series; also logged at shutdown. The log is an external copy of the head."""
+
     shutdown_timeout_seconds: Annotated[float, Field(gt=0.0)] = 90.0
     """On SIGTERM, how long in-flight requests may take to finish before they are cancelled:
     longer than `generation_timeout_seconds`, so a request that is still in time completes."""
@@ -988,17 +1010,47 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
     return data
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping names the same key twice (plain YAML would keep the last value silently)."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key repeated within one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in first_line:
+                    raise DuplicateKeyError(f"key `{key}` appears twice in one section, at line "
+                                            f"{first_line[key]} and line {line}")
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping, turning every failure into one clear ConfigError."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; pass an existing file, "
                           f"e.g. config/clinical_rlhf_config.yaml") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line}: {exc.reason}); "
+                          f"save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"config file {path}: {exc}; keep one of them") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -111,3 +111,25 @@ def test_every_field_is_documented() -> None:
 
     walk(Config, "")
     assert undocumented == []
+
+
+def test_duplicate_keys_are_refused_naming_the_key_and_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("training:\n  seed: 1\n  ppo:\n    batch_size: 8\n    batch_size: 16\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"key `batch_size` appears twice in one section, at line 4 and line 5"):
+        load_config(path)
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    from clinical_rlhf.config import read_yaml
+
+    path = tmp_path / "merge.yaml"
+    path.write_text("base: &b {seed: 1, run_name: a}\ntraining:\n  <<: *b\n  seed: 2\n", encoding="utf-8")
+    assert read_yaml(path)["training"] == {"seed": 2, "run_name": "a"}
+
+
+def test_a_config_of_invalid_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("training:\n  run_name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(line 2"):
+        load_config(path)

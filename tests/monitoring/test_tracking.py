@@ -258,3 +258,21 @@ def test_checkpoint_is_an_event_with_its_size_and_save_time_and_a_prometheus_sam
     assert value("clinical_rlhf_checkpoint_size_bytes") == 3100
     assert value("clinical_rlhf_checkpoint_save_seconds_sum") == 0.25
     assert value("clinical_rlhf_events_total", {"kind": "checkpoint"}) == 1
+
+
+def test_a_checkpoints_audit_anchor_becomes_mlflow_tags_and_prometheus_series(make_cfg):
+    from clinical_rlhf.monitoring.metrics import TrainingMetrics
+
+    cfg = make_cfg("anchored")
+    checkpoint = cfg.run_dir / "checkpoints" / "iter-000002"
+    checkpoint.mkdir(parents=True)
+    head = "ab" * 32
+    (checkpoint / "manifest.json").write_text(json.dumps({"iteration": 2, "audit": {"count": 7, "head_hash": head}}))
+    metrics = TrainingMetrics(process_collector=False)
+    with RunTracker(cfg, cfg.run_dir, metrics=metrics) as tracker:
+        tracker.log_checkpoint(2, checkpoint, "regular", 0.1)
+        run_id = tracker.run_id
+    tags = MlflowClient(tracking_uri=tracker.tracking_uri).get_run(run_id).data.tags
+    assert tags["clinical_rlhf.audit_count"] == "7" and tags["clinical_rlhf.audit_head_hash"] == head
+    assert metrics.registry.get_sample_value("clinical_rlhf_audit_chain_records") == 7
+    assert metrics.registry.get_sample_value("clinical_rlhf_audit_chain_head_info", {"head_hash": head}) == 1

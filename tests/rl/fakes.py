@@ -79,3 +79,8 @@ class RecordingAudit:
 
     def events(self) -> list[str]:
         return [event for event, _, _ in self.records]
+
+    def anchor(self):
+        from clinical_rlhf.safety.audit import GENESIS_HASH, AuditAnchor
+
+        return AuditAnchor(len(self.records), GENESIS_HASH)

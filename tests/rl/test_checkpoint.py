@@ -101,3 +101,31 @@ def test_rng_state_round_trip_through_a_checkpoint(tmp_path):
     assert torch.equal(torch.rand(3), expected[0])
     assert np.array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+def test_a_garbage_manifest_is_warned_about_once_and_skipped(tmp_path, caplog):
+    manager = ck.CheckpointManager(tmp_path, keep_last=5)
+    manager.save(1, "regular", _payload(1.0))
+    newest = manager.save(2, "regular", _payload(2.0))
+    (newest.path / "manifest.json").write_bytes(b"\x00garbage{")
+    with caplog.at_level(logging.WARNING):
+        info, _ = manager.latest_resumable()
+        manager.list()  # listed again: no second warning
+    assert info.iteration == 1
+    warnings = [r.getMessage() for r in caplog.records if "manifest.json is unreadable" in r.getMessage()]
+    assert len(warnings) == 1 and "iter-000002" in warnings[0] and "skipping" in warnings[0]
+
+
+def test_the_manifest_carries_the_audit_anchor(tmp_path):
+    from clinical_rlhf.monitoring.runfiles import audit_anchor_of
+    from clinical_rlhf.safety import AuditLog
+    from clinical_rlhf.safety.audit_anchor import anchor_from_checkpoint
+
+    with AuditLog(tmp_path / "audit.jsonl") as audit:
+        audit.record("run_start", "run-1")
+        anchor = audit.anchor()
+    manager = ck.CheckpointManager(tmp_path / "checkpoints", keep_last=5)
+    info = manager.save(3, "regular", _payload(), audit_anchor=anchor.to_dict())
+    assert audit_anchor_of(info.path) == {"count": 1, "head_hash": anchor.head_hash}
+    assert anchor_from_checkpoint(info.path) == anchor == anchor_from_checkpoint(tmp_path)  # run dir: newest
+    assert ck.verify_checkpoint(info.path)["audit"]["count"] == 1

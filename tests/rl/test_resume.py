@@ -122,3 +122,25 @@ def test_resume_refuses_a_checkpoint_trained_on_another_base_model(learnable_gpt
     other_base = trainer_config(tiny_gpt2_dir, tmp_path, training={"num_iterations": 2}, ppo=small)
     with pytest.raises(CheckpointError, match="different base-model weights"):
         run(other_base, resume="auto")
+
+
+def test_more_iterations_on_resume_restretch_the_linear_schedule_and_mark_the_resume(learnable_gpt2_dir, tmp_path,
+                                                                                     caplog):
+    import logging
+
+    from clinical_rlhf.monitoring.runfiles import METRICS_FILE
+
+    small = {"batch_size": 8, "mini_batch_size": 8, "micro_batch_size": 8, "lr_schedule": "linear",
+             "learning_rate": 1e-3}
+    run(trainer_config(learnable_gpt2_dir, tmp_path, training={"num_iterations": 2}, ppo=small))
+    longer = trainer_config(learnable_gpt2_dir, tmp_path, training={"num_iterations": 4}, ppo=small)
+    with caplog.at_level(logging.WARNING):
+        _, result, tracker, audit = run(longer, resume="auto")
+    assert result.status == "completed"
+    rates = {step: metrics["policy/lr"] for step, metrics in tracker.metrics}
+    # Saved rate at the end of the 2-iteration schedule is 0; the re-stretched one is base x (1 - step / 4).
+    assert rates == pytest.approx({3: 1e-3 * (1 - 2 / 4), 4: 1e-3 * (1 - 3 / 4)})
+    assert "re-stretched to end at 4" in caplog.text and "0 -> 0.0005" in caplog.text
+    assert audit.events()[0] == "resumed_from" and audit.records[0][2] == {"iteration": 2, "checkpoint": "iter-000002"}
+    assert tracker.events[0][1] == "resumed_from"
+    assert '"resumed_from": 2' in (longer.run_dir / METRICS_FILE).read_text(encoding="utf-8")

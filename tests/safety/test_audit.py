@@ -148,3 +148,41 @@ def test_bad_arguments_are_value_errors(tmp_path) -> None:
         AuditLog(tmp_path / "a.jsonl", fsync="sometimes")  # type: ignore[arg-type]
     with AuditLog(tmp_path / "a.jsonl") as audit, pytest.raises(ValueError, match="actor"):
         audit.record("run_start", "")
+
+
+def _flagged(evidence: str) -> SafetyVerdict:
+    flag = SafetyFlag("red_flag", "stroke", "critical", evidence, (4, 4 + len(evidence)), "prompt", "red_flag:stroke",
+                      "escalate")
+    return SafetyVerdict.from_flags([flag])
+
+
+def test_without_raw_text_flag_evidence_is_a_hash_with_rule_and_span(tmp_path) -> None:
+    evidence = "John Smith face drooping"
+    with AuditLog(tmp_path / "a.jsonl") as audit:
+        record = audit.record("guard_check", "run-1", prompt="q", verdict=_flagged(evidence))
+    written = (tmp_path / "a.jsonl").read_text(encoding="utf-8")
+    assert "John Smith" not in written and "drooping" not in written
+    [flag] = record["verdict"]["flags"]
+    assert flag["evidence_sha256"] == hashlib.sha256(evidence.encode()).hexdigest()
+    assert flag["rule_id"] == "red_flag:stroke" and flag["span"] == [4, 4 + len(evidence)] and "evidence" not in flag
+    assert verify_audit_log(tmp_path / "a.jsonl").ok
+
+
+def test_with_raw_text_flag_evidence_is_phi_scrubbed(tmp_path) -> None:
+    with AuditLog(tmp_path / "a.jsonl", store_raw_text=True) as audit:
+        record = audit.record("guard_check", "run-1", prompt="q", verdict=_flagged("call 555-123-4567 now"))
+    assert record["verdict"]["flags"][0]["evidence"] == "call [PHONE] now"
+    assert "555-123-4567" not in (tmp_path / "a.jsonl").read_text(encoding="utf-8")
+
+
+def test_a_garbage_last_line_is_one_clear_error_and_nothing_is_cut(tmp_path) -> None:
+    from clinical_rlhf.errors import AuditIntegrityError
+
+    path = tmp_path / "a.jsonl"
+    write(path, 2)
+    for garbage in (b"not a record\n", b"not a record\n{\"seq\": 3, \"torn"):
+        content = path.read_bytes().split(b"not a record")[0] + garbage
+        path.write_bytes(content)
+        with pytest.raises(AuditIntegrityError, match="last line is not an audit record"):
+            AuditLog(path).open()
+        assert path.read_bytes() == content  # the torn piece is not cut off a log it cannot continue

@@ -189,16 +189,16 @@ def test_an_unknown_completion_is_404_and_audited(server, api_key):
     ({"completion_id": "x", "score": 1}, "`score` is not supported by this server; supported fields: annotator"),
     (b"{not json", "the body is not valid JSON"),
 ])
-def test_bad_bodies_are_422_with_one_clear_message(server, api_key, body, says):
+def test_bad_bodies_are_400_with_one_clear_message(server, api_key, body, says):
     response = post_feedback(server[0], api_key, body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert says in response.json()["error"]["message"]
 
 
-def test_a_correction_equal_to_the_served_answer_is_422(server, api_key):
+def test_a_correction_equal_to_the_served_answer_is_400(server, api_key):
     served = chat(server[0], api_key, SORE_THROAT)
     response = post_feedback(server[0], api_key, {"completion_id": served["id"], "corrected_answer": SORE_THROAT_ANSWER})
-    assert response.status_code == 422 and "send a `rating` instead" in response.json()["error"]["message"]
+    assert response.status_code == 400 and "send a `rating` instead" in response.json()["error"]["message"]
 
 
 def test_feedback_needs_an_api_key(server):

@@ -1,4 +1,4 @@
-"""Bad input and abuse get clear, OpenAI-style errors: 413, 422, 429, 400 (context), 504."""
+"""Bad input and abuse get clear, OpenAI-style errors: 413, 400 (schema, caps, context), 429, 504."""
 
 from __future__ import annotations
 
@@ -52,9 +52,9 @@ def test_body_over_the_limit_is_413(server):
      "max_tokens 5000 is more than this server allows (1024"),
     (b"{not json", "the body is not valid JSON"),
 ])
-def test_schema_errors_are_422_with_a_clear_message(server, body, says):
+def test_schema_errors_are_400_with_a_clear_message(server, body, says):
     response = post(server[0], body)
-    assert response.status_code == 422, response.text
+    assert response.status_code == 400, response.text
     assert says in response.json()["error"]["message"]
 
 
@@ -70,7 +70,7 @@ def test_rate_limit_is_429_per_key_with_retry_after(server):
     assert statuses == [200, 200, 200, 429]  # burst of 3, then one a minute
     limited = httpx.get(f"{server[0]}/v1/models", headers={"Authorization": f"Bearer {TIGHT_KEY}"})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
-    assert post(server[0], {"model": MODEL, "messages": []}).status_code == 422  # other keys unaffected
+    assert post(server[0], {"model": MODEL, "messages": []}).status_code == 400  # other keys unaffected
 
 
 def test_generation_timeout_is_504_and_audited(server):

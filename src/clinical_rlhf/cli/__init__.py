@@ -13,6 +13,7 @@ import sys
 import typer
 from rich.console import Console
 
+from clinical_rlhf import __version__
 from clinical_rlhf.errors import ClinicalRLHFError
 
 app = typer.Typer(
@@ -43,6 +44,18 @@ for _name in COMMAND_MODULES:
 err_console = Console(stderr=True)
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"clinical-rlhf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Safety-constrained RLHF for medical language models."""
+
+
 def main() -> None:
     """Entry point: run the app; a user-fixable error ends with one line and its exit code."""
     # Busy-waiting OpenMP threads cost ~5x per training step on a shared small CPU (measured in
@@ -52,22 +65,12 @@ def main() -> None:
     # and MLflow's store-migration INFO lines only bury them. Either can be turned back on.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # Standalone mode: typer reports its own usage errors (unknown command or option, bad value,
+    # missing argument) in its standard form with exit code 2, and handles Exit and Ctrl-C; only
+    # our errors come out of it. (Typer ships its own copy of click, so catching `click`'s
+    # exception classes here would never match.)
     try:
-        exit_code = app(standalone_mode=False)
+        app(prog_name="clinical-rlhf")
     except ClinicalRLHFError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        raise
-    if isinstance(exit_code, int) and exit_code != 0:
-        sys.exit(exit_code)

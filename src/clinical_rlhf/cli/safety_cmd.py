@@ -95,18 +95,19 @@ def _check_lines(guard, source: str) -> int:
     from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.safety.conversation import check_jsonl_item
 
+    # Bytes, decoded line by line: one line of bad UTF-8 is named and skipped, the rest are checked.
     try:
-        stream = sys.stdin if source == "-" else open(source, encoding="utf-8")  # noqa: SIM115
+        stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
     except OSError as exc:
         raise InputDataError(f"input file {source} cannot be opened ({exc.strerror}); pass an existing "
                              f"JSONL file or - for stdin") from None
     errors = 0
     name = "stdin" if source == "-" else source
     with stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
+        for number, raw in enumerate(stream, start=1):
+            if not raw.strip():
                 continue
-            item, problem = _parse_item(line)
+            item, problem = _parse_item(raw)
             if problem:
                 errors += 1
                 err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False)
@@ -115,9 +116,13 @@ def _check_lines(guard, source: str) -> int:
     return errors
 
 
-def _parse_item(line: str) -> tuple[dict, str | None]:
+def _parse_item(raw: bytes) -> tuple[dict, str | None]:
     from clinical_rlhf.safety.conversation import jsonl_problem
 
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {}, f"not UTF-8 text (byte {exc.start + 1} of the line: {exc.reason}); save the file as UTF-8"
     try:
         item = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -177,14 +182,29 @@ def _print_report(report, title: str, show_errors: bool) -> None:
                     console.print(f"{category} ({label}): missed {score.misses}, false alarms {score.false_alarms}")
 
 
-def audit_verify(path: Annotated[Path, typer.Argument(help="Audit log (JSONL) to verify.")]) -> None:
+def audit_verify(
+    path: Annotated[Path, typer.Argument(help="Audit log (JSONL) to verify.")],
+    key_file: Annotated[Optional[Path], typer.Option("--key-file", help="Key of a keyed (HMAC) chain; default: "
+                                                     "the CLINICAL_RLHF_AUDIT_KEY environment variable.")] = None,
+    expect_head: Annotated[Optional[str], typer.Option("--expect-head", help="Anchored head hash (with "
+                                                       "--expect-count).")] = None,
+    expect_count: Annotated[Optional[int], typer.Option("--expect-count", min=0, help="Anchored record "
+                                                        "count (with --expect-head).")] = None,
+    against: Annotated[Optional[Path], typer.Option("--against", help="Checkpoint directory (or a run's "
+                                                    "checkpoints directory: its newest) whose manifest "
+                                                    "anchors the log.")] = None,
+) -> None:
     """Walk the hash chain; exit 0 with the record count when intact, non-zero at the first problem."""
     from clinical_rlhf.errors import AuditIntegrityError, InputDataError
     from clinical_rlhf.safety import verify_audit_log
+    from clinical_rlhf.safety.audit_anchor import anchor_from_options
+    from clinical_rlhf.safety.audit_key import load_audit_key, read_key_file
 
     if not path.is_file():
         raise InputDataError(f"audit log {path} does not exist; pass the path of an audit.jsonl file")
-    report = verify_audit_log(path)
+    key = read_key_file(key_file) if key_file is not None else load_audit_key()
+    anchor = anchor_from_options(expect_head, expect_count, against)
+    report = verify_audit_log(path, key=key, anchor=anchor)
     if not report.ok:
         raise AuditIntegrityError(report.summary())
     typer.echo(report.summary())

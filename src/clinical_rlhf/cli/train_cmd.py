@@ -107,6 +107,7 @@ def run_training(cfg, resume: str | None, runtime=None):
     from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
     from clinical_rlhf.rl.trainer import PPOTrainer
     from clinical_rlhf.safety import AuditLog, SafetyGuard
+    from clinical_rlhf.safety.audit_key import configured_key
     from clinical_rlhf.seeding import seed_everything
 
     import torch
@@ -119,6 +120,10 @@ def run_training(cfg, resume: str | None, runtime=None):
     runtime.shard(cfg.training.ppo.batch_size)  # refuse an uneven split before loading anything
     if resume is None:
         require_new_run(cfg.run_dir)
+    audit_key = configured_key(cfg.safety.audit) if cfg.safety.audit.enabled else None  # a bad key fails first
+    if resume is not None and cfg.safety.audit.enabled and runtime.is_main:
+        with AuditLog(cfg.run_dir / "audit.jsonl", key=audit_key):  # a damaged log fails before the model loads
+            pass
     _show_warnings(runtime.is_main)
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)
@@ -143,7 +148,8 @@ def run_training(cfg, resume: str | None, runtime=None):
         audit, tracker, callbacks = None, NullTracker(), []
         if runtime.is_main:
             audit = (stack.enter_context(AuditLog(run_dir / "audit.jsonl", fsync=audit_cfg.fsync,
-                                                  store_raw_text=audit_cfg.store_raw_text))
+                                                  store_raw_text=audit_cfg.store_raw_text,
+                                                  key=audit_key))
                      if audit_cfg.enabled else None)
             # The tracker feeds Prometheus too, so events the loop never reaches (an emergency
             # stop) still reach the exporter, which lingers long enough to be scraped.

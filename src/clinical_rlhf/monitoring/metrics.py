@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import make_asgi_app, start_http_server
 
 NAMESPACE = "clinical_rlhf"
@@ -154,6 +154,23 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
 
+class AuditAnchorSeries:
+    """The audit chain's anchor as Prometheus series: `<prefix>_audit_chain_records` (record count) and
+    `<prefix>_audit_chain_head_info{head_hash=...}` (an Info series: one sample whose label is replaced
+    at every update, so the head hash never piles up label values). A scrape history of these is
+    an external copy of the chain's head (`clinical-rlhf audit verify --expect-head/--expect-count`)."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str = NAMESPACE) -> None:
+        self.records = Gauge(f"{prefix}_audit_chain_records",
+                             "Records in the audit log's hash chain at the last anchor.", registry=registry)
+        self.head = Info(f"{prefix}_audit_chain_head", "Hash of the audit log's last record at the last anchor.",
+                         registry=registry)
+
+    def set(self, count: int, head_hash: str) -> None:
+        self.records.set(count)
+        self.head.info({"head_hash": head_hash})
+
+
 class TrainingMetrics:
     """The run's Prometheus series in a registry of its own."""
 
@@ -177,6 +194,7 @@ class TrainingMetrics:
         self.events = Counter(
             f"{NAMESPACE}_events_total", "Training events (rollbacks, stops, checkpoints, ...).",
             ("kind",), registry=self.registry)
+        self.audit_anchor = AuditAnchorSeries(self.registry)
         self.unmapped: set[str] = set()
         """Keys passed to `update` that have no Prometheus series (tracked by MLflow only)."""
         self._lock = threading.RLock()  # the server thread may read while the trainer writes

@@ -1,6 +1,8 @@
 """The files a run writes for monitoring, and reading them back.
 
-    runs/<name>/metrics.jsonl   {"step": int, "time": iso, "metrics": {key: float | null}} per iteration
+    runs/<name>/metrics.jsonl   {"step": int, "time": iso, "metrics": {key: float | null}} per iteration;
+                                {"step": k, "time": iso, "resumed_from": k, "checkpoint": name} where a run
+                                resumed from step k: earlier rows of steps after k are superseded
     runs/<name>/events.jsonl    {"step", "time", "kind", "severity", "message", ...details}
     runs/<name>/evaluation.json {"before": {metric: value}, "after": {...}} (written by the trainer)
     runs/<name>/config.yaml     the resolved config (written by `RunTracker.log_params`)
@@ -75,12 +77,28 @@ def read_jsonl(path: Path, *, missing_ok: bool = True) -> list[dict[str, Any]]:
     return records
 
 
+def append_resume_mark(run_dir: Path, step: int, checkpoint: str) -> None:
+    """Mark in metrics.jsonl that the run resumed from `step`: rows of later steps above the
+    mark belong to iterations run again after it. (An O_APPEND write, flushed: it lands between
+    the tracker's own flushed lines.)"""
+    with (Path(run_dir) / METRICS_FILE).open("a", encoding="utf-8") as handle:
+        append_jsonl(handle, {"step": int(step), "time": utc_now_iso(), "resumed_from": int(step),
+                              "checkpoint": checkpoint})
+
+
 def read_metrics(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
-    """(step, metrics) per iteration, sorted by step; when a step repeats (a resumed or rolled
-    back run) its last record wins. `null` values come back as NaN."""
+    """(step, metrics) per iteration, sorted by step, each iteration once: a `resumed_from`
+    mark drops the rows of later steps written before it, and when a step repeats otherwise
+    its last record wins. `null` values come back as NaN."""
     path = Path(run_dir) / METRICS_FILE
     by_step: dict[int, dict[str, float]] = {}
     for number, record in enumerate(read_jsonl(path), start=1):
+        if "resumed_from" in record:
+            resumed = record["resumed_from"]
+            if type(resumed) is not int:
+                raise InputDataError(f"{path}, record {number}: `resumed_from` must be a step number")
+            by_step = {step: values for step, values in by_step.items() if step <= resumed}
+            continue
         try:
             step = int(record["step"])
             values = {key: math.nan if value is None else float(value)
@@ -93,7 +111,16 @@ def read_metrics(run_dir: Path) -> list[tuple[int, dict[str, float]]]:
 
 
 def read_events(run_dir: Path) -> list[dict[str, Any]]:
-    return read_jsonl(Path(run_dir) / EVENTS_FILE)
+    """Events in order; a `resumed_from` event drops the events of later steps before it (alerts,
+    rollbacks of iterations run again), but never a run's start or end (a crash stays visible)."""
+    events: list[dict[str, Any]] = []
+    for record in read_jsonl(Path(run_dir) / EVENTS_FILE):
+        resumed = record.get("step")
+        if record.get("kind") == "resumed_from" and type(resumed) is int:
+            events = [event for event in events if event.get("kind") in ("run_start", "run_end")
+                      or not isinstance(event.get("step"), int) or event["step"] <= resumed]
+        events.append(record)
+    return events
 
 
 def read_evaluation(run_dir: Path) -> dict[str, dict[str, float]]:
@@ -108,3 +135,13 @@ def read_evaluation(run_dir: Path) -> dict[str, dict[str, float]]:
     if not isinstance(data, dict):
         raise InputDataError(f'{path}: expected {{"before": {{...}}, "after": {{...}}}}')
     return {phase: dict(values) for phase, values in data.items() if isinstance(values, dict)}
+
+
+def audit_anchor_of(checkpoint: Path) -> dict[str, Any] | None:
+    """The audit anchor `{"count", "head_hash"}` in a checkpoint's manifest.json, or None (no
+    audit log, or a checkpoint written before anchoring)."""
+    try:
+        anchor = json.loads((Path(checkpoint) / "manifest.json").read_text(encoding="utf-8")).get("audit")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return anchor if isinstance(anchor, dict) and {"count", "head_hash"} <= anchor.keys() else None

@@ -38,7 +38,7 @@ from clinical_rlhf.monitoring.mlflow_sink import (
     flatten_params, mlflow_client, short_error,
 )
 from clinical_rlhf.monitoring.runfiles import (
-    AUDIT_FILE, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, append_jsonl, utc_now_iso,
+    AUDIT_FILE, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, append_jsonl, audit_anchor_of, utc_now_iso,
 )
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,16 @@ class RunTracker:
             "path": str(path), "checkpoint_kind": kind, "size_bytes": size_bytes, "seconds": seconds})
         if self.metrics is not None:
             self.metrics.observe_checkpoint(size_bytes, seconds)
+        anchor = audit_anchor_of(path)  # the audit chain's head at this save: an external copy
+        if anchor is not None and self.metrics is not None:
+            self.metrics.audit_anchor.set(anchor["count"], anchor["head_hash"])
+
+        def tag(sink: MlflowRun) -> None:
+            for name in ("count", "head_hash"):
+                sink.client.set_tag(sink.ensure(), f"clinical_rlhf.audit_{name}", str(anchor[name]))
+
+        if anchor is not None and self.enabled:
+            self._attempt(tag)
 
     def log_alerts(self, step: int, fired: Iterable[FiredAlert]) -> None:
         """One `alert` event per fired rule (rule, action, observed value, threshold, ...)."""

@@ -8,7 +8,8 @@ A checkpoint is a directory `<run dir>/checkpoints/<name>/` holding
                             (one per process), counters and history (plain tensors, ints,
                             floats, lists, dicts)
     config.yaml             the resolved config of the run
-    manifest.json           iteration, kind, metrics and the SHA-256 of every file above
+    manifest.json           iteration, kind, metrics, the SHA-256 of every file above and the
+                            audit log's anchor (`audit`: record count and head hash at the save)
 
 It is complete or absent: written under a temporary name, every file and the directory
 fsynced, then renamed into place (a rename within one directory is atomic on POSIX). A
@@ -178,8 +179,9 @@ class CheckpointManager:
     # -- writing
 
     def save(self, iteration: int, kind: str, payload: CheckpointPayload,
-             metrics: dict[str, float] | None = None) -> CheckpointInfo:
-        """Write atomically; an existing checkpoint of the same name is replaced."""
+             metrics: dict[str, float] | None = None, audit_anchor: dict[str, Any] | None = None) -> CheckpointInfo:
+        """Write atomically; an existing checkpoint of the same name is replaced. `audit_anchor`
+        (`AuditAnchor.to_dict()`) goes into the manifest for `audit verify --against`."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         name = checkpoint_name(iteration, kind)
@@ -193,6 +195,8 @@ class CheckpointManager:
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
             "sha256": {file: sha256_file(temporary / file) for file in FILES},
         }
+        if audit_anchor is not None:
+            manifest["audit"] = audit_anchor
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         for file in (*FILES, "manifest.json"):
             fsync_path(temporary / file)
@@ -261,8 +265,13 @@ class CheckpointManager:
         return self.load_first_valid(self._ranked())
 
 
+_WARNED_MANIFESTS: set[Path] = set()
+"""Corrupt manifests already warned about: a run lists its checkpoints every iteration."""
+
+
 def read_info(path: Path) -> CheckpointInfo | None:
-    """The manifest of a checkpoint directory, or None when it is not one (or unreadable)."""
+    """The manifest of a checkpoint directory, or None when it is not one. An unreadable
+    manifest is a corrupt checkpoint: warned about (once per process) and skipped."""
     manifest_path = Path(path) / "manifest.json"
     if path.name.startswith(".tmp-") or not manifest_path.is_file():
         return None
@@ -270,7 +279,10 @@ def read_info(path: Path) -> CheckpointInfo | None:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         return CheckpointInfo(Path(path), int(manifest["iteration"]), str(manifest["kind"]),
                               dict(manifest.get("metrics", {})))
-    except (ValueError, KeyError, OSError):
+    except (ValueError, KeyError, TypeError, AttributeError, OSError):
+        if manifest_path not in _WARNED_MANIFESTS:
+            _WARNED_MANIFESTS.add(manifest_path)
+            log.warning("checkpoint %s: manifest.json is unreadable (corrupt); skipping this checkpoint", path)
         return None
 
 

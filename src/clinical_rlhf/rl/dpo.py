@@ -52,6 +52,7 @@ from clinical_rlhf.rl.preference_batches import (
     pair_logprobs,
     reference_logprobs,
 )
+from clinical_rlhf.rl.resume_bookkeeping import apply_schedule, mark_resumed, saved_setting, schedule_change
 from clinical_rlhf.rl.run import TrainingRun, TrainResult  # noqa: F401 - TrainResult: part of this module's API
 from clinical_rlhf.rl.signals import StopSignals
 from clinical_rlhf.rl.trainer import EVAL_SEED_OFFSET
@@ -312,7 +313,8 @@ class DPOTrainer(TrainingRun):
         summary = {key.replace("/", "_"): self.last_metrics[key] for key in ("dpo/loss", "dpo/rewards/accuracy")
                    if key in self.last_metrics}
         started = time.perf_counter()
-        info = self.checkpoints.save(self.step, kind, payload, summary)
+        anchor = self.audit.anchor().to_dict() if self.audit is not None else None
+        info = self.checkpoints.save(self.step, kind, payload, summary, audit_anchor=anchor)
         self.tracker.log_checkpoint(self.step, info.path, kind, time.perf_counter() - started)
         self.checkpoints.prune()
         self.last_checkpoint, self.saved_step = info.path, self.step
@@ -336,3 +338,10 @@ class DPOTrainer(TrainingRun):
         self.step = int(state["iteration"])
         restore_rng_state(state["rng"])
         log.info("resumed from %s (step %d of %d)", info.path, self.step, self.total_steps)
+        apply_schedule(self.scheduler, self.optimizer)  # this run's total, not the saved rate
+        epochs = saved_setting(payload.config_yaml, "training", "dpo", "epochs")
+        saved_total = epochs * self.steps_per_epoch if isinstance(epochs, int) else None
+        if note := schedule_change(saved_total, self.total_steps, self.step, self.dpo.learning_rate,
+                                   self.dpo.lr_schedule == "linear", "steps"):
+            log.warning(note)
+        mark_resumed(self.run_dir, self.step, info.name, self.tracker, self._audit)

@@ -38,6 +38,7 @@ from clinical_rlhf.rl.evaluation import Judgement, evaluate_policy, judge, sampl
 from clinical_rlhf.rl.experience import make_experience
 from clinical_rlhf.rl.memory import MicroBatchSize, back_off_on_oom
 from clinical_rlhf.rl.prompts import PromptSampler
+from clinical_rlhf.rl.resume_bookkeeping import apply_schedule, mark_resumed, saved_setting, schedule_change
 from clinical_rlhf.rl.rollout import score
 from clinical_rlhf.rl.run import TrainingRun, TrainResult  # noqa: F401 - TrainResult: part of this module's API
 from clinical_rlhf.rl.sharding import full_optimizer_state_dict, shard_bundle, shard_optimizer_state
@@ -423,7 +424,8 @@ class PPOTrainer(TrainingRun):
             if metrics:
                 summary["iteration_unsafe_ratio"] = metrics.get("safety/unsafe_ratio", 0.0)
             started = time.perf_counter()
-            info = self.checkpoints.save(self.iteration, kind, payload, summary)
+            anchor = self.audit.anchor().to_dict() if self.audit is not None else None
+            info = self.checkpoints.save(self.iteration, kind, payload, summary, audit_anchor=anchor)
             self.tracker.log_checkpoint(self.iteration, info.path, kind, time.perf_counter() - started)
             self.checkpoints.prune()
             self._audit("checkpoint", details={"iteration": self.iteration, "kind": kind, "path": str(info.path)})
@@ -461,6 +463,13 @@ class PPOTrainer(TrainingRun):
         how = restore_rank_rng_state(state, rank=self.dist.rank, world_size=self.dist.world_size,
                                      seed=self.train_cfg.seed, deterministic=self.train_cfg.deterministic)
         self._say(f"resumed from {info.path} (iteration {self.iteration}); RNG {how}")
+        apply_schedule(self.scheduler, self.optimizer)  # this run's total, not the saved rate
+        saved_total = saved_setting(payload.config_yaml, "training", "num_iterations")
+        if note := schedule_change(saved_total, self.train_cfg.num_iterations, self.iteration,
+                                   self.ppo.learning_rate, self.ppo.lr_schedule == "linear", "iterations"):
+            self._warn(note)
+        if self.dist.is_main:
+            mark_resumed(self.run_dir, self.iteration, info.name, self.tracker, self._audit)
 
     # ------------------------------------------------------------------ reporting
 

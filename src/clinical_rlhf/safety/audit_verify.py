@@ -1,4 +1,14 @@
-"""Verify an audit log: walk the hash chain and report the first record that breaks it."""
+"""Verify an audit log: walk the hash chain and report the first record that breaks it.
+
+What each check catches (tests/safety/test_audit_tamper.py holds one test per case):
+
+    tamper                              no key   key   anchor (count + head hash)
+    edit, delete, insert, reorder,      yes      yes   yes
+    torn tail, duplicate, blank line
+    re-chain after an edit              no       yes   yes (edit before the anchored record)
+    append a forged record              no       yes   no (records after the anchor are new)
+    delete the last record(s), empty    no       no    yes
+"""
 
 from __future__ import annotations
 
@@ -7,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from clinical_rlhf.safety.audit import GENESIS_HASH, chain_hash
+from clinical_rlhf.safety.audit import GENESIS_HASH, KEYED_CHAIN, AuditAnchor, chain_hash
 
-ProblemKind = Literal["altered", "deleted", "inserted", "reordered", "torn_tail", "malformed"]
+ProblemKind = Literal["altered", "deleted", "inserted", "reordered", "torn_tail", "malformed", "key_required",
+                      "unkeyed", "truncated", "rewritten"]
 _REQUIRED = {"seq": int, "time": str, "actor": str, "event": str, "prev_hash": str, "hash": str}
 
 
@@ -33,6 +44,10 @@ class AuditReport:
     """Hash of the last verified record: keep it elsewhere to anchor the chain."""
     recoveries: int
     """`audit_recovered` records: crashes whose torn line a writer moved aside."""
+    keyed: bool = False
+    """Every record's HMAC was checked with the key."""
+    anchor: AuditAnchor | None = None
+    """The anchor the log was checked against, if any."""
 
     @property
     def ok(self) -> bool:
@@ -41,14 +56,19 @@ class AuditReport:
     def summary(self) -> str:
         if self.problem is None:
             extra = f", {self.recoveries} crash recoveries recorded" if self.recoveries else ""
+            extra += ", HMAC chain checked with the key" if self.keyed else ""
+            if self.anchor is not None:
+                extra += f", matches the anchor ({self.anchor.count} records)"
             return f"{self.path}: intact, {self.count} records, head {self.head_hash}{extra}"
         p = self.problem
         return f"{self.path}: {p.kind} at record seq {p.seq} (line {p.line}): {p.message}"
 
 
-def verify_audit_log(path: Path | str) -> AuditReport:
-    """Check every record's hash and its link to the one before. Never raises on bad content;
-    a missing file is reported as an OSError by the caller's open."""
+def verify_audit_log(path: Path | str, *, key: bytes | None = None,
+                     anchor: AuditAnchor | None = None) -> AuditReport:
+    """Check every record's hash (HMAC with `key`) and its link to the one before, then, with
+    `anchor`, that the log still holds the anchored records unchanged. Never raises on bad
+    content; a missing file is reported as an OSError by the caller's open."""
     path = Path(path)
     data = path.read_bytes()
     lines = data.split(b"\n")
@@ -60,26 +80,47 @@ def verify_audit_log(path: Path | str) -> AuditReport:
             seq_positions.setdefault(record["seq"], []).append(index)
 
     expected_seq, expected_prev, recoveries = 1, GENESIS_HASH, 0
+    anchored_hash = GENESIS_HASH if anchor is not None and anchor.count == 0 else None
 
     def report(kind: ProblemKind, seq: int, index: int, message: str) -> AuditReport:
         problem = AuditProblem(kind, seq, index + 1, message)
-        return AuditReport(path, expected_seq - 1, problem, expected_prev, recoveries)
+        return AuditReport(path, expected_seq - 1, problem, expected_prev, recoveries, key is not None, anchor)
 
     for index, record in enumerate(records):
         if record is None:
             return report("malformed", expected_seq, index, "line is not a complete audit record (bad JSON or "
                                                              "missing keys)")
-        if chain_hash(record["prev_hash"], record) != record["hash"]:
-            return report("altered", record["seq"], index, "the record's content does not match its hash")
+        keyed = record.get("chain") == KEYED_CHAIN
+        if keyed and key is None:
+            return report("key_required", record["seq"], index, "the log is on a keyed (HMAC) chain; pass "
+                                                                "--key-file, or set the key's environment variable")
+        if key is not None and not keyed:
+            return report("unkeyed", record["seq"], index, "a key was given but this record is on a plain SHA-256 "
+                                                           "chain: it was forged without the key, or the log was "
+                                                           "written without one")
+        if chain_hash(record["prev_hash"], record, key) != record["hash"]:
+            return report("altered", record["seq"], index, "the record's content does not match its "
+                                                           + ("HMAC (altered, or forged without the key)" if keyed
+                                                              else "hash"))
         if record["seq"] != expected_seq or record["prev_hash"] != expected_prev:
             return report(*_broken_link(record, index, expected_seq, expected_prev, records, seq_positions))
         expected_seq, expected_prev = expected_seq + 1, record["hash"]
         recoveries += record["event"] == "audit_recovered"
+        if anchor is not None and record["seq"] == anchor.count:
+            anchored_hash = record["hash"]
+    if anchor is not None and anchored_hash is None:
+        return report("truncated", expected_seq, len(records),
+                      f"the log holds {expected_seq - 1} records, the anchor says {anchor.count}: records were "
+                      f"cut from the end (or the file was emptied)")
+    if anchor is not None and anchored_hash != anchor.head_hash:
+        return report("rewritten", anchor.count, anchor.count - 1,
+                      f"record {anchor.count} has hash {anchored_hash[:16]}..., the anchor says "
+                      f"{anchor.head_hash[:16]}...: the chain was rewritten (re-hashed) after the anchor was taken")
     if torn:
         return report("torn_tail", expected_seq, len(records),
                       f"the last line ({len(torn)} bytes) has no newline: a write was cut off; the next "
                       f"writer moves it aside and records the recovery")
-    return AuditReport(path, expected_seq - 1, None, expected_prev, recoveries)
+    return AuditReport(path, expected_seq - 1, None, expected_prev, recoveries, key is not None, anchor)
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """`create_app(cfg)`: the FastAPI application (routes, auth, limits, lifespan).
 
-The lifespan opens the audit log, then loads the model in a worker thread: `/health` answers at
-once (liveness), `/ready` and the API answer 503 until the model is loaded. At shutdown
+The lifespan opens the audit log, starts the guard's worker processes (`guard_pool.py`), then
+loads the model in a worker thread: `/health` answers at once (liveness), `/ready` and the API
+answer 503 until the model is loaded and every guard worker has built its guard. At shutdown
 (SIGTERM) uvicorn stops accepting connections and lets in-flight requests finish; then the
 lifespan closes the batcher, the backend and the audit log, in that order.
 
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clinical_rlhf.config import Config
 from clinical_rlhf.errors import ClinicalRLHFError, ConfigError
+from clinical_rlhf.safety.audit_key import configured_key
 from clinical_rlhf.serve.audit import AuditWriter
 from clinical_rlhf.serve.auth import KeyStore, RateLimiter, retry_after_header
 from clinical_rlhf.serve.backends import Backend, build_backend
@@ -64,11 +66,12 @@ class ServerState:
         """Called when the model cannot be loaded; the runner makes it stop the server."""
 
     async def load(self, audit: AuditWriter) -> None:
-        try:
-            backend = await asyncio.to_thread(self.load_backend)
+        try:  # the guard workers build their guards while the model loads
+            backend, _ = await asyncio.gather(asyncio.to_thread(self.load_backend),
+                                              asyncio.to_thread(self.gate.pool.wait_ready))
         except Exception as exc:  # noqa: BLE001 - reported by the runner as one clear error
             self.status, self.error = "failed", exc
-            logger.error("the model could not be loaded (%s); stopping", type(exc).__name__)
+            logger.error("the model or the guard workers could not be loaded (%s); stopping", type(exc).__name__)
             self.on_fatal()
             return
         core = ServingCore(self.cfg.serve, self.served_model, self.gate, backend, audit, self.metrics)
@@ -128,6 +131,7 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     limiter = RateLimiter(cfg.serve.rate_limit.requests_per_minute, cfg.serve.rate_limit.burst)
     metrics = ServeMetrics()
     load_backend = load_backend or (lambda: build_backend(cfg, environ=environ))
+    audit_key = configured_key(cfg.safety.audit)  # a missing key file stops the start, not a request
     state = ServerState(cfg, SafetyGate.from_config(cfg), metrics, load_backend)
     if cfg.serve.feedback.enabled:
         state.feedback = FeedbackRecorder(cfg.serve.feedback, cfg.run_dir, state.gate, metrics)
@@ -138,13 +142,19 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     async def lifespan(_app: FastAPI):
         with contextlib.ExitStack() as stack:
             try:
-                audit = stack.enter_context(AuditWriter(audit_path, audit_cfg.fsync, audit_cfg.store_raw_text))
+                audit = stack.enter_context(AuditWriter(audit_path, audit_cfg.fsync, audit_cfg.store_raw_text,
+                                                        key=audit_key))
             except Exception as exc:  # noqa: BLE001 - one clear error, raised again by the runner
                 reason = (f"the audit log {audit_path} cannot be opened ({exc.strerror}); fix serve.audit_file "
                           f"or the permissions of its directory") if isinstance(exc, OSError) else str(exc)
                 state.status, state.error = "failed", ClinicalRLHFError(reason)
                 raise state.error from None
             state.audit = audit
+            state.gate.pool.start()
+            stack.callback(state.gate.pool.close)
+            stack.callback(_log_anchor, audit, metrics)  # the last anchor, at shutdown
+            anchoring = asyncio.create_task(_anchor_periodically(audit, metrics, cfg.serve.audit_anchor_seconds))
+            stack.callback(anchoring.cancel)
             if state.feedback is not None:
                 await _open_feedback(state, state.feedback)
                 stack.callback(state.feedback.close)
@@ -167,6 +177,25 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
     _add_routes(app, state)
     return app
+
+
+def _log_anchor(audit: AuditWriter, metrics: ServeMetrics) -> None:
+    """Log the audit chain's anchor and set its Prometheus series: copies of the head outside the log."""
+    try:
+        anchor = audit.log.anchor()
+    except Exception as exc:  # noqa: BLE001 - an unreadable head is logged, serving goes on
+        logger.warning("audit anchor not taken (%s)", type(exc).__name__)
+        return
+    metrics.audit_anchor.set(anchor.count, anchor.head_hash)
+    logger.info("audit anchor: %s count=%d head=%s (check with `clinical-rlhf audit verify %s --expect-count %d "
+                "--expect-head %s`)", audit.path, anchor.count, anchor.head_hash, audit.path, anchor.count,
+                anchor.head_hash)
+
+
+async def _anchor_periodically(audit: AuditWriter, metrics: ServeMetrics, seconds: float) -> None:
+    while True:
+        await asyncio.to_thread(_log_anchor, audit, metrics)
+        await asyncio.sleep(seconds)
 
 
 async def _open_feedback(state: ServerState, recorder: FeedbackRecorder) -> None:

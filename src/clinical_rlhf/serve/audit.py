@@ -24,10 +24,12 @@ _STOP = object()
 class AuditWriter:
     """Usage: `with AuditWriter(path, fsync="always") as audit: await audit.record("guard_check", key_id, ...)`."""
 
-    def __init__(self, path: Path, fsync: str = "always", store_raw_text: bool = False) -> None:
+    def __init__(self, path: Path, fsync: str = "always", store_raw_text: bool = False,
+                 key: bytes | None = None) -> None:
         self.path = Path(path)
         self.durable = fsync == "always"
-        self.log = AuditLog(self.path, fsync="batch" if self.durable else fsync, store_raw_text=store_raw_text)
+        self.log = AuditLog(self.path, fsync="batch" if self.durable else fsync, store_raw_text=store_raw_text,
+                            key=key)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.records_written = 0

@@ -22,6 +22,8 @@ logger = logging.getLogger("clinical_rlhf.serve")
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
           404: "not_found_error", 405: "invalid_request_error", 413: "invalid_request_error",
           422: "invalid_request_error", 429: "rate_limit_error"}
+INVALID = 400
+"""Every invalid request is a 400, as OpenAI answers it (FastAPI's default would be a 422)."""
 
 
 class APIError(Exception):
@@ -83,7 +85,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         endpoint = request.scope.get("clinical_rlhf.endpoint")
         message, param = _validation_message(exc, endpoint)
-        return error_response(422, message, "invalid_request", param=param)
+        return error_response(INVALID, message, "invalid_request", param=param)
 
     @app.exception_handler(HTTPException)
     async def _http(_request: Request, exc: HTTPException) -> JSONResponse:

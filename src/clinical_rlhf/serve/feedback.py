@@ -41,7 +41,7 @@ from clinical_rlhf.safety import SafetyVerdict
 from clinical_rlhf.safety.audit import text_sha256
 from clinical_rlhf.serve.audit import AuditWriter
 from clinical_rlhf.serve.auth import ApiKey
-from clinical_rlhf.serve.errors import APIError, log_failure
+from clinical_rlhf.serve.errors import INVALID, APIError, log_failure
 from clinical_rlhf.serve.gate import SafetyGate, reason_code
 from clinical_rlhf.serve.metrics import ServeMetrics
 from clinical_rlhf.serve.responses import Answer
@@ -290,7 +290,8 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any] | None]:
 
 class FeedbackRecorder:
     """Remembers served completions (`remember`) and turns feedback on them into audited
-    preference and rating records (`submit`). Runs on the event loop; file appends go to a thread."""
+    preference and rating records (`submit`). Runs on the event loop; the guard check goes to a
+    guard worker process, the file appends to a thread."""
 
     def __init__(self, settings: ServeFeedbackConfig, run_dir: Path, gate: SafetyGate, metrics: ServeMetrics) -> None:
         directory = run_dir / "feedback"
@@ -333,7 +334,8 @@ class FeedbackRecorder:
                                 f"(serve.feedback.remember_completions); send feedback with the id of a "
                                 f"completion this server returned", "completion_not_found", param="completion_id")
         annotator, question = body.annotator or key.id, entry.guard_prompt()
-        preferences, rating_line, verdict = self._records(entry, body, annotator, question)
+        verdict = await self._check_correction(entry, body, question)
+        preferences, rating_line = self._records(entry, body, annotator, verdict)
         kinds = [kind for kind, given in (("correction", body.corrected_answer), ("rating", body.rating))
                  if given is not None]
         recorded = [record.id for record in preferences] + ([rating_line["id"]] if rating_line else [])
@@ -359,24 +361,29 @@ class FeedbackRecorder:
                                            "flags": _flags(verdict)}
         return result
 
+    async def _check_correction(self, entry: ServedCompletion, body: FeedbackRequest,
+                                question: str) -> SafetyVerdict | None:
+        """The guard's verdict on the corrected answer (in a guard worker, time-bounded), or None."""
+        if body.corrected_answer is None:
+            return None
+        if body.corrected_answer == entry.answer.strip():
+            raise APIError(INVALID, "`corrected_answer` is the served answer unchanged; send a `rating` instead",
+                           "invalid_request", param="corrected_answer")
+        return await self.gate.text(question, body.corrected_answer)
+
     def _records(self, entry: ServedCompletion, body: FeedbackRequest, annotator: str,
-                 question: str) -> tuple[list[PreferenceRecord], dict[str, Any] | None, SafetyVerdict | None]:
-        """The preference records, the ratings line and the correction's verdict of one request."""
+                 verdict: SafetyVerdict | None) -> tuple[list[PreferenceRecord], dict[str, Any] | None]:
+        """The preference records and the ratings line of one request."""
         now = utc_now()
         preferences: list[PreferenceRecord] = []
-        verdict: SafetyVerdict | None = None
         if body.corrected_answer is not None:
-            if body.corrected_answer == entry.answer.strip():
-                raise APIError(422, "`corrected_answer` is the served answer unchanged; send a `rating` instead",
-                               "invalid_request", param="corrected_answer")
-            verdict = self.gate.guard.check(question, body.corrected_answer)
-            flagged = verdict.action == "reject"
+            flagged = verdict is not None and verdict.action == "reject"
             pair = correction_pair(entry, body, annotator, now, flagged)
             if (problem := _problem(pair)) is not None:
-                raise APIError(422, f"this feedback cannot be recorded as a preference: {problem}", "invalid_request")
+                raise APIError(INVALID, f"this feedback cannot be recorded as a preference: {problem}", "invalid_request")
             preferences.append(pair)
         if body.rating is None:
-            return preferences, None, verdict
+            return preferences, None
         rated = Rated(f"rating-{uuid.uuid4().hex}", entry.id, entry.conversation, body.rating, annotator,
                       entry.answer, body.rationale)
         pairs = [rating_pair(entry, rated, other, now) for other in self.ratings.opposite(rated)]
@@ -385,7 +392,7 @@ class FeedbackRecorder:
         # pairs with this one. Should the write then fail (503), the index holds a rating the file
         # lacks until the next restart; the file stays the record.
         self.ratings.add(rated)
-        return preferences, _rating_line(entry, rated, now), verdict
+        return preferences, _rating_line(entry, rated, now)
 
     def _write(self, preferences: list[PreferenceRecord], rating_line: dict[str, Any] | None) -> None:
         if rating_line is not None:

@@ -9,18 +9,25 @@
   cost an answer, never let one through.
 
 The gate holds no audit log: the server records each check with the API key's id as the actor.
-`SafetyGuard` keeps a prompt cache that is not thread-safe, so the gate is called from the
-event loop only (a check takes ~0.2 ms).
+The server calls the `async` checks (`prompt`, `answer`, `text`): each runs in one of
+`serve.guard_workers` worker processes (`guard_pool.py`), never on the event loop, so a slow
+check cannot hold up `/health` or other requests, and each is bounded by
+`serve.guard_timeout_seconds` (waiting for a free worker included). A check past its limit is
+killed with its worker and counts as a guard failure (a reject with a `guard_error/timeout`
+flag): it costs the answer, it never lets one through.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.errors import ConfigError
-from clinical_rlhf.safety import SafetyGuard, SafetyVerdict
+from clinical_rlhf.safety import SafetyFlag, SafetyGuard, SafetyVerdict
+from clinical_rlhf.serve.guard_pool import GuardPool, GuardWorkerError
 from clinical_rlhf.serve.metrics import REASONS
 
 if TYPE_CHECKING:
@@ -64,9 +71,22 @@ def reason_code(verdict: SafetyVerdict) -> str | None:
     return flag.category if flag.category in REASONS else "unsafe_answer"
 
 
+def failed_check(subtype: str, reason: str) -> SafetyVerdict:
+    """The verdict of a check that ran past its time limit or lost its worker: a guard failure,
+    so a reject."""
+    return SafetyVerdict.from_flags([SafetyFlag(category="guard_error", subtype=subtype, severity="critical",
+                                                evidence=reason, rule_id="guard_error", action="reject")])
+
+
 class SafetyGate:
-    def __init__(self, guard: SafetyGuard, fallback_message: str, escalation_notice: str) -> None:
+    def __init__(self, guard: SafetyGuard, fallback_message: str, escalation_notice: str, *,
+                 guard_factory: Callable[[], SafetyGuard] | None = None, workers: int = 2,
+                 timeout_seconds: float = 5.0) -> None:
+        """`guard_factory` (picklable; it runs in each worker process) builds the guard the async
+        checks use; without it only the synchronous checks are available."""
         self.guard = guard
+        self.timeout_seconds = timeout_seconds
+        self.pool = GuardPool(guard_factory, workers, timeout_seconds) if guard_factory is not None else None
         self.fallback_message = fallback_message.strip()
         self.escalation_notice = escalation_notice.strip()
         for key, text in (("serve.fallback_message", self.fallback_message),
@@ -78,12 +98,47 @@ class SafetyGate:
 
     @classmethod
     def from_config(cls, cfg: Config) -> SafetyGate:
-        return cls(SafetyGuard.from_config(cfg), cfg.serve.fallback_message, cfg.serve.escalation_notice)
+        return cls(SafetyGuard.from_config(cfg), cfg.serve.fallback_message, cfg.serve.escalation_notice,
+                   guard_factory=functools.partial(SafetyGuard.from_config, cfg), workers=cfg.serve.guard_workers,
+                   timeout_seconds=cfg.serve.guard_timeout_seconds)
+
+    # -- the server's checks: in worker processes, bounded in time
+
+    async def prompt(self, prompt: str) -> PromptCheck:
+        start = time.perf_counter()
+        verdict = await self._bounded("check_prompt", prompt)
+        return self._prompt_check(verdict, time.perf_counter() - start)
+
+    async def answer(self, prompt: str, prompt_check: PromptCheck, generated: str) -> AnswerCheck:
+        checked = self._checked_text(prompt_check, generated)
+        start = time.perf_counter()
+        verdict = await self._bounded("check", prompt, checked)
+        return self._answer_check(verdict, time.perf_counter() - start, checked, prompt_check)
+
+    async def text(self, question: str, answer: str) -> SafetyVerdict:
+        """`guard.check(question, answer)` (e.g. a clinician's corrected answer)."""
+        return await self._bounded("check", question, answer)
+
+    async def _bounded(self, method: str, *args: str) -> SafetyVerdict:
+        """The worker's verdict; a check past its time or a dead worker is a guard failure (reject)."""
+        if self.pool is None:
+            raise RuntimeError("this SafetyGate was built without a guard_factory: use SafetyGate.from_config")
+        try:
+            return await self.pool.call(method, *args)
+        except TimeoutError:
+            return failed_check("timeout", f"guard check exceeded {self.timeout_seconds:g} s "
+                                           f"(serve.guard_timeout_seconds)")
+        except GuardWorkerError as exc:
+            return failed_check("worker_failed", str(exc))
+
+    # -- the checks themselves (synchronous: what each worker's verdict is turned into)
 
     def check_prompt(self, prompt: str) -> PromptCheck:
         start = time.perf_counter()
         verdict = self.guard.check_prompt(prompt)
-        seconds = time.perf_counter() - start
+        return self._prompt_check(verdict, time.perf_counter() - start)
+
+    def _prompt_check(self, verdict: SafetyVerdict, seconds: float) -> PromptCheck:
         red_flags, advice = [], []
         for flag in verdict.flags:
             if flag.category != "red_flag" or flag.subtype in red_flags:
@@ -95,10 +150,17 @@ class SafetyGate:
         return PromptCheck(verdict, seconds, tuple(red_flags), tuple(advice))
 
     def check_answer(self, prompt: str, prompt_check: PromptCheck, generated: str) -> AnswerCheck:
-        checked = "\n\n".join(part for part in (" ".join(prompt_check.advice), generated.strip()) if part)
+        checked = self._checked_text(prompt_check, generated)
         start = time.perf_counter()
         verdict = self.guard.check(prompt, checked)
-        seconds = time.perf_counter() - start
+        return self._answer_check(verdict, time.perf_counter() - start, checked, prompt_check)
+
+    @staticmethod
+    def _checked_text(prompt_check: PromptCheck, generated: str) -> str:
+        return "\n\n".join(part for part in (" ".join(prompt_check.advice), generated.strip()) if part)
+
+    def _answer_check(self, verdict: SafetyVerdict, seconds: float, checked: str,
+                      prompt_check: PromptCheck) -> AnswerCheck:
         code = reason_code(verdict)
         if verdict.action == "reject":
             return AnswerCheck(verdict, seconds, checked, self.fallback_text(prompt_check), True, code)

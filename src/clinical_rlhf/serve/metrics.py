@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
-from clinical_rlhf.monitoring.metrics import GENERATION_BUCKETS, NAMESPACE
+from clinical_rlhf.monitoring.metrics import GENERATION_BUCKETS, NAMESPACE, AuditAnchorSeries
 
 ENDPOINTS = ("chat_completions", "completions", "feedback", "models", "health", "ready", "metrics", "other")
 STATUSES = ("200", "400", "401", "404", "405", "413", "422", "429", "500", "502", "503", "504", "other")
@@ -53,6 +53,7 @@ class ServeMetrics:
         self.guard_latency = Histogram(
             f"{prefix}_guard_latency_seconds", "Wall time of one safety-guard check.",
             ("stage",), buckets=GUARD_BUCKETS, registry=self.registry)
+        self.audit_anchor = AuditAnchorSeries(self.registry, prefix)
         self.batch_size = Histogram(f"{prefix}_batch_size", "Requests generated together in one batch.",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
         self.verdicts = Counter(f"{prefix}_guard_verdicts_total", "Guard verdicts by stage and action.",

@@ -1,7 +1,7 @@
 """Request bodies of the OpenAI-compatible endpoints, validated strictly.
 
 Only the fields this server honours are accepted: an unsupported one (`tools`, `logprobs`,
-`n: 2`, ...) is a 422 that names it, rather than a request that silently behaves differently
+`n: 2`, ...) is a 400 that names it, rather than a request that silently behaves differently
 from what the client asked for. Responses are plain dicts built in `responses.py`.
 """
 
@@ -14,6 +14,19 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from clinical_rlhf.feedback.preferences import OBJECTIVES
 
+# Caps on free text (characters), so the guard's work per request is bounded whatever the body
+# holds (docs/serving.md, "Limits"). Longer text is a 400 naming the field; a body over
+# `serve.max_body_bytes` is a 413 before it is parsed.
+MAX_TEXT_CHARS = 32_768
+"""One message's text, a completion prompt, a corrected answer: ~20 pages of a case history."""
+MAX_CONVERSATION_CHARS = 131_072
+"""All messages of one chat request together (the guard reads every user turn)."""
+MAX_RATIONALE_CHARS = 10_000
+MAX_SHORT_CHARS = 256
+"""Identifiers and short strings: `model`, `name`, `user`, each stop sequence."""
+
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+Short = Annotated[str, Field(max_length=MAX_SHORT_CHARS)]
 Temperature = Annotated[float, Field(ge=0.0, le=2.0)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 MaxTokens = Annotated[int, Field(ge=1)]
@@ -25,13 +38,20 @@ class _Body(BaseModel):
 
 class TextPart(_Body):
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ChatMessage(_Body):
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None
+    content: str | Annotated[list[TextPart], Field(max_length=64)]
+    name: Short | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _capped(cls, content: str | list[TextPart]) -> str | list[TextPart]:
+        if isinstance(content, str) and len(content) > MAX_TEXT_CHARS:
+            raise ValueError(f"String should have at most {MAX_TEXT_CHARS} characters")
+        return content
 
     @property
     def text(self) -> str:
@@ -45,15 +65,15 @@ class StreamOptions(_Body):
 
 
 class _Sampling(_Body):
-    model: str
+    model: Short
     max_tokens: MaxTokens | None = None
     temperature: Temperature | None = None
     top_p: TopP | None = None
     n: Literal[1] = 1
     stream: bool = False
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
-    user: str | None = None
+    stop: Short | list[Short] | None = None
+    user: Short | None = None
     """Accepted for compatibility and ignored: the API key's id is what the audit log records."""
 
     @field_validator("stop")
@@ -81,6 +101,10 @@ class ChatCompletionRequest(_Sampling):
     def _ends_with_user(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
         if messages[-1].role != "user":
             raise ValueError("the last message must have role `user` (the question to answer)")
+        total = sum(len(message.text) for message in messages)
+        if total > MAX_CONVERSATION_CHARS:
+            raise ValueError(f"the messages hold {total} characters together, more than this server accepts "
+                             f"({MAX_CONVERSATION_CHARS}); send a shorter conversation")
         return messages
 
     @property
@@ -89,7 +113,7 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str
+    prompt: Text
     echo: Literal[False] = False
 
     @property
@@ -108,8 +132,8 @@ class FeedbackRequest(_Body):
     completion_id: Annotated[str, Field(min_length=1, max_length=200)]
     rating: Literal["good", "bad"] | int | None = None
     """`good` / `bad`, or 1-5 (4-5 count as good, 1-2 as bad, 3 as neither)."""
-    corrected_answer: Annotated[str, Field(max_length=100_000)] | None = None
-    rationale: Annotated[str, Field(max_length=10_000)] | None = None
+    corrected_answer: Text | None = None
+    rationale: Annotated[str, Field(max_length=MAX_RATIONALE_CHARS)] | None = None
     objectives: dict[Objective, Judgement] | None = None
     """Per reward objective, which answer is better: the `corrected` one, the `served` one, or `tie`."""
     annotator: str | None = None
@@ -153,4 +177,4 @@ SUPPORTED_FIELDS = {
     "completions": sorted(CompletionRequest.model_fields),
     "feedback": sorted(FeedbackRequest.model_fields),
 }
-"""Listed in the 422 message for an unsupported field."""
+"""Listed in the 400 message for an unsupported field."""

@@ -20,7 +20,7 @@ from clinical_rlhf.serve.audit import AuditWriter
 from clinical_rlhf.serve.auth import ApiKey
 from clinical_rlhf.serve.backends.base import Backend, GenerationRequest, GenerationResult, Message
 from clinical_rlhf.serve.batching import DynamicBatcher
-from clinical_rlhf.serve.errors import APIError, log_failure
+from clinical_rlhf.serve.errors import INVALID, APIError, log_failure
 from clinical_rlhf.serve.gate import SafetyGate, safety_summary
 from clinical_rlhf.serve.metrics import ServeMetrics
 from clinical_rlhf.serve.responses import Answer, new_answer
@@ -69,7 +69,7 @@ class ServingCore:
                                 f"(GET /v1/models)", "model_not_found", param="model")
         asked = body.requested_tokens
         if asked is not None and asked > self.serve.max_tokens_limit:
-            raise APIError(422, f"max_tokens {asked} is more than this server allows ({self.serve.max_tokens_limit}, "
+            raise APIError(INVALID, f"max_tokens {asked} is more than this server allows ({self.serve.max_tokens_limit}, "
                                 f"serve.max_tokens_limit)", "invalid_request", param="max_tokens")
         common: dict[str, Any] = dict(
             max_tokens=asked or self.serve.default_max_tokens, max_tokens_explicit=asked is not None,
@@ -82,12 +82,13 @@ class ServingCore:
 
     async def answer(self, body: ChatCompletionRequest | CompletionRequest, key: ApiKey) -> Answer:
         kind = "chat" if isinstance(body, ChatCompletionRequest) else "completion"
-        request = self.backend.prepare(self.generation_request(body))
+        # Tokenising a long prompt (under the backend's tokenizer lock) is blocking work: a thread.
+        request = await asyncio.to_thread(self.backend.prepare, self.generation_request(body))
         request_id = f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
         prompt = guard_prompt(body)
         context = {"endpoint": kind, "request_id": request_id}
 
-        prompt_check = self.gate.check_prompt(prompt)
+        prompt_check = await self.gate.prompt(prompt)
         self.metrics.observe_guard("prompt", prompt_check.verdict.action, prompt_check.seconds)
         await self._record("guard_check", key, prompt=prompt, verdict=prompt_check.verdict,
                            details={**context, "stage": "prompt"})
@@ -96,7 +97,7 @@ class ServingCore:
             gated = self.gate.refuse_unchecked_prompt(prompt_check)
         else:
             result = await self._generate(request, key, prompt, context)
-            gated = self.gate.check_answer(prompt, prompt_check, result.text)
+            gated = await self.gate.answer(prompt, prompt_check, result.text)
             self.metrics.observe_guard("answer", gated.verdict.action, gated.seconds)
         returned = "fallback" if gated.fallback else ("answer_with_notice" if gated.verdict.action == "escalate"
                                                       else "answer")
