@@ -1,8 +1,13 @@
 """Request bodies of the OpenAI-compatible endpoints, validated strictly.
 
-Only the fields this server honours are accepted: an unsupported one (`tools`, `logprobs`,
-`n: 2`, ...) is a 422 that names it, rather than a request that silently behaves differently
-from what the client asked for. Responses are plain dicts built in `responses.py`.
+One rule for the optional fields of OpenAI's API (docs/serving.md, "Request fields"): a field
+is accepted when this server honours it, or when its value asks for what the server does anyway
+(`n: 1`, `logprobs: false`, `response_format: {"type": "text"}`, penalties of 0, a `seed` or a
+`user`, which change nothing a client can rely on here). A value that asks for something else
+(`n: 2`, `logprobs: true`, a JSON response format, a non-zero penalty) or a field the server does
+not know (`tools`, ...) is refused with a message that names it, rather than a request that
+silently behaves differently from what the client asked for. Responses are plain dicts built in
+`responses.py`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,10 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+class TextResponseFormat(_Body):
+    type: Literal["text"]
+
+
 class _Sampling(_Body):
     model: str
     max_tokens: MaxTokens | None = None
@@ -55,6 +64,22 @@ class _Sampling(_Body):
     stop: str | list[str] | None = None
     user: str | None = None
     """Accepted for compatibility and ignored: the API key's id is what the audit log records."""
+    seed: int | None = None
+    """Accepted and ignored: requests arriving together are sampled as one batch, so a seed could not
+    make one request's answer reproducible. Send `temperature: 0` for a repeatable (greedy) answer."""
+    logprobs: Literal[False] | None = None
+    """Only `false`: token log-probabilities are not returned."""
+    presence_penalty: float | None = None
+    """Only 0 (no penalty), the sampling PPO trained with."""
+    frequency_penalty: float | None = None
+    """Only 0 (no penalty), the sampling PPO trained with."""
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float | None) -> float | None:
+        if value not in (None, 0):
+            raise ValueError("only 0 is supported (answers are sampled as PPO trained them, without penalties)")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -75,6 +100,8 @@ class _Sampling(_Body):
 class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: MaxTokens | None = None
+    response_format: TextResponseFormat | None = None
+    """Only `{"type": "text"}`: answers are free text checked by the guard, never JSON."""
 
     @field_validator("messages")
     @classmethod
