@@ -130,6 +130,10 @@ def run_training(cfg, resume: str | None, runtime=None):
     if resume is None:
         require_new_run(cfg.run_dir)
     _show_warnings(runtime.is_main)
+    if runtime.is_main:  # which paths this run uses, before anything is written there
+        console.print(f"run directory: {cfg.run_dir.resolve()}")
+        if cfg.model.name == "clinical-demo" and cfg.model.path is None:
+            console.print(f"demo model: {cfg.demo_model.cache_dir}")
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)
     # The same seed on every rank while the model is built (identical LoRA init; the trainer
@@ -198,130 +202,6 @@ def _data_sources(cfg, dpo: bool, train_prompts: list[str], eval_prompts: list[s
         sources["dpo_train"] = training.dpo.train_file or shipped / SHIPPED_PREFERENCES[0]
         sources["dpo_heldout"] = training.dpo.heldout_file or shipped / SHIPPED_PREFERENCES[1]
     return sources
-
-
-def tracking_uri(cfg) -> str:
-    from clinical_rlhf.monitoring.mlflow_sink import default_tracking_uri
-
-    return cfg.monitoring.tracking.uri or default_tracking_uri(cfg.training.runs_dir)
-
-
-def _prompts(cfg):
-    """(train prompts, held-out prompts): the configured JSONL files, else the demo corpus splits
-    (the same corpus, split and seed the demo model was fine-tuned on, so no held-out prompt was
-    seen in SFT)."""
-    from clinical_rlhf.corpus import load_prompts_jsonl
-
-    corpus = None
-    if cfg.training.prompts is None or cfg.training.eval_prompts is None:
-        from clinical_rlhf.models.demo import load_corpus
-
-        corpus = load_corpus(cfg.demo_model)
-    train = (load_prompts_jsonl(cfg.training.prompts) if cfg.training.prompts is not None
-             else [example.prompt for example in corpus.train])
-    heldout = (load_prompts_jsonl(cfg.training.eval_prompts) if cfg.training.eval_prompts is not None
-               else [example.prompt for example in corpus.heldout])
-    return train, heldout[: cfg.training.eval_size]
-
-
-def run_training(cfg, resume: str | None, runtime=None):
-    """Build every part, run the trainer inside the context managers that own the resources.
-
-    `runtime` (a `Distributed`; default one process): rank 0 owns the audit log, the tracker,
-    the Prometheus exporter and the progress bar; the other ranks get no-op equivalents."""
-    from clinical_rlhf.models import build_policy
-    from clinical_rlhf.monitoring.drift_monitor import DriftMonitor
-    from clinical_rlhf.monitoring.memory import MemoryMonitor
-    from clinical_rlhf.monitoring.provenance import provenance_tags
-    from clinical_rlhf.monitoring.metrics import TrainingMetrics
-    from clinical_rlhf.monitoring.tracking import RunTracker
-    from clinical_rlhf.reward import MultiObjectiveReward
-    from clinical_rlhf.rl.checkpoint import require_new_run
-    from clinical_rlhf.rl.distributed import Distributed, NullTracker
-    from clinical_rlhf.errors import ConfigError
-    from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
-    from clinical_rlhf.rl.trainer import PPOTrainer
-    from clinical_rlhf.safety import AuditLog, SafetyGuard
-    from clinical_rlhf.seeding import seed_everything
-
-    import torch
-
-    runtime = runtime or Distributed.single()
-    runtime.check_supported(cfg)
-    dpo = cfg.training.algorithm == "dpo"
-    if dpo and runtime.is_distributed:
-        raise ConfigError("training.algorithm: dpo runs in one process; start it without `accelerate launch`")
-    runtime.shard(cfg.training.ppo.batch_size)  # refuse an uneven split before loading anything
-    if resume is None:
-        require_new_run(cfg.run_dir)
-    _show_warnings(runtime.is_main)
-    if cfg.training.torch_threads is not None:
-        torch.set_num_threads(cfg.training.torch_threads)
-    # The same seed on every rank while the model is built (identical LoRA init; the trainer
-    # also broadcasts rank 0's), then the trainer moves each rank to `seed + rank`.
-    seed_everything(cfg.training.seed, cfg.training.deterministic)
-    with runtime.main_process_first():  # the demo model and corpus are built once, by rank 0
-        train_prompts, eval_prompts = _prompts(cfg)
-        train_pairs, eval_pairs = load_preference_splits(cfg) if dpo else ((), ())  # a bad file fails before the model loads
-        loading = (console.status("loading the policy (the demo model is built on first use)")
-                   if runtime.is_main else contextlib.nullcontext())
-        with loading:
-            bundle = build_policy(cfg)
-    _check_placement(bundle, runtime)
-    guard, reward = SafetyGuard.from_config(cfg), MultiObjectiveReward.from_config(cfg)
-    run_dir = cfg.run_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    audit_cfg = cfg.safety.audit
-    prometheus = cfg.monitoring.prometheus
-    metrics = TrainingMetrics()
-    with contextlib.ExitStack() as stack:
-        audit, tracker, callbacks = None, NullTracker(), []
-        if runtime.is_main:
-            audit = (stack.enter_context(AuditLog(run_dir / "audit.jsonl", fsync=audit_cfg.fsync,
-                                                  store_raw_text=audit_cfg.store_raw_text))
-                     if audit_cfg.enabled else None)
-            # The tracker feeds Prometheus too, so events the loop never reaches (an emergency
-            # stop) still reach the exporter, which lingers long enough to be scraped.
-            tracker = stack.enter_context(RunTracker(cfg, run_dir, resume=resume is not None, metrics=metrics))
-            if prometheus.port is not None:
-                server = stack.enter_context(metrics.start_metrics_server(
-                    prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))
-                console.print(f"Prometheus metrics at {server.url}")
-            if not dpo:
-                callbacks.append(stack.enter_context(_ProgressBar(cfg.training.num_iterations)).update)
-        if dpo:
-            trainer = DPOTrainer(cfg, bundle, tracker, train_pairs=train_pairs, eval_pairs=eval_pairs, audit=audit,
-                                 guard=guard, reward_fn=reward, eval_prompts=eval_prompts)
-            trainer.callbacks.append(stack.enter_context(_ProgressBar(trainer.total_steps, "DPO")).update)
-        else:
-            trainer = PPOTrainer(
-                cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
-                audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
-                callbacks=callbacks, distributed=runtime)
-        if runtime.is_main:
-            tracker.set_tags(provenance_tags(trainer.base_fingerprint,
-                                             _data_sources(cfg, dpo, train_prompts, eval_prompts)))
-        return trainer.train(resume=resume)
-
-
-def _data_sources(cfg, dpo: bool) -> dict:
-    """Input files (or the generated corpus's fingerprint) to hash into the run's tags."""
-    from pathlib import Path
-
-    from clinical_rlhf.rl.dpo import SHIPPED_PREFERENCES
-
-    training = cfg.training
-    sources: dict = {"prompts": training.prompts, "eval_prompts": training.eval_prompts}
-    if training.prompts is None or training.eval_prompts is None:
-        from clinical_rlhf.models.demo import load_corpus
-
-        sources["corpus"] = load_corpus(cfg.demo_model).fingerprint  # cached: built once above
-    if dpo:
-        shipped = Path(__file__).resolve().parents[1] / "data" / "preferences"
-        sources["dpo_train"] = training.dpo.train_file or shipped / SHIPPED_PREFERENCES[0]
-        sources["dpo_heldout"] = training.dpo.heldout_file or shipped / SHIPPED_PREFERENCES[1]
-    return {name: Path(value) if isinstance(value, (str, Path)) and name != "corpus" else value
-            for name, value in sources.items()}
 
 
 def _check_placement(bundle, runtime) -> None:
