@@ -5,6 +5,7 @@ user can make, each ending with one line and its exit code."""
 import json
 import re
 import sys
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -179,6 +180,12 @@ def test_agreement_command_writes_its_json(trained, monkeypatch, capsys, tmp_pat
     assert code == 0, err[-2000:]
     assert "expert agreement 0.750 (misses the target 0.8)" in out
     assert json.loads(output.read_text())["kappa"] == pytest.approx(7 / 11)
+    # without --output: a directory of its own next to the runs, never the config's bare run dir
+    code, out, err = cli(monkeypatch, capsys, "agreement", "--config", config, "--preferences", preferences)
+    assert code == 0, err[-2000:]
+    runs = yaml.safe_load(Path(config).read_text())["training"]["runs_dir"]
+    [written] = Path(runs).glob("agreement-*/agreement.json")
+    assert str(written) in out.replace("\n", "") and not (Path(runs) / "tiny" / "evaluation" / "agreement.json").exists()
 
 
 @pytest.mark.parametrize("args, exit_code, message", [
