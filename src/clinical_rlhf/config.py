@@ -1119,7 +1119,7 @@ def resolve_relative_paths(data: dict[str, Any], base: Path, model: type[BaseMod
         if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
             resolve_relative_paths(value, base, annotation)
         elif _is_path_field(annotation) and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            data[key] = str(base / value)
+            data[key] = os.path.normpath(base / value)  # `config/../runs` shown as `runs`
         elif _is_path_field(annotation) and isinstance(value, str):
             data[key] = str(Path(value).expanduser())
     return data
