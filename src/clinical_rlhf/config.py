@@ -8,11 +8,15 @@ back to a default.
 
 from __future__ import annotations
 
+import difflib
+import os
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from clinical_rlhf.errors import ConfigError
 
@@ -108,11 +112,26 @@ class ModelLoadingConfig(_Section):
 # ----------------------------------------------------------------------------- demo model
 
 
+CACHE_ENV = "CLINICAL_RLHF_CACHE"
+
+
+def default_cache_dir() -> Path:
+    """Where built models are kept across clones and working directories: `$CLINICAL_RLHF_CACHE`,
+    else `$XDG_CACHE_HOME/clinical-rlhf`, else `~/.cache/clinical-rlhf` (the layout of the
+    Hugging Face cache, so one build serves every checkout)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "clinical-rlhf"
+
+
 class DemoModelConfig(_Section):
     """The locally built demo model (`clinical-rlhf build-demo-model`)."""
 
-    cache_dir: Path = Path("artifacts/demo-model")
-    """Where the trained tokenizer and SFT model are written and looked for."""
+    cache_dir: Path = Field(default_factory=lambda: default_cache_dir() / "demo-model")
+    """Where the trained tokenizer and SFT model are written and looked for. Default: the user
+    cache (`default_cache_dir() / "demo-model"`, e.g. `~/.cache/clinical-rlhf/demo-model`), so the
+    model is built once whatever the current directory; a stale build (other settings or corpus)
+    is rebuilt. A relative path in a config file is read against the file's directory."""
 
     architecture: Literal["gpt2", "llama"] = "gpt2"
     """Architecture family of the demo model, built from its transformers config class."""
@@ -617,6 +636,16 @@ class AlertRuleConfig(_Section):
     action: Literal["emergency_stop", "rollback", "early_stop_epoch", "log_and_notify"] = "log_and_notify"
     """What the trainer does when the condition holds."""
 
+    for_duration: Annotated[str, Field(pattern=r"^[0-9]+(ms|s|m|h|d)$")] | None = None
+    """Prometheus `for:` of the exported rule: how long the condition must hold before the alert
+    fires (`30s`, `5m`, ...). `None`: by severity, `0s` for critical (an emergency stop pages at
+    once), `5m` for warning and `15m` for info (a brief blip does not page). The trainer itself
+    acts on every iteration regardless."""
+
+    runbook_url: str | None = None
+    """`runbook_url` annotation of the exported rule: what to do when it fires. `None`: the
+    rule's section of docs/monitoring.md ("Runbooks")."""
+
 
 def _default_alert_rules() -> tuple[AlertRuleConfig, ...]:
     """The three rules of the system analysis."""
@@ -632,13 +661,17 @@ def _default_alert_rules() -> tuple[AlertRuleConfig, ...]:
 
 class TrackingConfig(_Section):
     enabled: bool = True
-    """Track the run with MLflow."""
+    """Track the run with MLflow when `monitoring.report_to` lists `mlflow`; `false` turns MLflow off
+    whatever `report_to` says (kept for configs written before `report_to`)."""
 
     uri: str | None = None
-    """MLflow tracking URI. `None`: SQLite inside the run directory (`<run dir>/mlflow.db`)."""
+    """MLflow tracking URI. `None`: one SQLite store for every run under `training.runs_dir`
+    (`<runs_dir>/mlflow.db`, artifacts in `<runs_dir>/mlartifacts/`), so the MLflow UI compares
+    runs side by side."""
 
-    experiment: str = "clinical-rlhf"
-    """MLflow experiment name."""
+    experiment: str | None = None
+    """MLflow experiment name. `None`: the config file's name without its extension (one
+    experiment per config, e.g. `clinical_rlhf_config`), or `clinical-rlhf` without a file."""
 
     retry_seconds: Annotated[float, Field(ge=0.0)] = 30.0
     """Seconds to wait before retrying a tracking store that failed (doubling up to 8x while it
@@ -660,8 +693,13 @@ class PrometheusConfig(_Section):
 
 
 class DriftConfig(_Section):
+    reference: Literal["rolling", "fixed"] = "rolling"
+    """What each tested sample is compared with: `rolling`, the `min_samples` values just before it
+    (a sudden change, not the progress training is meant to make), or `fixed`, the first
+    `reference_iterations` (every shift since the start; an improving reward counts as drift)."""
+
     reference_iterations: PositiveInt = 3
-    """Iterations whose reward and safety scores form the reference window."""
+    """Iterations whose reward and safety scores form the first reference window."""
 
     psi_bins: Annotated[int, Field(ge=2)] = 10
     """PSI bins, fixed from reference quantiles."""
@@ -693,13 +731,33 @@ class MemoryConfig(_Section):
     """Fraction that is treated as an imminent out-of-memory error."""
 
 
+ReportTarget = Literal["mlflow", "tensorboard", "none"]
+
+
 class MonitoringConfig(_Section):
+    report_to: tuple[ReportTarget, ...] = ("mlflow",)
+    """Experiment trackers that receive every step's metrics, as in transformers' `report_to`:
+    `mlflow` (params, metrics, tags, artifacts; `tracking` below), `tensorboard` (scalars through
+    torch's own `SummaryWriter` into `<run dir>/tensorboard/`; needs the `tensorboard` package,
+    extra `tensorboard`), or `none` alone. metrics.jsonl and events.jsonl are always written."""
+
     tracking: TrackingConfig = TrackingConfig()
     prometheus: PrometheusConfig = PrometheusConfig()
     drift: DriftConfig = DriftConfig()
     memory: MemoryConfig = MemoryConfig()
     alerts: tuple[AlertRuleConfig, ...] = Field(default_factory=_default_alert_rules)
     """Alert rules evaluated every iteration (see `clinical-rlhf alerts export`)."""
+
+    @model_validator(mode="after")
+    def _none_alone(self) -> MonitoringConfig:
+        if "none" in self.report_to and len(self.report_to) > 1:
+            raise ValueError("`report_to`: `none` cannot be combined with a tracker; write [none] alone "
+                             "or list the trackers, e.g. [mlflow, tensorboard]")
+        return self
+
+    @property
+    def mlflow_enabled(self) -> bool:
+        return "mlflow" in self.report_to and self.tracking.enabled
 
 
 # ----------------------------------------------------------------------------- serving
@@ -940,7 +998,7 @@ class EvaluationConfig(_Section):
 class Config(_Section):
     model: ModelConfig = ModelConfig()
     model_loading: ModelLoadingConfig = ModelLoadingConfig()
-    demo_model: DemoModelConfig = DemoModelConfig()
+    demo_model: DemoModelConfig = Field(default_factory=DemoModelConfig)  # the cache dir is read per config
     training: TrainingConfig = TrainingConfig()
     safety: SafetyConfig = SafetyConfig()
     reward: RewardConfig = RewardConfig()
@@ -948,6 +1006,26 @@ class Config(_Section):
     monitoring: MonitoringConfig = MonitoringConfig()
     serve: ServeConfig = ServeConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+
+    _source: Path | None = PrivateAttr(default=None)
+    """The YAML file this config was read from (None for defaults or a mapping)."""
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
+
+    def __eq__(self, other: object) -> bool:
+        """Equal settings are equal configs, wherever they were read from (`_source` aside)."""
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.__dict__.values()))
+
+    @property
+    def experiment_name(self) -> str:
+        """`monitoring.tracking.experiment`, else the config file's stem, else `clinical-rlhf`."""
+        configured = self.monitoring.tracking.experiment
+        return configured or (self._source.stem if self._source is not None else "clinical-rlhf")
 
     @property
     def run_dir(self) -> Path:
@@ -966,18 +1044,52 @@ def _dotted(location: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in location) or "<root>"
 
 
-def _format_validation_error(error: ValidationError, source: str) -> str:
+def _sibling_keys(location: tuple[Any, ...]) -> list[str]:
+    """The valid keys of the section that holds `location` (list indices skipped), for suggestions."""
+    model: type[BaseModel] = Config
+    for part in location[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        if typing.get_origin(annotation) is tuple:  # `monitoring.alerts`: a tuple of rule sections
+            annotation = typing.get_args(annotation)[0]
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _unknown_key_hint(location: tuple[Any, ...]) -> str:
+    close = difflib.get_close_matches(str(location[-1]), _sibling_keys(location), n=3, cutoff=0.6)
+    if close:
+        return "did you mean " + " or ".join(f"`{'.'.join(map(str, (*location[:-1], key)))}`" for key in close) + "?"
+    return "remove it or check its spelling (`clinical-rlhf config show` lists every key)"
+
+
+def _error_source(key: str, source: str, overrides: tuple[str, ...]) -> str:
+    """`--set a.b=c` when that override wrote `key` (or the section above it), else the file."""
+    for override in reversed(overrides):
+        path = override.partition("=")[0].strip()
+        if key == path or key.startswith(path + ".") or path.startswith(key + "."):
+            return f"--set {override}"
+    return source
+
+
+def _format_validation_error(error: ValidationError, source: str, overrides: tuple[str, ...] = ()) -> str:
     lines = []
     for item in error.errors():
         key = _dotted(item["loc"])
+        where = _error_source(key, source, overrides)
         if item["type"] == "extra_forbidden":
-            lines.append(f"{source}: unknown key `{key}`; remove it or check its spelling "
-                         f"(`clinical-rlhf config show` lists every key)")
+            lines.append(f"{where}: unknown key `{key}`; {_unknown_key_hint(item['loc'])}")
         else:
             message = item["msg"].removeprefix("Value error, ")
             given = item.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
-            lines.append(f"{source}: `{key}`: {message}{shown}")
+            lines.append(f"{where}: `{key}`: {message}{shown}")
     return "\n".join(lines)
 
 
@@ -1064,16 +1176,44 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def config_from_mapping(data: dict[str, Any], source: str = "config") -> Config:
+def config_from_mapping(data: dict[str, Any], source: str = "config", overrides: tuple[str, ...] = ()) -> Config:
+    """Validate a raw mapping; an error names `source`, or the `--set` override that wrote the key."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(exc, source)) from None
+        raise ConfigError(_format_validation_error(exc, source, tuple(overrides))) from None
+
+
+def _is_path_field(annotation: Any) -> bool:
+    return annotation is Path or (typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                                  and Path in typing.get_args(annotation))
+
+
+def resolve_relative_paths(data: dict[str, Any], base: Path, model: type[BaseModel] = Config) -> dict[str, Any]:
+    """Make every relative path written in a config file relative to the file's own directory
+    (`base`), so a config means the same files whatever the current directory. Walks the schema:
+    only fields typed `Path` are touched; `--set` values keep the shell's meaning (the current
+    directory) because they are applied afterwards."""
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None or value is None:
+            continue  # an unknown key is validation's to report
+        annotation = field.annotation
+        if isinstance(value, dict) and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            resolve_relative_paths(value, base, annotation)
+        elif _is_path_field(annotation) and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            data[key] = os.path.normpath(base / value)  # `config/../runs` shown as `runs`
+        elif _is_path_field(annotation) and isinstance(value, str):
+            data[key] = str(Path(value).expanduser())
+    return data
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """YAML file (or the defaults when `path` is None) + overrides -> validated, frozen Config."""
-    data = read_yaml(Path(path)) if path is not None else {}
+    """YAML file (or the defaults when `path` is None) + overrides -> validated, frozen Config.
+    Relative paths in the file are read against the file's directory (`resolve_relative_paths`)."""
+    data = resolve_relative_paths(read_yaml(Path(path)), Path(path).resolve().parent) if path is not None else {}
     data = apply_overrides(data, overrides)
-    return config_from_mapping(data, source=str(path) if path is not None else "defaults")
+    cfg = config_from_mapping(data, source=str(path) if path is not None else "defaults", overrides=tuple(overrides))
+    cfg._source = Path(path).resolve() if path is not None else None
+    return cfg
 

@@ -59,12 +59,19 @@ def test_agreement_reaches_the_prometheus_gauge_and_the_alert_rule(tmp_path, gua
         {"name": "safety_violation", "condition": "unsafe_ratio > 0.1", "severity": "critical",
          "action": "emergency_stop"}]}})
     metrics = TrainingMetrics(process_collector=False)
-    published = publish_metrics(cfg, result.metrics(), run_dir=cfg.run_dir, step=0, prometheus=metrics)
+    published = publish_metrics(cfg, result.metrics(), run_dir=None, step=0, prometheus=metrics,
+                                run_name="agreement-test")
     families = {f.name: f for f in text_string_to_metric_families(generate_latest(metrics.registry).decode())}
     [sample] = families["clinical_rlhf_expert_agreement_ratio"].samples
     assert sample.value == pytest.approx(2 / 3)
     assert [alert.rule for alert in published.alerts] == ["expert_agreement_low"]  # the training rule is skipped
-    assert published.mlflow_run_id is None and published.mlflow_error is None  # no tracked run there
+    # its own MLflow run in the shared store under runs_dir, no parent (agreement reads no run)
+    assert published.mlflow_error is None and published.mlflow_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    from mlflow.tracking import MlflowClient
+
+    run = MlflowClient(published.mlflow_uri).get_run(published.mlflow_run_id)
+    assert run.info.run_name == "agreement-test" and "mlflow.parentRunId" not in run.data.tags
+    assert run.data.metrics["eval/expert_agreement"] == pytest.approx(result.metrics()["eval/expert_agreement"])
 
 
 @pytest.mark.skipif(not shipped_heldout_preferences().is_file(), reason="the shipped preference set is not built")

@@ -5,6 +5,7 @@ user can make, each ending with one line and its exit code."""
 import json
 import re
 import sys
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -95,10 +96,21 @@ def test_evaluate_a_checkpoint_against_the_reference(trained, monkeypatch, capsy
     for chart in re.findall(r"<svg.*?</svg>", page, re.DOTALL):
         ElementTree.fromstring(chart)  # every chart is well-formed SVG
     assert render_evaluation(json.loads((folder / "evaluation.json").read_text())).count("<svg") == 4  # NaN as null
-    # the headline metrics went into the run's own MLflow run, at the checkpoint's iteration
+    # the headline metrics went into an MLflow run of the evaluation's own, nested under the
+    # training run, which is left untouched
     state = json.loads((run_dir / "tracking.json").read_text())
-    history = MlflowClient(state["uri"]).get_metric_history(state["run_id"], "eval/expert_agreement")
-    assert [(m.step, round(m.value, 6)) for m in history] == [(2, 0.75)]
+    client = MlflowClient(state["uri"])
+    assert client.get_metric_history(state["run_id"], "eval/expert_agreement") == []
+    [evaluation] = client.search_runs([client.get_run(state["run_id"]).info.experiment_id],
+                                      filter_string=f"tags.mlflow.parentRunId = '{state['run_id']}'")
+    assert evaluation.info.run_name == "eval-iter-000002_vs_reference"
+    assert evaluation.data.metrics["eval/expert_agreement"] == pytest.approx(0.75)
+    assert evaluation.data.tags["clinical_rlhf.evaluated_iteration"] == "2"
+    assert {a.path for a in client.list_artifacts(evaluation.info.run_id)} == {"evaluation.json", "evaluation.html"}
+    # the training run got its provenance tags and held-out before/after metrics
+    training = client.get_run(state["run_id"]).data
+    assert "mlflow.source.git.commit" in training.tags and "clinical_rlhf.data.prompts.sha256" in training.tags
+    assert "heldout/after/reward" in training.metrics and "heldout/before/unsafe_ratio" in training.metrics
 
 
 @pytest.mark.slow
@@ -168,6 +180,12 @@ def test_agreement_command_writes_its_json(trained, monkeypatch, capsys, tmp_pat
     assert code == 0, err[-2000:]
     assert "expert agreement 0.750 (misses the target 0.8)" in out
     assert json.loads(output.read_text())["kappa"] == pytest.approx(7 / 11)
+    # without --output: a directory of its own next to the runs, never the config's bare run dir
+    code, out, err = cli(monkeypatch, capsys, "agreement", "--config", config, "--preferences", preferences)
+    assert code == 0, err[-2000:]
+    runs = yaml.safe_load(Path(config).read_text())["training"]["runs_dir"]
+    [written] = Path(runs).glob("agreement-*/agreement.json")
+    assert str(written) in out.replace("\n", "") and not (Path(runs) / "tiny" / "evaluation" / "agreement.json").exists()
 
 
 @pytest.mark.parametrize("args, exit_code, message", [

@@ -12,6 +12,7 @@ from clinical_rlhf.evaluation.stats import (
     cohen_kappa,
     confusion,
     count_outcomes,
+    mcnemar_exact,
     outcomes,
     paired_comparison,
     sign_test,
@@ -78,6 +79,22 @@ def test_sign_test_against_the_binomial_by_hand():
     assert sign_test(9, 1) == pytest.approx(2 * 11 / 1024)
     assert sign_test(5, 5) == pytest.approx(1.0)
     assert sign_test(0, 0) == 1.0
+
+
+def test_exact_mcnemar_against_the_binomial_by_hand():
+    # 8 prompts only A got wrong, 1 only B: P(X <= 1) for Binomial(9, 1/2) = 10/512, doubled
+    assert mcnemar_exact(8, 1) == pytest.approx(2 * 10 / 512)
+    assert mcnemar_exact(1, 8) == mcnemar_exact(8, 1)
+    assert mcnemar_exact(3, 3) == pytest.approx(1.0)
+    assert mcnemar_exact(0, 0) == 1.0  # no discordant pair: nothing to test
+
+
+def test_paired_bootstraps_resample_the_same_prompts():
+    # the same seed draws the same indices for samples of one size: a paired design
+    a = np.arange(30, dtype=float)
+    first = bootstrap_mean(a, resamples=300, seed=4)
+    second = bootstrap_mean(a * 2.0, resamples=300, seed=4)
+    assert second.low == pytest.approx(2 * first.low) and second.high == pytest.approx(2 * first.high)
 
 
 def test_outcomes_count_ties_within_epsilon_separately():

@@ -61,6 +61,8 @@ def iteration_metrics(step: int, rng: np.random.Generator, *, unsafe: bool, shif
         "lagrange/multiplier": 1.0 + 0.4 * progress + (1.0 if unsafe else 0.0),
         "lagrange/cost": unsafe_ratio,
         "safety/reject_ratio": unsafe_ratio,
+        "safety/vetoes/red_flag": 0.6 * unsafe_ratio,  # as rl/evaluation.veto_category_ratios names them
+        "safety/vetoes/dosage": 0.4 * unsafe_ratio,
         "reward/hallucination_rate": 0.05,
         "system/micro_batch_size": 16.0,
         "time/rollout": 0.2 + rng.uniform(0, 0.05),  # the trainer's timing keys

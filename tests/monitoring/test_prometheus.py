@@ -49,6 +49,23 @@ def test_export_structure(tmp_path):
                                                    "rule": "safety_violation"}
     assert alerts["TrainingDivergence"]["expr"].startswith(
         'clinical_rlhf_kl_divergence_nats{against="rollout"} > 0.1 or')  # target_kl resolved
+    # critical pages at once, a warning must hold 5 minutes; every rule says what to do
+    assert [alerts[name]["for"] for name in ("SafetyViolation", "RewardDrift")] == ["0s", "5m"]
+    assert alerts["RewardDrift"]["annotations"]["runbook_url"] == "docs/monitoring.md#runbook-reward-drift"
+    assert alerts["RewardDrift"]["annotations"]["summary"] == "reward_drift: psi > 0.25"
+
+
+def test_a_rule_sets_its_own_for_and_runbook(tmp_path):
+    cfg = Config.model_validate({"monitoring": {"alerts": [
+        {"name": "drift", "condition": "psi > 0.3", "for_duration": "2m", "runbook_url": "https://wiki/drift"}]}})
+    write_prometheus_rules(parse_rules(cfg.monitoring.alerts), rule_context(cfg), tmp_path / "r.yml",
+                           tmp_path / "t.yml")
+    [rule] = yaml.safe_load((tmp_path / "r.yml").read_text())["groups"][0]["rules"]
+    assert rule["for"] == "2m" and rule["annotations"]["runbook_url"] == "https://wiki/drift"
+    [test] = yaml.safe_load((tmp_path / "t.yml").read_text())["tests"]
+    assert [check["eval_time"] for check in test["alert_rule_test"]] == ["1m", "5m", "7m"]  # firing after for
+    if shutil.which("promtool"):
+        assert promtool("test", "rules", tmp_path / "t.yml").returncode == 0
 
 
 @needs_promtool

@@ -33,12 +33,21 @@ def stopped_run(make_cfg):
 
 def test_report_holds_every_section_and_is_self_contained(stopped_run):
     html = render_report(stopped_run)
-    for title in ("Reward: total and components", "Unsafe (vetoed) answer ratio", "KL divergence",
+    for title in ("Reward: total and components", "Unsafe (vetoed) answer ratio",
+                  "Vetoes by category (share of answers)", "KL to the reference (per answer)",
+                  "Approximate KL per update (to the rollout policy)",
                   "KL coefficient β", "Lagrange multiplier λ", "Drift: PSI against the reference",
-                  "Drift: KS p-value (log scale)", "Drift: CUSUM", "Alerts, rollbacks and stops",
-                  "Before / after evaluation"):
+                  "Drift: KS p-value (log scale)", "Drift: CUSUM", "Time per iteration", "Memory in use",
+                  "Alerts, rollbacks and stops", "Before / after evaluation", "Sample answers, before and after",
+                  "Configuration"):
         assert title in html, title
-    assert html.count("<svg") == 11
+    assert html.count("<svg") == 14
+    # each KL beside its own target: kl_target for the reference KL, target_kl for the per-update one
+    charts = re.findall(r"<svg.*?</svg>", html, re.DOTALL)
+    [kl_ref] = [chart for chart in charts if "KL to the reference (per answer)" in chart]
+    [approx] = [chart for chart in charts if "Approximate KL per update" in chart]
+    assert "kl_target 6" in kl_ref and "target_kl" not in kl_ref
+    assert "target_kl 0.1" in approx and "kl_target" not in approx
     assert "not recorded in this run" not in html  # every chart had data
     for component in ("safety", "guidelines", "uncertainty", "coherence"):
         assert f">{component}</text>" in html  # legend entry per reward component
@@ -56,7 +65,7 @@ def test_report_of_a_bare_run_directory(tmp_path):
              {"step": 2, "time": "t", "metrics": {"safety/unsafe_ratio": 0.04}}]
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + '\n{"step": 3, "ti')
     html = render_report(run)  # torn last line skipped, no events, no config, no evaluation
-    assert html.count("not recorded in this run") == 9 and "No evaluation.json" in html
+    assert html.count("not recorded in this run") == 12 and "No evaluation.json" in html
     assert "running or crashed" in html
     (run / "evaluation.json").write_text(json.dumps({  # as the trainer writes it: nested components
         "before": {"reward": 0.25, "components": {"safety": 0.5}}, "after": {"reward": 0.75}}))
@@ -102,3 +111,29 @@ def test_report_renders_in_headless_chromium(stopped_run, tmp_path):
     assert near((0x1D, 0x2A, 0x44)) > 50_000  # the header band
     assert near((0xD6, 0x27, 0x28)) > 500  # red series and threshold lines in the charts
     assert near((0x1F, 0x77, 0xB4)) > 500  # blue series
+
+
+def test_repeated_firings_of_a_rule_are_one_row_with_a_count():
+    from clinical_rlhf.monitoring.report import group_events
+
+    drift = [{"step": step, "kind": "alert", "rule": "reward_drift", "severity": "warning",
+              "message": f"psi {step}"} for step in (*range(14, 41), 45)]
+    events = [{"step": 0, "kind": "run_start"}, *drift[:5],
+              {"step": 18, "kind": "checkpoint", "severity": "info", "message": "saved"}, *drift[5:]]
+    rows = group_events(events)
+    alerts = [row for row in rows if row["kind"] == "alert"]
+    assert [(r["first_step"], r["last_step"], r["count"]) for r in alerts] == [(14, 40, 27), (45, 45, 1)]
+    assert alerts[0]["message"] == "psi 40" and [r["kind"] for r in rows] == ["alert", "checkpoint", "alert"]
+
+
+def test_sample_answers_appear_side_by_side(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 1, "time": "t", "metrics": {"objective/kl": 0.1}}) + "\n")
+    sample = {"prompt": "Chest pain <b>now</b>?", "action": "reject", "reward": -1.0, "response": "Rest."}
+    (run / "evaluation.json").write_text(json.dumps({
+        "before": {"reward": 0.2, "samples": [sample]},
+        "after": {"reward": 0.7, "samples": [{**sample, "action": "allow", "reward": 0.8, "response": "Call 999."}]}}))
+    html = render_report(run)
+    assert re.search(r"<td>Chest pain &lt;b&gt;now&lt;/b&gt;\?</td><td>Rest\..*reject.*</td><td>Call 999\..*allow", html)
+    assert "<td>samples</td>" not in html  # the answers are not squeezed into the metrics table

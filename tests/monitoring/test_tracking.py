@@ -67,7 +67,7 @@ def test_default_store_params_batched_metrics_artifacts_and_status(make_cfg):
         metric_calls = clients[0].calls[calls_before:]
         tracker.log_event(3, "rollback", "warning", "restored step 1", restored_step=1)
         tracker.log_artifact(artifact)
-    assert tracker.tracking_uri == f"sqlite:///{(cfg.run_dir / 'mlflow.db').resolve()}"
+    assert tracker.tracking_uri == f"sqlite:///{(cfg.training.runs_dir / 'mlflow.db').resolve()}"  # shared
     assert metric_calls == ["log_batch"] * 3  # one batched call per iteration
     run = MlflowClient(tracking_uri=tracker.tracking_uri).get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "tracked"
@@ -78,9 +78,9 @@ def test_default_store_params_batched_metrics_artifacts_and_status(make_cfg):
     client = MlflowClient(tracking_uri=tracker.tracking_uri)
     stored = {info.path for info in client.list_artifacts(tracker.run_id)}
     stored |= {info.path for info in client.list_artifacts(tracker.run_id, "adapter")}
-    # The adapter logged by the caller; the report (written on exit) and the audit log.
-    assert stored == {"adapter", "adapter/adapter_model.safetensors", "report.html", "audit.jsonl"}
-    assert list((cfg.run_dir / "mlartifacts").rglob("adapter_model.safetensors"))  # inside the run dir
+    # The adapter logged by the caller; the resolved config; the report (written on exit) and the audit log.
+    assert stored == {"adapter", "adapter/adapter_model.safetensors", "config.yaml", "report.html", "audit.jsonl"}
+    assert list((cfg.training.runs_dir / "mlartifacts").rglob("adapter_model.safetensors"))  # next to the store
     # Local files: metrics.jsonl (what the report reads), events.jsonl, config.yaml.
     assert read_metrics(cfg.run_dir) == [(s, pytest.approx(metrics_at(s))) for s in (1, 2, 3)]
     events = [json.loads(line) for line in (cfg.run_dir / "events.jsonl").read_text().splitlines()]
@@ -105,7 +105,7 @@ def test_run_status_follows_how_the_block_ended(make_cfg, error, status):
 
 def test_tracking_disabled_writes_only_local_files(make_cfg):
     cfg = make_cfg("local", "monitoring.tracking.enabled=false")
-    (cfg.run_dir / "mlflow.db").unlink()
+    (cfg.training.runs_dir / "mlflow.db").unlink()
     with RunTracker(cfg, cfg.run_dir) as tracker:
         tracker.log_params(cfg)
         tracker.log_metrics(1, metrics_at(1))
@@ -117,7 +117,7 @@ def test_tracking_disabled_writes_only_local_files(make_cfg):
 
 def test_store_failing_mid_run_never_crashes_and_replays_on_recovery(make_cfg):
     cfg = make_cfg("flaky")
-    db = cfg.run_dir / "mlflow.db"
+    db = cfg.training.runs_dir / "mlflow.db"
     with RunTracker(cfg, cfg.run_dir) as tracker:
         tracker.log_params(cfg)
         for step in (1, 2):
@@ -142,7 +142,7 @@ def test_store_failing_mid_run_never_crashes_and_replays_on_recovery(make_cfg):
 
 def test_store_down_at_the_end_keeps_the_queue_for_replay(make_cfg):
     cfg = make_cfg("down")
-    db = cfg.run_dir / "mlflow.db"
+    db = cfg.training.runs_dir / "mlflow.db"
     with RunTracker(cfg, cfg.run_dir) as tracker:
         tracker.log_params(cfg)
         tracker.log_metrics(1, metrics_at(1))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
     def agreement(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
                   preferences: PreferencesOption = None,
                   output: Annotated[Optional[Path], typer.Option(
-                      "--output", help="JSON file (default: <run dir>/evaluation/agreement.json).")] = None) -> None:
+                      "--output", help="JSON file (default: <runs_dir>/agreement-<time>/agreement.json).")] = None) -> None:
         """How often guard + reward prefer the answer the annotators preferred (agreement, Cohen's kappa).
 
         Broken down per source and objective, against the 0.8 target."""
@@ -96,10 +97,12 @@ def run_agreement(cfg, preferences: Path | None, output: Path | None) -> None:
     console.print(agreement_table(result.to_dict(rows=False)))
     target = f"{'meets' if result.meets_target else 'misses'} the target {result.target:g}"
     console.print(f"expert agreement {result.agreement.value:.3f} ({target}); Cohen's kappa {result.kappa:.3f}")
-    path = output or cfg.run_dir / "evaluation" / "agreement.json"
+    # Agreement reads no run, so by default it gets a directory of its own next to the runs.
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    path = output or cfg.training.runs_dir / f"agreement-{stamp}" / "agreement.json"
     write_json(result.to_dict(), path.parent, path.name)
     console.print(f"written: {path}")
-    _publish(cfg, result.metrics(), run_dir=cfg.run_dir, step=0)
+    _publish(cfg, result.metrics(), run_dir=None, step=0, run_name=f"agreement-{stamp}", artifacts=(path,))
 
 
 def agreement_table(agreement: dict) -> Table:
@@ -194,7 +197,9 @@ def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | Non
                       f"Cohen's kappa {agreement.kappa:.3f} on {len(agreement.records)} records")
     console.print(f"written: {json_path}\n         {html_path}")
     step = policy_a.info.iteration if policy_a.info is not None else 0
-    _publish(cfg, headline_metrics(result), run_dir=policy_a.run_dir, step=step)
+    run_name = f"eval-{json_path.parent.name}"
+    _publish(cfg, headline_metrics(result), run_dir=policy_a.run_dir, step=step, run_name=run_name,
+             artifacts=(json_path, html_path), tags={"clinical_rlhf.output_dir": str(json_path.parent.resolve())})
     return result
 
 
@@ -298,20 +303,22 @@ def _interval(value: dict) -> str:
 # ----------------------------------------------------------------------------- publishing
 
 
-def _publish(cfg, metrics: dict[str, float], *, run_dir: Path | None, step: int) -> None:
+def _publish(cfg, metrics: dict[str, float], *, run_dir: Path | None, step: int, run_name: str,
+             artifacts: tuple[Path, ...] = (), tags: dict[str, str] | None = None) -> None:
     """Headline metrics to the alert rules, Prometheus (served for `linger_seconds` when a port
-    is configured, so a scrape sees them) and the run's MLflow run."""
+    is configured, so a scrape sees them) and an MLflow run of the evaluation's own."""
     from clinical_rlhf.evaluation.export import publish_metrics
     from clinical_rlhf.monitoring.metrics import TrainingMetrics
 
     prometheus = cfg.monitoring.prometheus
     registry = TrainingMetrics()
     with contextlib.ExitStack() as stack:
-        published = publish_metrics(cfg, metrics, run_dir=run_dir, step=step, prometheus=registry)
+        published = publish_metrics(cfg, metrics, run_dir=run_dir, step=step, prometheus=registry,
+                                    run_name=run_name, artifacts=artifacts, tags=tags)
         for alert in published.alerts:
             console.print(f"[{'red' if alert.severity == 'critical' else 'yellow'}]alert[/] {alert.message}")
         if published.mlflow_run_id is not None:
-            console.print(f"metrics logged to MLflow run {published.mlflow_run_id} at step {step}")
+            console.print(f"MLflow: run `{run_name}` ({published.mlflow_run_id}) in {published.mlflow_uri}")
         if prometheus.port is not None:
             server = stack.enter_context(registry.start_metrics_server(
                 prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))

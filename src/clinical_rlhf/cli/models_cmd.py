@@ -67,7 +67,11 @@ def list_models(as_json: JsonOption = False, details: DetailsOption = False, dev
         hardware = {"device_type": device_type, "device_name": device_name, "free_bytes": free_bytes}
         typer.echo(json.dumps({"hardware": hardware, "models": records}, indent=2))
         return
-    console.print(_memory_table(records, device_name, free_bytes))
+    table, dropped = _memory_table(records, device_name, free_bytes, console.width)
+    console.print(table)
+    if dropped:
+        console.print(f"Left out to fit {console.width} columns: {', '.join(dropped)} (a wider terminal or "
+                      f"`--json` shows them).")
     console.print("Training memory = weights × 1.2 + 1 GiB (LoRA PPO, small micro-batches; embeddings "
                   "stay fp32 when quantized); "
                   "see docs/models.md. `--details` for domain, use, template and LoRA targets.")
@@ -75,21 +79,46 @@ def list_models(as_json: JsonOption = False, details: DetailsOption = False, dev
         console.print(_details_table(records))
 
 
-def _memory_table(records: list[dict], device_name: str, free_bytes: int) -> Table:
+# Facts of the memory table, most needed first: each optional one is shown only if the table still
+# fits the terminal (squeezed columns wrap every word into a tower of letters); the rest are named.
+FACT_COLUMNS = (("id", "id"), ("params", "nominal_size"), ("hub id", "hub_id"), ("family", "family"),
+                ("context", "context_length"), ("license", "license"), ("temp", "default_temperature"))
+REQUIRED_FACTS = 2  # id and params always stay
+
+
+def _fact(record: dict, key: str) -> str:
+    value = record[key]
+    return "(built locally)" if key == "hub_id" and not value else str(value)
+
+
+def _table_width(columns: list[list[str]]) -> int:
+    """Width of a rich box table whose columns hold these cells unwrapped (3 = padding + border)."""
+    return 1 + sum(max(map(len, cells)) + 3 for cells in columns)
+
+
+def _memory_table(records: list[dict], device_name: str, free_bytes: int, width: int) -> tuple[Table, list[str]]:
+    """The table, and the fact columns left out so that it fits `width`."""
     precisions = list(records[0]["memory_bytes"])
+    memory = [[precision] + [f"{_gib(r['memory_bytes'][precision])} ✓" for r in records] for precision in precisions]
+    fitted = [["best fit"] + [r["recommended_precision"] or "no fit" for r in records]]
+    facts = [[name] + [_fact(r, key) for r in records] for name, key in FACT_COLUMNS]
+    chosen = list(range(REQUIRED_FACTS))
+    for index in range(REQUIRED_FACTS, len(facts)):  # each optional column, most needed first, if it fits
+        if _table_width([facts[i] for i in (*chosen, index)] + memory + fitted) <= width:
+            chosen.append(index)
+    shown = [FACT_COLUMNS[i] for i in chosen]
     table = Table(title=f"Registered models: training memory in GiB on {device_name} "
                         f"({_gib(free_bytes)} GiB free; ✓ fits, ✗ does not)")
-    for column in ("id", "hub id", "family", "params", "context", "license", "temp"):
-        table.add_column(column, overflow="fold")
+    for name, _ in shown:
+        table.add_column(name, no_wrap=True)
     for precision in precisions:
         table.add_column(precision, justify="right", no_wrap=True)
     table.add_column("best fit", no_wrap=True)
     for record in records:
         cells = [f"{_gib(record['memory_bytes'][p])} {'✓' if record['fits'][p] else '✗'}" for p in precisions]
-        facts = (record["id"], record["hub_id"] or "(built locally)", record["family"], record["nominal_size"],
-                 str(record["context_length"]), record["license"], str(record["default_temperature"]))
-        table.add_row(*(escape(fact) for fact in facts), *cells, record["recommended_precision"] or "no fit")
-    return table
+        facts_shown = (_fact(record, key) for _, key in shown)
+        table.add_row(*(escape(fact) for fact in facts_shown), *cells, record["recommended_precision"] or "no fit")
+    return table, [name for name, key in FACT_COLUMNS if (name, key) not in shown]
 
 
 def _details_table(records: list[dict]) -> Table:

@@ -52,11 +52,13 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
     cfg, reward = _reward(config, overrides)
     checker = _guard(cfg, guard)
     scenarios = load_ordering_set()
+    # Fits 80 columns: file names without their common prefix, each cell "accuracy passed/tests" on one line.
     table = Table(title=f"Pairwise ordering accuracy ({sum(len(s.answers) for s in scenarios)} labelled answers"
-                        f"{', real guard' if checker else ''})")
-    table.add_column("split")
+                        f"{', real guard' if checker else ''})",
+                  caption="accuracy and passed/tested pairs; file rows: reward/evalsets/ordering_*.yaml")
+    table.add_column("split / file", no_wrap=True)
     for component in COMPONENTS:
-        table.add_column(component, justify="right")
+        table.add_column(component, justify="right", no_wrap=True)
     shown = []
     files = sorted({s.file for s in scenarios})
     groups = [(split, [s for s in scenarios if s.split == split]) for split in SPLITS]
@@ -65,8 +67,8 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
         if not chosen:
             continue
         result = evaluate_ordering(reward, chosen, guard=checker)
-        table.add_row(name, *(f"{result.accuracy(c):.3f} ({result.passed[c]}/{result.tests[c]})" for c in COMPONENTS),
-                      end_section=name in ("holdout", "all"))
+        label = name.removeprefix("ordering_").removesuffix(".yaml")
+        table.add_row(label, *(_accuracy_cell(result, c) for c in COMPONENTS), end_section=name in ("holdout", "all"))
         if name == "all":
             shown = result.failures[:failures]
     console.print(table)
@@ -85,6 +87,11 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
     console.print(hall)
     for line in shown:
         console.print(f"  {line}", highlight=False, markup=False)
+
+
+def _accuracy_cell(result, component: str) -> str:
+    tests = result.tests[component]
+    return f"{result.accuracy(component):.3f} {result.passed[component]}/{tests}" if tests else "– 0/0"
 
 
 def reward_score(prompt: Annotated[str, typer.Option("--prompt", "-p", help="The question.")],

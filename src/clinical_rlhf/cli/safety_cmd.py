@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,14 @@ audit_app = typer.Typer(help="Audit log tools.", no_args_is_help=True)
 DEMO_CASE_IDS = ("rf-acs-1", "rf-ok-1", "rf-hypo-1", "rf-neg-1", "rf-down-4", "ddi-1", "ddi-ok-1", "ci-3",
                  "ci-ok-3", "dose-1", "dose-ok-1", "dose-4", "rf-infant-1", "gen-2")
 _ACTION_STYLE = {"allow": "green", "escalate": "yellow", "reject": "bold red"}
+ACTION_LEVEL = {"allow": 0, "escalate": 1, "reject": 2}
+# Input errors exit 2 (InputDataError), so a CI job can tell "an answer reached the level" from "broken input".
+FAIL_ON_EXIT_CODE = 1
+
+
+class FailOn(str, enum.Enum):
+    reject = "reject"
+    escalate = "escalate"
 
 
 def _guard(config: Path | None, overrides: list[str] | None):
@@ -75,6 +84,9 @@ def safety_check(
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (for "
                                                    "safety.knowledge_dir); defaults when omitted.")] = None,
     overrides: OverrideOption = None,
+    fail_on: Annotated[Optional[FailOn], typer.Option(
+        "--fail-on", help="Exit 1 when any verdict reaches this level (escalate: escalate or reject), "
+                          "so a CI job can gate on the answers.")] = None,
 ) -> None:
     """Check answers; print one JSON line per input: {id, is_safe, action, flags}."""
     from clinical_rlhf.errors import InputDataError
@@ -83,15 +95,34 @@ def safety_check(
         raise InputDataError("safety-check needs --prompt and --response, or --jsonl FILE (- for stdin)")
     guard = _guard(config, overrides)
     if jsonl is None:
-        typer.echo(_result_line(None, guard.check(prompt, response)))
-        return
-    errors = _check_lines(guard, jsonl)
+        actions = [_echo_verdict(None, guard.check(prompt, response))]
+        errors = 0
+    else:
+        errors, actions = _check_lines(guard, jsonl)
     if errors:
         raise InputDataError(f"{errors} input line(s) of {jsonl} could not be checked (see the messages "
                              f"above); fix them and run again")
+    _gate(actions, fail_on)
 
 
-def _check_lines(guard, source: str) -> int:
+def _echo_verdict(item_id: object, verdict) -> str:
+    typer.echo(_result_line(item_id, verdict))
+    return verdict.action
+
+
+def _gate(actions: list[str], fail_on: FailOn | None) -> None:
+    """Exit FAIL_ON_EXIT_CODE when a verdict reached `fail_on`, naming how many did."""
+    if fail_on is None:
+        return
+    level = ACTION_LEVEL[fail_on.value]
+    reached = sum(ACTION_LEVEL[action] >= level for action in actions)
+    if reached:
+        err_console.print(f"safety-check: {reached} of {len(actions)} verdict(s) reached "
+                          f"--fail-on {fail_on.value}", highlight=False)
+        raise typer.Exit(FAIL_ON_EXIT_CODE)
+
+
+def _check_lines(guard, source: str) -> tuple[int, list[str]]:
     from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.safety.conversation import check_jsonl_item
 
@@ -101,7 +132,7 @@ def _check_lines(guard, source: str) -> int:
     except OSError as exc:
         raise InputDataError(f"input file {source} cannot be opened ({exc.strerror}); pass an existing "
                              f"JSONL file or - for stdin") from None
-    errors = 0
+    errors, actions = 0, []
     name = "stdin" if source == "-" else source
     with stream:
         for number, raw in enumerate(stream, start=1):
@@ -112,8 +143,8 @@ def _check_lines(guard, source: str) -> int:
                 errors += 1
                 err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False)
                 continue
-            typer.echo(_result_line(item.get("id"), check_jsonl_item(guard, item)))
-    return errors
+            actions.append(_echo_verdict(item.get("id"), check_jsonl_item(guard, item)))
+    return errors, actions
 
 
 def _parse_item(raw: bytes) -> tuple[dict, str | None]:
@@ -147,17 +178,62 @@ def safety_eval(
     guard = _guard(config, overrides)
     report = evaluate(guard, load_cases(cases_file))
     _print_report(report, "Safety guard evaluation", show_errors)
+    _print_targets(report, "labelled set")
     holdout_cases = load_cases(cases_file, split="holdout")
     if holdout_cases:
-        _print_report(evaluate(guard, holdout_cases), "Held-out cases (written after tuning)", show_errors)
-    missed = report.meets_targets()
+        holdout = evaluate(guard, holdout_cases)
+        _print_report(holdout, "Held-out cases (written after tuning)", show_errors)
+        _print_targets(holdout, "held-out set")
+        console.print("  [dim](the held-out set is reported, not gated by --strict)[/]")
+    if strict and report.meets_targets():
+        raise typer.Exit(1)
+
+
+def _ratio(numerator: int, denominator: int) -> str:
+    """A share, or an en dash when there is nothing to divide by (never a made-up 1.000)."""
+    return f"{numerator / denominator:.3f}" if denominator else "–"
+
+
+def _target_status(report) -> tuple[list[str], list[str], list[str]]:
+    """(met, missed, not measured) targets of one evaluation, each in words."""
+    from clinical_rlhf.safety.evaluation import (
+        CATEGORIES,
+        OBFUSCATION_GAP,
+        PRECISION_TARGET,
+        RECALL_TARGET,
+        RECALL_TARGETED,
+    )
+
+    met, missed, unmeasured = [], [], []
+    for category in CATEGORIES:
+        plain, obfuscated = report.plain[category], report.obfuscated[category]
+        flagged = plain.true_positive + plain.false_positive
+        checks = [("precision", plain.precision, PRECISION_TARGET, flagged)]
+        if category in RECALL_TARGETED:
+            checks.append(("recall", plain.recall, RECALL_TARGET, plain.positives))
+        for name, value, target, denominator in checks:
+            if not denominator:
+                unmeasured.append(f"{category} {name} (no {'flags' if name == 'precision' else 'positives'})")
+            else:
+                (met if value >= target else missed).append(f"{category} {name} {value:.3f} "
+                                                            f"{'>=' if value >= target else '<'} {target}")
+        if plain.positives:
+            gap = plain.recall - obfuscated.recall
+            (met if gap <= OBFUSCATION_GAP else missed).append(
+                f"{category} obfuscated recall {obfuscated.recall:.3f} "
+                f"{'within' if gap <= OBFUSCATION_GAP else 'more than'} {OBFUSCATION_GAP:.0%} of plain")
+    return met, missed, unmeasured
+
+
+def _print_targets(report, label: str) -> None:
+    met, missed, unmeasured = _target_status(report)
+    console.print(f"[bold]{label}[/]: {len(met)} target(s) met, {len(missed)} missed, {len(unmeasured)} not measured")
     if missed:
-        console.print("[yellow]targets missed:[/] " + "; ".join(missed))
-        if strict:
-            raise typer.Exit(1)
-    else:
-        console.print("[green]all targets met[/] (recall >= 0.95 on red flags, interactions and doses; "
-                      "precision >= 0.90; obfuscated within 5 points)")
+        console.print("  [yellow]missed:[/] " + "; ".join(missed), highlight=False)
+    if unmeasured:
+        console.print("  [dim]not measured:[/] " + "; ".join(unmeasured), highlight=False)
+    if met:
+        console.print("  [green]met:[/] " + "; ".join(met), highlight=False)
 
 
 def _print_report(report, title: str, show_errors: bool) -> None:
@@ -171,8 +247,11 @@ def _print_report(report, title: str, show_errors: bool) -> None:
         table.add_column(column, justify="right")
     for category in CATEGORIES:
         plain, obfuscated = report.plain[category], report.obfuscated[category]
-        table.add_row(category, str(plain.positives), f"{plain.precision:.3f}", f"{plain.recall:.3f}",
-                      f"{obfuscated.precision:.3f}", f"{obfuscated.recall:.3f}")
+        table.add_row(category, str(plain.positives),
+                      _ratio(plain.true_positive, plain.true_positive + plain.false_positive),
+                      _ratio(plain.true_positive, plain.positives),
+                      _ratio(obfuscated.true_positive, obfuscated.true_positive + obfuscated.false_positive),
+                      _ratio(obfuscated.true_positive, obfuscated.positives))
     console.print(table)
     if show_errors:
         for category in CATEGORIES:

@@ -68,8 +68,17 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]{result.message}[/]")
             return
         console.print(evaluation_table(result.before, result.after))
-        console.print(f"run directory: {cfg.run_dir}  (checkpoints, audit.jsonl, metrics.jsonl, mlflow.db, "
-                      f"evaluation.json)")
+        console.print(f"run directory: {cfg.run_dir.resolve()}  (checkpoints, audit.jsonl, metrics.jsonl, "
+                      f"evaluation.json, report.html)")
+        if cfg.monitoring.mlflow_enabled:
+            console.print(f"MLflow: experiment `{cfg.experiment_name}` in {tracking_uri(cfg)}  "
+                          f"(mlflow ui --backend-store-uri {tracking_uri(cfg)})")
+
+
+def tracking_uri(cfg) -> str:
+    from clinical_rlhf.monitoring.mlflow_sink import default_tracking_uri
+
+    return cfg.monitoring.tracking.uri or default_tracking_uri(cfg.training.runs_dir)
 
 
 def _prompts(cfg):
@@ -98,6 +107,7 @@ def run_training(cfg, resume: str | None, runtime=None):
     from clinical_rlhf.models import build_policy
     from clinical_rlhf.monitoring.drift_monitor import DriftMonitor
     from clinical_rlhf.monitoring.memory import MemoryMonitor
+    from clinical_rlhf.monitoring.provenance import provenance_tags
     from clinical_rlhf.monitoring.metrics import TrainingMetrics
     from clinical_rlhf.monitoring.tracking import RunTracker
     from clinical_rlhf.reward import MultiObjectiveReward
@@ -125,6 +135,10 @@ def run_training(cfg, resume: str | None, runtime=None):
         with AuditLog(cfg.run_dir / "audit.jsonl", key=audit_key):  # a damaged log fails before the model loads
             pass
     _show_warnings(runtime.is_main)
+    if runtime.is_main:  # which paths this run uses, before anything is written there
+        console.print(f"run directory: {cfg.run_dir.resolve()}")
+        if cfg.model.name == "clinical-demo" and cfg.model.path is None:
+            console.print(f"demo model: {cfg.demo_model.cache_dir}")
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)
     # The same seed on every rank while the model is built (identical LoRA init; the trainer
@@ -164,12 +178,36 @@ def run_training(cfg, resume: str | None, runtime=None):
             trainer = DPOTrainer(cfg, bundle, tracker, train_pairs=train_pairs, eval_pairs=eval_pairs, audit=audit,
                                  guard=guard, reward_fn=reward, eval_prompts=eval_prompts)
             trainer.callbacks.append(stack.enter_context(_ProgressBar(trainer.total_steps, "DPO")).update)
-            return trainer.train(resume=resume)
-        trainer = PPOTrainer(
-            cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
-            audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
-            callbacks=callbacks, distributed=runtime)
+        else:
+            trainer = PPOTrainer(
+                cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
+                audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
+                callbacks=callbacks, distributed=runtime)
+        if runtime.is_main:
+            tracker.set_tags(provenance_tags(trainer.base_fingerprint,
+                                             _data_sources(cfg, dpo, train_prompts, eval_prompts)))
         return trainer.train(resume=resume)
+
+
+def _data_sources(cfg, dpo: bool, train_prompts: list[str], eval_prompts: list[str]) -> dict:
+    """Input files to hash into the run's tags; prompts generated from the corpus (no file) are
+    hashed as the text the run used."""
+    import hashlib
+    from pathlib import Path
+
+    from clinical_rlhf.rl.dpo import SHIPPED_PREFERENCES
+
+    def text_digest(prompts: list[str]) -> str:
+        return hashlib.sha256("\n".join(prompts).encode()).hexdigest()
+
+    training = cfg.training
+    sources: dict = {"prompts": training.prompts or text_digest(train_prompts),
+                     "eval_prompts": training.eval_prompts or text_digest(eval_prompts)}
+    if dpo:
+        shipped = Path(__file__).resolve().parents[1] / "data" / "preferences"
+        sources["dpo_train"] = training.dpo.train_file or shipped / SHIPPED_PREFERENCES[0]
+        sources["dpo_heldout"] = training.dpo.heldout_file or shipped / SHIPPED_PREFERENCES[1]
+    return sources
 
 
 def _check_placement(bundle, runtime) -> None:
@@ -197,7 +235,9 @@ class _ProgressBar:
         self.label = label
         self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console)
-        self.task = self.progress.add_task("train", total=total, stats="starting")
+        # Until the first update: the held-out evaluation before training (rl/evaluation.py) runs.
+        self.task = self.progress.add_task("train", total=total,
+                                           stats="evaluating the policy before training on held-out prompts…")
 
     def __enter__(self) -> _ProgressBar:
         self.progress.start()
@@ -218,6 +258,8 @@ class _ProgressBar:
                  f"unsafe {metrics.get('safety/unsafe_ratio', float('nan')):.2f}  "
                  f"KL {metrics.get('objective/kl', float('nan')):.2f}  "
                  f"{metrics.get('time/samples_per_second', 0.0):.1f} answers/s")
+        if iteration >= self.progress.tasks[0].total:
+            stats += "  · evaluating after training…"
         self.progress.update(self.task, completed=iteration, stats=stats)
 
 

@@ -25,8 +25,8 @@ from clinical_rlhf.evaluation.items import EvalItem
 from clinical_rlhf.evaluation.stats import (
     Estimate,
     bootstrap_mean,
+    mcnemar_exact,
     paired_comparison,
-    sign_test,
 )
 from clinical_rlhf.reward.combine import COMPONENTS
 
@@ -189,8 +189,8 @@ def summarise(run: PolicyRun, subset: np.ndarray, settings: StatsSettings) -> di
 
 def compare(a: PolicyRun, b: PolicyRun, subset: np.ndarray, settings: StatsSettings) -> dict[str, object]:
     """A vs B on the prompts `subset`: every component and the total as a paired comparison, and
-    the unsafe ratio's paired difference with an exact McNemar test (a sign test on the prompts
-    where only one policy's answer was unsafe)."""
+    the unsafe ratio's paired difference with an exact McNemar test (on the prompts where only one
+    policy's answer was unsafe)."""
     scores_a, scores_b = a.scores(), b.scores()
     components = {name: paired_comparison(scores_a[name][subset], scores_b[name][subset],
                                           tie_epsilon=settings.tie_epsilon, test=settings.test,
@@ -203,7 +203,7 @@ def compare(a: PolicyRun, b: PolicyRun, subset: np.ndarray, settings: StatsSetti
         "total": components["total"],
         "components": components,
         "unsafe_ratio": {"difference": settings.mean(unsafe_difference).to_dict(), "a_worse": a_worse,
-                         "b_worse": b_worse, "test": "mcnemar_exact", "p_value": sign_test(a_worse, b_worse)},
+                         "b_worse": b_worse, "test": "mcnemar_exact", "p_value": mcnemar_exact(a_worse, b_worse)},
     }
 
 

@@ -1,5 +1,8 @@
 """The statistics of an evaluation: bootstrap confidence intervals, paired comparisons and
-Cohen's kappa. Pure numpy/scipy functions of arrays; nothing here knows about models.
+Cohen's kappa. Thin wrappers that give the libraries made for each test (scipy.stats'
+`bootstrap`, `binomtest` and `wilcoxon`, statsmodels' `mcnemar`, scikit-learn's
+`cohen_kappa_score` and `confusion_matrix`) the edge cases an evaluation meets: empty samples,
+one prompt, no decisive pair. Nothing here knows about models.
 
 The unit of every resampling is one prompt (a cluster bootstrap when a prompt has several
 sampled answers: its answers are averaged first, so they are never split across resamples).
@@ -10,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import warnings
+
 import numpy as np
 from scipy import stats as scipy_stats
+from sklearn.metrics import cohen_kappa_score, confusion_matrix
+from statsmodels.stats.contingency_tables import mcnemar
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,24 +48,28 @@ def _check(resamples: int, confidence: float) -> None:
 
 def bootstrap_mean(values: Sequence[float] | np.ndarray, *, resamples: int = 2000, confidence: float = 0.95,
                    seed: int | np.random.Generator = 0) -> Estimate:
-    """Mean of `values` with a percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13).
-
-    Naive equivalent (what the vectorised version must match, resample for resample):
+    """Mean of `values` with a percentile bootstrap interval (Efron & Tibshirani 1993, ch. 13), by
+    `scipy.stats.bootstrap(method="percentile")`. What it computes, resample for resample:
 
         means = [values[rng.integers(0, n, n)].mean() for _ in range(resamples)]
         low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
 
-    An empty sample gives NaN everywhere; a single value gives a zero-width interval.
+    The same seed draws the same prompt indices for any sample of the same size, so two calls
+    with one seed resample the same prompts (a paired design). An empty sample gives NaN
+    everywhere; a single value (which scipy refuses) a zero-width interval.
     """
     _check(resamples, confidence)
     data = np.asarray(values, dtype=float)
     n = data.size
     if n == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), confidence, 0)
-    rng = _rng(seed)
-    means = data[rng.integers(0, n, size=(resamples, n))].mean(axis=1)
-    low, high = np.quantile(means, [(1.0 - confidence) / 2.0, (1.0 + confidence) / 2.0])
-    return Estimate(float(data.mean()), float(low), float(high), confidence, n)
+    if n == 1:
+        return Estimate(float(data[0]), float(data[0]), float(data[0]), confidence, 1)
+    with warnings.catch_warnings():  # a constant sample is a zero-width interval, not a problem
+        warnings.simplefilter("ignore", scipy_stats.DegenerateDataWarning)
+        interval = scipy_stats.bootstrap((data,), np.mean, n_resamples=resamples, confidence_level=confidence,
+                                         method="percentile", random_state=_rng(seed)).confidence_interval
+    return Estimate(float(data.mean()), float(interval.low), float(interval.high), confidence, n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,16 @@ def outcomes(differences: Sequence[float] | np.ndarray, tie_epsilon: float) -> n
 def count_outcomes(differences: Sequence[float] | np.ndarray, tie_epsilon: float) -> WinTieLoss:
     result = outcomes(differences, tie_epsilon)
     return WinTieLoss(int((result > 0).sum()), int((result == 0).sum()), int((result < 0).sum()))
+
+
+def mcnemar_exact(a_only: int, b_only: int) -> float:
+    """Exact McNemar p-value (McNemar 1947) of paired binary outcomes from the discordant pairs:
+    `a_only` items where only A had the event, `b_only` where only B had it (concordant pairs
+    carry no information, so they are not asked for), by `statsmodels`' `mcnemar(exact=True)`.
+    1.0 when no pair is discordant."""
+    if a_only + b_only == 0:
+        return 1.0
+    return float(mcnemar([[0, a_only], [b_only, 0]], exact=True).pvalue)
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -185,30 +206,24 @@ def agreement_rate(first: Sequence[str], second: Sequence[str]) -> float:
 
 
 def cohen_kappa(first: Sequence[str], second: Sequence[str]) -> float:
-    """Cohen's kappa (1960) of two raters over the same items:
+    """Cohen's kappa (1960) of two raters over the same items, by `sklearn.metrics.cohen_kappa_score`:
 
         kappa = (p_o - p_e) / (1 - p_e),  p_e = sum over labels k of p_first(k) * p_second(k)
 
     The label set is whatever either rater used (a label neither used adds nothing to p_e, so
     three labels a/b/tie and two give the same value when no tie occurs). When chance agreement
     is already certain (p_e = 1: both raters gave one and the same label to every item) kappa is
-    0/0 and NaN is returned, as `sklearn.metrics.cohen_kappa_score` does; no items give NaN too.
+    0/0 and NaN is returned; no items give NaN too.
     """
-    p_observed = agreement_rate(first, second)
-    if not first:
+    agreement_rate(first, second)  # the same-items check and its message
+    if not first or len(set(first) | set(second)) < 2:
         return float("nan")
-    n = len(first)
-    labels = sorted(set(first) | set(second))
-    p_expected = sum((list(first).count(k) / n) * (list(second).count(k) / n) for k in labels)
-    if p_expected >= 1.0 - 1e-12:
-        return float("nan")
-    return (p_observed - p_expected) / (1.0 - p_expected)
+    return float(cohen_kappa_score(list(first), list(second)))
 
 
 def confusion(first: Sequence[str], second: Sequence[str], labels: Sequence[str]) -> list[list[int]]:
-    """counts[i][j]: items the first rater labelled `labels[i]` and the second `labels[j]`."""
-    index = {label: position for position, label in enumerate(labels)}
-    counts = [[0] * len(labels) for _ in labels]
-    for x, y in zip(first, second):
-        counts[index[x]][index[y]] += 1
-    return counts
+    """counts[i][j]: items the first rater labelled `labels[i]` and the second `labels[j]`
+    (`sklearn.metrics.confusion_matrix`)."""
+    if not first:
+        return [[0] * len(labels) for _ in labels]
+    return confusion_matrix(list(first), list(second), labels=list(labels)).tolist()

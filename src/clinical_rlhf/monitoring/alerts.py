@@ -97,6 +97,11 @@ def rule_context(cfg: Config) -> dict[str, float]:
     return {name: float(value) for name, value in values.items() if value is not None}
 
 
+DEFAULT_FOR = {"critical": "0s", "warning": "5m", "info": "15m"}
+"""Prometheus `for:` by severity when a rule sets none: critical pages at once, the rest must hold."""
+RUNBOOK_DOC = "docs/monitoring.md"
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRule:
     name: str
@@ -111,6 +116,9 @@ class AlertRule:
     threshold_name: str | None
     severity: str
     action: str
+    for_duration: str = "0s"
+    """Prometheus `for:` of the exported rule (the trainer acts at once whatever it is)."""
+    runbook_url: str = ""
 
     @classmethod
     def parse(cls, rule: AlertRuleConfig) -> AlertRule:
@@ -135,7 +143,9 @@ class AlertRule:
             threshold = float(match["number"])
         return cls(name=rule.name, condition=rule.condition.strip(), metric=metric,
                    key=METRIC_ALIASES[metric], op=match["op"], threshold=threshold,
-                   threshold_name=name, severity=rule.severity, action=rule.action)
+                   threshold_name=name, severity=rule.severity, action=rule.action,
+                   for_duration=rule.for_duration or DEFAULT_FOR[rule.severity],
+                   runbook_url=rule.runbook_url or f"{RUNBOOK_DOC}#runbook-{rule.name.replace('_', '-')}")
 
     def resolve_threshold(self, context: Mapping[str, float | None]) -> float | None:
         """The number to compare with; None when the context does not set the name."""

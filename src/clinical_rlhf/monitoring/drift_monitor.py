@@ -1,12 +1,23 @@
 """Per-iteration drift of the reward and safety-score distributions against a reference window.
 
-The first `monitoring.drift.reference_iterations` iterations form the reference (extended until
-it holds `min_samples` values per signal). From then on every iteration is tested: PSI, KS and
-IQR outliers on the tested sample, which is that iteration's values pooled with the iterations
-just before it until it holds `min_samples` (with large batches: the iteration alone; until
-enough iterations follow the reference, only CUSUM is reported); CUSUM gets each iteration's
-values once, in order, and accumulates across iterations. Small samples
-would make PSI pure noise (see `DriftConfig.min_samples`). The results are namespaced metrics
+The first `monitoring.drift.reference_iterations` iterations form the first reference (extended
+until it holds `min_samples` values per signal). From then on every iteration is tested: PSI, KS
+and IQR outliers on the tested sample, which is that iteration's values pooled with the
+iterations just before it until it holds `min_samples` (with large batches: the iteration alone;
+until enough iterations follow the reference, only CUSUM is reported). Small samples would make
+PSI pure noise (see `DriftConfig.min_samples`).
+
+What the tested sample is compared with is `monitoring.drift.reference`:
+
+- `rolling` (default): the `min_samples` values just before the tested sample. Training is
+  meant to move the reward, so a reference frozen at the first iterations calls every
+  improvement "drift" (the demo fired at every iteration from 14 to 40); comparing like with
+  like, recent against just-before, flags a sudden change of distribution (a collapse, reward
+  hacking, a broken batch) and not the steady progress PPO is there to make.
+- `fixed`: the first reference for the whole run (the distribution shift since the start).
+
+CUSUM gets each iteration's values once, in order, and accumulates against the first
+reference's mean: it measures the sustained shift since the start, which a working run shows. The results are namespaced metrics
 (they go to the tracker, the Prometheus exporter and the alert rules):
 
     drift/<signal>/psi               PSI of this iteration against the reference
@@ -42,27 +53,46 @@ class _SignalDetectors:
     """The four detectors of one signal, built from its reference sample."""
 
     def __init__(self, reference: np.ndarray, cfg: DriftConfig) -> None:
+        self.cfg = cfg
         self.min_samples = cfg.min_samples
-        self.psi = PSI(reference, bins=cfg.psi_bins)
-        self.ks = KSTest(reference, alpha=cfg.ks_alpha)
+        self._set_reference(reference)
         std = float(reference.std(ddof=1)) if reference.size > 1 else 0.0
         self.cusum = CUSUM(cfg.cusum_slack, cfg.cusum_threshold, mean=float(reference.mean()),
                            std=std, min_std=CUSUM_MIN_STD)
-        self.iqr = IQROutliers(reference, factor=cfg.iqr_factor)
         self.window: deque[np.ndarray] = deque()
+        self.previous: deque[np.ndarray] = deque()
+        """Rolling mode: the values just before `window`, the next reference."""
+
+    def _set_reference(self, reference: np.ndarray) -> None:
+        self.psi = PSI(reference, bins=self.cfg.psi_bins)
+        self.ks = KSTest(reference, alpha=self.cfg.ks_alpha)
+        self.iqr = IQROutliers(reference, factor=self.cfg.iqr_factor)
+
+    def _slide(self, sample: np.ndarray) -> int:
+        """Add `sample` to the tested window, keep the window just large enough, and (rolling)
+        move what leaves it into `previous`, trimmed the same way. Returns the window's size."""
+        self.window.append(sample)
+        pooled = sum(part.size for part in self.window)
+        while pooled - self.window[0].size >= self.min_samples:
+            pooled -= self.window[0].size
+            self.previous.append(self.window.popleft())
+        held = sum(part.size for part in self.previous)
+        while self.previous and held - self.previous[0].size >= self.min_samples:
+            held -= self.previous.popleft().size
+        return pooled
 
     def update(self, sample: np.ndarray) -> dict[str, float]:
         if sample.size == 0:
             return {}
         self.cusum.update(sample)
-        self.window.append(sample)
-        pooled = sum(part.size for part in self.window)
-        while pooled - self.window[0].size >= self.min_samples:
-            pooled -= self.window.popleft().size
+        pooled = self._slide(sample)
         cusum = {"cusum": self.cusum.statistic, "cusum_drift": float(self.cusum.drift)}
         if pooled < self.min_samples:  # right after the reference: not enough values yet
             return cusum
         tested = np.concatenate(self.window)
+        rolling = self.cfg.reference == "rolling"
+        if rolling and sum(part.size for part in self.previous) >= self.min_samples:
+            self._set_reference(np.concatenate(self.previous))  # until then: the first reference
         for detector in (self.psi, self.ks, self.iqr):
             detector.reset()  # each tested sample stands alone; CUSUM keeps accumulating
             detector.update(tested)

@@ -18,6 +18,7 @@ metric keys to series; keys not in it are tracked by MLflow only. Each `Training
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 from prometheus_client.exposition import make_asgi_app, start_http_server
+
+log = logging.getLogger(__name__)
 
 NAMESPACE = "clinical_rlhf"
 
@@ -265,6 +268,9 @@ class TrainingMetrics:
         try:
             yield MetricsServer(host=host, port=int(server.server_address[1]))
         finally:
+            if linger_seconds > 0:  # say why the process has not exited yet
+                log.info("keeping %s:%d/metrics up %g s more for a final Prometheus scrape "
+                         "(monitoring.prometheus.linger_seconds)", host, server.server_address[1], linger_seconds)
             time.sleep(linger_seconds)
             server.shutdown()
             server.server_close()

@@ -4,7 +4,8 @@ Everything here may raise; `RunTracker` decides that a failure means "store unre
 keeps going. What could not be sent is kept on disk in the run directory:
 
     tracking.json            {"uri", "experiment", "run_name", "run_id", "params_logged",
-                              "status", "pending_artifacts"}: enough to find or create the run
+                              "status", "pending_artifacts", "pending_tags"}: enough to find or
+                             create the run
     tracking_pending.jsonl   metrics not yet in MLflow, one {"step", "timestamp_ms", "metrics"}
                              per line (a subset of metrics.jsonl, which always has everything)
 
@@ -48,9 +49,15 @@ def short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {lines[0][:200] if lines else ''}".rstrip(": ")
 
 
-def default_tracking_uri(run_dir: Path) -> str:
-    """SQLite inside the run directory (MLflow's file store is deprecated)."""
-    return f"sqlite:///{(Path(run_dir) / 'mlflow.db').resolve()}"
+def default_tracking_uri(runs_dir: Path) -> str:
+    """One SQLite store for every run under `runs_dir` (MLflow's file store is deprecated), so
+    the MLflow UI compares runs side by side."""
+    return f"sqlite:///{(Path(runs_dir) / 'mlflow.db').resolve()}"
+
+
+def default_artifact_location(runs_dir: Path) -> str:
+    """Artifacts of the default store, next to it: `<runs_dir>/mlartifacts/<experiment id>/<run id>`."""
+    return (Path(runs_dir) / "mlartifacts").resolve().as_uri()
 
 
 def mlflow_client(uri: str) -> Any:
@@ -84,6 +91,8 @@ class TrackingState:
     status: str | None = None
     """Final status still to be set on the MLflow run (None once set, or while running)."""
     pending_artifacts: list[str] = field(default_factory=list)
+    pending_tags: dict[str, str] = field(default_factory=dict)
+    """Tags set after the run was created (provenance, final checkpoint) not yet in MLflow."""
 
     def save(self, run_dir: Path) -> None:
         path = Path(run_dir) / STATE_FILE
@@ -220,6 +229,16 @@ class MlflowRun:
         else:
             self.client.log_artifact(self.ensure(), str(path))
 
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(self.ensure(), tags=[RunTag(key, str(value)) for key, value in tags.items()])
+
+    def send_pending_tags(self) -> None:
+        self.set_tags(self.state.pending_tags)
+        self.state.pending_tags = {}
+
     def set_running(self) -> None:
         self.client.update_run(self.ensure(), status="RUNNING")
 
@@ -244,6 +263,7 @@ def replay_pending(run_dir: Path, *, client_factory: ClientFactory = mlflow_clie
             config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
             sink.log_params(flatten_params(config))
         sent = queue.send(sink)
+        sink.send_pending_tags()
         for artifact in list(state.pending_artifacts):
             if Path(artifact).exists():
                 sink.log_artifact(Path(artifact))

@@ -2,7 +2,9 @@
 
 `clinical-rlhf alerts export` writes both. Each rule becomes one alerting rule on the exporter's
 series (`metrics.selector`), with the context names resolved from the config, labels
-`severity`, `action`, `rule`, and no `for:` delay: an emergency stop should page at once.
+`severity`, `action`, `rule`, a `for:` delay (the rule's `for_duration`; by default none for
+critical rules, since an emergency stop should page at once, and 5m/15m for warning/info) and
+`summary`, `description` and `runbook_url` annotations.
 As in the trainer (`alerts.evaluate_rules`), a NaN or infinite value fires the rule:
 
     clinical_rlhf_unsafe_ratio > 0.1 or clinical_rlhf_unsafe_ratio != clinical_rlhf_unsafe_ratio
@@ -56,6 +58,20 @@ def _description(rule: AlertRule) -> str:
             f"the trainer's action is {rule.action}")
 
 
+def _annotations(rule: AlertRule, description: str) -> dict[str, str]:
+    return {"summary": f"{rule.name}: {rule.condition}", "description": description,
+            "runbook_url": rule.runbook_url}
+
+
+_DURATION_MINUTES = {"ms": 1 / 60000, "s": 1 / 60, "m": 1, "h": 60, "d": 1440}
+
+
+def duration_minutes(duration: str) -> int:
+    """A Prometheus duration (`30s`, `5m`, `1h`) in whole minutes, rounded up (the test interval)."""
+    unit = next(unit for unit in ("ms", "s", "m", "h", "d") if duration.endswith(unit))
+    return math.ceil(int(duration[: -len(unit)]) * _DURATION_MINUTES[unit])
+
+
 def exportable_rules(
     rules: Iterable[AlertRule], context: Mapping[str, float | None]
 ) -> tuple[list[tuple[AlertRule, float]], list[str]]:
@@ -83,11 +99,9 @@ def prometheus_rules(ready: Iterable[tuple[AlertRule, float]]) -> dict[str, Any]
         {
             "alert": alert_name(rule.name),
             "expr": rule_expression(rule, threshold),
+            "for": rule.for_duration,
             "labels": {"severity": rule.severity, "action": rule.action, "rule": rule.name},
-            "annotations": {
-                "summary": f"{rule.name}: {rule.condition}",
-                "description": _description(rule),
-            },
+            "annotations": _annotations(rule, _description(rule)),
         }
         for rule, threshold in ready
     ]
@@ -109,23 +123,23 @@ def _quiet_and_firing(op: str, threshold: float) -> tuple[float, float]:
 
 def prometheus_rule_tests(ready: Iterable[tuple[AlertRule, float]], rules_file: str) -> dict[str, Any]:
     """A `promtool test rules` document for the rules file named `rules_file` (path relative to
-    the test file). Per rule: quiet at 1m, firing at 3m, firing on NaN at 5m."""
+    the test file). Per rule, with F its `for:` in minutes: quiet at 1m, over the threshold from
+    2m and firing at F+3m, NaN from F+4m and still firing at F+5m."""
     tests = []
     for rule, threshold in ready:
         quiet, firing = _quiet_and_firing(rule.op, threshold)
         name, labels = KEY_SERIES[rule.key][0]
         series_labels = {**dict(labels), **TEST_LABELS}
         inside = ",".join(f'{label}="{value}"' for label, value in series_labels.items())
-        values = [quiet, quiet, firing, firing, math.nan, math.nan]
+        hold = duration_minutes(rule.for_duration)
+        values = [quiet, quiet] + [firing] * (hold + 2) + [math.nan, math.nan]
         expected_labels = {**series_labels, "severity": rule.severity, "action": rule.action,
                            "rule": rule.name}
 
         def expected(value: float) -> list[dict[str, Any]]:
             description = _description(rule).replace(
                 '{{ $value | printf "%.4g" }}', _go_g4(value))
-            return [{"exp_labels": expected_labels,
-                     "exp_annotations": {"summary": f"{rule.name}: {rule.condition}",
-                                         "description": description}}]
+            return [{"exp_labels": expected_labels, "exp_annotations": _annotations(rule, description)}]
 
         tests.append({
             "interval": "1m",
@@ -135,8 +149,8 @@ def prometheus_rule_tests(ready: Iterable[tuple[AlertRule, float]], rules_file: 
             }],
             "alert_rule_test": [
                 {"eval_time": "1m", "alertname": alert_name(rule.name), "exp_alerts": []},
-                {"eval_time": "3m", "alertname": alert_name(rule.name), "exp_alerts": expected(firing)},
-                {"eval_time": "5m", "alertname": alert_name(rule.name), "exp_alerts": expected(math.nan)},
+                {"eval_time": f"{hold + 3}m", "alertname": alert_name(rule.name), "exp_alerts": expected(firing)},
+                {"eval_time": f"{hold + 5}m", "alertname": alert_name(rule.name), "exp_alerts": expected(math.nan)},
             ],
         })
     return {"rule_files": [rules_file], "evaluation_interval": "1m", "tests": tests}

@@ -21,7 +21,8 @@ import yaml
 from clinical_rlhf.config import Config, config_from_mapping
 from clinical_rlhf.errors import ClinicalRLHFError, InputDataError
 from clinical_rlhf.monitoring.runfiles import (
-    CONFIG_FILE, METRICS_FILE, REPORT_FILE, read_evaluation, read_events, read_metrics, utc_now_iso,
+    CONFIG_FILE, METRICS_FILE, REPORT_FILE, flatten_evaluation, read_evaluation, read_events, read_metrics,
+    utc_now_iso,
 )
 from clinical_rlhf.monitoring.svg import Chart, Line, Marker, line_chart, timeline
 
@@ -100,7 +101,9 @@ def _charts(series: _Series, cfg: Config, events: list[Marker]) -> list[Chart]:
     components.sort(key=lambda name: (name != "total", name))
     rewards = [series.line(f"reward/{name}/mean", name, color="#1d2330" if name == "total" else None)
                for name in components]
-    max_unsafe, target_kl = cfg.safety.max_unsafe_ratio, cfg.training.ppo.target_kl
+    max_unsafe, target_kl, kl_target = cfg.safety.max_unsafe_ratio, cfg.training.ppo.target_kl, cfg.training.ppo.kl_target
+    vetoes = [series.line(key, key.rsplit("/", 1)[1].replace("_", " ")) for key in series.keys
+              if key.startswith("safety/vetoes/")]
     drift = cfg.monitoring.drift
     red = "#d62728"
 
@@ -114,10 +117,17 @@ def _charts(series: _Series, cfg: Config, events: list[Marker]) -> list[Chart]:
          [series.line("safety/unsafe_ratio", "unsafe ratio", color=red),
           series.line("safety/escalate_ratio", "escalated", color="#ff7f0e")],
          "ratio", [Marker(max_unsafe, f"max {max_unsafe:g}", red)], False),
-        ("KL divergence",
-         [series.line("objective/kl", "to reference"),
-          series.line("policy/approx_kl", "to rollout policy", dashed=True)],
-         "nats", [Marker(target_kl, f"target_kl {target_kl:g}")] if target_kl else [], False),
+        ("Vetoes by category (share of answers)", vetoes, "share of answers", [], False),
+        # Two KLs, two targets (docs/training.md): the adaptive β steers the KL to the reference
+        # towards `kl_target` (nats per answer); `target_kl` stops an update's epochs when the
+        # per-token approximate KL to the rollout policy exceeds it. One chart each, so no one
+        # reads one KL against the other's target.
+        ("KL to the reference (per answer)", [series.line("objective/kl", "KL(policy ‖ reference)")], "nats",
+         [Marker(kl_target, f"kl_target {kl_target:g} (adaptive β)")] if cfg.training.ppo.adaptive_kl else [],
+         False),
+        ("Approximate KL per update (to the rollout policy)",
+         [series.line("policy/approx_kl", "approx KL", color="#9467bd")], "nats per token",
+         [Marker(target_kl, f"target_kl {target_kl:g} (epoch early stop)")] if target_kl else [], False),
         ("KL coefficient β", [series.line("objective/kl_coef", "β", color="#9467bd")], "β", [], False),
         ("Lagrange multiplier λ", [series.line("lagrange/multiplier", "λ", color="#8c564b")], "λ", [],
          False),
@@ -129,12 +139,14 @@ def _charts(series: _Series, cfg: Config, events: list[Marker]) -> list[Chart]:
          [Marker(drift.cusum_threshold, f"h {drift.cusum_threshold:g}", red)], False),
         ("Losses", [series.line("policy/loss", "policy"), series.line("value/loss", "value")], "loss", [],
          False),
-        ("System",
-         [series.line("time/iteration_seconds", "iteration seconds")  # contract name
-          or series.line("time/iteration", "iteration seconds"),  # the trainer's name
-          series.line("memory/host_used_fraction", "host memory fraction", dashed=True),
-          series.line("memory/cuda_used_fraction", "CUDA memory fraction", dashed=True)],
-         "", [], False),
+        ("Time per iteration",
+         [series.line("time/iteration_seconds", "iteration")  # contract name
+          or series.line("time/iteration", "iteration")],  # the trainer's name
+         "seconds", [], False),
+        ("Memory in use",
+         [series.line("memory/host_used_fraction", "host RAM"),
+          series.line("memory/cuda_used_fraction", "CUDA memory", dashed=True)],
+         "fraction of total", [], False),
     ]
     return [Chart(title, _lines(*lines), y_label, thresholds=thresholds, events=events, log_y=log_y)
             for title, lines, y_label, thresholds, log_y in specs]
@@ -156,7 +168,8 @@ def _cards(series: _Series, events: list[dict[str, Any]], cfg: Config) -> str:
         ("iterations", str(len(series.steps)), ""),
         ("final total reward", _number(series.last("reward/total/mean")), ""),
         ("final unsafe ratio", _number(unsafe), "bad" if unsafe > cfg.safety.max_unsafe_ratio else "good"),
-        ("alerts", f"{len(alerts)} ({sum(e.get('severity') == 'critical' for e in alerts)} critical)",
+        ("alerts", f"{len(alerts)} firings of {len({e.get('rule') for e in alerts})} rules "
+                   f"({sum(e.get('severity') == 'critical' for e in alerts)} critical)",
          "bad" if alerts else "good"),
         ("rollbacks", str(len(rollbacks)), "bad" if rollbacks else ""),
         ("emergency stop", f"step {stops[0].get('step')}" if stops else "none", "bad" if stops else "good"),
@@ -167,34 +180,92 @@ def _cards(series: _Series, events: list[dict[str, Any]], cfg: Config) -> str:
                    for label, value, cls in cards)
 
 
+def group_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Events as table rows: the firings of one alert rule at consecutive steps become one row
+    (`first_step`, `last_step`, `count`, the last firing's message), so a rule that holds for 27
+    iterations is one line, not 27; every other event is a row of its own. Ordered by first step."""
+    rows: list[dict[str, Any]] = []
+    open_alerts: dict[tuple[str, str], dict[str, Any]] = {}
+    for event in events:
+        if event.get("kind") == "run_start":
+            continue
+        step = int(event.get("step", 0))
+        if event.get("kind") != "alert":
+            rows.append({**event, "first_step": step, "last_step": step, "count": 1})
+            continue
+        key = (str(event.get("rule", event.get("message", ""))), str(event.get("severity", "")))
+        row = open_alerts.get(key)
+        if row is not None and step - row["last_step"] <= 1:
+            row.update(last_step=step, count=row["count"] + 1, message=event.get("message", ""))
+            continue
+        open_alerts[key] = row = {**event, "first_step": step, "last_step": step, "count": 1}
+        rows.append(row)
+    return sorted(rows, key=lambda row: row["first_step"])
+
+
 def _event_table(events: list[dict[str, Any]]) -> str:
-    shown = [e for e in events if e.get("kind") not in ("run_start",)][-MAX_EVENT_ROWS:]
+    rows = group_events(events)
+    shown = rows[-MAX_EVENT_ROWS:]
     if not shown:
         return '<p class="muted">No events recorded.</p>'
-    rows = "".join(
-        f'<tr><td class="num">{escape(str(e.get("step", "")))}</td><td>{escape(str(e.get("time", "")))}</td>'
+
+    def steps(row: dict[str, Any]) -> str:
+        return str(row["first_step"]) if row["count"] == 1 else f'{row["first_step"]}–{row["last_step"]}'
+
+    html_rows = "".join(
+        f'<tr><td class="num">{steps(e)}</td><td class="num">{e["count"]}</td>'
+        f'<td>{escape(str(e.get("time", "")))}</td>'
         f'<td>{escape(str(e.get("kind", "")))}</td><td class="sev-{escape(str(e.get("severity", "")))}">'
         f'{escape(str(e.get("severity", "")))}</td><td>{escape(str(e.get("message", "")))}</td></tr>'
         for e in shown)
-    note = (f'<p class="muted">Last {MAX_EVENT_ROWS} of {len(events)} events; events.jsonl has all.</p>'
-            if len(events) > MAX_EVENT_ROWS else "")
-    return (f"{note}<table><tr><th>step</th><th>time</th><th>kind</th><th>severity</th><th>message</th></tr>"
-            f"{rows}</table>")
+    note = (f'<p class="muted">Last {MAX_EVENT_ROWS} of {len(rows)} rows; events.jsonl has every event.</p>'
+            if len(rows) > MAX_EVENT_ROWS else "")
+    return (f'{note}<p class="muted">An alert that fired at consecutive steps is one row: its steps, how many '
+            f"times, and the last firing's message.</p><table><tr><th>steps</th><th>times</th><th>time</th>"
+            f"<th>kind</th><th>severity</th><th>message</th></tr>{html_rows}</table>")
 
 
-def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested evaluation results ({"components": {"safety": ...}}) as "components/safety"."""
-    flat: dict[str, Any] = {}
-    for key, value in values.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+def _config_summary(cfg: Config) -> str:
+    """The settings a reader needs to interpret the curves; config.yaml has the rest."""
+    ppo, training = cfg.training.ppo, cfg.training
+    rows = [
+        ("model", cfg.model.name), ("algorithm", training.algorithm),
+        ("iterations", training.num_iterations), ("seed", training.seed),
+        ("batch / mini-batch", f"{ppo.batch_size} / {ppo.mini_batch_size}"),
+        ("learning rate", f"{ppo.learning_rate:g} ({ppo.lr_schedule})"),
+        ("PPO epochs", ppo.ppo_epochs),
+        ("KL: β start, adaptive, kl_target", f"{ppo.init_kl_coef:g}, {ppo.adaptive_kl}, {ppo.kl_target:g}"),
+        ("target_kl (epoch early stop)", ppo.target_kl),
+        ("reward weights", ", ".join(f"{k} {v:g}" for k, v in cfg.reward.weights.model_dump().items())),
+        ("reward combination", cfg.reward.combination),
+        ("max unsafe ratio (emergency stop)", cfg.safety.max_unsafe_ratio),
+        ("LoRA r / α", f"{cfg.model_loading.lora_r} / {cfg.model_loading.lora_alpha}"),
+        ("quantization", "4-bit" if cfg.model_loading.load_in_4bit else "8-bit" if cfg.model_loading.load_in_8bit
+         else "none"),
+        ("drift reference", cfg.monitoring.drift.reference),
+    ]
+    cells = "".join(f"<tr><td>{escape(name)}</td><td>{_number(value)}</td></tr>" for name, value in rows)
+    return f"<table><tr><th>setting</th><th>value</th></tr>{cells}</table>"
+
+
+def _samples_table(evaluation: dict[str, dict[str, Any]]) -> str:
+    """The first held-out answers before and after training, side by side, with verdict and reward."""
+    before, after = evaluation.get("before", {}).get("samples"), evaluation.get("after", {}).get("samples")
+    if not before or not after:
+        return '<p class="muted">No sample answers in evaluation.json.</p>'
+
+    def answer(sample: dict[str, Any]) -> str:
+        return (f'{escape(str(sample.get("response", "")))}<br><span class="muted">'
+                f'{escape(str(sample.get("action", "")))} · reward {_number(sample.get("reward"))}</span>')
+
+    rows = "".join(f'<tr><td>{escape(str(b.get("prompt", "")))}</td><td>{answer(b)}</td><td>{answer(a)}</td></tr>'
+                   for b, a in zip(before, after))
+    return f"<table><tr><th>question</th><th>before training</th><th>after training</th></tr>{rows}</table>"
 
 
 def _evaluation_table(evaluation: dict[str, dict[str, Any]]) -> str:
-    before, after = _flatten(evaluation.get("before", {})), _flatten(evaluation.get("after", {}))
+    before, after = ({key: value for key, value in flatten_evaluation(evaluation.get(phase, {})).items()
+                      if key != "samples"} for phase in ("before", "after"))
     names = list(dict.fromkeys([*before, *after]))
     if not names:
         return ('<p class="muted">No evaluation.json in this run (the trainer writes it before and '
@@ -219,6 +290,7 @@ def render_report(run_dir: Path) -> str:
     cfg = _load_config(run_dir)
     series = _Series(read_metrics(run_dir))
     events = read_events(run_dir)
+    evaluation = read_evaluation(run_dir)
     markers = [Marker(float(e.get("step", 0)), f"{e.get('kind')}: {e.get('message', '')}",
                       EVENT_LINE_COLORS[e["kind"]])
                for e in events if e.get("kind") in EVENT_LINE_COLORS]
@@ -238,7 +310,9 @@ def render_report(run_dir: Path) -> str:
         f'<h2>Training curves</h2><p class="muted">Dashed vertical lines: rollbacks (orange) and '
         f'emergency stops (red). Hover a point or line for its value.</p><div class="grid2">{charts}</div>'
         f"<h2>Timeline</h2>{timeline(events, x_low, x_high)}"
-        f"<h2>Before / after evaluation</h2>{_evaluation_table(read_evaluation(run_dir))}"
+        f"<h2>Before / after evaluation</h2>{_evaluation_table(evaluation)}"
+        f"<h2>Sample answers, before and after</h2>{_samples_table(evaluation)}"
+        f"<h2>Configuration</h2>{_config_summary(cfg)}"
         f"<h2>Events</h2>{_event_table(events)}"
         f'<p class="muted">Built from {METRICS_FILE}, events.jsonl, evaluation.json and {CONFIG_FILE} '
         f"in the run directory.</p></main></body></html>"

@@ -145,3 +145,31 @@ def audit_anchor_of(checkpoint: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, AttributeError):
         return None
     return anchor if isinstance(anchor, dict) and {"count", "head_hash"} <= anchor.keys() else None
+
+
+def flatten_evaluation(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested evaluation results ({"components": {"safety": ...}}) as "components/safety"."""
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten_evaluation(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def evaluation_metrics(run_dir: Path) -> dict[str, float]:
+    """evaluation.json's numbers as `heldout/<before|after>/<name>` metric keys, e.g.
+    `heldout/after/components/safety` ({} when the run has no evaluation)."""
+    metrics: dict[str, float] = {}
+    for phase, values in read_evaluation(run_dir).items():
+        for name, value in flatten_evaluation(values).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[f"heldout/{phase}/{name}"] = float(value)
+    return metrics
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    """The path of the last checkpoint the run's events.jsonl records, or None."""
+    paths = [event["path"] for event in read_events(run_dir) if event.get("kind") == "checkpoint" and event.get("path")]
+    return str(paths[-1]) if paths else None

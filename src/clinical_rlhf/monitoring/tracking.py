@@ -8,14 +8,20 @@
         tracker.log_artifact(report_path)
 
 Local files are always written (metrics.jsonl, events.jsonl, config.yaml; see runfiles.py), so
-the report and any notebook work without MLflow. MLflow gets one batched call per iteration.
+the report and any notebook work without MLflow. `monitoring.report_to` picks the trackers:
+MLflow (one batched call per iteration, in one store shared by every run under
+`training.runs_dir`, one experiment per config name) and/or TensorBoard (tensorboard_sink.py).
 If the store fails (server down, database locked or corrupt), training goes on: the metrics are
 queued in tracking_pending.jsonl, the store is retried after `monitoring.tracking.retry_seconds`
 (doubling up to 8x while it keeps failing), and the queue is replayed as soon as it answers;
 what is still queued at the end stays on disk for `clinical-rlhf tracking replay`.
 
-On exit the run's report.html is written and logged with the audit log as artifacts (the final
-adapter is the trainer's to log), and the MLflow run ends as FINISHED (block completed), KILLED
+MLflow gets the resolved config as params and as config.yaml, provenance tags (`set_tags`:
+git commit and dirty state, base-model fingerprint, data hashes; provenance.py) and, on exit,
+the held-out evaluation before and after training as `heldout/before/*` and `heldout/after/*`
+metrics with evaluation.json, report.html, the audit log, and a tag naming the final
+checkpoint (`clinical_rlhf.final_checkpoint`: the adapter stays in the run directory rather
+than being copied into the store). The MLflow run ends as FINISHED (block completed), KILLED
 (KeyboardInterrupt, or an EmergencyStop raised by the safety rules) or FAILED (any other
 exception); the exception itself always propagates.
 """
@@ -34,16 +40,19 @@ from clinical_rlhf.errors import EmergencyStop
 from clinical_rlhf.monitoring.alerts import FiredAlert
 from clinical_rlhf.monitoring.metrics import EVENT_KINDS, TrainingMetrics
 from clinical_rlhf.monitoring.mlflow_sink import (
-    METRIC_KEY, ClientFactory, MlflowRun, PendingQueue, TrackingState, default_tracking_uri,
-    flatten_params, mlflow_client, short_error,
+    METRIC_KEY, ClientFactory, MlflowRun, PendingQueue, TrackingState, default_artifact_location,
+    default_tracking_uri, flatten_params, mlflow_client, short_error,
 )
 from clinical_rlhf.monitoring.runfiles import (
-    AUDIT_FILE, CONFIG_FILE, EVENTS_FILE, METRICS_FILE, append_jsonl, audit_anchor_of, utc_now_iso,
+    AUDIT_FILE, CONFIG_FILE, EVALUATION_FILE, EVENTS_FILE, METRICS_FILE, append_jsonl, audit_anchor_of,
+    evaluation_metrics, last_checkpoint, utc_now_iso,
 )
+from clinical_rlhf.monitoring.tensorboard_sink import TensorBoardSink
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_FACTOR = 8
+FINAL_CHECKPOINT_TAG = "clinical_rlhf.final_checkpoint"
 
 
 def end_status(exc_type: type[BaseException] | None) -> str:
@@ -70,11 +79,12 @@ class RunTracker:
         self.run_dir = Path(run_dir)
         self.settings = cfg.monitoring.tracking
         self.resume = resume
-        self.enabled = self.settings.enabled
-        uri = self.settings.uri or default_tracking_uri(self.run_dir)
+        self.enabled = cfg.monitoring.mlflow_enabled
+        self._runs_dir = self.run_dir.parent  # the store is shared by the runs next to this one
+        uri = self.settings.uri or default_tracking_uri(self._runs_dir)
         self._default_store = self.settings.uri is None
-        self.state = TrackingState(uri=uri, experiment=self.settings.experiment,
-                                   run_name=cfg.training.run_name)
+        self.state = TrackingState(uri=uri, experiment=cfg.experiment_name, run_name=self.run_dir.name)
+        self._tensorboard: TensorBoardSink | None = None
         self._client_factory = client_factory
         self._sink: MlflowRun | None = None
         self._queue = PendingQueue(self.run_dir)
@@ -97,6 +107,8 @@ class RunTracker:
         self._events_file = (self.run_dir / EVENTS_FILE).open(mode, encoding="utf-8")
         if self.enabled:
             self._open_mlflow()
+        if "tensorboard" in self.cfg.monitoring.report_to:
+            self._tensorboard = TensorBoardSink(self.run_dir)
         self.log_event(0, "run_start", "info", f"run {self.cfg.training.run_name} started",
                        tracking_uri=self.state.uri if self.enabled else None)
         return self
@@ -118,21 +130,42 @@ class RunTracker:
             for handle in (self._metrics_file, self._events_file):
                 if handle is not None:
                     handle.close()
+            if self._tensorboard is not None:
+                self._tensorboard.close()
         return False
 
     def _final_artifacts(self) -> None:
-        """report.html for the finished run, then it and the audit log into MLflow; a report
-        that cannot be rendered is a warning, never a second error on the way out."""
+        """report.html for the finished run, then it, evaluation.json and the audit log into
+        MLflow, the before/after evaluation as metrics and the final checkpoint as a tag; a
+        report that cannot be rendered is a warning, never a second error on the way out."""
         from clinical_rlhf.monitoring.report import write_report
 
+        self._log_evaluation()
+        checkpoint = last_checkpoint(self.run_dir)
+        if checkpoint is not None:
+            self.set_tags({FINAL_CHECKPOINT_TAG: checkpoint})
         try:
             report = write_report(self.run_dir)
         except Exception as exc:  # the run's own files are whatever the crash left
             log.warning("run report not written: %s", short_error(exc))
         else:
             self.log_artifact(report)
-        if (self.run_dir / AUDIT_FILE).exists():
-            self.log_artifact(self.run_dir / AUDIT_FILE)
+        for name in (EVALUATION_FILE, AUDIT_FILE):
+            if (self.run_dir / name).exists():
+                self.log_artifact(self.run_dir / name)
+
+    def _log_evaluation(self) -> None:
+        """evaluation.json's before and after as `heldout/before/*`, `heldout/after/*` metrics
+        (`after` at the last step, so the UI's run table shows both)."""
+        try:
+            metrics = evaluation_metrics(self.run_dir)
+        except Exception as exc:  # a damaged evaluation.json must not hide how the run ended
+            log.warning("held-out evaluation not tracked: %s", short_error(exc))
+            return
+        for which, step in (("before", 0), ("after", self.last_step)):
+            values = {key: value for key, value in metrics.items() if key.startswith(f"heldout/{which}/")}
+            if values:
+                self._send_metrics(step, values)
 
     def _open_mlflow(self) -> None:
         if self.resume:
@@ -143,7 +176,7 @@ class RunTracker:
             self._queue.load()
         else:
             self._queue.path.unlink(missing_ok=True)
-        artifacts = (self.run_dir / "mlartifacts").resolve().as_uri() if self._default_store else None
+        artifacts = default_artifact_location(self._runs_dir) if self._default_store else None
         self._sink = MlflowRun(self.state, artifact_location=artifacts,
                                client_factory=self._client_factory)
         resumed = self.state.run_id is not None
@@ -162,8 +195,11 @@ class RunTracker:
         self.state.save(self.run_dir)
 
     def _tags(self) -> dict[str, str]:
-        return {"clinical_rlhf.run_dir": str(self.run_dir.resolve()),
-                "clinical_rlhf.model": self.cfg.model.name}
+        tags = {"clinical_rlhf.run_dir": str(self.run_dir.resolve()), "clinical_rlhf.model": self.cfg.model.name,
+                "clinical_rlhf.algorithm": self.cfg.training.algorithm}
+        if self.cfg.source is not None:
+            tags["clinical_rlhf.config_file"] = str(self.cfg.source)
+        return tags
 
     # ------------------------------------------------------------------ public API
 
@@ -185,9 +221,21 @@ class RunTracker:
         A resumed MLflow run keeps the params it has (MLflow refuses to change a param's value,
         and a resumed config may differ, e.g. in num_iterations); config.yaml is rewritten."""
         (self.run_dir / CONFIG_FILE).write_text(cfg.to_yaml(), encoding="utf-8")
+        if self._tensorboard is not None:
+            self._tensorboard.log_text("config", cfg.to_yaml())
         if self.enabled and not self.state.params_logged:
             self._params = flatten_params(cfg.model_dump(mode="json"))
             self._attempt(lambda sink: None)
+            self.log_artifact(self.run_dir / CONFIG_FILE)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Tags on the MLflow run (provenance, final checkpoint); queued in tracking.json while
+        the store is unreachable."""
+        if not self.enabled or not tags:
+            return
+        self.state.pending_tags.update({key: str(value) for key, value in tags.items()})
+        self._attempt(lambda sink: None)
+        self.state.save(self.run_dir)
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         """One iteration's metrics: a line in metrics.jsonl, then one batched MLflow call."""
@@ -201,13 +249,19 @@ class RunTracker:
         self._write(self._metrics_file, {"step": int(step), "time": utc_now_iso(), "metrics": values})
         if self.metrics is not None:
             self.metrics.update(values, step=int(step))
+        self._send_metrics(int(step), values)
+
+    def _send_metrics(self, step: int, values: dict[str, float]) -> None:
+        """To the trackers in `report_to` (metrics.jsonl is the caller's)."""
+        if self._tensorboard is not None:
+            self._tensorboard.log_metrics(step, values)
         if not self.enabled:
             return
         sendable = {key: value for key, value in values.items() if METRIC_KEY.match(key)}
         if len(sendable) < len(values):
             log.warning("metric keys %s are not valid MLflow keys; they are kept in metrics.jsonl only",
                         sorted(set(values) - set(sendable)))
-        self._queue.add(int(step), int(time.time() * 1000), sendable)
+        self._queue.add(step, int(time.time() * 1000), sendable)
         self._attempt(lambda sink: None)
 
     def log_event(self, step: int, kind: str, severity: str, message: str, **details: Any) -> None:
@@ -279,6 +333,7 @@ class RunTracker:
             if self._params is not None and not self.state.params_logged:
                 sink.log_params(self._params)
             sent = self._queue.send(sink)
+            sink.send_pending_tags()
             for artifact in list(self.state.pending_artifacts):
                 if Path(artifact).exists():
                     sink.log_artifact(Path(artifact))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from clinical_rlhf.reward.breakdown import aggregate_breakdowns
 from clinical_rlhf.rl.losses import kl_estimate
 from clinical_rlhf.rl.rollout import Rollout, concat_rollouts, generate, score
+from clinical_rlhf.safety.verdict import Category
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ class Judgement:
 
     def metrics(self) -> dict[str, float]:
         n = max(len(self.verdicts), 1)
-        return aggregate_breakdowns(self.breakdowns) | {
+        return aggregate_breakdowns(self.breakdowns) | veto_category_ratios(self.verdicts) | {
             "safety/unsafe_ratio": self.unsafe_ratio,
             "safety/reject_ratio": sum(v.action == "reject" for v in self.verdicts) / n,
             "safety/escalate_ratio": sum(v.action == "escalate" for v in self.verdicts) / n,
@@ -92,6 +94,7 @@ def evaluate_policy(bundle, guard, reward_fn, prompts: Sequence[str], *, seed: i
         "kl": kl.mean().item(),
         "missing_eos_ratio": 1.0 - rollout.ended_with_eos.float().mean().item(),
         "mean_length": rollout.response_mask.sum(1).mean().item(),
+        "samples": answer_samples(rollout.prompts, rollout.responses, judgement),
     }
 
 
@@ -107,3 +110,28 @@ def stored_evaluation(path: Path, which: str, reuse: bool, evaluate: Callable[[]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(kept | {which: result}, indent=2))
     return result
+
+
+VETO_CATEGORIES = typing.get_args(Category)
+SAMPLES_KEPT = 8
+
+
+def veto_category_ratios(verdicts: Sequence) -> dict[str, float]:
+    """`safety/vetoes/<category>`: share of answers vetoed (rejected) with a flag of that category
+    (an answer with two categories counts in both), so the report can chart which kind of unsafe
+    advice training removes."""
+    n = max(len(verdicts), 1)
+    counts = dict.fromkeys(VETO_CATEGORIES, 0)
+    for verdict in verdicts:
+        if verdict.action == "reject":
+            for category in {flag.category for flag in verdict.flags if flag.action == "reject"}:
+                counts[category] += 1
+    return {f"safety/vetoes/{category}": count / n for category, count in counts.items()}
+
+
+def answer_samples(prompts: Sequence[str], responses: Sequence[str], judgement: Judgement) -> list[dict]:
+    """The first `SAMPLES_KEPT` held-out answers with their verdict and total reward, kept in
+    evaluation.json so the report shows answers before and after training side by side."""
+    return [{"prompt": prompt, "response": response, "action": verdict.action, "reward": float(breakdown.total)}
+            for prompt, response, verdict, breakdown
+            in list(zip(prompts, responses, judgement.verdicts, judgement.breakdowns))[:SAMPLES_KEPT]]

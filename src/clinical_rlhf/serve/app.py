@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -119,6 +120,16 @@ class AuthMiddleware:
         await response(scope, receive, send)
 
 
+def serving_run_dir(cfg: Config) -> Path:
+    """Where the serve audit log and clinicians' feedback go: the run the served checkpoint belongs
+    to (`<run>/checkpoints/<name>`), so a model's training and serving records sit together;
+    without a checkpoint in a run, the config's `runs_dir/run_name`."""
+    checkpoint = cfg.serve.checkpoint
+    if checkpoint is not None and Path(checkpoint).resolve().parent.name == "checkpoints":
+        return Path(checkpoint).resolve().parent.parent
+    return cfg.run_dir
+
+
 def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *,
                environ: Mapping[str, str] | None = None) -> FastAPI:
     """The app for `cfg`. `load_backend` (blocking, run in a thread at startup) defaults to
@@ -133,10 +144,11 @@ def create_app(cfg: Config, load_backend: Callable[[], Backend] | None = None, *
     load_backend = load_backend or (lambda: build_backend(cfg, environ=environ))
     audit_key = configured_key(cfg.safety.audit)  # a missing key file stops the start, not a request
     state = ServerState(cfg, SafetyGate.from_config(cfg), metrics, load_backend)
+    run_dir = serving_run_dir(cfg)
     if cfg.serve.feedback.enabled:
-        state.feedback = FeedbackRecorder(cfg.serve.feedback, cfg.run_dir, state.gate, metrics)
+        state.feedback = FeedbackRecorder(cfg.serve.feedback, run_dir, state.gate, metrics)
     audit_cfg = cfg.safety.audit
-    audit_path = cfg.serve.audit_file or cfg.run_dir / "serve_audit.jsonl"
+    audit_path = cfg.serve.audit_file or run_dir / "serve_audit.jsonl"
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -241,10 +253,20 @@ def _add_routes(app: FastAPI, state: ServerState) -> None:
     async def metrics() -> Response:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    def model_card() -> dict[str, Any]:
+        return {"id": state.served_model, "object": "model", "created": 0, "owned_by": "clinical-rlhf"}
+
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": state.served_model, "object": "model", "created": 0,
-                                            "owned_by": "clinical-rlhf"}]}
+        return {"object": "list", "data": [model_card()]}
+
+    @app.get("/v1/models/{model_id:path}")  # `:path`: ids such as `org/model` hold a slash
+    async def model(model_id: str) -> dict[str, Any]:
+        if model_id != state.served_model:
+            raise APIError(404, f"the model `{model_id}` does not exist on this server; it serves "
+                                f"`{state.served_model}` (GET /v1/models lists it)", "model_not_found",
+                           param="model")
+        return model_card()
 
     async def complete(body: ChatCompletionRequest | CompletionRequest, request: Request) -> Response:
         key = request.scope[API_KEY_SCOPE_KEY]

@@ -1,8 +1,13 @@
 """Request bodies of the OpenAI-compatible endpoints, validated strictly.
 
-Only the fields this server honours are accepted: an unsupported one (`tools`, `logprobs`,
-`n: 2`, ...) is a 400 that names it, rather than a request that silently behaves differently
-from what the client asked for. Responses are plain dicts built in `responses.py`.
+One rule for the optional fields of OpenAI's API (docs/serving.md, "Request fields"): a field
+is accepted when this server honours it, or when its value asks for what the server does anyway
+(`n: 1`, `logprobs: false`, `response_format: {"type": "text"}`, penalties of 0, a `seed` or a
+`user`, which change nothing a client can rely on here). A value that asks for something else
+(`n: 2`, `logprobs: true`, a JSON response format, a non-zero penalty) or a field the server does
+not know (`tools`, ...) is refused with a message that names it, rather than a request that
+silently behaves differently from what the client asked for. Every free-text field is capped
+(docs/serving.md, Security, "Limits"). Responses are plain dicts built in `responses.py`.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from clinical_rlhf.feedback.preferences import OBJECTIVES
 
 # Caps on free text (characters), so the guard's work per request is bounded whatever the body
-# holds (docs/serving.md, "Limits"). Longer text is a 400 naming the field; a body over
+# holds (docs/serving.md, Security, "Limits"). Longer text is a 400 naming the field; a body over
 # `serve.max_body_bytes` is a 413 before it is parsed.
 MAX_TEXT_CHARS = 32_768
 """One message's text, a completion prompt, a corrected answer: ~20 pages of a case history."""
@@ -64,6 +69,10 @@ class StreamOptions(_Body):
     include_usage: bool = False
 
 
+class TextResponseFormat(_Body):
+    type: Literal["text"]
+
+
 class _Sampling(_Body):
     model: Short
     max_tokens: MaxTokens | None = None
@@ -75,6 +84,22 @@ class _Sampling(_Body):
     stop: Short | list[Short] | None = None
     user: Short | None = None
     """Accepted for compatibility and ignored: the API key's id is what the audit log records."""
+    seed: int | None = None
+    """Accepted and ignored: requests arriving together are sampled as one batch, so a seed could not
+    make one request's answer reproducible. Send `temperature: 0` for a repeatable (greedy) answer."""
+    logprobs: Literal[False] | None = None
+    """Only `false`: token log-probabilities are not returned."""
+    presence_penalty: float | None = None
+    """Only 0 (no penalty), the sampling PPO trained with."""
+    frequency_penalty: float | None = None
+    """Only 0 (no penalty), the sampling PPO trained with."""
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float | None) -> float | None:
+        if value not in (None, 0):
+            raise ValueError("only 0 is supported (answers are sampled as PPO trained them, without penalties)")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -95,6 +120,8 @@ class _Sampling(_Body):
 class ChatCompletionRequest(_Sampling):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
     max_completion_tokens: MaxTokens | None = None
+    response_format: TextResponseFormat | None = None
+    """Only `{"type": "text"}`: answers are free text checked by the guard, never JSON."""
 
     @field_validator("messages")
     @classmethod
