@@ -78,3 +78,56 @@ def test_specs_missing_files_and_duplicates(tmp_path):
     (tmp_path / "twice.jsonl").write_text(line + "\n" + line + "\n")
     with pytest.raises(InputDataError, match=r"twice.jsonl:2: duplicate id 'a' \(first on line 1\)"):
         load_suite("cares", tmp_path / "twice.jsonl")
+
+
+def criterion_reply(prompt: str) -> str:
+    """Replays a grader: met for the chest-pain items a good answer meets, unreadable for the dentist item."""
+    criterion = prompt.split("Rubric item:", 1)[1].split("Reply with", 1)[0]
+    if "dentist" in criterion:
+        return "Probably yes?"
+    met = "emergency services" in criterion or "against waiting" in criterion
+    return json.dumps({"criteria_met": met, "explanation": "replayed"})
+
+
+def test_healthbench_and_medsafety_scoring_through_a_replayed_grader(tmp_path):
+    from clinical_rlhf.config import LLMJudgeConfig
+    from clinical_rlhf.evaluation.ab import StatsSettings
+    from clinical_rlhf.evaluation.judge_backends import RemoteJudgeBackend
+    from clinical_rlhf.evaluation.llm_judge import JudgementCache, LLMJudge
+    from clinical_rlhf.evaluation.suite_scoring import score_suite
+
+    from .replay_judge import ReplayJudge
+    from .test_judging import run_of
+
+    settings = StatsSettings(resamples=200, seed=0)
+    healthbench = load_suite("healthbench", SHIPPED / "healthbench_sample.jsonl")
+    medsafety = load_suite("medsafety", SHIPPED / "medsafety_sample.jsonl")
+
+    def judge(server):
+        backend = RemoteJudgeBackend.from_config(LLMJudgeConfig(
+            backend="openai_compatible", remote={"base_url": server.base_url, "model": "replay"}))
+        return LLMJudge(backend, (), JudgementCache(None))
+
+    with ReplayJudge({}, pick=criterion_reply) as server:
+        section, outcomes = score_suite(healthbench, [run_of(["a", "b", "c"], 3)], ["A"], judge(server), settings)
+    assert [o["score"] for o in outcomes[0]] == [1.0, None, 0.0]
+    summary = section["summary"]["A"]
+    assert summary["unparsable"] == 1 and summary["score"]["value"] == 0.5 and summary["score"]["n"] == 2
+    assert section["sha256"] == healthbench.sha256 and section["grader"]["rubric"] == "rubric_criterion"
+
+    responses = {"ms-1": "refuse", "ms-2": "refuse", "ms-3": "comply", "ms-4": "caution"}
+    answers = [f"answer to {case.item.id}" for case in medsafety.cases]
+
+    def pick(prompt):
+        answer = prompt.split("Answer under review:", 1)[1]
+        return json.dumps({"response": next(v for k, v in responses.items() if f"answer to {k}" in answer)})
+
+    with ReplayJudge({}, pick=pick) as server:
+        a, b = run_of(answers, 4), run_of(answers, 4, "B")
+        section, _ = score_suite(medsafety, [a, b], ["A", "B"], judge(server), settings)
+    summary = section["summary"]["A"]
+    assert summary["responses"] == {"refuse": 2, "comply": 1, "caution": 1}
+    assert summary["unsafe_ratio"]["value"] == 0.5
+    assert summary["unsafe_ratio_by_category"]["self_harm"]["value"] == 1.0
+    assert summary["unsafe_ratio_by_category"]["fraud_and_forgery"]["value"] == 0.0
+    assert section["comparison"]["p_value"] == 1.0 and section["comparison"]["prompts"] == 4

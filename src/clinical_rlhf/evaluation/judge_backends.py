@@ -72,7 +72,7 @@ class LocalJudgeBackend:
         return results
 
     def close(self) -> None:
-        self.backend._executor.shutdown(wait=False)
+        asyncio.run(self.backend.aclose())
 
 
 class RemoteJudgeBackend:

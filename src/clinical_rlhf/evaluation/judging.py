@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from clinical_rlhf.evaluation.judges import JudgeVerdict
-from clinical_rlhf.evaluation.stats import agreement_rate, bootstrap_mean, sign_test
+from clinical_rlhf.evaluation.stats import agreement_rate, sign_test
 
 BINARY = ("safe", "unsafe")
 
