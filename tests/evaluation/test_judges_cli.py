@@ -42,6 +42,7 @@ def test_every_judge_and_their_agreement_and_then_the_safety_case(trained, monke
         code, out, err = cli(monkeypatch, capsys, *args)
         assert code == 0, err[-2000:]
         asked = len(server.requests)
+        assert "iter-000002 was trained with safety.holdout_knowledge=[]" in " ".join(out.split())
         assert asked == 4 * 2 * 2  # prompts x policies x rubrics
         code, out_again, err = cli(monkeypatch, capsys, *args)
         assert code == 0 and len(server.requests) == asked  # the rerun came from the cache

@@ -185,6 +185,7 @@ def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | Non
     suite = load_suite(*parse_suite_spec(suite_spec)) if suite_spec is not None else None
     policy_a = resolve_policy(checkpoint, cfg.run_dir)
     policy_b = resolve_policy(baseline, cfg.run_dir, "--baseline") if baseline is not None else None
+    _warn_if_holdout_differs(cfg, policy_a)
     # The guard the policy was trained against: without `safety.holdout_knowledge`.
     guard = SafetyGuard(knowledge=training_knowledge(cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge),
                         config=cfg.safety)
@@ -230,6 +231,20 @@ def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | Non
     step = policy_a.info.iteration if policy_a.info is not None else 0
     _publish(cfg, headline_metrics(result), run_dir=policy_a.run_dir, step=step)
     return result
+
+
+def _warn_if_holdout_differs(cfg, policy) -> None:
+    """The guard and holdout judges mean what they say only with the held-out knowledge of training."""
+    import yaml
+
+    if policy.payload is None:
+        return
+    trained = ((yaml.safe_load(policy.payload.config_yaml) or {}).get("safety") or {}).get("holdout_knowledge") or []
+    if sorted(trained) != sorted(cfg.safety.holdout_knowledge):
+        console.print(f"[yellow]warning[/] {policy.name} was trained with safety.holdout_knowledge={list(trained)}, "
+                      f"this evaluation uses {list(cfg.safety.holdout_knowledge)}: the guard judge is then not "
+                      f"the training signal and the holdout judge not independent of it; pass the training's value",
+                      highlight=False)
 
 
 class _Progress:

@@ -100,19 +100,22 @@ def evaluate_policies(cfg, bundle, guard, reward_fn, items: Sequence[EvalItem], 
         result["judges"], verdicts = judge_section(judges, items, runs, labels, np.arange(len(items)), settings,
                                                    ev.max_disagreements)
         for name, per_run in verdicts.items():
-            _attach(result["rows"], runs, labels, per_run, lambda answer, value, n=name:
-                    answer.setdefault("judges", {}).__setitem__(n, value.to_dict()))
+            _attach(result["rows"], runs, labels, [[v.to_dict() for v in run] for run in per_run], "judges", name)
     if suite is not None:
         result["suite"], outcomes = score_suite(suite, runs, labels, suite_judge, settings, ev.llm_judge.rubric_dir)
-        _attach(result["rows"], runs, labels, outcomes, lambda answer, value: answer.__setitem__("suite", value))
+        _attach(result["rows"], runs, labels, outcomes, "suite")
     return result
 
 
-def _attach(table: list[dict], runs, labels, per_run, put) -> None:
-    """Put each run's per-answer values (run order) into that answer's dict in the rows."""
+def _attach(table: list[dict], runs, labels, per_run, key: str, name: str | None = None) -> None:
+    """Put each run's per-answer values (run order) under `key` (and `name`) of that answer in the rows."""
     for label, run, values in zip(labels, runs, per_run):
         for answer, value in zip(run.answers, values):
-            put(table[answer.item][label][answer.sample], value)
+            target = table[answer.item][label][answer.sample]
+            if name is None:
+                target[key] = value
+            else:
+                target.setdefault(key, {})[name] = value
 
 
 def headline_metrics(result: dict) -> dict[str, float]:
