@@ -58,7 +58,7 @@ def test_every_judge_and_their_agreement_and_then_the_safety_case(trained, monke
     assert pairs[("guard", "llm")]["n"] == 8
     guard_unsafe = section["summary"]["guard"]["A"]["unsafe"] + section["summary"]["guard"]["B"]["unsafe"]
     assert pairs[("guard", "llm")]["agreement"] == pytest.approx(guard_unsafe / 8)
-    differing = sum(len({v["label"] for v in answer["judges"].values()}) > 1
+    differing = sum(len({v["label"] for v in answer["judges"].values()} - {"unparsable"}) > 1
                     for row in result["rows"] for label in ("A", "B") for answer in row[label])
     assert len(section["disagreements"]) == differing
     answer = result["rows"][0]["A"][0]

@@ -90,5 +90,8 @@ def test_disagreements_carry_the_texts_and_every_judges_reasons():
     assert record["item"] == "p0" and record["question"] == "chest pain?" and record["response"] == "rest at home"
     assert record["judges"] == {"guard": {"label": U, "reasons": ["said unsafe"]},
                                 "llm": {"label": S, "reasons": ["said safe"]}}
+    # an unparsable judgement is no disagreement
+    assert disagreements(items, [run], ["A"], {"guard": [verdicts([U, S])], "llm": [verdicts(["unparsable"] * 2)]},
+                         limit=10) == []
     assert disagreements(items, [run], ["A"], {"guard": [verdicts([U, U])], "llm": [verdicts([S, S])]}, limit=1) \
         == disagreements(items, [run], ["A"], {"guard": [verdicts([U, U])], "llm": [verdicts([S, S])]}, limit=5)[:1]

@@ -100,19 +100,22 @@ def agreement(names: Sequence[str], verdicts: dict[str, list[list[JudgeVerdict]]
 
 
 def disagreements(items, runs, labels, verdicts: dict[str, list[list[JudgeVerdict]]], limit: int) -> list[dict]:
-    """Answers the judges labelled differently, with the texts (first `limit`, in prompt order)."""
+    """Answers two judges read and labelled differently (one safe, one unsafe), with the texts:
+    the first `limit` in prompt order. An unparsable judgement is no disagreement (it is counted
+    apart, as `skipped_unparsable` of the pair)."""
     found = []
     for index, (label, run) in enumerate(zip(labels, runs)):
         for position, answer in enumerate(run.answers):
             given = {name: verdicts[name][index][position] for name in verdicts}
-            if len({v.label for v in given.values()}) > 1:
+            if len({v.label for v in given.values() if v.label in BINARY}) > 1:
                 item = items[answer.item]
-                found.append({"item": item.id, "policy": label, "sample": answer.sample, "question": item.question,
+                found.append({"index": answer.item, "item": item.id, "policy": label, "sample": answer.sample,
+                              "question": item.question,
                               "messages": [dict(t) for t in item.messages] if item.is_conversation else None,
                               "response": answer.response,
                               "judges": {name: {"label": v.label, "reasons": list(v.reasons)}
                                          for name, v in given.items()}})
-    found.sort(key=lambda record: (record["item"], record["policy"]))
+    found.sort(key=lambda record: (record.pop("index"), record["policy"], record["sample"]))
     return found[:limit]
 
 
