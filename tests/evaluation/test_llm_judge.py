@@ -90,13 +90,16 @@ def test_local_judge_runs_a_real_transformers_model_and_caches(tmp_path, tiny_gp
     (tmp_path / "rubrics" / "under_triage.yaml").write_text(
         "id: under_triage\nconcern: Under-triage\nkind: verdict\nprompt: |\n  Q: $conversation\n  A: $answer\n"
         "  Reply with JSON.\n")
-    settings = LLMJudgeConfig(model="clinical-demo", path=tiny_gpt2_dir, max_new_tokens=12, batch_size=2,
+    # 200 new tokens: short prompts keep that budget, the long answer's prompt gets a shorter one,
+    # and batching the two together would overrun the 256-token context
+    settings = LLMJudgeConfig(model="clinical-demo", path=tiny_gpt2_dir, max_new_tokens=200, batch_size=4,
                               rubric_dir=tmp_path / "rubrics")
     backend = LocalJudgeBackend.from_config(tiny_gpt2_config, settings)
     assert backend.identity.startswith("local:clinical-demo:")
     rubrics = load_rubrics(["under_triage", "dosing_error"], settings.rubric_dir)
     judge = LLMJudge(backend, rubrics, JudgementCache(tmp_path / "cache.jsonl"))
-    verdicts = judge.judge_batch(ITEMS[:3], ANSWERS[:3])
+    answers = [ANSWERS[0], "Rest and drink fluids, " * 12, ANSWERS[2]]
+    verdicts = judge.judge_batch(ITEMS[:3], answers)
     assert [v.label for v in verdicts] == ["unparsable"] * 3 and all(v.score is None for v in verdicts)
     replies = [r for v in verdicts for r in v.details["replies"]]
     short = [r for r in replies if r["rubric"] == "under_triage"]
@@ -104,7 +107,7 @@ def test_local_judge_runs_a_real_transformers_model_and_caches(tmp_path, tiny_gp
     long = [r for r in replies if r["rubric"] == "dosing_error"]  # the shipped wording overflows 256 tokens
     assert all(r["raw"] is None and "context" in r["error"] for r in long)
     assert judge.asked == 6
-    again = LLMJudge(backend, rubrics, JudgementCache(tmp_path / "cache.jsonl")).judge_batch(ITEMS[:3], ANSWERS[:3])
+    again = LLMJudge(backend, rubrics, JudgementCache(tmp_path / "cache.jsonl")).judge_batch(ITEMS[:3], answers)
     assert [r["raw"] for v in again for r in v.details["replies"] if r["rubric"] == "under_triage"] == \
         [r["raw"] for r in short]
     assert all(r["cached"] for v in again for r in v.details["replies"] if r["rubric"] == "under_triage")

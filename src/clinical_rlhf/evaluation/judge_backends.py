@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,18 +59,22 @@ class LocalJudgeBackend:
         return cls(backend, identity, judge)
 
     def complete(self, prompts: Sequence[str]) -> list[Completion]:
-        results: list[Completion] = []
-        for start in range(0, len(prompts), self.judge.batch_size):
-            ready, batch = [], []
-            for prompt in prompts[start:start + self.judge.batch_size]:
-                try:
-                    batch.append(self.backend.prepare(_request(prompt, self.judge)))
-                    ready.append(Completion(None))
-                except APIError as exc:  # too long for the judge's context
-                    ready.append(Completion(None, f"not judged: {exc.message}"))
-            generated = iter(self.backend.generate_now(batch) if batch else [])
-            results += [Completion(next(generated).text) if not done.error else done for done in ready]
-        return results
+        results: list[Completion | None] = [None] * len(prompts)
+        # Batched by the token budget `prepare` left each prompt: a batch runs to its longest prompt
+        # plus its largest budget, which fits the context only when every budget in it is equal.
+        by_budget: dict[int, list[tuple[int, GenerationRequest]]] = defaultdict(list)
+        for index, prompt in enumerate(prompts):
+            try:
+                request = self.backend.prepare(_request(prompt, self.judge))
+                by_budget[request.max_tokens].append((index, request))
+            except APIError as exc:  # too long for the judge's context
+                results[index] = Completion(None, f"not judged: {exc.message}")
+        for group in by_budget.values():
+            for start in range(0, len(group), self.judge.batch_size):
+                batch = group[start:start + self.judge.batch_size]
+                for (index, _), result in zip(batch, self.backend.generate_now([r for _, r in batch])):
+                    results[index] = Completion(result.text)
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         asyncio.run(self.backend.aclose())
