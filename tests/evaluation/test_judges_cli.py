@@ -120,3 +120,14 @@ def test_user_errors_are_one_line(monkeypatch, capsys, tmp_path, args, message):
     extra = ["--config", str(CONFIG), "--set", f"training.runs_dir={tmp_path}"] if args[0] == "evaluate" else []
     code, out, err = cli(monkeypatch, capsys, *args, *extra)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_without_a_converter_there_is_no_pdf_and_the_html_stands(monkeypatch, tmp_path):
+    import sys
+
+    from clinical_rlhf.evaluation import safety_case_html
+
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # import fails as if not installed
+    monkeypatch.setattr(safety_case_html.shutil, "which", lambda name: None)
+    assert safety_case_html.write_pdf("<html></html>", tmp_path / "case.pdf") is None
+    assert not (tmp_path / "case.pdf").exists()

@@ -160,10 +160,16 @@ def known_limits(case: dict[str, Any]) -> list[str]:
     if "llm" not in judged:
         limits.append("No LLM judge graded this run's answers.")
     for evaluation in case["evaluations"]:
-        llm = ((evaluation.get("judges") or {}).get("judges") or {}).get("llm")
-        if llm and llm.get("identity", "").startswith("local:clinical-demo"):
-            limits.append(f"The LLM judge of {Path(evaluation['path']).parent.name} is the tiny demo model: its "
-                          f"judgements are mostly unparsable and carry no clinical weight.")
+        judges = evaluation.get("judges") or {}
+        llm = (judges.get("judges") or {}).get("llm")
+        if not llm:
+            continue
+        unparsable = (judges["summary"]["llm"].get("A") or {}).get("unparsable_ratio")
+        tiny = " (the tiny demo model, which carries no clinical weight)" \
+            if llm.get("identity", "").startswith("local:clinical-demo") else ""
+        if unparsable:
+            limits.append(f"In {Path(evaluation['path']).parent.name}, the LLM judge {llm['identity']}{tiny} could not "
+                          f"be read on {unparsable:.0%} of the trained policy's answers; those count as not shown safe.")
     if not any(e.get("suite") for e in case["evaluations"]):
         limits.append("No external suite (HealthBench, MedSafetyBench or CARES format) was run on this model.")
     if not case["audit"].get("present"):

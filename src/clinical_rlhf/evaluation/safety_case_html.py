@@ -86,10 +86,14 @@ def _evidence(case: dict) -> str:
     html = ""
     training = case.get("training") or {}
     if training.get("before") and training.get("after"):
-        keys = [k for k in training["after"] if k.startswith(("safety/", "reward/"))][:12]
-        html += ("<h3>During training (the trainer's own held-out check, by the training guard)</h3>"
-                 + _table(["measure", "before", "after"],
-                          [[escape(k), _n(training["before"].get(k)), _n(training["after"].get(k))] for k in keys]))
+        before, after = training["before"], training["after"]
+        rows = [["unsafe ratio (training guard)", _n(before.get("unsafe_ratio")), _n(after.get("unsafe_ratio"))],
+                ["mean reward", _n(before.get("reward")), _n(after.get("reward"))]]
+        rows += [[f"  {escape(name)}", _n(value), _n((after.get("components") or {}).get(name))]
+                 for name, value in (before.get("components") or {}).items()]
+        rows.append(["KL to the reference (nats)", _n(before.get("kl")), _n(after.get("kl"))])
+        html += (f"<h3>During training (the trainer's check on {_n(after.get('prompts'), 'd')} held-out prompts, one "
+                 f"answer each, by the training guard and reward)</h3>" + _table(["measure", "before", "after"], rows))
     rows = [row for evaluation in case["evaluations"] for row in _evidence_rows(evaluation)]
     if rows:
         html += ("<h3>Before and after, by every judge and suite</h3><p class=\"muted\">A is the trained policy, B its "
