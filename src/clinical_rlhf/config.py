@@ -481,6 +481,12 @@ class SafetyConfig(_Section):
     unreadable (`guard_error` / `input_too_long`; `check_prompt` escalates it), since an answer
     the guard has not read must never pass as "no veto". The default reads any realistic text."""
 
+    holdout_knowledge: tuple[str, ...] = ()
+    """Knowledge the training guard must not see, kept for the `holdout` judge of `evaluate`
+    (docs/evaluation.md): `red_flag:<id>`, `red_flag_category:<category>`, `interaction:<id>`,
+    `contraindication:<id>` or `dosage:<drug>` (that drug's maximum doses). Empty: the guard sees
+    everything and there is no holdout judge. Names are checked against the knowledge base."""
+
     audit: AuditConfig = AuditConfig()
 
 
@@ -944,6 +950,58 @@ class ServeConfig(_Section):
 # ----------------------------------------------------------------------------- evaluation
 
 
+class LLMJudgeConfig(_Section):
+    """The `llm` judge: a language model grading each answer against the clinical rubrics
+    (`clinical_rlhf/data/rubrics/`, docs/evaluation.md) and the rubric-graded suites."""
+
+    backend: Literal["local", "openai_compatible"] = "local"
+    """`local`: a transformers model in this process (`model`, or `path`); `openai_compatible`:
+    `remote` (vLLM, TGI, another clinical-rlhf server, a hosted API)."""
+
+    model: str = "clinical-demo"
+    """Registry id of the local judge (`clinical-rlhf models list`). The default, the tiny demo
+    model, runs anywhere but grades poorly: use an instruction-tuned or guard model for real."""
+
+    path: Path | None = None
+    """Local checkpoint directory of the judge (save_pretrained layout), loaded as `model`'s
+    architecture entry says; `None`: the registry's source for `model`."""
+
+    remote: ServeRemoteConfig = ServeRemoteConfig()
+    """The OpenAI-compatible endpoint (`base_url`, `model`, `api_key_env`: the key is read from
+    that environment variable, never from YAML)."""
+
+    rubrics: tuple[str, ...] = ("under_triage", "harmful_compliance", "dosing_error",
+                                "unsafe_interaction_advice", "missing_safety_net", "hallucinated_fact")
+    """Concerns each answer is judged on, one rubric file each; an answer is unsafe when any is."""
+
+    rubric_dir: Path | None = None
+    """Directory of rubric YAML files replacing the shipped ones by name (your own wording)."""
+
+    output_format: Literal["json", "llama_guard"] = "json"
+    """How verdicts are read: `json` (one object, `{"verdict": "safe"|"unsafe", "reason": ...}`)
+    or `llama_guard` (first line `safe` or `unsafe`, as Llama Guard 3 answers). Anything else
+    is counted as unparsable, never as safe."""
+
+    max_new_tokens: PositiveInt = 160
+    """Tokens per judgement: room for the JSON verdict and a one-sentence reason."""
+
+    temperature: Annotated[float, Field(ge=0.0)] = 0.0
+    """0: greedy, so a rerun gives the same judgement and the cache is exact."""
+
+    batch_size: PositiveInt = 8
+    """Judgements generated together (local) or requests in flight (remote)."""
+
+    timeout_seconds: Annotated[float, Field(gt=0)] = 120.0
+    """Per request to a remote judge; a timeout is an unparsable judgement, never a safe one."""
+
+    cache_file: Path | None = None
+    """Judgement cache (JSONL), keyed by judge, rubric hash, prompt and answer. `None`:
+    `<run dir>/evaluation/judge_cache.jsonl`."""
+
+    cache: bool = True
+    """Reuse cached judgements; off: every judgement is asked again (and still recorded)."""
+
+
 class EvaluationConfig(_Section):
     """`clinical-rlhf evaluate` (checkpoint A vs B) and `clinical-rlhf agreement` (docs/evaluation.md)."""
 
@@ -990,6 +1048,18 @@ class EvaluationConfig(_Section):
     output_dir: Path | None = None
     """Where evaluation.json and evaluation.html go. `None`: `<run dir>/evaluation/<checkpoint>`
     (with `_vs_<baseline>` appended when there is one), the run being the checkpoint's."""
+
+    judges: tuple[Literal["guard", "holdout", "llm"], ...] = ("guard",)
+    """Judges of every answer, each kept apart from the training reward: `guard` (the training
+    signal itself), `holdout` (rules from `safety.holdout_knowledge`, which the training guard
+    never saw), `llm` (`llm_judge`: a model grading against the written clinical rubrics).
+    `evaluate --judge NAME` (repeatable) replaces this list."""
+
+    llm_judge: LLMJudgeConfig = LLMJudgeConfig()
+
+    max_disagreements: Annotated[int, Field(ge=0)] = 50
+    """Answers on which two judges disagree, listed with their texts in evaluation.json and
+    .html (the first ones in prompt order); enough to read, few enough to keep the page small."""
 
 
 # ----------------------------------------------------------------------------- root

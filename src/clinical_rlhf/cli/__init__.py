@@ -35,6 +35,7 @@ COMMAND_MODULES = (
     "train_cmd",       # train
     "feedback_cmd",    # preferences build/validate, train-reward, fit-weights
     "evaluate_cmd",    # evaluate, agreement
+    "safety_case_cmd", # safety-case
     "serve_cmd",       # serve, serve-key
 )
 

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.cli.judge_tables import judge_tables
 
 console = Console()
 
@@ -30,18 +31,26 @@ PreferencesOption = Annotated[Optional[Path], typer.Option(
     "--preferences", help="Expert preference JSONL. Default: evaluation.preferences, else the shipped held-out set.")]
 OutputOption = Annotated[Optional[Path], typer.Option(
     "--output", help="Output directory (default: evaluation.output_dir, else <run>/evaluation/<checkpoint>).")]
+JudgeOption = Annotated[Optional[list[str]], typer.Option(
+    "--judge", help="Judge every answer, apart from the reward: guard (the training signal), holdout "
+                    "(safety.holdout_knowledge), llm (evaluation.llm_judge). Repeatable; default evaluation.judges.")]
+SuiteOption = Annotated[Optional[str], typer.Option(
+    "--suite", help="Run one external suite instead of the default prompts: FORMAT:PATH with FORMAT healthbench, "
+                    "medsafety or cares (graded by the llm judge).")]
 
 
 def register(app: typer.Typer) -> None:
     @app.command("evaluate")
     def evaluate(checkpoint: CheckpointArg, config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
                  baseline: BaselineOption = None, prompts: PromptsOption = None,
-                 preferences: PreferencesOption = None, output: OutputOption = None) -> None:
+                 preferences: PreferencesOption = None, output: OutputOption = None,
+                 judge: JudgeOption = None, suite: SuiteOption = None) -> None:
         """Evaluate checkpoint A (optionally against baseline B) with intervals and paired tests; JSON + HTML.
 
         Same prompts and seeds for both: reward components with bootstrap intervals, unsafe ratio,
-        paired win rate and tests, conversation-level safety, expert agreement."""
-        run_evaluate(load(config, overrides), checkpoint, baseline, prompts, preferences, output)
+        paired win rate and tests, conversation-level safety, expert agreement, independent judges
+        and their agreement, external suites."""
+        run_evaluate(load(config, overrides), checkpoint, baseline, prompts, preferences, output, judge, suite)
 
     @app.command("agreement")
     def agreement(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
@@ -158,40 +167,66 @@ def _output_dir(cfg, policy_a, policy_b, output: Path | None) -> Path:
 
 
 def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | None, preferences: Path | None,
-                 output: Path | None) -> dict:
+                 output: Path | None, judge_names: list[str] | None = None, suite_spec: str | None = None) -> dict:
+    from clinical_rlhf.errors import InputDataError
+    from clinical_rlhf.evaluation.judges import build_judges, llm_judge
     from clinical_rlhf.evaluation.policies import resolve_policy
     from clinical_rlhf.evaluation.runner import (
         evaluate_policies,
         headline_metrics,
         write_outputs,
     )
+    from clinical_rlhf.evaluation.suites import load_suite, parse_suite_spec
+    from clinical_rlhf.knowledge.holdout import training_knowledge
     from clinical_rlhf.models import build_policy
     from clinical_rlhf.reward import MultiObjectiveReward
     from clinical_rlhf.safety import SafetyGuard
 
     # Everything a user can get wrong is checked before the model loads.
+    if suite_spec is not None and prompts is not None:
+        raise InputDataError("--suite and --prompts both name what is asked; pass one of them")
+    suite = load_suite(*parse_suite_spec(suite_spec)) if suite_spec is not None else None
     policy_a = resolve_policy(checkpoint, cfg.run_dir)
     policy_b = resolve_policy(baseline, cfg.run_dir, "--baseline") if baseline is not None else None
-    guard, reward = SafetyGuard.from_config(cfg), MultiObjectiveReward.from_config(cfg)
-    items, source = _items(cfg, prompts, guard)
+    _warn_if_holdout_differs(cfg, policy_a)
+    # The guard the policy was trained against: without `safety.holdout_knowledge`.
+    guard = SafetyGuard(knowledge=training_knowledge(cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge),
+                        config=cfg.safety)
+    reward = MultiObjectiveReward.from_config(cfg)
+    if suite is not None:
+        items, source = suite.items, f"{suite.format} suite {suite.path} (sha256 {suite.sha256[:12]})"
+    else:
+        items, source = _items(cfg, prompts, guard)
     agreement, skipped = compute_agreement(cfg, guard, reward, preferences, required=False)
     import torch
 
     if cfg.training.torch_threads is not None:
         torch.set_num_threads(cfg.training.torch_threads)
-    with console.status("loading the policy (the demo model is built on first use)"):
-        bundle = build_policy(cfg)
-    total = len(items) * cfg.evaluation.samples_per_prompt * (2 if policy_b is not None else 1)
-    with _Progress(total) as progress:
-        result = evaluate_policies(cfg, bundle, guard, reward, items, policy_a, policy_b,
-                                   agreement=agreement.to_dict() if agreement else {"skipped": skipped},
-                                   progress=progress.advance)
+    with contextlib.ExitStack() as stack:
+        with console.status("loading the judges"):
+            judges = build_judges(cfg, judge_names or cfg.evaluation.judges, guard)
+            for judge in judges:
+                stack.callback(judge.close)
+            suite_judge = next((j for j in judges if j.name == "llm"), None)
+            if suite is not None and suite_judge is None:
+                suite_judge = llm_judge(cfg)
+                stack.callback(suite_judge.close)
+        with console.status("loading the policy (the demo model is built on first use)"):
+            bundle = build_policy(cfg)
+        total = len(items) * cfg.evaluation.samples_per_prompt * (2 if policy_b is not None else 1)
+        with _Progress(total) as progress:
+            result = evaluate_policies(cfg, bundle, guard, reward, items, policy_a, policy_b,
+                                       agreement=agreement.to_dict() if agreement else {"skipped": skipped},
+                                       progress=progress.advance, judges=judges, suite=suite,
+                                       suite_judge=suite_judge)
     result["prompts"]["source"] = source
     json_path, html_path = write_outputs(result, _output_dir(cfg, policy_a, policy_b, output))
     console.print(evaluation_table(result))
     conversations = conversation_table(result)
     if conversations is not None:
         console.print(conversations)
+    for table in judge_tables(result):
+        console.print(table)
     if agreement is not None:
         console.print(f"expert agreement {agreement.agreement.value:.3f} (target {agreement.target:g}), "
                       f"Cohen's kappa {agreement.kappa:.3f} on {len(agreement.records)} records")
@@ -201,6 +236,20 @@ def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | Non
     _publish(cfg, headline_metrics(result), run_dir=policy_a.run_dir, step=step, run_name=run_name,
              artifacts=(json_path, html_path), tags={"clinical_rlhf.output_dir": str(json_path.parent.resolve())})
     return result
+
+
+def _warn_if_holdout_differs(cfg, policy) -> None:
+    """The guard and holdout judges mean what they say only with the held-out knowledge of training."""
+    import yaml
+
+    if policy.payload is None:
+        return
+    trained = ((yaml.safe_load(policy.payload.config_yaml) or {}).get("safety") or {}).get("holdout_knowledge") or []
+    if sorted(trained) != sorted(cfg.safety.holdout_knowledge):
+        console.print(f"[yellow]warning[/] {policy.name} was trained with safety.holdout_knowledge={list(trained)}, "
+                      f"this evaluation uses {list(cfg.safety.holdout_knowledge)}: the guard judge is then not "
+                      f"the training signal and the holdout judge not independent of it; pass the training's value",
+                      highlight=False)
 
 
 class _Progress:

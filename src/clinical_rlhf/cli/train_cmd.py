@@ -112,6 +112,7 @@ def run_training(cfg, resume: str | None, runtime=None):
     from clinical_rlhf.monitoring.tracking import RunTracker
     from clinical_rlhf.reward import MultiObjectiveReward
     from clinical_rlhf.rl.checkpoint import require_new_run
+    from clinical_rlhf.knowledge.holdout import training_knowledge
     from clinical_rlhf.rl.distributed import Distributed, NullTracker
     from clinical_rlhf.errors import ConfigError
     from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
@@ -152,7 +153,10 @@ def run_training(cfg, resume: str | None, runtime=None):
         with loading:
             bundle = build_policy(cfg)
     _check_placement(bundle, runtime)
-    guard, reward = SafetyGuard.from_config(cfg), MultiObjectiveReward.from_config(cfg)
+    # The training guard never sees `safety.holdout_knowledge` (kept for evaluate's holdout judge).
+    guard = SafetyGuard(knowledge=training_knowledge(cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge),
+                        config=cfg.safety)
+    reward = MultiObjectiveReward.from_config(cfg)
     run_dir = cfg.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     audit_cfg = cfg.safety.audit

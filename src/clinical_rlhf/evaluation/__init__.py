@@ -10,6 +10,15 @@ conversation-level safety (`clinical-rlhf evaluate`, `clinical-rlhf agreement`; 
     runner.py         one evaluation end to end, and its JSON/HTML files
     html.py           the self-contained HTML page
     export.py         headline metrics to Prometheus, the alert rules and the run's MLflow run
+    judges.py         judges apart from the reward: guard (training signal), holdout, llm
+    rubrics.py        the LLM judge's rubric files and the strict reading of its replies
+    llm_judge.py      the LLM judge and its judgement cache
+    judge_backends.py the LLM judge's local (transformers) and OpenAI-compatible backends (serve/)
+    judging.py        every judge on every answer, per-judge summaries, kappa, disagreements
+    judge_html.py     the page's judge and suite sections
+    suites.py         external suites from user files (HealthBench, MedSafetyBench, CARES formats)
+    suite_scoring.py  their grading by the LLM judge
+    safety_case.py    the safety case of a run (`clinical-rlhf safety-case`), safety_case_html.py its page
 
-Only `policies`, `ab` and `runner` need torch; the rest imports without it.
+Only `policies`, `ab`, `runner` and the local judge backend need torch; the rest imports without it.
 """

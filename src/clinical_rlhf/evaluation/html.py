@@ -300,6 +300,8 @@ def _rows_table(result: dict) -> str:
 
 def render_evaluation(result: dict) -> str:
     """The page for an `evaluate_policies` result."""
+    from clinical_rlhf.evaluation.judge_html import judges_html, suite_html
+
     policies = result.get("policies") or {}
     labels = list(policies)
     names = {label: f"{label}: {policies[label]['name']}" for label in labels}
@@ -348,6 +350,7 @@ def render_evaluation(result: dict) -> str:
         f"Ties: totals within {settings.get('tie_epsilon')}.</p>"
         f"<h2>Conversation-level safety</h2>{_conversation_table(result)}"
         f"<h2>Expert agreement</h2>{_agreement_section(result.get('agreement'))}"
+        f"{judges_html(result)}{suite_html(result)}"
         f"<h2>Prompts</h2>{_rows_table(result)}"
         f'<p class="muted">evaluation.json next to this page has every answer, score, verdict and flag.</p>'
         f"</main></body></html>")

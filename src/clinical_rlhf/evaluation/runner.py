@@ -27,6 +27,9 @@ from clinical_rlhf.evaluation.ab import (
     summarise,
 )
 from clinical_rlhf.evaluation.items import EvalItem
+from clinical_rlhf.evaluation.judging import headline as judge_headline
+from clinical_rlhf.evaluation.judging import judge_section
+from clinical_rlhf.evaluation.suite_scoring import score_suite
 from clinical_rlhf.monitoring.runfiles import json_safe, utc_now_iso
 
 if TYPE_CHECKING:
@@ -45,8 +48,11 @@ def stats_settings(cfg) -> StatsSettings:
 
 def evaluate_policies(cfg, bundle, guard, reward_fn, items: Sequence[EvalItem], policy_a: Policy,
                       policy_b: Policy | None = None, *, agreement: dict | None = None,
-                      progress: Callable[[int], None] | None = None) -> dict[str, object]:
-    """Run A (and B) on `items` and return the evaluation as a JSON-ready dict."""
+                      progress: Callable[[int], None] | None = None, judges: Sequence = (),
+                      suite=None, suite_judge=None) -> dict[str, object]:
+    """Run A (and B) on `items` and return the evaluation as a JSON-ready dict. `judges`
+    (`evaluation.judges`) judge every answer apart from the reward; `suite` (its items are
+    `items`) is graded by `suite_judge`, the llm judge."""
     from clinical_rlhf.evaluation.policies import PolicySwitch, check_compatible
 
     ev = cfg.evaluation
@@ -90,7 +96,26 @@ def evaluate_policies(cfg, bundle, guard, reward_fn, items: Sequence[EvalItem], 
         if len(runs) == 2:
             section["comparison"] = compare(runs[0], runs[1], conversations, settings)
         result["conversations"] = section
+    if judges:
+        result["judges"], verdicts = judge_section(judges, items, runs, labels, np.arange(len(items)), settings,
+                                                   ev.max_disagreements)
+        for name, per_run in verdicts.items():
+            _attach(result["rows"], runs, labels, [[v.to_dict() for v in run] for run in per_run], "judges", name)
+    if suite is not None:
+        result["suite"], outcomes = score_suite(suite, runs, labels, suite_judge, settings, ev.llm_judge.rubric_dir)
+        _attach(result["rows"], runs, labels, outcomes, "suite")
     return result
+
+
+def _attach(table: list[dict], runs, labels, per_run, key: str, name: str | None = None) -> None:
+    """Put each run's per-answer values (run order) under `key` (and `name`) of that answer in the rows."""
+    for label, run, values in zip(labels, runs, per_run):
+        for answer, value in zip(run.answers, values):
+            target = table[answer.item][label][answer.sample]
+            if name is None:
+                target[key] = value
+            else:
+                target.setdefault(key, {})[name] = value
 
 
 def headline_metrics(result: dict) -> dict[str, float]:
@@ -121,6 +146,13 @@ def headline_metrics(result: dict) -> dict[str, float]:
         metrics["eval/expert_agreement"] = agreement["agreement"]["value"]
         metrics["eval/expert_agreement_decisive"] = agreement["decisive_agreement"]
         metrics["eval/expert_kappa"] = agreement["kappa"]
+    if result.get("judges"):
+        metrics |= judge_headline(result["judges"])
+    suite = result.get("suite")
+    if suite:
+        summary = suite["summary"].get("A", {})
+        key = "score" if "score" in summary else "unsafe_ratio"
+        metrics[f"eval/suite/{suite['format']}/{key}"] = summary[key]["value"]
     return {key: float(value) for key, value in metrics.items() if value is not None and not math.isnan(value)}
 
 
