@@ -102,6 +102,9 @@ def cases() -> list[Case]:
         Case("audit verify --against: garbage manifest.json", ["audit", "verify", "{dir}/audit.jsonl", "--against",
                                                                "{dir}/ckpt"], 2, "is not readable JSON",
              files={"audit.jsonl": log, **_checkpoint_files("ckpt", b"w", b"\x00garbage")}),
+        Case("evaluate: named checkpoint with a garbage manifest.json", ["evaluate", "--checkpoint", "{dir}/ckpt",
+                                                                         *config, *runs], 3,
+             "its manifest.json is unreadable (corrupt)", files=_checkpoint_files("ckpt", b"w", b"\x00garbage")),
         # --- the audit chain and its anchors
         Case("audit verify: last 3 records deleted, anchor given",
              ["audit", "verify", "{dir}/audit.jsonl", "--expect-count", str(anchor["count"]), "--expect-head",

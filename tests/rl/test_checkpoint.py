@@ -129,3 +129,29 @@ def test_the_manifest_carries_the_audit_anchor(tmp_path):
     assert audit_anchor_of(info.path) == {"count": 1, "head_hash": anchor.head_hash}
     assert anchor_from_checkpoint(info.path) == anchor == anchor_from_checkpoint(tmp_path)  # run dir: newest
     assert ck.verify_checkpoint(info.path)["audit"]["count"] == 1
+
+
+@pytest.mark.parametrize("garbage", [b"\x00garbage{", b"[1, 2]", b'{"iteration": 2, "kind": "regular", "sha256": 5}'])
+def test_a_named_checkpoint_with_a_garbage_manifest_is_one_clear_error_or_a_fallback(tmp_path, caplog, garbage):
+    from clinical_rlhf.evaluation.policies import resolve_policy
+
+    run_dir = tmp_path / "run"
+    manager = ck.CheckpointManager(run_dir / "checkpoints", keep_last=5)
+    manager.save(1, "regular", _payload(1.0))
+    newest = manager.save(2, "regular", _payload(2.0))
+    (newest.path / "manifest.json").write_bytes(garbage)
+    with pytest.raises(CheckpointError, match="no readable manifest.json"):
+        ck.verify_checkpoint(newest.path)
+    if garbage.startswith(b"{"):  # readable enough to list, only its checksums are garbage
+        return
+    with pytest.raises(CheckpointError, match="--checkpoint .*iter-000002: its manifest.json is unreadable"):
+        resolve_policy(str(newest.path), run_dir)
+    assert resolve_policy(str(run_dir), run_dir).name == "iter-000001"  # a run directory: the newest good one
+    with caplog.at_level(logging.WARNING):
+        info, _ = ck.resolve_resume(newest.path, manager)  # --resume PATH: the previous good one, as for bad weights
+    assert info.iteration == 1
+    odd = run_dir / "checkpoints" / "my-copy"
+    odd.mkdir()
+    (odd / "manifest.json").write_bytes(garbage)
+    with pytest.raises(CheckpointError, match="my-copy: its manifest.json is unreadable"):
+        ck.resolve_resume(odd, manager)
