@@ -155,3 +155,21 @@ def test_a_named_checkpoint_with_a_garbage_manifest_is_one_clear_error_or_a_fall
     (odd / "manifest.json").write_bytes(garbage)
     with pytest.raises(CheckpointError, match="my-copy: its manifest.json is unreadable"):
         ck.resolve_resume(odd, manager)
+
+
+def test_a_run_directory_anchors_with_its_newest_anchored_checkpoint_and_warns_about_garbage(tmp_path, caplog):
+    from clinical_rlhf.errors import InputDataError
+    from clinical_rlhf.safety.audit import AuditAnchor
+    from clinical_rlhf.safety.audit_anchor import anchor_from_checkpoint
+
+    manager = ck.CheckpointManager(tmp_path / "checkpoints", keep_last=5)
+    with pytest.raises(InputDataError, match="no checkpoint manifest with an audit anchor"):
+        manager.save(1, "regular", _payload())  # written without an audit log: no anchor
+        anchor_from_checkpoint(tmp_path)
+    manager.save(2, "regular", _payload(), audit_anchor={"count": 4, "head_hash": "a" * 64})
+    manager.save(3, "regular", _payload())  # newer, but not anchored
+    garbage = manager.save(4, "regular", _payload())
+    (garbage.path / "manifest.json").write_bytes(b"\x00")
+    with caplog.at_level(logging.WARNING):
+        assert anchor_from_checkpoint(tmp_path) == AuditAnchor(4, "a" * 64)
+    assert "iter-000004: manifest.json is unreadable (corrupt); skipping" in caplog.text
