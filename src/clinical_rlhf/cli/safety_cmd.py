@@ -141,7 +141,8 @@ def _check_lines(guard, source: str) -> tuple[int, list[str]]:
             item, problem = _parse_item(raw)
             if problem:
                 errors += 1
-                err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False)
+                err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False,
+                                  soft_wrap=True)  # one line per bad input line, never wrapped mid-path
                 continue
             actions.append(_echo_verdict(item.get("id"), check_jsonl_item(guard, item)))
     return errors, actions
