@@ -270,7 +270,7 @@ def audit_verify(
                                                        "--expect-count).")] = None,
     expect_count: Annotated[Optional[int], typer.Option("--expect-count", min=0, help="Anchored record "
                                                         "count (with --expect-head).")] = None,
-    against: Annotated[Optional[Path], typer.Option("--against", help="Checkpoint directory (or a run's "
+    against: Annotated[Optional[Path], typer.Option("--against", help="Checkpoint directory (or a "
                                                     "run directory: its newest anchored one) whose manifest "
                                                     "anchors the log.")] = None,
 ) -> None:
