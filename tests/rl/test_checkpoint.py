@@ -129,3 +129,47 @@ def test_the_manifest_carries_the_audit_anchor(tmp_path):
     assert audit_anchor_of(info.path) == {"count": 1, "head_hash": anchor.head_hash}
     assert anchor_from_checkpoint(info.path) == anchor == anchor_from_checkpoint(tmp_path)  # run dir: newest
     assert ck.verify_checkpoint(info.path)["audit"]["count"] == 1
+
+
+@pytest.mark.parametrize("garbage", [b"\x00garbage{", b"[1, 2]", b'{"iteration": 2, "kind": "regular", "sha256": 5}'])
+def test_a_named_checkpoint_with_a_garbage_manifest_is_one_clear_error_or_a_fallback(tmp_path, caplog, garbage):
+    from clinical_rlhf.evaluation.policies import resolve_policy
+
+    run_dir = tmp_path / "run"
+    manager = ck.CheckpointManager(run_dir / "checkpoints", keep_last=5)
+    manager.save(1, "regular", _payload(1.0))
+    newest = manager.save(2, "regular", _payload(2.0))
+    (newest.path / "manifest.json").write_bytes(garbage)
+    with pytest.raises(CheckpointError, match="no readable manifest.json"):
+        ck.verify_checkpoint(newest.path)
+    if garbage.startswith(b"{"):  # readable enough to list, only its checksums are garbage
+        return
+    with pytest.raises(CheckpointError, match="--checkpoint .*iter-000002: its manifest.json is unreadable"):
+        resolve_policy(str(newest.path), run_dir)
+    assert resolve_policy(str(run_dir), run_dir).name == "iter-000001"  # a run directory: the newest good one
+    with caplog.at_level(logging.WARNING):
+        info, _ = ck.resolve_resume(newest.path, manager)  # --resume PATH: the previous good one, as for bad weights
+    assert info.iteration == 1
+    odd = run_dir / "checkpoints" / "my-copy"
+    odd.mkdir()
+    (odd / "manifest.json").write_bytes(garbage)
+    with pytest.raises(CheckpointError, match="my-copy: its manifest.json is unreadable"):
+        ck.resolve_resume(odd, manager)
+
+
+def test_a_run_directory_anchors_with_its_newest_anchored_checkpoint_and_warns_about_garbage(tmp_path, caplog):
+    from clinical_rlhf.errors import InputDataError
+    from clinical_rlhf.safety.audit import AuditAnchor
+    from clinical_rlhf.safety.audit_anchor import anchor_from_checkpoint
+
+    manager = ck.CheckpointManager(tmp_path / "checkpoints", keep_last=5)
+    with pytest.raises(InputDataError, match="no checkpoint manifest with an audit anchor"):
+        manager.save(1, "regular", _payload())  # written without an audit log: no anchor
+        anchor_from_checkpoint(tmp_path)
+    manager.save(2, "regular", _payload(), audit_anchor={"count": 4, "head_hash": "a" * 64})
+    manager.save(3, "regular", _payload())  # newer, but not anchored
+    garbage = manager.save(4, "regular", _payload())
+    (garbage.path / "manifest.json").write_bytes(b"\x00")
+    with caplog.at_level(logging.WARNING):
+        assert anchor_from_checkpoint(tmp_path) == AuditAnchor(4, "a" * 64)
+    assert "iter-000004: manifest.json is unreadable (corrupt); skipping" in caplog.text

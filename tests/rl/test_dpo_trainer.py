@@ -228,3 +228,26 @@ def test_default_files_are_the_shipped_preference_set():
     train, heldout = load_preference_splits(Config())
     assert train and heldout
     assert not {r.id for r in train} & {r.id for r in heldout}
+
+
+@pytest.mark.slow
+def test_more_epochs_on_resume_restretch_the_linear_schedule_and_mark_the_resume(learnable_gpt2_dir, tmp_path,
+                                                                                caplog):
+    import logging
+
+    from clinical_rlhf.monitoring.runfiles import read_metrics
+    from clinical_rlhf.safety.audit_current import read_current_records
+
+    _, first = run(dpo_config(learnable_gpt2_dir, tmp_path, epochs=1))
+    assert first.status == "completed" and first.iterations_done == STEPS // 2
+    longer = dpo_config(learnable_gpt2_dir, tmp_path, epochs=2)
+    with caplog.at_level(logging.WARNING):
+        _, second = run(longer, resume="auto")
+    assert second.status == "completed" and second.iterations_done == STEPS
+    rates = {step: metrics["dpo/lr"] for step, metrics in read_metrics(longer.run_dir) if step > STEPS // 2}
+    # The saved schedule ended at 0 at step 5; re-stretched it is base x (1 - done / 10) with done = step - 1.
+    assert rates == pytest.approx({step: 5e-3 * (1 - (step - 1) / STEPS) for step in range(6, STEPS + 1)})
+    assert "re-stretched to end at 10" in caplog.text
+    records = read_current_records(longer.run_dir / "audit.jsonl")
+    assert [r["details"] for r in records if r["event"] == "resumed_from"] == [{"iteration": 5,
+                                                                                  "checkpoint": "iter-000005"}]

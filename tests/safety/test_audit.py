@@ -186,3 +186,10 @@ def test_a_garbage_last_line_is_one_clear_error_and_nothing_is_cut(tmp_path) -> 
         with pytest.raises(AuditIntegrityError, match="last line is not an audit record"):
             AuditLog(path).open()
         assert path.read_bytes() == content  # the torn piece is not cut off a log it cannot continue
+
+
+def test_a_key_variable_that_is_not_utf8_is_its_own_bytes() -> None:
+    from clinical_rlhf.safety.audit_key import load_audit_key
+
+    # os.environ holds undecodable bytes as surrogates (PEP 383); the key is the original bytes.
+    assert load_audit_key(environ={"KEY": "\udcff\udcfe" + "k" * 20}, key_env="KEY") == b"\xff\xfe" + b"k" * 20

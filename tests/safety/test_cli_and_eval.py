@@ -18,6 +18,19 @@ def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess
                           capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
+def test_safety_check_names_each_line_of_invalid_utf8_and_checks_the_rest(tmp_path) -> None:
+    good = [json.dumps({"id": i, "prompt": "What helps a cold?", "response": "Rest and fluids."}).encode() for i in (1, 3, 5)]
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join([good[0], b'{"id": 2, "prompt": "caf\xe9"}', good[1], b"\xff\xfe", good[2]]) + b"\n")
+    for source, stdin, name in ((str(path), None, str(path)), ("-", path.read_bytes(), "stdin")):
+        result = subprocess.run([sys.executable, str(REPO / "main.py"), "safety-check", "--jsonl", source],
+                                input=stdin, capture_output=True, cwd=REPO, timeout=120)
+        stderr = result.stderr.decode()
+        assert result.returncode == 2 and "Traceback" not in stderr, stderr
+        assert [json.loads(line)["id"] for line in result.stdout.splitlines()] == [1, 3, 5]
+        assert f"{name} line 2: not UTF-8" in stderr and f"{name} line 4: not UTF-8" in stderr
+
+
 def test_safety_check_jsonl_reports_bad_lines_by_number_and_checks_the_rest(tmp_path) -> None:
     lines = [
         json.dumps({"id": "a", "prompt": "I take warfarin.", "response": "Ibuprofen 400 mg is fine."}),

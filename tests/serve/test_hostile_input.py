@@ -46,7 +46,7 @@ def server(make_cfg):
 
 
 def test_health_and_ready_answer_while_a_slow_feedback_check_runs(server, api_key):
-    """Order, not speed (timings live in benchmarks/serve_health.py): the probes come back while the
+    """Order, not speed (timings live in benchmarks/serve_guard_isolation.py): the probes come back while the
     slow check is still running; on the event loop it would hold them until it ended."""
     url, cfg = server
     served = _chat(url, api_key, SORE_THROAT).json()

@@ -141,7 +141,8 @@ def _check_lines(guard, source: str) -> tuple[int, list[str]]:
             item, problem = _parse_item(raw)
             if problem:
                 errors += 1
-                err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False)
+                err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False,
+                                  soft_wrap=True)  # one line per bad input line, never wrapped mid-path
                 continue
             actions.append(_echo_verdict(item.get("id"), check_jsonl_item(guard, item)))
     return errors, actions
@@ -269,8 +270,8 @@ def audit_verify(
                                                        "--expect-count).")] = None,
     expect_count: Annotated[Optional[int], typer.Option("--expect-count", min=0, help="Anchored record "
                                                         "count (with --expect-head).")] = None,
-    against: Annotated[Optional[Path], typer.Option("--against", help="Checkpoint directory (or a run's "
-                                                    "checkpoints directory: its newest) whose manifest "
+    against: Annotated[Optional[Path], typer.Option("--against", help="Checkpoint directory (or a "
+                                                    "run directory: its newest anchored one) whose manifest "
                                                     "anchors the log.")] = None,
 ) -> None:
     """Walk the hash chain; exit 0 with the record count when intact, non-zero at the first problem."""
@@ -280,7 +281,8 @@ def audit_verify(
     from clinical_rlhf.safety.audit_key import load_audit_key, read_key_file
 
     if not path.is_file():
-        raise InputDataError(f"audit log {path} does not exist; pass the path of an audit.jsonl file")
+        problem = "is a directory" if path.is_dir() else "does not exist"
+        raise InputDataError(f"audit log {path} {problem}; pass the path of an audit.jsonl file")
     key = read_key_file(key_file) if key_file is not None else load_audit_key()
     anchor = anchor_from_options(expect_head, expect_count, against)
     report = verify_audit_log(path, key=key, anchor=anchor)

@@ -27,6 +27,7 @@ from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.rl.checkpoint import (
     CheckpointInfo,
     CheckpointPayload,
+    has_unreadable_manifest,
     load_checkpoint,
     read_info,
 )
@@ -88,6 +89,9 @@ def resolve_policy(spec: str, run_dir: Path, option: str = "--checkpoint") -> Po
         info = read_info(path)
         if info is not None:
             return Policy(info.name, info, load_checkpoint(path))
+        if has_unreadable_manifest(path):
+            raise CheckpointError(f"{option} {spec}: its manifest.json is unreadable (corrupt); pass another "
+                                  f"checkpoint, or its run directory for the newest good one")
         if path.name == "checkpoints" and path.parent.exists():
             directory = path
         else:

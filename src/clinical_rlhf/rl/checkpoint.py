@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -286,14 +287,23 @@ def read_info(path: Path) -> CheckpointInfo | None:
         return None
 
 
+def has_unreadable_manifest(path: Path) -> bool:
+    """Whether `path` holds a manifest.json that `read_info` cannot read: a corrupt checkpoint
+    (named explicitly, it is an error rather than a directory to search)."""
+    path = Path(path)
+    return (path / "manifest.json").is_file() and not path.name.startswith(".tmp-") and read_info(path) is None
+
+
 def verify_checkpoint(path: Path) -> dict[str, Any]:
     """Return the manifest after checking every file's SHA-256; raise CheckpointError if not."""
     path = Path(path)
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         expected = manifest["sha256"]
-    except (OSError, ValueError, KeyError):
-        raise CheckpointError(f"checkpoint {path} has no readable manifest.json") from None
+        if not isinstance(expected, dict):
+            raise TypeError
+    except (OSError, ValueError, KeyError, TypeError):  # TypeError: JSON of another shape ([], "x", ...)
+        raise CheckpointError(f"checkpoint {path} has no readable manifest.json (missing or corrupt)") from None
     for file in FILES:
         target = path / file
         if not target.is_file():
@@ -326,15 +336,25 @@ def resolve_resume(resume: str | Path, manager: CheckpointManager) -> tuple[Chec
         return manager.latest_resumable()
     path = Path(resume)
     info = read_info(path)
+    if info is None and has_unreadable_manifest(path):  # warned about by read_info; its name gives the iteration
+        named = re.fullmatch(r"[a-z_]+-(\d+)", path.name)
+        if named is None:
+            raise CheckpointError(f"--resume {resume}: its manifest.json is unreadable (corrupt); pass an older "
+                                  f"checkpoint, or --resume auto for the newest good one of this run")
+        return manager.load_first_valid(_older_than(path, int(named.group(1))))
     if info is not None:
-        older = [i for i in reversed(CheckpointManager(path.parent, 1).list())
-                 if i.iteration < info.iteration and i.kind != "emergency_stop"]
-        return manager.load_first_valid([info, *older])
+        return manager.load_first_valid([info, *_older_than(path, info.iteration)])
     if path.is_dir():
         nested = path / "checkpoints" if (path / "checkpoints").is_dir() else path
         return CheckpointManager(nested, 1).latest_resumable()
     raise CheckpointError(f"--resume {resume}: no such checkpoint directory; pass `auto` or a directory "
                           f"holding manifest.json")
+
+
+def _older_than(path: Path, iteration: int) -> list[CheckpointInfo]:
+    """The resumable checkpoints beside `path` from before `iteration`, newest first."""
+    return [info for info in reversed(CheckpointManager(path.parent, 1).list())
+            if info.iteration < iteration and info.kind != "emergency_stop"]
 
 
 def require_new_run(run_dir: Path) -> None:

@@ -5,10 +5,13 @@ at every save, so each checkpoint pins the audit trail up to that moment)."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from clinical_rlhf.errors import InputDataError
 from clinical_rlhf.safety.audit import AuditAnchor
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MANIFEST_KEY = "audit"
@@ -39,15 +42,19 @@ def anchor_from_checkpoint(directory: Path) -> AuditAnchor:
         return _read(directory / MANIFEST)
     nested = directory / "checkpoints" if (directory / "checkpoints").is_dir() else directory
     anchored = []
-    for manifest in nested.glob(f"*/{MANIFEST}"):
+    for manifest in sorted(nested.glob(f"*/{MANIFEST}")):
         try:
             data = json.loads(manifest.read_text(encoding="utf-8"))
-            anchored.append((int(data["iteration"]), manifest))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not readable: the newest readable one anchors
+            iteration, anchor = int(data["iteration"]), data.get(MANIFEST_KEY)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            log.warning("checkpoint %s: manifest.json is unreadable (corrupt); skipping this checkpoint",
+                        manifest.parent)
+            continue
+        if anchor is not None:  # one written before anchoring (or without an audit log) cannot anchor
+            anchored.append((iteration, manifest))
     if not anchored:
-        raise InputDataError(f"--against {directory}: no checkpoint manifest there; pass a checkpoint directory "
-                             f"(runs/<name>/checkpoints/iter-000010) or a run directory")
+        raise InputDataError(f"--against {directory}: no checkpoint manifest with an audit anchor there; pass a "
+                             f"checkpoint directory (runs/<name>/checkpoints/iter-000010) or a run directory")
     return _read(max(anchored)[1])
 
 

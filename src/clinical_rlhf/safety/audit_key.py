@@ -36,7 +36,8 @@ def load_audit_key(key_file: Path | None = None, key_env: str = DEFAULT_KEY_ENV,
     value = (os.environ if environ is None else environ).get(key_env)
     if not value:
         return None
-    return _checked(value.strip().encode("utf-8"), f"environment variable {key_env}")
+    # surrogateescape: the variable's own bytes, even when they are not UTF-8 (no UnicodeEncodeError)
+    return _checked(value.strip().encode("utf-8", "surrogateescape"), f"environment variable {key_env}")
 
 
 def configured_key(audit_cfg) -> bytes | None:
