@@ -137,7 +137,7 @@ def line_chart(chart: Chart) -> str:
         if chart.x_range is not None:
             low, high = chart.x_range
             axes.set_xlim(low - 0.5, high + 0.5) if high <= low else axes.set_xlim(low, high)
-        axes.legend(loc="upper left", bbox_to_anchor=(0, 1), ncols=min(4, len(chart.lines)))
+        axes.legend(loc="best", ncols=min(4, len(chart.lines)))
         return _svg(figure, chart.title, tooltips)
 
 
