@@ -56,6 +56,16 @@ def test_group_advantages_train_without_the_critic(learnable_gpt2_dir, tmp_path)
     assert tracker.metrics[-1][1]["objective/kl"] >= 0.0  # k3 is never negative
 
 
+def test_the_held_out_evaluation_reports_its_progress(learnable_gpt2_dir, tmp_path):
+    # the progress bar counts held-out answers before the first iteration instead of sitting at 0/N
+    cfg = trainer_config(learnable_gpt2_dir, tmp_path, training={"num_iterations": 1}, ppo={"micro_batch_size": 4})
+    trainer, _, _ = make_trainer(cfg, eval_prompts=PROMPTS[:10])
+    calls = []
+    trainer.evaluation_callbacks.append(lambda which, done, total: calls.append((which, done, total)))
+    assert trainer.train().status == "completed"
+    assert calls == [(which, done, 10) for which in ("before", "after") for done in (4, 8, 10)]
+
+
 class AlwaysReject(LetterGuard):
     def __init__(self):
         super().__init__(letter="")  # "" is in every string

@@ -177,7 +177,8 @@ def run_training(cfg, resume: str | None, runtime=None):
                     prometheus.host, prometheus.port, linger_seconds=prometheus.linger_seconds))
                 console.print(f"Prometheus metrics at {server.url}")
             if not dpo:
-                callbacks.append(stack.enter_context(_ProgressBar(cfg.training.num_iterations)).update)
+                bar = stack.enter_context(_ProgressBar(cfg.training.num_iterations))
+                callbacks.append(bar.update)
         if dpo:
             trainer = DPOTrainer(cfg, bundle, tracker, train_pairs=train_pairs, eval_pairs=eval_pairs, audit=audit,
                                  guard=guard, reward_fn=reward, eval_prompts=eval_prompts)
@@ -187,6 +188,8 @@ def run_training(cfg, resume: str | None, runtime=None):
                 cfg, bundle, guard, reward, tracker, train_prompts=train_prompts, eval_prompts=eval_prompts,
                 audit=audit, drift=DriftMonitor(cfg.monitoring.drift), memory=MemoryMonitor(cfg.monitoring.memory),
                 callbacks=callbacks, distributed=runtime)
+            if runtime.is_main:
+                trainer.evaluation_callbacks.append(bar.evaluating)
         if runtime.is_main:
             tracker.set_tags(provenance_tags(trainer.base_fingerprint,
                                              _data_sources(cfg, dpo, train_prompts, eval_prompts)))
@@ -249,6 +252,11 @@ class _ProgressBar:
 
     def __exit__(self, *exc_info: object) -> None:
         self.progress.stop()
+
+    def evaluating(self, which: str, done: int, total: int) -> None:
+        """The held-out evaluation's count, so the bar moves before the first iteration."""
+        when = "before" if which == "before" else "after"
+        self.progress.update(self.task, stats=f"evaluating {when} training: {done}/{total} held-out answers…")
 
     def update(self, iteration: int, metrics: dict[str, float]) -> None:
         if self.label == "DPO":

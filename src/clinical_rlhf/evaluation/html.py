@@ -3,8 +3,9 @@
 Charts: each component's mean with its confidence interval for A and B, the unsafe ratio with
 its interval, win/tie/loss per component, and the distribution of the per-prompt paired
 differences of the total. Tables: the summary, the conversation-level safety, the expert
-agreement and every prompt with its answers. The drawing helpers and the page style are the
-run report's (`monitoring/svg.py`, `monitoring/report.py`), so both pages read alike.
+agreement and every prompt with its answers. The page style is the run report's
+(`monitoring/report.py`), so both pages read alike; the charts use the SVG helpers of
+`monitoring/svg.py` (the report's own charts are matplotlib's, `monitoring/plots.py`).
 """
 
 from __future__ import annotations

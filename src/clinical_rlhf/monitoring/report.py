@@ -24,7 +24,7 @@ from clinical_rlhf.monitoring.runfiles import (
     CONFIG_FILE, METRICS_FILE, REPORT_FILE, flatten_evaluation, read_evaluation, read_events, read_metrics,
     utc_now_iso,
 )
-from clinical_rlhf.monitoring.svg import Chart, Line, Marker, line_chart, timeline
+from clinical_rlhf.monitoring.plots import Chart, Line, Marker, line_chart, timeline
 
 EVENT_LINE_COLORS = {"rollback": "#ff7f0e", "emergency_stop": "#d62728"}
 MAX_EVENT_ROWS = 300

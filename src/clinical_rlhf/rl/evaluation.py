@@ -56,11 +56,14 @@ def judge(guard, reward_fn, prompts: Sequence[str], responses: Sequence[str], es
 
 
 def sample_answers(bundle, prompts: Sequence[str], *, micro_batch_size: int, should_stop=None,
-                   **sampling: float) -> Rollout | None:
-    """Generate in chunks of `micro_batch_size`; None when `should_stop()` turned true meanwhile."""
+                   on_progress: Callable[[int, int], None] | None = None, **sampling: float) -> Rollout | None:
+    """Generate in chunks of `micro_batch_size`; None when `should_stop()` turned true meanwhile.
+    `on_progress(done, total)` is called after each chunk (the progress bar's held-out count)."""
     parts = []
     for start in range(0, len(prompts), micro_batch_size):
         parts.append(generate(bundle, prompts[start:start + micro_batch_size], should_stop=should_stop, **sampling))
+        if on_progress is not None:
+            on_progress(min(start + micro_batch_size, len(prompts)), len(prompts))
         if should_stop is not None and should_stop():
             return None
     return concat_rollouts(parts, bundle.tokenizer.pad_token_id)
@@ -68,7 +71,8 @@ def sample_answers(bundle, prompts: Sequence[str], *, micro_batch_size: int, sho
 
 def evaluate_policy(bundle, guard, reward_fn, prompts: Sequence[str], *, seed: int, temperature: float,
                     max_new_tokens: int, top_p: float, max_prompt_tokens: int, micro_batch_size: int,
-                    escalate_is_unsafe: bool, kl_estimator: str = "k1") -> dict[str, object]:
+                    escalate_is_unsafe: bool, kl_estimator: str = "k1",
+                    on_progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
     """Sample one answer per held-out prompt and summarise: mean reward, each component, unsafe
     ratio, KL to the reference (nats per answer), missing-EOS ratio and mean answer length.
 
@@ -78,7 +82,8 @@ def evaluate_policy(bundle, guard, reward_fn, prompts: Sequence[str], *, seed: i
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         rollout = sample_answers(bundle, list(prompts), micro_batch_size=micro_batch_size, temperature=temperature,
-                                 max_new_tokens=max_new_tokens, top_p=top_p, max_prompt_tokens=max_prompt_tokens)
+                                 max_new_tokens=max_new_tokens, top_p=top_p, max_prompt_tokens=max_prompt_tokens,
+                                 on_progress=on_progress)
         score(bundle, rollout, temperature, micro_batch_size)
     judgement = judge(guard, reward_fn, rollout.prompts, rollout.responses, escalate_is_unsafe)
     metrics = judgement.metrics()

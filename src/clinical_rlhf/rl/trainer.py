@@ -99,6 +99,8 @@ class PPOTrainer(TrainingRun):
         self.evaluate_rules = evaluate_rules or alerts.evaluate_rules
         self.rule_context = alerts.rule_context(cfg)
         self.callbacks = list(callbacks)
+        self.evaluation_callbacks: list[Callable[[str, int, int], None]] = []
+        """`(which, done, total)` as the held-out evaluation ("before"/"after") answers its prompts."""
         self.eval_prompts = list(eval_prompts)
         self.run_dir = cfg.run_dir
         self.run_id = cfg.training.run_name
@@ -344,7 +346,8 @@ class PPOTrainer(TrainingRun):
                 self.bundle, self.guard, self.reward_fn, self.eval_prompts, seed=self.train_cfg.seed + EVAL_SEED_OFFSET,
                 temperature=self.temperature, max_new_tokens=self.ppo.max_new_tokens, top_p=self.ppo.top_p,
                 max_prompt_tokens=self.max_prompt_tokens, micro_batch_size=self.micro_batch.value,
-                escalate_is_unsafe=self.cfg.safety.escalate_is_unsafe, kl_estimator=self.ppo.kl_estimator)
+                escalate_is_unsafe=self.cfg.safety.escalate_is_unsafe, kl_estimator=self.ppo.kl_estimator,
+                on_progress=lambda done, total: [callback(which, done, total) for callback in self.evaluation_callbacks])
 
         if self.dist.shards_parameters:
             stored = self.dist.broadcast(reuse and self.dist.is_main and path.is_file()
