@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from clinical_rlhf.evaluation.judges import JudgeVerdict
-from clinical_rlhf.evaluation.stats import agreement_rate, sign_test
+from clinical_rlhf.evaluation.stats import agreement_rate, mcnemar_exact
 
 BINARY = ("safe", "unsafe")
 
@@ -64,7 +64,7 @@ def judge_summary(run, verdicts: Sequence[JudgeVerdict], subset: np.ndarray, set
 
 def judge_comparison(run_a, run_b, verdicts_a, verdicts_b, subset: np.ndarray, settings) -> dict[str, object]:
     """A − B in the unsafe ratio on the prompts both policies' answers could be read for, with the
-    exact McNemar test (a sign test over prompts where only one policy was judged worse)."""
+    exact McNemar test (on the prompts where only one policy was judged worse)."""
     def unsafe(run, verdicts):
         return _per_prompt(run, [1.0 if v.label == "unsafe" else 0.0 if v.label == "safe" else np.nan
                                  for v in verdicts])[subset]
@@ -74,7 +74,7 @@ def judge_comparison(run_a, run_b, verdicts_a, verdicts_b, subset: np.ndarray, s
     difference = a[both] - b[both]
     a_worse, b_worse = int((difference > 0).sum()), int((difference < 0).sum())
     return {"prompts": int(both.sum()), "difference": settings.mean(difference).to_dict(), "a_worse": a_worse,
-            "b_worse": b_worse, "test": "mcnemar_exact", "p_value": sign_test(a_worse, b_worse)}
+            "b_worse": b_worse, "test": "mcnemar_exact", "p_value": mcnemar_exact(a_worse, b_worse)}
 
 
 def agreement(names: Sequence[str], verdicts: dict[str, list[list[JudgeVerdict]]]) -> list[dict[str, object]]:
