@@ -83,8 +83,15 @@ class MultiObjectiveReward:
 
     @classmethod
     def from_config(cls, cfg: Config) -> MultiObjectiveReward:
-        directory = cfg.safety.knowledge_dir
-        return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
+        """The training reward: like the training guard, blind to `safety.holdout_knowledge`, so the
+        holdout judge measures knowledge that no part of the training signal held."""
+        from clinical_rlhf.knowledge.holdout import training_guidelines, training_knowledge
+
+        directory, holdout = cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge
+        if not holdout:
+            return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
+        guidelines = training_guidelines(load_guidelines(directory), load_knowledge(directory), holdout)
+        return cls(cfg.reward, knowledge=training_knowledge(directory, holdout), guidelines=guidelines)
 
     def _prompt(self, prompt: str, guard_flags: frozenset[str] = frozenset()) -> tuple[Analysed, Presentation]:
         """Analysed prompt and what it presents, cached: PPO scores several answers per prompt,
