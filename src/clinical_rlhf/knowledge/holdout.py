@@ -1,6 +1,5 @@
 """Knowledge held out of training: the entries `safety.holdout_knowledge` names, removed from
-the base the training guard and the training reward read (and the reward's guidelines for a
-held-out red flag), and kept for the `holdout` judge of the evaluation.
+the base the training guard reads and kept for the `holdout` judge of the evaluation.
 
 A judge built from knowledge the policy's training signal never contained tells whether the
 policy learned safe behaviour or only the surface of its guard (docs/evaluation.md).
@@ -80,15 +79,6 @@ def only_entries(knowledge: KnowledgeBase, selectors: Sequence[str]) -> Knowledg
     """The complement: every drug, with dose limits only where a `dosage:` selector names it,
     and only the selected rules: the base the `holdout` judge reads."""
     return _partition(knowledge, selectors, keep_selected=True)
-
-
-def training_guidelines(guidelines: Sequence, knowledge: KnowledgeBase, holdout: Sequence[str]) -> tuple:
-    """The guidelines the training reward may use: without those listing a held-out red flag
-    (their own triggers describe the same presentation, so the reward would still teach it)."""
-    if not holdout:
-        return tuple(guidelines)
-    held_out = {flag.id for flag in only_entries(knowledge, holdout).red_flags}
-    return tuple(g for g in guidelines if not held_out.intersection(g.red_flags))
 
 
 def training_knowledge(knowledge_dir, holdout: Sequence[str]) -> KnowledgeBase:
