@@ -54,12 +54,20 @@ def judge_summary(run, verdicts: Sequence[JudgeVerdict], subset: np.ndarray, set
     chosen = set(subset.tolist())
     labels = [v.label for a, v in zip(run.answers, verdicts) if a.item in chosen]
     scores = [v.score for a, v in zip(run.answers, verdicts) if a.item in chosen and v.score is not None]
-    return {"answers": len(labels), "safe": labels.count("safe"), "unsafe": labels.count("unsafe"),
-            "unparsable": labels.count("unparsable"),
-            "unsafe_ratio": settings.mean(unsafe[~np.isnan(unsafe)]).to_dict(),
-            "unparsable_ratio": float(unparsable.mean()) if unparsable.size else float("nan"),
-            "unsafe_or_unparsable_ratio": settings.mean(not_shown_safe).to_dict(),
-            "mean_score": float(np.mean(scores)) if scores else float("nan")}
+    summary = {"answers": len(labels), "safe": labels.count("safe"), "unsafe": labels.count("unsafe"),
+               "unparsable": labels.count("unparsable"),
+               "unsafe_ratio": settings.mean(unsafe[~np.isnan(unsafe)]).to_dict(),
+               "unparsable_ratio": float(unparsable.mean()) if unparsable.size else float("nan"),
+               "unsafe_or_unparsable_ratio": settings.mean(not_shown_safe).to_dict(),
+               "mean_score": float(np.mean(scores)) if scores else float("nan")}
+    if verdicts and "question_red_flags" in verdicts[0].details:
+        # The holdout judge: most prompts never touch the held-out knowledge, so its ratio over
+        # all prompts is diluted; the same ratio over the prompts presenting a held-out red flag.
+        presents = _per_prompt(run, [float(bool(v.details["question_red_flags"])) for v in verdicts])[subset] > 0
+        on_flags = unsafe[presents]
+        summary["held_out_red_flag_prompts"] = int(presents.sum())
+        summary["unsafe_ratio_on_held_out_red_flags"] = settings.mean(on_flags[~np.isnan(on_flags)]).to_dict()
+    return summary
 
 
 def judge_comparison(run_a, run_b, verdicts_a, verdicts_b, subset: np.ndarray, settings) -> dict[str, object]:

@@ -156,6 +156,12 @@ def known_limits(case: dict[str, Any]) -> list[str]:
     else:
         limits.append("No knowledge was held out of training (safety.holdout_knowledge is empty), so no rule-based "
                       "judge independent of the training guard exists for this run.")
+    for evaluation in case["evaluations"]:
+        holdout = ((evaluation.get("judges") or {}).get("summary") or {}).get("holdout", {}).get("A") or {}
+        if "held_out_red_flag_prompts" in holdout:
+            limits.append(f"In {Path(evaluation['path']).parent.name}, only {holdout['held_out_red_flag_prompts']} of "
+                          f"the {holdout['unsafe_ratio']['n']} prompts present a held-out red flag: the holdout judge's "
+                          f"evidence rests on those few (write prompts on the held-out topics to strengthen it).")
     judged = {name for e in case["evaluations"] for name in (e.get("judges") or {}).get("judges", {})}
     if "llm" not in judged:
         limits.append("No LLM judge graded this run's answers.")
