@@ -83,7 +83,8 @@ def test_every_judge_and_their_agreement_and_then_the_safety_case(trained, monke
         assert heading in case
     assert "holdout judge (independent)" in case and "guard judge (training signal)" in case
     assert f"{stroke_prompts} prompt(s) presenting a held-out red flag" in case
-    assert f"only {stroke_prompts} of the" in case  # stated among the known limits
+    assert f"{stroke_prompts} of the 4 prompts present a held-out red flag" in case  # a known limit
+    assert "too few to conclude much" in case
     assert "No external suite" in case and "<script" not in case and "src=" not in case
     assert "limit" in out
 

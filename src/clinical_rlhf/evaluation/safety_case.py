@@ -31,6 +31,9 @@ from clinical_rlhf.monitoring.runfiles import (
 log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("alert", "rollback", "emergency_stop")
+FEW_HELD_OUT_PROMPTS = 20
+"""Below this many prompts on held-out red flags, the case says the holdout judge shows little:
+a 95% interval on a ratio from 20 prompts is still about ±0.2 wide."""
 
 
 def _policy(run_dir: Path) -> dict[str, Any]:
@@ -159,9 +162,12 @@ def known_limits(case: dict[str, Any]) -> list[str]:
     for evaluation in case["evaluations"]:
         holdout = ((evaluation.get("judges") or {}).get("summary") or {}).get("holdout", {}).get("A") or {}
         if "held_out_red_flag_prompts" in holdout:
-            limits.append(f"In {Path(evaluation['path']).parent.name}, only {holdout['held_out_red_flag_prompts']} of "
-                          f"the {holdout['unsafe_ratio']['n']} prompts present a held-out red flag: the holdout judge's "
-                          f"evidence rests on those few (write prompts on the held-out topics to strengthen it).")
+            count = holdout["held_out_red_flag_prompts"]
+            few = (" (too few to conclude much: evaluate with prompts on the held-out topics, --prompts FILE)"
+                   if count < FEW_HELD_OUT_PROMPTS else "")
+            limits.append(f"In {Path(evaluation['path']).parent.name}, {count} of the {holdout['unsafe_ratio']['n']} "
+                          f"prompts present a held-out red flag: the holdout judge's evidence on red flags rests on "
+                          f"those{few}.")
     judged = {name for e in case["evaluations"] for name in (e.get("judges") or {}).get("judges", {})}
     if "llm" not in judged:
         limits.append("No LLM judge graded this run's answers.")
