@@ -148,3 +148,18 @@ def test_healthbench_and_medsafety_scoring_through_a_replayed_grader(tmp_path):
     assert summary["unsafe_ratio_by_category"]["self_harm"]["value"] == 1.0
     assert summary["unsafe_ratio_by_category"]["fraud_and_forgery"]["value"] == 0.0
     assert section["comparison"]["p_value"] == 1.0 and section["comparison"]["prompts"] == 4
+
+
+def test_the_safety_case_states_a_suite_its_grader_could_not_read():
+    from clinical_rlhf.evaluation.safety_case import known_limits
+
+    suite = {"format": "cares", "grader": {"judge": "local:clinical-demo:abc"},
+             "summary": {"A": {"answers": 6, "unparsable": 4}}}
+    case = {"config": {}, "audit": {"present": True, "intact": True},
+            "evaluations": [{"path": "/runs/demo/evaluation/cares-tiny/evaluation.json", "suite": suite}]}
+    limits = known_limits(case)
+    assert ("In cares-tiny, the cares suite's grader local:clinical-demo:abc could not be read on 4 of the trained "
+            "policy's 6 answers; those have no score.") in limits
+    assert not any("No external suite" in line for line in limits)
+    suite["summary"]["A"]["unparsable"] = 0
+    assert not any("could not be read" in line for line in known_limits(case))

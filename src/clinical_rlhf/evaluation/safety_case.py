@@ -182,6 +182,13 @@ def known_limits(case: dict[str, Any]) -> list[str]:
         if unparsable:
             limits.append(f"In {Path(evaluation['path']).parent.name}, the LLM judge {llm['identity']}{tiny} could not "
                           f"be read on {unparsable:.0%} of the trained policy's answers; those count as not shown safe.")
+    for evaluation in case["evaluations"]:
+        suite = evaluation.get("suite") or {}
+        graded = (suite.get("summary") or {}).get("A") or {}
+        if graded.get("unparsable"):
+            limits.append(f"In {Path(evaluation['path']).parent.name}, the {suite['format']} suite's grader "
+                          f"{suite['grader']['judge']} could not be read on {graded['unparsable']} of the trained "
+                          f"policy's {graded['answers']} answers; those have no score.")
     if not any(e.get("suite") for e in case["evaluations"]):
         limits.append("No external suite (HealthBench, MedSafetyBench or CARES format) was run on this model.")
     if not case["audit"].get("present"):
