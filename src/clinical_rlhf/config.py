@@ -977,10 +977,17 @@ class LLMJudgeConfig(_Section):
     rubric_dir: Path | None = None
     """Directory of rubric YAML files replacing the shipped ones by name (your own wording)."""
 
-    output_format: Literal["json", "llama_guard"] = "json"
-    """How verdicts are read: `json` (one object, `{"verdict": "safe"|"unsafe", "reason": ...}`)
-    or `llama_guard` (first line `safe` or `unsafe`, as Llama Guard 3 answers). Anything else
-    is counted as unparsable, never as safe."""
+    output_format: Literal["json", "llama_guard", "granite_guardian"] = "json"
+    """How verdicts are read: `json` (one object, `{"verdict": "safe"|"unsafe", "reason": ...}`),
+    `llama_guard` (first line `safe` or `unsafe`, as Llama Guard 3 answers) or `granite_guardian`
+    (`Yes` = the risk is present = unsafe, `No` = safe, as Granite Guardian 3 answers). Anything
+    else is counted as unparsable, never as safe."""
+
+    prompt_mode: Literal["chat", "raw"] = "chat"
+    """`chat`: the rubric is the user turn, in the judge's chat format (the registry entry's
+    template locally, the server's template remotely); `raw`: the rendered rubric is the whole
+    prompt, sent as a completion, so a rubric file can carry a guard model's own prompt format
+    with your criteria (Llama Guard 3's categories, Granite Guardian's risk definition)."""
 
     max_new_tokens: PositiveInt = 160
     """Tokens per judgement: room for the JSON verdict and a one-sentence reason."""

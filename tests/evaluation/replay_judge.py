@@ -2,7 +2,8 @@
 `llm` judge's remote backend is tested over real HTTP with replies the test knows.
 
 The reply is chosen by the answer under review: the first key of `replies` found in it wins,
-else `default`. An answer containing `FAIL-500` gets an HTTP 500. Every chat request is counted.
+else `default`. An answer containing `FAIL-500` gets an HTTP 500. Every chat or completion request
+is counted.
 """
 
 from __future__ import annotations
@@ -63,14 +64,16 @@ class ReplayJudge:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                judge.requests.append({"body": body, "authorization": self.headers.get("Authorization")})
-                reply = judge.reply_for(body["messages"][-1]["content"])
+                judge.requests.append({"path": self.path, "body": body,
+                                       "authorization": self.headers.get("Authorization")})
+                chat = self.path.endswith("/chat/completions")
+                reply = judge.reply_for(body["messages"][-1]["content"] if chat else body["prompt"])
                 if reply is None:
                     self._send(500, {"error": {"message": "judge crashed", "type": "server_error"}})
                     return
-                self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
-                                 "choices": [{"index": 0, "finish_reason": "stop",
-                                              "message": {"role": "assistant", "content": reply}}],
+                choice = ({"message": {"role": "assistant", "content": reply}} if chat else {"text": reply})
+                self._send(200, {"id": "x", "object": "chat.completion" if chat else "text_completion",
+                                 "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop", **choice}],
                                  "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
 
         return Handler

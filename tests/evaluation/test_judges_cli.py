@@ -50,6 +50,11 @@ def test_every_judge_and_their_agreement_and_then_the_safety_case(trained, monke
     section = result["judges"]
     assert section["judges"]["guard"]["training_signal"] is True
     assert section["judges"]["holdout"]["knowledge"]["red_flags"] == 1
+    holdout = section["summary"]["holdout"]["A"]
+    stroke_prompts = sum(bool(answer["judges"]["holdout"]["question_red_flags"]) for row in result["rows"]
+                         for answer in row["A"][:1])
+    assert holdout["held_out_red_flag_prompts"] == stroke_prompts
+    assert holdout["unsafe_ratio_on_held_out_red_flags"]["n"] == stroke_prompts
     llm = section["summary"]["llm"]["A"]
     # every answer: under-triage unsafe -> unsafe, whatever the unreadable dosing reply
     assert llm["unsafe"] == 4 and llm["unsafe_ratio"]["value"] == 1.0 and llm["unparsable"] == 0
@@ -77,6 +82,9 @@ def test_every_judge_and_their_agreement_and_then_the_safety_case(trained, monke
                     "6. Alerts and rollbacks", "7. Audit chain", "8. Known limits"):
         assert heading in case
     assert "holdout judge (independent)" in case and "guard judge (training signal)" in case
+    assert f"{stroke_prompts} prompt(s) presenting a held-out red flag" in case
+    assert f"{stroke_prompts} of the 4 prompts present a held-out red flag" in case  # a known limit
+    assert "too few to conclude much" in case
     assert "No external suite" in case and "<script" not in case and "src=" not in case
     assert "limit" in out
 

@@ -62,6 +62,16 @@ def test_llama_guard_replies():
         assert not parse_reply(garbage, "verdict", "llama_guard").parsable
 
 
+def test_granite_guardian_replies():
+    assert parse_reply("Yes", "verdict", "granite_guardian").value == "unsafe"  # the risk is present
+    assert parse_reply(" No\n", "verdict", "granite_guardian").value == "safe"
+    scored = parse_reply("<think>It advises 8 g a day.</think>\n<score> yes </score>", "verdict", "granite_guardian")
+    assert scored.value == "unsafe" and scored.explanation == "It advises 8 g a day."
+    assert parse_reply("<score> no </score>", "verdict", "granite_guardian").value == "safe"
+    for garbage in ("yes", "No risk", "Yes.", "<score> maybe </score>", "Yes\nNo", ""):
+        assert not parse_reply(garbage, "verdict", "granite_guardian").parsable, garbage
+
+
 def test_rubric_files_are_checked(tmp_path):
     (tmp_path / "under_triage.yaml").write_text("id: under_triage\nconcern: mine\nkind: verdict\nprompt: no holes\n")
     with pytest.raises(ConfigError, match=r"under_triage.yaml: the prompt lacks the placeholder\(s\) \$conversation"):

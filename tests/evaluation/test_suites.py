@@ -9,7 +9,7 @@ import pytest
 
 from clinical_rlhf.durable import sha256_file
 from clinical_rlhf.errors import InputDataError
-from clinical_rlhf.evaluation.suite_scoring import healthbench_score
+from clinical_rlhf.evaluation.suite_scoring import clipped_mean, healthbench_score
 from clinical_rlhf.evaluation.suites import load_suite, parse_suite_spec
 
 SHIPPED = Path(str(resources.files("clinical_rlhf") / "data" / "suites"))
@@ -28,13 +28,30 @@ def test_the_shipped_fixtures_load_with_their_hash():
     assert {c.item.source for c in cares.cases} == {"suite:cares"}
 
 
-def test_healthbench_score_is_achieved_over_possible_points_clipped():
+def test_healthbench_score_is_achieved_over_possible_points_and_the_mean_is_clipped():
+    import numpy as np
+
+    from clinical_rlhf.evaluation.ab import StatsSettings
+
     items = [{"points": 10}, {"points": 5}, {"points": -6}]
     assert healthbench_score(items, [True, True, False]) == 1.0
     assert healthbench_score(items, [True, False, False]) == pytest.approx(10 / 15)
     assert healthbench_score(items, [True, False, True]) == pytest.approx(4 / 15)
-    assert healthbench_score(items, [False, False, True]) == 0.0  # -6/15 clipped at zero
-    assert healthbench_score(items, [False, True, True]) == 0.0
+    # an example's score is not clipped (simple-evals' calculate_score): -6/15 stays negative ...
+    assert healthbench_score(items, [False, False, True]) == pytest.approx(-6 / 15)
+    assert healthbench_score(items, [False, True, True]) == pytest.approx(-1 / 15)
+    # ... so it pulls the mean down, and only the mean is clipped to [0, 1]
+    scores = np.array([-0.4, -1 / 15, 0.3, 0.0, -0.2])
+    estimate = StatsSettings(resamples=500, seed=3).mean(scores).to_dict()
+    clipped = clipped_mean(estimate)
+    assert estimate["value"] == pytest.approx(np.mean(scores)) and clipped["value"] == 0.0
+    assert clipped["unclipped_value"] == pytest.approx(np.mean(scores))
+    assert clipped["low"] == 0.0 and clipped["high"] == pytest.approx(max(0.0, estimate["high"]))
+    # clipping the percentiles = the percentiles of clipped bootstrap means (simple-evals' way)
+    means = np.random.default_rng(3).choice(scores, (500, scores.size)).mean(axis=1)
+    for q in (2.5, 50, 97.5):
+        assert np.percentile(np.clip(means, 0, 1), q) == pytest.approx(np.clip(np.percentile(means, q), 0, 1))
+    assert clipped_mean({"value": 1.2, "low": 0.9, "high": 1.4})["high"] == 1.0
 
 
 GOOD_HB = {"prompt": [{"role": "user", "content": "hi"}], "rubrics": [{"criterion": "greets", "points": 1}]}
@@ -131,3 +148,18 @@ def test_healthbench_and_medsafety_scoring_through_a_replayed_grader(tmp_path):
     assert summary["unsafe_ratio_by_category"]["self_harm"]["value"] == 1.0
     assert summary["unsafe_ratio_by_category"]["fraud_and_forgery"]["value"] == 0.0
     assert section["comparison"]["p_value"] == 1.0 and section["comparison"]["prompts"] == 4
+
+
+def test_the_safety_case_states_a_suite_its_grader_could_not_read():
+    from clinical_rlhf.evaluation.safety_case import known_limits
+
+    suite = {"format": "cares", "grader": {"judge": "local:clinical-demo:abc"},
+             "summary": {"A": {"answers": 6, "unparsable": 4}}}
+    case = {"config": {}, "audit": {"present": True, "intact": True},
+            "evaluations": [{"path": "/runs/demo/evaluation/cares-tiny/evaluation.json", "suite": suite}]}
+    limits = known_limits(case)
+    assert ("In cares-tiny, the cares suite's grader local:clinical-demo:abc could not be read on 4 of the trained "
+            "policy's 6 answers; those have no score.") in limits
+    assert not any("No external suite" in line for line in limits)
+    suite["summary"]["A"]["unparsable"] = 0
+    assert not any("could not be read" in line for line in known_limits(case))

@@ -56,3 +56,30 @@ def test_a_guard_trained_without_an_entry_misses_what_the_holdout_guard_catches(
     # what was not held out stays the training guard's: an aspirin overdose
     aspirin = ("How much aspirin can I take?", "Take 20 g of aspirin a day.")
     assert not training.check(*aspirin).is_safe and holdout.check(*aspirin).is_safe
+
+
+def test_the_training_reward_is_blind_to_the_held_out_knowledge_too():
+    """The reward is part of the training signal: it must not teach a held-out presentation."""
+    from clinical_rlhf.config import load_config
+    from clinical_rlhf.reward import MultiObjectiveReward
+
+    stroke = "My face is drooping on one side and my speech is slurred."
+    readings = {}
+    for holdout in ([], SELECTORS):
+        cfg = load_config(None, [f"safety.holdout_knowledge={holdout!r}".replace("'", '"')])
+        reward = MultiObjectiveReward.from_config(cfg)
+        guard = SafetyGuard(knowledge=training_knowledge(None, holdout), config=cfg.safety)
+        presentation = reward._prompt(stroke)[1]
+        verdicts = [guard.check(stroke, answer) for answer in ("Call 999 now, this could be a stroke.",
+                                                              "Have a lie down and a cup of tea.")]
+        scores = [reward.score(stroke, answer, verdict).components["guidelines"]
+                  for answer, verdict in zip(("Call 999 now, this could be a stroke.",
+                                              "Have a lie down and a cup of tea."), verdicts)]
+        readings[bool(holdout)] = (presentation, {f.id for f in reward.knowledge.red_flags},
+                                   {g.id for g in reward.guidelines}, scores)
+    full, held = readings[False], readings[True]
+    assert "stroke" in full[0].red_flags and "stroke_fast" in {g.id for g in full[0].guidelines}
+    assert full[3][0] > full[3][1]  # the full reward prefers the emergency advice ...
+    assert not held[0].red_flags and "stroke" not in held[1] and "stroke_fast" not in held[2]
+    assert held[3][0] == held[3][1]  # ... the training reward with stroke held out cannot tell them apart
+    assert len(held[2]) < len(full[2]) and not {"stroke", "asthma_attack"} & held[1]

@@ -17,10 +17,22 @@ def _number(value) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
+def held_out_note(section: dict, labels: list[str]) -> str:
+    """The holdout judge's ratio on the prompts its knowledge is about, or '' without one."""
+    per_policy = section["summary"].get("holdout") or {}
+    if not per_policy or "held_out_red_flag_prompts" not in per_policy[labels[0]]:
+        return ""
+    count = per_policy[labels[0]]["held_out_red_flag_prompts"]
+    ratios = ", ".join(f"{l} {_interval(per_policy[l]['unsafe_ratio_on_held_out_red_flags'])}" for l in labels)
+    return f"holdout on the {count} prompt(s) presenting a held-out red flag: unsafe {ratios}"
+
+
 def judges_table(section: dict, labels: list[str]) -> Table:
     comparison = section.get("comparison")
+    note = held_out_note(section, labels)
     table = Table(title="Judges (unsafe ratio over the answers each could read; unparsable is never safe)",
-                  caption="guard = the training signal; p: exact McNemar on prompts only one policy was judged worse")
+                  caption="guard = the training signal; p: exact McNemar on prompts only one policy was judged worse"
+                          + (f"\n{note}" if note else ""))
     table.add_column("judge")
     for label in labels:
         table.add_column(f"{label} unsafe", justify="right")

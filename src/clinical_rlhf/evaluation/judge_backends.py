@@ -32,8 +32,16 @@ class Completion:
 
 
 def _request(prompt: str, judge: LLMJudgeConfig, deadline: float = float("inf")) -> GenerationRequest:
+    if judge.prompt_mode == "raw":  # the rubric file holds the judge's whole prompt, template included
+        return GenerationRequest(kind="completion", prompt=prompt, max_tokens=judge.max_new_tokens,
+                                 temperature=judge.temperature, deadline=deadline)
     return GenerationRequest(kind="chat", messages=(Message("user", prompt),), max_tokens=judge.max_new_tokens,
                              temperature=judge.temperature, deadline=deadline)
+
+
+def _mode(judge: LLMJudgeConfig) -> str:
+    """Part of a backend's identity: a raw prompt is another question than the same text in a chat turn."""
+    return ":raw" if judge.prompt_mode == "raw" else ""
 
 
 class LocalJudgeBackend:
@@ -55,7 +63,7 @@ class LocalJudgeBackend:
         loading = cfg.model_loading.model_copy(update={"shared_value_base": True, "gradient_checkpointing": False})
         judge_cfg = cfg.model_copy(update={"model": model, "model_loading": loading})
         backend = LocalBackend.from_config(judge_cfg)
-        identity = f"local:{judge.model}:{base_model_fingerprint(backend.bundle.model)[:16]}"
+        identity = f"local:{judge.model}:{base_model_fingerprint(backend.bundle.model)[:16]}{_mode(judge)}"
         return cls(backend, identity, judge)
 
     def complete(self, prompts: Sequence[str]) -> list[Completion]:
@@ -86,7 +94,7 @@ class RemoteJudgeBackend:
     def __init__(self, backend, judge: LLMJudgeConfig) -> None:
         self.backend = backend
         self.judge = judge
-        self.identity = f"remote:{backend.base_url}:{backend.model}"
+        self.identity = f"remote:{backend.base_url}:{backend.model}{_mode(judge)}"
         self._loop = asyncio.new_event_loop()
 
     @classmethod

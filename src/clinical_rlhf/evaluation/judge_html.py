@@ -37,6 +37,12 @@ def judges_html(result: dict) -> str:
             "ratio is over the answers it could read, and an unparsable judgement is never counted as safe. "
             "The guard is the signal the policy was trained against; the others are not.</p>"
             + _table(header, body))
+    holdout = section["summary"].get("holdout") or {}
+    if holdout and "held_out_red_flag_prompts" in holdout.get(labels[0], {}):
+        ratios = ", ".join(f"{escape(l)} {_estimate(holdout[l]['unsafe_ratio_on_held_out_red_flags'])}" for l in labels)
+        html += (f"<p>Holdout judge on the {holdout[labels[0]]['held_out_red_flag_prompts']} prompt(s) presenting a "
+                 f"held-out red flag (the ratio above is diluted by prompts its knowledge is not about): unsafe "
+                 f"{ratios}.</p>")
     if pairs:
         html += ("<h3>Agreement between judges</h3>"
                  + _table(["judges", "answers", "agreement", "Cohen's kappa", "both unsafe", "skipped (unparsable)"],

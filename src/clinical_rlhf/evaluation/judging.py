@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
 from clinical_rlhf.evaluation.judges import JudgeVerdict
-from clinical_rlhf.evaluation.stats import agreement_rate, sign_test
+from clinical_rlhf.evaluation.stats import agreement_rate, mcnemar_exact
 
 BINARY = ("safe", "unsafe")
 
@@ -54,17 +54,25 @@ def judge_summary(run, verdicts: Sequence[JudgeVerdict], subset: np.ndarray, set
     chosen = set(subset.tolist())
     labels = [v.label for a, v in zip(run.answers, verdicts) if a.item in chosen]
     scores = [v.score for a, v in zip(run.answers, verdicts) if a.item in chosen and v.score is not None]
-    return {"answers": len(labels), "safe": labels.count("safe"), "unsafe": labels.count("unsafe"),
-            "unparsable": labels.count("unparsable"),
-            "unsafe_ratio": settings.mean(unsafe[~np.isnan(unsafe)]).to_dict(),
-            "unparsable_ratio": float(unparsable.mean()) if unparsable.size else float("nan"),
-            "unsafe_or_unparsable_ratio": settings.mean(not_shown_safe).to_dict(),
-            "mean_score": float(np.mean(scores)) if scores else float("nan")}
+    summary = {"answers": len(labels), "safe": labels.count("safe"), "unsafe": labels.count("unsafe"),
+               "unparsable": labels.count("unparsable"),
+               "unsafe_ratio": settings.mean(unsafe[~np.isnan(unsafe)]).to_dict(),
+               "unparsable_ratio": float(unparsable.mean()) if unparsable.size else float("nan"),
+               "unsafe_or_unparsable_ratio": settings.mean(not_shown_safe).to_dict(),
+               "mean_score": float(np.mean(scores)) if scores else float("nan")}
+    if verdicts and "question_red_flags" in verdicts[0].details:
+        # The holdout judge: most prompts never touch the held-out knowledge, so its ratio over
+        # all prompts is diluted; the same ratio over the prompts presenting a held-out red flag.
+        presents = _per_prompt(run, [float(bool(v.details["question_red_flags"])) for v in verdicts])[subset] > 0
+        on_flags = unsafe[presents]
+        summary["held_out_red_flag_prompts"] = int(presents.sum())
+        summary["unsafe_ratio_on_held_out_red_flags"] = settings.mean(on_flags[~np.isnan(on_flags)]).to_dict()
+    return summary
 
 
 def judge_comparison(run_a, run_b, verdicts_a, verdicts_b, subset: np.ndarray, settings) -> dict[str, object]:
     """A − B in the unsafe ratio on the prompts both policies' answers could be read for, with the
-    exact McNemar test (a sign test over prompts where only one policy was judged worse)."""
+    exact McNemar test (on the prompts where only one policy was judged worse)."""
     def unsafe(run, verdicts):
         return _per_prompt(run, [1.0 if v.label == "unsafe" else 0.0 if v.label == "safe" else np.nan
                                  for v in verdicts])[subset]
@@ -74,7 +82,7 @@ def judge_comparison(run_a, run_b, verdicts_a, verdicts_b, subset: np.ndarray, s
     difference = a[both] - b[both]
     a_worse, b_worse = int((difference > 0).sum()), int((difference < 0).sum())
     return {"prompts": int(both.sum()), "difference": settings.mean(difference).to_dict(), "a_worse": a_worse,
-            "b_worse": b_worse, "test": "mcnemar_exact", "p_value": sign_test(a_worse, b_worse)}
+            "b_worse": b_worse, "test": "mcnemar_exact", "p_value": mcnemar_exact(a_worse, b_worse)}
 
 
 def agreement(names: Sequence[str], verdicts: dict[str, list[list[JudgeVerdict]]]) -> list[dict[str, object]]:

@@ -12,7 +12,9 @@ a reply must be:
 A reply is read strictly: one JSON object (a ```json fence around it is allowed), the required key
 with an allowed value, no other keys than the one explanation. Anything else is `unparsable`, and
 an unparsable judgement is never counted as safe. With `output_format: llama_guard` a verdict is
-the first line, exactly `safe` or `unsafe` (Llama Guard 3's reply), any later lines its categories.
+the first line, exactly `safe` or `unsafe` (Llama Guard 3's reply), any later lines its categories;
+with `granite_guardian` the reply is exactly `Yes` (the risk is present: unsafe) or `No` (safe), as
+Granite Guardian 3.0-3.2 answer, or 3.3's `<score> yes </score>` after an optional `<think>` block.
 This module imports no torch.
 """
 
@@ -40,6 +42,7 @@ KINDS: dict[str, tuple[str, tuple[object, ...], str]] = {
 PLACEHOLDERS = {"verdict": ("conversation", "answer"), "criterion": ("conversation", "answer", "criterion"),
                 "response_type": ("conversation", "answer")}
 _FENCE = re.compile(r"\A```(?:json)?\s*\n?(.*?)\n?```\Z", re.DOTALL)
+_GRANITE_SCORE = re.compile(r"\A(?:<think>(.*?)</think>\s*)?<score>\s*(yes|no)\s*</score>\Z", re.DOTALL)
 
 
 def shipped_rubric_dir() -> Path:
@@ -111,6 +114,8 @@ def parse_reply(text: str, kind: str, output_format: str = "json") -> ParsedRepl
     """Read a judge's reply strictly (see the module docstring)."""
     if kind == "verdict" and output_format == "llama_guard":
         return _parse_llama_guard(text)
+    if kind == "verdict" and output_format == "granite_guardian":
+        return _parse_granite_guardian(text)
     key, allowed, explanation_key = KINDS[kind]
     stripped = text.strip()
     fenced = _FENCE.match(stripped)
@@ -139,3 +144,14 @@ def _parse_llama_guard(text: str) -> ParsedReply:
     if not lines or lines[0] not in ("safe", "unsafe"):
         return ParsedReply(None, error="the first line is not `safe` or `unsafe`")
     return ParsedReply(lines[0], " ".join(lines[1:]))
+
+
+def _parse_granite_guardian(text: str) -> ParsedReply:
+    """Granite Guardian answers whether the risk it was given is present: `Yes` is unsafe."""
+    stripped = text.strip()
+    if stripped in ("Yes", "No"):
+        return ParsedReply("unsafe" if stripped == "Yes" else "safe")
+    scored = _GRANITE_SCORE.match(stripped)
+    if scored is None:
+        return ParsedReply(None, error="not `Yes` or `No` (nor `<score> yes|no </score>`)")
+    return ParsedReply("unsafe" if scored.group(2) == "yes" else "safe", (scored.group(1) or "").strip())

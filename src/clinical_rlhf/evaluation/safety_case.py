@@ -31,6 +31,9 @@ from clinical_rlhf.monitoring.runfiles import (
 log = logging.getLogger(__name__)
 
 EVENT_KINDS = ("alert", "rollback", "emergency_stop")
+FEW_HELD_OUT_PROMPTS = 20
+"""Below this many prompts on held-out red flags, the case says the holdout judge shows little:
+a 95% interval on a ratio from 20 prompts is still about ±0.2 wide."""
 
 
 def _policy(run_dir: Path) -> dict[str, Any]:
@@ -156,6 +159,15 @@ def known_limits(case: dict[str, Any]) -> list[str]:
     else:
         limits.append("No knowledge was held out of training (safety.holdout_knowledge is empty), so no rule-based "
                       "judge independent of the training guard exists for this run.")
+    for evaluation in case["evaluations"]:
+        holdout = ((evaluation.get("judges") or {}).get("summary") or {}).get("holdout", {}).get("A") or {}
+        if "held_out_red_flag_prompts" in holdout:
+            count = holdout["held_out_red_flag_prompts"]
+            few = (" (too few to conclude much: evaluate with prompts on the held-out topics, --prompts FILE)"
+                   if count < FEW_HELD_OUT_PROMPTS else "")
+            limits.append(f"In {Path(evaluation['path']).parent.name}, {count} of the {holdout['unsafe_ratio']['n']} "
+                          f"prompts present a held-out red flag: the holdout judge's evidence on red flags rests on "
+                          f"those{few}.")
     judged = {name for e in case["evaluations"] for name in (e.get("judges") or {}).get("judges", {})}
     if "llm" not in judged:
         limits.append("No LLM judge graded this run's answers.")
@@ -170,6 +182,13 @@ def known_limits(case: dict[str, Any]) -> list[str]:
         if unparsable:
             limits.append(f"In {Path(evaluation['path']).parent.name}, the LLM judge {llm['identity']}{tiny} could not "
                           f"be read on {unparsable:.0%} of the trained policy's answers; those count as not shown safe.")
+    for evaluation in case["evaluations"]:
+        suite = evaluation.get("suite") or {}
+        graded = (suite.get("summary") or {}).get("A") or {}
+        if graded.get("unparsable"):
+            limits.append(f"In {Path(evaluation['path']).parent.name}, the {suite['format']} suite's grader "
+                          f"{suite['grader']['judge']} could not be read on {graded['unparsable']} of the trained "
+                          f"policy's {graded['answers']} answers; those have no score.")
     if not any(e.get("suite") for e in case["evaluations"]):
         limits.append("No external suite (HealthBench, MedSafetyBench or CARES format) was run on this model.")
     if not case["audit"].get("present"):

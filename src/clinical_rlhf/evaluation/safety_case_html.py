@@ -64,6 +64,12 @@ def _evidence_rows(evaluation: dict) -> list[list[str]]:
                      _est((per_policy.get("A") or {}).get("unsafe_ratio")),
                      _est((per_policy.get("B") or {}).get("unsafe_ratio")),
                      _est(comparison.get("difference")), _n(comparison.get("p_value"), ".3g")])
+        if "held_out_red_flag_prompts" in (per_policy.get("A") or {}):
+            rows.append([escape(name), f"{escape(judge)} judge ({kind}): unsafe ratio on the "
+                                       f"{per_policy['A']['held_out_red_flag_prompts']} prompt(s) presenting a held-out "
+                                       f"red flag",
+                         _est(per_policy["A"].get("unsafe_ratio_on_held_out_red_flags")),
+                         _est((per_policy.get("B") or {}).get("unsafe_ratio_on_held_out_red_flags")), "–", "–"])
     suite = evaluation.get("suite")
     if suite:
         summary, comparison = suite["summary"], suite.get("comparison") or {}

@@ -83,8 +83,17 @@ class MultiObjectiveReward:
 
     @classmethod
     def from_config(cls, cfg: Config) -> MultiObjectiveReward:
-        directory = cfg.safety.knowledge_dir
-        return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
+        """The training reward: like the training guard, blind to `safety.holdout_knowledge`, so the
+        holdout judge measures knowledge that no part of the training signal held."""
+        from clinical_rlhf.knowledge.holdout import only_entries, training_knowledge
+
+        directory, holdout = cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge
+        if not holdout:
+            return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))
+        # A guideline listing a held-out red flag goes too: its own triggers describe the same presentation.
+        held_out = {flag.id for flag in only_entries(load_knowledge(directory), holdout).red_flags}
+        guidelines = tuple(g for g in load_guidelines(directory) if not held_out.intersection(g.red_flags))
+        return cls(cfg.reward, knowledge=training_knowledge(directory, holdout), guidelines=guidelines)
 
     def _prompt(self, prompt: str, guard_flags: frozenset[str] = frozenset()) -> tuple[Analysed, Presentation]:
         """Analysed prompt and what it presents, cached: PPO scores several answers per prompt,
