@@ -8,9 +8,10 @@ answers of up to 96 tokens, mini-batches of 16, 4 PPO epochs, one torch thread) 
 source tree first on `PYTHONPATH`. Against a baseline both sides load one and the same built
 demo model (`--model`, default: the demo model's cache, `clinical-rlhf build-demo-model`), since
 each revision would otherwise build its own; alone, the run uses (or builds) the demo model as
-`clinical-rlhf train` does. The sides run
-one after the other in alternating order (A B, B A, ...) for `--rounds` rounds, so a change of
-load on a shared machine hits both alike. `time/update` of every iteration after the first (the
+`clinical-rlhf train` does. Only the evaluation is cut to one prompt (`training.eval_size=1`),
+and `safety.max_unsafe_ratio` is pinned to the demo's 0.6 (older revisions' demo config lacks it).
+The sides run one after the other in alternating order (A B, B A, ...) for `--rounds` rounds, so a
+change of load on a shared machine hits both alike. `time/update` of every iteration after the first (the
 first warms up) is read back from the run's `metrics.jsonl`; the table gives medians with their
 range, and the ratio is the median of the per-round ratios of medians. Both sides sample their
 own rollouts with the same seed, so the answers (and their lengths) may differ slightly when the
