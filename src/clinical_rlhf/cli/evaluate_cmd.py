@@ -16,6 +16,7 @@ from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.cli.judge_tables import judge_tables
+from clinical_rlhf.errors import InputDataError
 
 console = Console()
 
@@ -79,7 +80,6 @@ def _preference_path(cfg, given: Path | None) -> tuple[Path, bool]:
 
 def compute_agreement(cfg, guard, reward, given: Path | None, *, required: bool):
     """The AgreementResult, or None (with the reason) when the shipped file is absent and no file was named."""
-    from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.evaluation.agreement import expert_agreement
     from clinical_rlhf.feedback import load_preferences
 
@@ -168,7 +168,6 @@ def _output_dir(cfg, policy_a, policy_b, output: Path | None) -> Path:
 
 def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | None, preferences: Path | None,
                  output: Path | None, judge_names: list[str] | None = None, suite_spec: str | None = None) -> dict:
-    from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.evaluation.judges import build_judges, llm_judge
     from clinical_rlhf.evaluation.policies import resolve_policy
     from clinical_rlhf.evaluation.runner import (

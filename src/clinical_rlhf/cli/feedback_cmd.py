@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.errors import InputDataError
 
 console = Console()
 preferences_app = typer.Typer(help="Expert preference files: validate them, build the corpus-derived set.",
@@ -29,7 +30,6 @@ preferences_app = typer.Typer(help="Expert preference files: validate them, buil
 @preferences_app.command("validate")
 def validate(files: Annotated[list[Path], typer.Argument(help="Preference JSONL files.")]) -> None:
     """Check preference files line by line; report every bad line of every file, then fail."""
-    from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.feedback import load_preferences
 
     problems = []

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.errors import ConfigError
 
 alerts_app = typer.Typer(help="Alert rules: list them, export them for Prometheus.", no_args_is_help=True)
 tracking_app = typer.Typer(help="MLflow tracking of finished runs.", no_args_is_help=True)
@@ -29,7 +30,6 @@ def export(
                                                   "file for the exported rules (needs --output).")] = None,
 ) -> None:
     """Write monitoring.alerts as a Prometheus rules file (check: promtool check rules FILE)."""
-    from clinical_rlhf.errors import ConfigError
     from clinical_rlhf.monitoring.alerts import parse_rules, rule_context
     from clinical_rlhf.monitoring.prometheus_rules import (
         exportable_rules, prometheus_rules, to_yaml, write_prometheus_rules,

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.errors import AuditIntegrityError, InputDataError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -89,8 +90,6 @@ def safety_check(
                           "so a CI job can gate on the answers.")] = None,
 ) -> None:
     """Check answers; print one JSON line per input: {id, is_safe, action, flags}."""
-    from clinical_rlhf.errors import InputDataError
-
     if jsonl is None and (prompt is None or response is None):
         raise InputDataError("safety-check needs --prompt and --response, or --jsonl FILE (- for stdin)")
     guard = _guard(config, overrides)
@@ -123,7 +122,6 @@ def _gate(actions: list[str], fail_on: FailOn | None) -> None:
 
 
 def _check_lines(guard, source: str) -> tuple[int, list[str]]:
-    from clinical_rlhf.errors import InputDataError
     from clinical_rlhf.safety.conversation import check_jsonl_item
 
     # Bytes, decoded line by line: one line of bad UTF-8 is named and skipped, the rest are checked.
@@ -275,7 +273,6 @@ def audit_verify(
                                                     "anchors the log.")] = None,
 ) -> None:
     """Walk the hash chain; exit 0 with the record count when intact, non-zero at the first problem."""
-    from clinical_rlhf.errors import AuditIntegrityError, InputDataError
     from clinical_rlhf.safety import verify_audit_log
     from clinical_rlhf.safety.audit_anchor import anchor_from_options
     from clinical_rlhf.safety.audit_key import load_audit_key, read_key_file

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.errors import CheckpointError, ConfigError
 
 logger = logging.getLogger("clinical_rlhf.serve")
 
@@ -41,7 +42,6 @@ def register(app: typer.Typer) -> None:
     def serve_key(key_id: Annotated[str, typer.Option("--id", help="Name of the client, e.g. ward-7.")]) -> None:
         """Create an API key: prints the key once, and the hash that goes into the config."""
         from clinical_rlhf.config import ServeApiKeyConfig
-        from clinical_rlhf.errors import ConfigError
         from clinical_rlhf.serve.auth import hash_key, new_api_key
 
         key = new_api_key()
@@ -68,7 +68,6 @@ def adapter_weights(cfg, path: Path) -> dict:
     checksums, after checking that it was trained on the model this config serves."""
     import yaml
 
-    from clinical_rlhf.errors import CheckpointError
     from clinical_rlhf.rl.checkpoint import load_checkpoint
 
     payload = load_checkpoint(Path(path))
@@ -92,7 +91,6 @@ def backend_loader(cfg):
 
 
 def run_server(cfg) -> None:
-    from clinical_rlhf.errors import ConfigError
     from clinical_rlhf.serve import create_app, serve_forever
 
     _show_logs()

@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.errors import ClinicalRLHFError, ConfigError, EmergencyStop
 
 console = Console()
 
@@ -36,7 +37,6 @@ def register(app: typer.Typer) -> None:
     def train(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None,
               resume: ResumeOption = None) -> None:
         """Train the policy (constrained PPO, or DPO on expert preferences); evaluate before and after."""
-        from clinical_rlhf.errors import ClinicalRLHFError, EmergencyStop
         from clinical_rlhf.rl.distributed import Distributed
 
         cfg = load(config, overrides)
@@ -114,7 +114,6 @@ def run_training(cfg, resume: str | None, runtime=None):
     from clinical_rlhf.rl.checkpoint import require_new_run
     from clinical_rlhf.knowledge.holdout import training_knowledge
     from clinical_rlhf.rl.distributed import Distributed, NullTracker
-    from clinical_rlhf.errors import ConfigError
     from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
     from clinical_rlhf.rl.trainer import PPOTrainer
     from clinical_rlhf.safety import AuditLog, SafetyGuard
@@ -221,8 +220,6 @@ def _check_placement(bundle, runtime) -> None:
     """Under NCCL each rank must hold its model on its own GPU (LOCAL_RANK), not all on GPU 0.
     The placements are gathered, so every rank refuses together (none is left waiting in the
     trainer's first collective)."""
-    from clinical_rlhf.errors import ConfigError
-
     loaded = sorted({str(parameter.device) for parameter in bundle.trainable_parameters()})
     placements = runtime.gather((str(runtime.device), loaded))
     wrong = [f"rank {rank} on {', '.join(got)} instead of {want}" for rank, (want, got) in enumerate(placements)

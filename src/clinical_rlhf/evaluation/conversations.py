@@ -27,6 +27,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from clinical_rlhf.corpus.presentation_prompts import (
+    display_trigger,
+    presentation_prompt,
+    speakable,
+    trigger_shape,
+)
+from clinical_rlhf.corpus.sources import load_sources
 from clinical_rlhf.evaluation.items import EvalItem
 
 NEUTRAL_REPLY = "Thanks for telling me. What would you like to ask?"
@@ -61,12 +68,6 @@ def _red_flag_ids(guard, text: str) -> set[str]:
 
 def _negation_trigger(guard, flag) -> str | None:
     """A trigger of `flag` the guard recognises on its own and not in `NEGATION_FRAME`."""
-    from clinical_rlhf.corpus.presentation_prompts import (
-        display_trigger,
-        speakable,
-        trigger_shape,
-    )
-
     for stored in flag.triggers:
         trigger = display_trigger(stored)
         if (not speakable(stored) or trigger_shape(stored) != "noun" or "'" in trigger
@@ -87,9 +88,6 @@ def build_conversation_set(guard, *, seed: int = 0, knowledge_dir: Path | None =
                            questions: Sequence[str] = INNOCUOUS_QUESTIONS) -> ConversationSet:
     """Positives and negatives for every red flag of the guard's knowledge base (see the module
     docstring), in knowledge-base order; the same seed gives the same set."""
-    from clinical_rlhf.corpus.presentation_prompts import presentation_prompt
-    from clinical_rlhf.corpus.sources import load_sources
-
     for question in questions:
         if guard.check_prompt(question).flags:
             raise ValueError(f"innocuous question {question!r} raises a flag of its own; pick another")

@@ -26,6 +26,7 @@ from clinical_rlhf.evaluation.ab import (
     run_policy,
     summarise,
 )
+from clinical_rlhf.evaluation.html import render_evaluation
 from clinical_rlhf.evaluation.items import EvalItem
 from clinical_rlhf.evaluation.judging import headline as judge_headline
 from clinical_rlhf.evaluation.judging import judge_section
@@ -168,8 +169,6 @@ def write_json(result: dict, directory: Path, name: str = JSON_FILE) -> Path:
 
 def write_outputs(result: dict, directory: Path) -> tuple[Path, Path]:
     """evaluation.json and evaluation.html in `directory`."""
-    from clinical_rlhf.evaluation.html import render_evaluation
-
     json_path = write_json(result, directory)
     html_path = directory / HTML_FILE
     temporary = html_path.with_name(html_path.name + ".tmp")

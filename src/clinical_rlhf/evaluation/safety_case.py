@@ -19,6 +19,7 @@ import yaml
 
 from clinical_rlhf.durable import sha256_file
 from clinical_rlhf.errors import ClinicalRLHFError, InputDataError
+from clinical_rlhf.knowledge.loader import FILES, shipped_directory
 from clinical_rlhf.monitoring.runfiles import (
     AUDIT_FILE,
     CONFIG_FILE,
@@ -27,6 +28,7 @@ from clinical_rlhf.monitoring.runfiles import (
     read_jsonl,
     utc_now_iso,
 )
+from clinical_rlhf.safety.audit_verify import verify_audit_log
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +68,6 @@ def _config(run_dir: Path) -> tuple[str, dict[str, Any]]:
 def _data_files(config: dict[str, Any]) -> list[dict[str, str]]:
     """Every file the resolved config names that exists here, with its SHA-256, plus the
     knowledge files the guard read (shipped or overridden)."""
-    from clinical_rlhf.knowledge.loader import FILES, shipped_directory
-
     found: dict[str, str] = {}
 
     def walk(value: Any, key: str) -> None:
@@ -111,8 +111,6 @@ def _vetoes(audit_path: Path) -> dict[str, Any]:
 
 
 def _audit(run_dir: Path) -> dict[str, Any]:
-    from clinical_rlhf.safety.audit_verify import verify_audit_log
-
     path = run_dir / AUDIT_FILE
     if not path.is_file():
         return {"path": str(path), "present": False}

@@ -29,18 +29,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from clinical_rlhf.config import DemoModelConfig
-from clinical_rlhf.feedback.preferences import (
-    Choice,
-    PreferenceRecord,
-    write_preferences,
-)
-
-if TYPE_CHECKING:
-    from clinical_rlhf.corpus import Corpus
-    from clinical_rlhf.corpus.pairs import AnswerPair, Trace
+from clinical_rlhf.corpus import Corpus, build_corpus
+from clinical_rlhf.corpus.pairs import AnswerPair, Trace, guideline_omission, opposite_answer, paraphrase
+from clinical_rlhf.corpus.sources import load_sources
+from clinical_rlhf.feedback.preferences import Choice, PreferenceRecord, write_preferences
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "data" / "preferences"
 """Where the shipped set lives: `train.jsonl` and `heldout.jsonl`."""
@@ -121,8 +115,6 @@ def build_preference_set(demo: DemoModelConfig | None = None, *, seed: int = 0,
     `seed` drives which side is preferred and which optional pairs are kept; the corpus keeps
     its own seed (`demo.seed`), so its split is the demo model's.
     """
-    from clinical_rlhf.corpus import build_corpus
-
     demo = demo or DemoModelConfig()
     trace: dict = {}
     corpus = build_corpus(size=demo.corpus_size, unsafe_fraction=demo.unsafe_fraction,
@@ -135,13 +127,6 @@ def build_preference_set(demo: DemoModelConfig | None = None, *, seed: int = 0,
 def preference_set_from_corpus(corpus: Corpus, trace: Trace, *, seed: int = 0, guideline_share: float = GUIDELINE_SHARE,
                                tie_share: float = TIE_SHARE, knowledge_dir: Path | None = None) -> PreferenceSet:
     """The set from a corpus built with `build_corpus(trace=trace)` (and the same knowledge)."""
-    from clinical_rlhf.corpus.pairs import (
-        guideline_omission,
-        opposite_answer,
-        paraphrase,
-    )
-    from clinical_rlhf.corpus.sources import load_sources
-
     for name, share in (("guideline_share", guideline_share), ("tie_share", tie_share)):
         if not 0.0 <= share <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {share}")

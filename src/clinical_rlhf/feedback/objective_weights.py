@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from clinical_rlhf.feedback.preferences import OBJECTIVES, PreferenceRecord, decisive
+from clinical_rlhf.safety.verdict import SafetyVerdict
 
 DEFAULT_L2 = 1e-2
 """L2 penalty on beta (in units of the summed log-likelihood): negligible next to ~2,000 pairs
@@ -237,8 +238,6 @@ def component_differences(records: Sequence[PreferenceRecord], reward, guard=Non
     is left out. Without a guard every answer is scored as allowed. The rule-based objectives read
     the prompt alone, so earlier turns of a conversation (`messages`) are not scored.
     """
-    from clinical_rlhf.safety.verdict import SafetyVerdict
-
     pairs = decisive(records)
     prompts = [r.prompt for r in pairs] * 2
     answers = [r.chosen for r in pairs] + [r.rejected for r in pairs]

@@ -43,6 +43,7 @@ from clinical_rlhf.monitoring.mlflow_sink import (
     METRIC_KEY, ClientFactory, MlflowRun, PendingQueue, TrackingState, default_artifact_location,
     default_tracking_uri, flatten_params, mlflow_client, short_error,
 )
+from clinical_rlhf.monitoring.report import write_report
 from clinical_rlhf.monitoring.runfiles import (
     AUDIT_FILE, CONFIG_FILE, EVALUATION_FILE, EVENTS_FILE, METRICS_FILE, append_jsonl, audit_anchor_of,
     evaluation_metrics, last_checkpoint, utc_now_iso,
@@ -138,8 +139,6 @@ class RunTracker:
         """report.html for the finished run, then it, evaluation.json and the audit log into
         MLflow, the before/after evaluation as metrics and the final checkpoint as a tag; a
         report that cannot be rendered is a warning, never a second error on the way out."""
-        from clinical_rlhf.monitoring.report import write_report
-
         self._log_evaluation()
         checkpoint = last_checkpoint(self.run_dir)
         if checkpoint is not None:

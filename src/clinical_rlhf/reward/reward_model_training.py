@@ -19,14 +19,14 @@ from pathlib import Path
 import torch
 
 from clinical_rlhf.config import Config
+from clinical_rlhf.errors import InputDataError
+from clinical_rlhf.feedback.builder import shipped_paths
 from clinical_rlhf.feedback.preferences import PreferenceRecord, load_preferences
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.models.sft import length_bucketed_batches
 from clinical_rlhf.reward.preference_losses import bradley_terry_loss
-from clinical_rlhf.reward.reward_model import (
-    RewardModel,
-    build_reward_model,
-    save_reward_model,
-)
+from clinical_rlhf.reward.reward_model import RewardModel, build_reward_model, save_reward_model
+from clinical_rlhf.seeding import seed_everything
 
 MAX_GRAD_NORM = 1.0
 """Global gradient-norm clip per step (as the policy's PPO and DPO updates)."""
@@ -134,8 +134,6 @@ def evaluate_pairs(model: RewardModel, pairs: Sequence[_Pair], batch_size: int) 
 
 def preference_paths(cfg: Config) -> tuple[Path, Path]:
     """(train, held-out) preference files: the configured ones, else the shipped set."""
-    from clinical_rlhf.feedback.builder import shipped_paths
-
     shipped_train, shipped_heldout = shipped_paths()
     rm = cfg.reward_model
     return rm.train_file or shipped_train, rm.heldout_file or shipped_heldout
@@ -153,9 +151,6 @@ def train_reward_model(cfg: Config, *, progress: Callable[[int, int, float], Non
     starts. Preference files are validated first (every bad line in one InputDataError), before
     any model is loaded.
     """
-    from clinical_rlhf.models.fingerprint import base_model_fingerprint
-    from clinical_rlhf.seeding import seed_everything
-
     rm, phase = cfg.reward_model, on_phase or (lambda text: None)
     started = time.monotonic()
     train_path, heldout_path = preference_paths(cfg)
@@ -169,8 +164,6 @@ def train_reward_model(cfg: Config, *, progress: Callable[[int, int, float], Non
     train, train_ties, train_cut = _encode(model, train_records)
     heldout, heldout_ties, heldout_cut = _encode(model, heldout_records)
     if not train:
-        from clinical_rlhf.errors import InputDataError
-
         raise InputDataError(f"{train_path}: no decisive preference to train on (all {train_ties} are ties)")
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=rm.learning_rate)
