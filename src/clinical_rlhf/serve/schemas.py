@@ -87,12 +87,19 @@ class _Sampling(_Body):
     seed: int | None = None
     """Accepted and ignored: requests arriving together are sampled as one batch, so a seed could not
     make one request's answer reproducible. Send `temperature: 0` for a repeatable (greedy) answer."""
-    logprobs: Literal[False] | None = None
+    logprobs: bool | None = None
     """Only `false`: token log-probabilities are not returned."""
     presence_penalty: float | None = None
     """Only 0 (no penalty), the sampling PPO trained with."""
     frequency_penalty: float | None = None
     """Only 0 (no penalty), the sampling PPO trained with."""
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | None) -> bool | None:
+        if value:
+            raise ValueError("only false is supported (this server does not return token log-probabilities)")
+        return value
 
     @field_validator("presence_penalty", "frequency_penalty")
     @classmethod
