@@ -181,16 +181,25 @@ def http_results() -> list[Result]:
     """Bad requests to the real app (the model never loads: validation and limits come first)."""
     import logging
 
+    def no_model():
+        raise RuntimeError("no model in the bad-input matrix")
+
+    serve_logger = logging.getLogger("clinical_rlhf.serve")
+    level_before = serve_logger.level
+    serve_logger.setLevel(logging.CRITICAL)  # "the model could not be loaded"; restored below
+    try:
+        return _http_results(no_model)
+    finally:
+        serve_logger.setLevel(level_before)
+
+
+def _http_results(no_model: Callable[[], object]) -> list[Result]:
     from fastapi.testclient import TestClient
 
     from clinical_rlhf.config import load_config
     from clinical_rlhf.serve import create_app, hash_key
     from clinical_rlhf.serve.schemas import MAX_TEXT_CHARS
 
-    def no_model():
-        raise RuntimeError("no model in the bad-input matrix")
-
-    logging.getLogger("clinical_rlhf.serve").setLevel(logging.CRITICAL)  # "the model could not be loaded"
     with tempfile.TemporaryDirectory() as runs:
         cfg = load_config(None, [f"training.runs_dir={runs}", "serve.max_body_bytes=200000",
                                  f'serve.api_keys=[{{id: ward, sha256: "{hash_key(KEY)}"}}]'])

@@ -8,6 +8,8 @@ import sys
 import pytest
 import yaml
 
+from clinical_rlhf.monitoring.runfiles import read_metrics
+
 PROMPTS = ["I have chest pain and sweating, what should I do?", "How much paracetamol can I take in a day?",
            "Can I take ibuprofen with warfarin?", "My child has a fever and a rash, is that serious?"]
 
@@ -56,8 +58,9 @@ def test_train_resume_and_refusal_to_overwrite(tmp_path, tiny_gpt2_dir):
 
     longer = train(config, "--set", "training.num_iterations=3", "--resume", "auto")
     assert longer.returncode == 0, longer.stderr[-2000:]
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == [1, 2, 3]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in records] == [1, 2, 2, 3]  # the resume mark sits before iteration 3
+    assert records[2]["resumed_from"] == 2 and [step for step, _ in read_metrics(run_dir)] == [1, 2, 3]
     assert json.loads((run_dir / "evaluation.json").read_text())["before"] == evaluation["before"]
 
 
