@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
+from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
 from clinical_rlhf.safety import SafetyGuard, compiled
 
@@ -195,7 +196,8 @@ def main() -> int:
         parser.error("--limit must be a positive number of CPU seconds")
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})  # one core; children inherit it
-    guard = SafetyGuard()
+    # read every size in full, whatever safety.max_text_chars says (its default is 1 MiB, the largest size)
+    guard = SafetyGuard(config=SafetyConfig(max_text_chars=max(SIZES.values())))
     guard.check("How much ibuprofen can I take?", "Ibuprofen 400 mg three times a day with food.")  # warm up
     gc.collect()
     print(f"guard modules: {compiled.summary()}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")

@@ -475,11 +475,11 @@ class SafetyConfig(_Section):
     knowledge_dir: Path | None = None
     """Directory of knowledge YAML files overriding the shipped clinical knowledge base."""
 
-    max_text_chars: Annotated[int, Field(ge=1_000)] = 1_000_000
+    max_text_chars: Annotated[int, Field(ge=1_000)] = 1_048_576
     """Longest question or answer the guard reads, in characters. Reading is linear in length
     (about 1 s per MB on one core); anything longer is not read at all and is rejected as
     unreadable (`guard_error` / `input_too_long`; `check_prompt` escalates it), since an answer
-    the guard has not read must never pass as "no veto". The default reads any realistic text."""
+    the guard has not read must never pass as "no veto". The default, 1 MiB, reads any realistic text."""
 
     holdout_knowledge: tuple[str, ...] = ()
     """Knowledge the training guard must not see, kept for the `holdout` judge of `evaluate`

@@ -99,13 +99,19 @@ class RedFlagDetector:
         """Co-occurrence rules: one word of each set within the rule's reach, in one sentence."""
         hits: list[tuple[int, int, str]] = []
         tokens, token_set = text.tokens, text.token_set
-        for flag_id, rule in self.near:
-            if any(group.isdisjoint(token_set) for group in rule.word_sets):
-                continue
+        rules = [(flag_id, rule) for flag_id, rule in self.near
+                 if not any(group.isdisjoint(token_set) for group in rule.word_sets)]
+        if not rules:
+            return hits
+        # the positions of every rule's first words, found in one pass over the text
+        firsts = set().union(*(rule.word_sets[0] for _, rule in rules)).intersection(token_set)
+        where: dict[str, list[int]] = {}
+        for position, token in enumerate(tokens):
+            if token in firsts:
+                where.setdefault(token, []).append(position)
+        for flag_id, rule in rules:
             first, *others = rule.word_sets
-            for position, token in enumerate(tokens):
-                if token not in first:
-                    continue
+            for position in sorted(q for word in first.intersection(where) for q in where[word]):
                 matched = [position]
                 for group in others:
                     reach = range(max(0, position - rule.within), min(len(tokens), position + rule.within + 1))
