@@ -4,8 +4,9 @@ Charts: each component's mean with its confidence interval for A and B, the unsa
 its interval, win/tie/loss per component, and the distribution of the per-prompt paired
 differences of the total. Tables: the summary, the conversation-level safety, the expert
 agreement and every prompt with its answers. The page style is the run report's
-(`monitoring/report.py`), so both pages read alike; the charts use the SVG helpers of
-`monitoring/svg.py` (the report's own charts are matplotlib's, `monitoring/plots.py`).
+(`monitoring/report.py`), so both pages read alike, and so are the charts: drawn by matplotlib
+with the report's helpers (`monitoring/plots.py`), inline SVG with text kept as text and a hover
+title on every estimate, bar and line.
 """
 
 from __future__ import annotations
@@ -16,75 +17,16 @@ from html import escape
 
 import numpy as np
 
+from clinical_rlhf.monitoring.plots import PALETTE, RC, SIZE_INCHES, empty_chart, inline_svg, new_figure
 from clinical_rlhf.monitoring.report import STYLE
-from clinical_rlhf.monitoring.svg import (
-    BOTTOM,
-    HEIGHT,
-    LEFT,
-    PALETTE,
-    RIGHT,
-    TOP,
-    WIDTH,
-    _fmt,
-    _line,
-    _open_svg,
-    _text,
-    nice_ticks,
-)
 
 POLICY_COLORS = {"A": PALETTE[0], "B": PALETTE[3]}
 OUTCOME_COLORS = {"wins": "#2ca02c", "ties": "#b0b7c3", "losses": "#d62728"}
+OUTCOME_LABELS = {"wins": "A wins", "ties": "tie", "losses": "B wins"}
 MAX_TEXT = 400
 """Characters of a question or answer shown in the per-prompt table (the JSON has all of it)."""
 
 EXTRA_STYLE = ".answer{max-width:38em;white-space:pre-wrap}.bad{color:#c62828;font-weight:600}"
-
-
-def _empty(title: str, message: str) -> str:
-    return _open_svg(WIDTH, HEIGHT, title) + _text(WIDTH / 2, HEIGHT / 2, message, "empty", "middle") + "</svg>"
-
-
-def interval_chart(title: str, groups: Sequence[str], series: Sequence[tuple[str, str, Sequence[dict | None]]],
-                   y_label: str = "") -> str:
-    """Per group, one dot with a whisker (the interval) per series, side by side."""
-    points = [e for _, _, estimates in series for e in estimates if _drawable(e)]
-    if not points:
-        return _empty(title, "nothing to show")
-    ticks = nice_ticks(min([e["low"] for e in points] + [0.0]), max(e["high"] for e in points))
-    y_low, y_high = ticks[0], ticks[-1]
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    bottom = TOP + plot_h
-
-    def py(value: float) -> float:
-        return bottom - (value - y_low) / (y_high - y_low) * plot_h
-
-    parts = [_open_svg(WIDTH, HEIGHT, title)]
-    for tick in ticks:
-        parts.append(_line(LEFT, py(tick), WIDTH - RIGHT, py(tick), "grid")
-                     + _text(LEFT - 6, py(tick) + 4, _fmt(tick), "tick", "end"))
-    if y_low < 0 < y_high:
-        parts.append(_line(LEFT, py(0), WIDTH - RIGHT, py(0), "axis"))
-    slot = plot_w / max(len(groups), 1)
-    for g, group in enumerate(groups):
-        center = LEFT + slot * (g + 0.5)
-        parts.append(_text(center, bottom + 16, group, "tick", "middle"))
-        for s, (name, color, estimates) in enumerate(series):
-            estimate = estimates[g] if g < len(estimates) else None
-            if not _drawable(estimate):
-                continue
-            x = center + (s - (len(series) - 1) / 2) * min(18.0, slot / (len(series) + 1))
-            tip = (f"{name} {group}: {estimate['value']:.4g} "
-                   f"[{_fmt(estimate['low'])}, {_fmt(estimate['high'])}] ({estimate['confidence']:.0%} interval)")
-            parts.append(_line(x, py(estimate["low"]), x, py(estimate["high"]), "whisker", color, tip))
-            for end in (estimate["low"], estimate["high"]):
-                parts.append(_line(x - 4, py(end), x + 4, py(end), "whisker", color))
-            parts.append(f'<circle cx="{x:.1f}" cy="{py(estimate["value"]):.1f}" r="3.5" fill="{color}">'
-                         f"<title>{escape(tip)}</title></circle>")
-    if y_label:
-        parts.append(f'<text transform="translate(12 {TOP + plot_h / 2}) rotate(-90)" class="label" '
-                     f'text-anchor="middle">{escape(y_label)}</text>')
-    parts.append(_legend([(name, color) for name, color, _ in series]))
-    return "".join(parts) + "</svg>"
 
 
 def _drawable(estimate: dict | None) -> bool:
@@ -93,83 +35,118 @@ def _drawable(estimate: dict | None) -> bool:
                                   for key in ("value", "low", "high"))
 
 
-def _legend(entries: Sequence[tuple[str, str]]) -> str:
-    parts, x = [], LEFT
-    for name, color in entries:
-        parts.append(f'<rect x="{x}" y="{TOP - 11}" width="10" height="3" fill="{color}"/>'
-                     f'<text x="{x + 13}" y="{TOP - 7}" class="legend">{escape(name)}</text>')
-        x += 22 + 6.2 * len(name)
-    return "".join(parts)
+def interval_label(name: str, group: str, estimate: dict) -> str:
+    """The hover title of one estimate, e.g. `A: policy safety: 0.61 [0.52, 0.7] (95% interval)`."""
+    return (f"{name} {group}: {estimate['value']:.4g} [{estimate['low']:.4g}, {estimate['high']:.4g}] "
+            f"({estimate['confidence']:.0%} interval)")
+
+
+def interval_chart(title: str, groups: Sequence[str], series: Sequence[tuple[str, str, Sequence[dict | None]]],
+                   y_label: str = "") -> str:
+    """Per group, one dot with a whisker (the interval) per series, side by side; the axis takes in 0."""
+    import matplotlib
+
+    with matplotlib.rc_context(RC):
+        figure, axes = new_figure(SIZE_INCHES)
+        axes.set_title(title)
+        if not any(_drawable(e) for _, _, estimates in series for e in estimates):
+            return empty_chart(figure, axes, title, "nothing to show")
+        tooltips: dict[str, str] = {}
+        offset = min(0.18, 0.8 / (len(series) + 1))
+        for s, (name, color, estimates) in enumerate(series):
+            labelled = False
+            for g, group in enumerate(groups):
+                estimate = estimates[g] if g < len(estimates) else None
+                if not _drawable(estimate):
+                    continue
+                x = g + (s - (len(series) - 1) / 2) * offset
+                value = estimate["value"]
+                dot, _, (whisker,) = axes.errorbar(
+                    [x], [value], yerr=[[value - estimate["low"]], [estimate["high"] - value]], fmt="o",
+                    color=color, markersize=5, capsize=4, elinewidth=1.6, label=None if labelled else name)
+                labelled = True
+                for artist, gid in ((dot, f"estimate-{s}-{g}"), (whisker, f"interval-{s}-{g}")):
+                    artist.set_gid(gid)
+                    tooltips[gid] = interval_label(name, group, estimate)
+        axes.axhline(0.0, color="#9aa3b2", linewidth=0.8)  # the axis always takes in 0
+        axes.set_xticks(range(len(groups)), list(groups))
+        axes.set_xlim(-0.5, len(groups) - 0.5)
+        axes.grid(axis="x", visible=False)
+        if y_label:
+            axes.set_ylabel(y_label)
+        axes.legend(loc="best", ncols=min(4, len(series)))
+        return inline_svg(figure, title, tooltips)
 
 
 def outcome_bars(title: str, outcomes: Sequence[tuple[str, dict]]) -> str:
     """One horizontal bar per row: the shares of prompts A wins, ties and loses."""
-    if not outcomes:
-        return _empty(title, "no comparison (no baseline)")
-    left, bar_h, gap = 92, 16, 8
-    height = TOP + len(outcomes) * (bar_h + gap) + 24
-    plot_w = WIDTH - left - RIGHT
-    parts = [_open_svg(WIDTH, height, title)]
-    for r, (label, counts) in enumerate(outcomes):
-        y = TOP + r * (bar_h + gap)
-        n = max(counts["wins"] + counts["ties"] + counts["losses"], 1)
-        parts.append(_text(left - 6, y + bar_h - 4, label, "tick", "end"))
-        x = float(left)
+    import matplotlib
+    from matplotlib.ticker import PercentFormatter
+
+    with matplotlib.rc_context(RC):
+        figure, axes = new_figure(SIZE_INCHES)
+        axes.set_title(title)
+        if not outcomes:
+            return empty_chart(figure, axes, title, "no comparison (no baseline)")
+        tooltips: dict[str, str] = {}
+        rows = range(len(outcomes))
+        totals = [max(counts["wins"] + counts["ties"] + counts["losses"], 1) for _, counts in outcomes]
+        left = [0.0] * len(outcomes)
         for kind in ("wins", "ties", "losses"):
-            width = plot_w * counts[kind] / n
-            if width > 0:
-                tip = f"{label}: {kind} {counts[kind]} of {n} ({counts[kind] / n:.1%})"
-                parts.append(f'<rect x="{x:.1f}" y="{y}" width="{width:.1f}" height="{bar_h}" '
-                             f'fill="{OUTCOME_COLORS[kind]}"><title>{escape(tip)}</title></rect>')
-                if width > 28:
-                    parts.append(_text(x + width / 2, y + bar_h - 4, f"{counts[kind] / n:.0%}", "tick", "middle",
-                                       "#1d2330" if kind == "ties" else "#fff"))
-            x += width
-    axis_y = TOP + len(outcomes) * (bar_h + gap)
-    for share in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(_text(left + plot_w * share, axis_y + 10, f"{share:.0%}", "tick", "middle"))
-    parts.append(_legend([("A wins", OUTCOME_COLORS["wins"]), ("tie", OUTCOME_COLORS["ties"]),
-                          ("B wins", OUTCOME_COLORS["losses"])]))
-    return "".join(parts) + "</svg>"
+            shares = [counts[kind] / n for (_, counts), n in zip(outcomes, totals)]
+            bars = axes.barh(rows, shares, left=left, height=0.7, color=OUTCOME_COLORS[kind], label=OUTCOME_LABELS[kind])
+            for r, (bar, share) in enumerate(zip(bars, shares)):
+                label, counts = outcomes[r]
+                if share <= 0:
+                    continue
+                gid = f"{kind}-{r}"
+                bar.set_gid(gid)
+                tooltips[gid] = f"{label}: {kind} {counts[kind]} of {totals[r]} ({share:.1%})"
+                if share >= 0.08:
+                    axes.text(left[r] + share / 2, r, f"{share:.0%}", ha="center", va="center", fontsize=7,
+                              color="#1d2330" if kind == "ties" else "#fff")
+            left = [low + share for low, share in zip(left, shares)]
+        axes.set_yticks(list(rows), [label for label, _ in outcomes])
+        axes.set_ylim(len(outcomes) - 0.5, -0.5)
+        axes.set_xlim(0.0, 1.0)
+        axes.xaxis.set_major_formatter(PercentFormatter(1.0))
+        axes.grid(axis="y", visible=False)
+        axes.set_xlabel("share of prompts")
+        axes.set_axisbelow(True)  # the grid behind the bars, not across them
+        figure.legend(loc="outside lower center", ncols=3)  # below the axis: above, it would cross the title
+        return inline_svg(figure, title, tooltips)
 
 
 def histogram(title: str, values: Sequence[float], x_label: str, bins: int = 20) -> str:
-    """Counts of `values` in equal bins, with dashed lines at zero and at the mean."""
+    """Counts of `values` in equal bins over a range that takes in 0, with dashed lines at zero and
+    at the mean."""
+    import matplotlib
+    from matplotlib.ticker import MaxNLocator
+
     data = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    if data.size == 0:
-        return _empty(title, "no paired differences (no baseline)")
-    ticks = nice_ticks(min(float(data.min()), 0.0), max(float(data.max()), 0.0), 6)
-    x_low, x_high = ticks[0], ticks[-1]
-    counts, edges = np.histogram(data, bins=bins, range=(x_low, x_high))
-    count_ticks = nice_ticks(0.0, float(max(counts.max(), 1)), 5)
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    bottom = TOP + plot_h
-
-    def px(x: float) -> float:
-        return LEFT + (x - x_low) / (x_high - x_low) * plot_w
-
-    def py(count: float) -> float:
-        return bottom - count / count_ticks[-1] * plot_h
-
-    parts = [_open_svg(WIDTH, HEIGHT, title)]
-    for tick in count_ticks:
-        parts.append(_line(LEFT, py(tick), WIDTH - RIGHT, py(tick), "grid")
-                     + _text(LEFT - 6, py(tick) + 4, _fmt(tick), "tick", "end"))
-    for tick in ticks:
-        parts.append(_text(px(tick), bottom + 16, _fmt(tick), "tick", "middle"))
-    for count, low, high in zip(counts, edges[:-1], edges[1:]):
-        if count:
-            width = max(px(high) - px(low) - 1, 1)
-            parts.append(f'<rect x="{px(low) + 0.5:.1f}" y="{py(count):.1f}" width="{width:.1f}" '
-                         f'height="{bottom - py(count):.1f}" fill="{PALETTE[0]}" fill-opacity="0.75">'
-                         f"<title>{_fmt(low)} to {_fmt(high)}: {count} prompts</title></rect>")
-    parts.append(_line(LEFT, bottom, WIDTH - RIGHT, bottom, "axis"))
-    mean = float(data.mean())
-    parts.append(_line(px(0.0), TOP, px(0.0), bottom, "event", "#555", "no difference"))
-    parts.append(_line(px(mean), TOP, px(mean), bottom, "event", PALETTE[1], f"mean {mean:.4g}"))
-    parts.append(_text(LEFT + plot_w / 2, HEIGHT - 4, x_label, "label", "middle"))
-    parts.append(_legend([(f"mean {mean:+.3g}", PALETTE[1])]))
-    return "".join(parts) + "</svg>"
+    with matplotlib.rc_context(RC):
+        figure, axes = new_figure(SIZE_INCHES)
+        axes.set_title(title)
+        if data.size == 0:
+            return empty_chart(figure, axes, title, "no paired differences (no baseline)")
+        tooltips: dict[str, str] = {}
+        value_range = (min(float(data.min()), 0.0), max(float(data.max()), 0.0))
+        counts, edges, bars = axes.hist(data, bins=bins, range=value_range, color=PALETTE[0], alpha=0.75,
+                                        edgecolor="#fff", linewidth=0.5)
+        for index, (count, bar) in enumerate(zip(counts, bars)):
+            if count:
+                bar.set_gid(f"bin-{index}")
+                tooltips[f"bin-{index}"] = f"{edges[index]:.4g} to {edges[index + 1]:.4g}: {int(count)} prompts"
+        mean = float(data.mean())
+        axes.axvline(0.0, color="#555", linestyle=(0, (3, 3)), linewidth=1.3, gid="zero")
+        axes.axvline(mean, color=PALETTE[1], linestyle=(0, (3, 3)), linewidth=1.3, gid="mean", label=f"mean {mean:+.3g}")
+        tooltips.update({"zero": "no difference", "mean": f"mean {mean:.4g}"})
+        axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+        axes.grid(axis="x", visible=False)
+        axes.set_xlabel(x_label)
+        axes.set_ylabel("prompts")
+        axes.legend(loc="best")
+        return inline_svg(figure, title, tooltips)
 
 
 # ----------------------------------------------------------------------------- tables
@@ -344,7 +321,7 @@ def render_evaluation(result: dict) -> str:
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}{EXTRA_STYLE}'
-        f"svg .whisker{{stroke-width:1.6}}</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p>"
+        f"</style></head><body><header><h1>{escape(title)}</h1><p>{escape(subtitle)}</p>"
         f"</header><main>{headline}<h2>Charts</h2><div class=\"grid2\">{''.join(charts)}</div>"
         f"<h2>Summary</h2>{_summary_table(result)}"
         f'<p class="muted">Vetoed answers count 0 for each component and the veto penalty for the total. '

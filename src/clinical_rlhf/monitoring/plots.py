@@ -1,4 +1,5 @@
-"""The run report's charts, drawn by matplotlib as inline SVG.
+"""The run report's charts, drawn by matplotlib as inline SVG, and the helpers the evaluation
+page's charts (`evaluation/html.py`) share with them: `new_figure`, `inline_svg`, `empty_chart`.
 
 matplotlib rather than our own SVG: axis scaling, tick placement, log axes, legends and line
 breaks at NaN are its job and well tested there. It renders each chart as a standalone SVG
@@ -72,14 +73,14 @@ def _nan_broken(values: Sequence[float | None], log_y: bool) -> list[float]:
     return [float(v) if _finite(v, log_y) else math.nan for v in values]
 
 
-def _figure(size: tuple[float, float]):
+def new_figure(size: tuple[float, float]):
     from matplotlib.figure import Figure  # imported here: only the report needs matplotlib
 
     figure = Figure(figsize=size, dpi=100, layout="constrained")
     return figure, figure.add_subplot()
 
 
-def _svg(figure, title: str, tooltips: dict[str, str], cls: str = "chart") -> str:
+def inline_svg(figure, title: str, tooltips: dict[str, str], cls: str = "chart") -> str:
     """The figure as an inline `<svg>` element: no XML prologue, the page's class and label on the
     root, and a `<title>` in each group named in `tooltips` (gid -> text)."""
     import matplotlib
@@ -95,13 +96,20 @@ def _svg(figure, title: str, tooltips: dict[str, str], cls: str = "chart") -> st
     return svg
 
 
+def empty_chart(figure, axes, title: str, message: str) -> str:
+    """A titled chart with no axes and `message` in its middle, for data that was not recorded."""
+    axes.set_axis_off()
+    axes.text(0.5, 0.5, message, ha="center", va="center", color="#8a93a3", transform=axes.transAxes)
+    return inline_svg(figure, title, {})
+
+
 def line_chart(chart: Chart) -> str:
     """A line chart over steps: NaN values break a line, thresholds are dashed horizontal lines
     labelled at the right, events dashed vertical ones."""
     import matplotlib
 
     with matplotlib.rc_context(RC):
-        figure, axes = _figure(SIZE_INCHES)
+        figure, axes = new_figure(SIZE_INCHES)
         axes.set_title(chart.title)
         axes.set_xlabel("step")
         if chart.y_label:
@@ -109,9 +117,7 @@ def line_chart(chart: Chart) -> str:
         tooltips: dict[str, str] = {}
         drawable = [line for line in chart.lines if any(_finite(y, chart.log_y) for y in line.ys)]
         if not drawable:
-            axes.set_axis_off()
-            axes.text(0.5, 0.5, EMPTY_MESSAGE, ha="center", va="center", color="#8a93a3", transform=axes.transAxes)
-            return _svg(figure, chart.title, tooltips)
+            return empty_chart(figure, axes, chart.title, EMPTY_MESSAGE)
         if chart.log_y:
             axes.set_yscale("log")
         for index, line in enumerate(chart.lines):
@@ -138,7 +144,7 @@ def line_chart(chart: Chart) -> str:
             low, high = chart.x_range
             axes.set_xlim(low - 0.5, high + 0.5) if high <= low else axes.set_xlim(low, high)
         axes.legend(loc="best", ncols=min(4, len(chart.lines)))
-        return _svg(figure, chart.title, tooltips)
+        return inline_svg(figure, chart.title, tooltips)
 
 
 def timeline(events: Sequence[dict], x_low: float, x_high: float) -> str:
@@ -148,7 +154,7 @@ def timeline(events: Sequence[dict], x_low: float, x_high: float) -> str:
 
     title = "Alerts, rollbacks and stops"
     with matplotlib.rc_context(RC):
-        figure, axes = _figure(TIMELINE_SIZE_INCHES)
+        figure, axes = new_figure(TIMELINE_SIZE_INCHES)
         axes.set_title(title)
         axes.set_xlabel("step")
         axes.set_yticks(range(len(LANES)), [lane.replace("_", " ") for lane in LANES])
@@ -166,5 +172,5 @@ def timeline(events: Sequence[dict], x_low: float, x_high: float) -> str:
                          color=SEVERITY_COLORS.get(str(event.get("severity")), "#555"), alpha=0.85,
                          zorder=3 + severity_rank.get(str(event.get("severity")), 0), gid=gid)
             tooltips[gid] = f"step {event.get('step')}: [{event.get('severity')}] {event.get('message', '')}"
-        return _svg(figure, title, tooltips, "chart wide")
+        return inline_svg(figure, title, tooltips, "chart wide")
 

@@ -43,10 +43,6 @@ h2{font-size:17px;margin:26px 0 10px;border-bottom:1px solid #d9dde5;padding-bot
 .card.bad b{color:#c62828}.card.good b{color:#2e7d32}
 .grid2{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:12px}
 svg.chart{background:#fff;border:1px solid #dfe3ea;border-radius:6px;width:100%;height:auto}
-svg .title{font-size:13px;font-weight:600;fill:#1d2330}svg .tick{font-size:10px;fill:#5b6577}
-svg .label{font-size:11px;fill:#5b6577}svg .legend{font-size:10.5px;fill:#1d2330}
-svg .grid{stroke:#eceff4}svg .axis{stroke:#9aa3b2}svg .empty{font-size:12px;fill:#8a93a3}
-svg .threshold{stroke-dasharray:6 4;stroke-width:1.2}svg .event{stroke-dasharray:3 3;stroke-width:1.4}
 table{border-collapse:collapse;background:#fff;font-size:13px;min-width:50%}
 th,td{border:1px solid #dfe3ea;padding:4px 10px;text-align:left}th{background:#eef1f6}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.sev-critical{color:#c62828;font-weight:600}
