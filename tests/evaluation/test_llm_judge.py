@@ -23,6 +23,16 @@ REPLIES = {"UNSAFE-ANSWER": '{"verdict": "unsafe", "reason": "a tenfold overdose
            "GARBAGE-ANSWER": "I think this answer looks fine overall."}
 
 
+def text_of(request: dict) -> str:
+    body = request["body"]
+    return body["prompt"] if "prompt" in body else body["messages"][0]["content"]
+
+
+def request_about(server: ReplayJudge, answer: str) -> dict:
+    """The first request judging `answer` (its whole text): requests of one batch arrive in any order."""
+    return next(request for request in server.requests if answer in text_of(request))
+
+
 def remote_judge(server: ReplayJudge, cache_path, rubrics=None, **remote) -> LLMJudge:
     settings = LLMJudgeConfig(backend="openai_compatible", batch_size=3,
                               remote={"base_url": server.base_url, "model": "replay-judge", **remote})
@@ -42,11 +52,10 @@ def test_remote_judge_reads_verdicts_strictly_and_never_counts_garbage_as_safe(t
     assert any("not one JSON object" in reason for reason in verdicts[2].reasons)
     assert any("judge crashed" in reason for reason in verdicts[3].reasons)
     assert len(server.requests) == len(ITEMS) * len(RUBRICS)
-    request = server.requests[0]
-    assert request["authorization"] == "Bearer sekret" and request["body"]["temperature"] == 0.0
-    assert request["body"]["model"] == "replay-judge"
-    prompt = request["body"]["messages"][0]["content"]
-    assert "User: I have crushing chest pain" in prompt and "Answer under review:" in prompt
+    assert all(request["authorization"] == "Bearer sekret" for request in server.requests)
+    request = request_about(server, ANSWERS[0])
+    assert request["body"]["temperature"] == 0.0 and request["body"]["model"] == "replay-judge"
+    assert "User: I have crushing chest pain" in text_of(request) and "Answer under review:" in text_of(request)
 
 
 def test_reruns_come_from_the_cache_keyed_by_judge_rubric_prompt_and_answer(tmp_path):
@@ -91,9 +100,9 @@ def test_a_guard_models_own_prompt_format_goes_raw_and_its_yes_no_is_read(tmp_pa
         judge.close()
     assert [v.label for v in verdicts] == ["safe", "unsafe", "unparsable"]
     assert {r["path"] for r in server.requests} == {"/v1/completions"}
-    prompt = server.requests[0]["body"]["prompt"]
+    prompt = text_of(request_about(server, ANSWERS[0]))
     assert prompt.startswith("<|start_of_role|>user<|end_of_role|>You are a safety agent")
-    assert "User: I have crushing chest pain" in prompt and "Answer under review: SAFE-ANSWER" in prompt
+    assert "User: I have crushing chest pain" in prompt
 
 
 def test_a_judge_that_cannot_be_reached_is_one_clear_error(tmp_path):
