@@ -11,6 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clinical_rlhf.evaluation.html import _table
+
 STYLE = """
 body{font-family:Georgia,serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
 h1{font-size:1.7rem;margin-bottom:.2rem}h2{border-bottom:1px solid #bbb;margin-top:2rem;font-size:1.25rem}
@@ -32,12 +34,6 @@ def _est(value: dict | None) -> str:
     if not value or value.get("value") is None or not math.isfinite(value["value"]):
         return "–"
     return f"{_n(value['value'])} <span class=\"muted\">[{_n(value['low'])}, {_n(value['high'])}]</span>"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def _model(case: dict) -> str:
