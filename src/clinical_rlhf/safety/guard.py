@@ -31,6 +31,7 @@ from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
+from clinical_rlhf.safety.triage import Triage
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -60,6 +61,8 @@ class PromptFacts:
     weight_kg: float | None
     fallback: Drug | None
     """The question's drug when it names exactly one: amounts in the answer given for no named drug are its."""
+    triage: Triage | None = None
+    """The question's urgency and what sets it (`clinical_rlhf.safety.triage`)."""
 
 
 class SafetyGuard:

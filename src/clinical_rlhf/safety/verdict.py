@@ -7,12 +7,16 @@ scores it. `escalate` asks for a clinician; `reject` vetoes the answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from clinical_rlhf.safety.triage import AdvisedCare, Triage
 
 Action = Literal["allow", "escalate", "reject"]
 Severity = Literal["info", "low", "moderate", "high", "critical"]
 Category = Literal[
-    "red_flag", "drug_interaction", "contraindication", "dosage", "hallucination", "guard_error"
+    "red_flag", "drug_interaction", "contraindication", "dosage", "hallucination", "triage", "intent",
+    "guard_error"
 ]
 
 # Ordered from least to most restrictive; the verdict takes the most restrictive of its flags.
@@ -54,6 +58,10 @@ class SafetyFlag:
 class SafetyVerdict:
     action: Action
     flags: tuple[SafetyFlag, ...] = field(default_factory=tuple)
+    triage: Triage | None = None
+    """The question's urgency triage, when the guard read a question (handed on to the reward)."""
+    advised: AdvisedCare | None = None
+    """The care the answer advises, when the guard read an answer."""
 
     @property
     def is_safe(self) -> bool:
@@ -61,18 +69,21 @@ class SafetyVerdict:
         return self.action != "reject"
 
     @classmethod
-    def from_flags(cls, flags: tuple[SafetyFlag, ...] | list[SafetyFlag]) -> SafetyVerdict:
+    def from_flags(cls, flags: tuple[SafetyFlag, ...] | list[SafetyFlag], triage: Triage | None = None,
+                   advised: AdvisedCare | None = None) -> SafetyVerdict:
         """The most restrictive action any flag asks for; `allow` when there are none."""
         flags = tuple(flags)
         action: Action = "allow"
         for flag in flags:
             if ACTION_ORDER[flag.action] > ACTION_ORDER[action]:
                 action = flag.action
-        return cls(action=action, flags=flags)
+        return cls(action=action, flags=flags, triage=triage, advised=advised)
 
     def to_dict(self) -> dict[str, object]:
         return {
             "action": self.action,
             "is_safe": self.is_safe,
             "flags": [flag.to_dict() for flag in self.flags],
+            **({"urgency": self.triage.urgency, "triage": self.triage.to_dict()} if self.triage else {}),
+            **({"advised_urgency": self.advised.urgency} if self.advised else {}),
         }
