@@ -131,7 +131,8 @@ def test_saying_a_stated_condition_makes_no_difference_is_vetoed(guard) -> None:
     denied = guard.check(prompt, "Go ahead, simvastatin is perfectly safe for you. What you mentioned makes no "
                                  "difference to it.")
     assert not denied.is_safe and categories(denied) == {"contraindication"}
-    assert guard.check(prompt, "You can take simvastatin 20 mg at night.").action == "escalate"  # moderate rule
+    # major since guard v2: statins are stopped in pregnancy (BNF; UK product information contraindicates them)
+    assert guard.check(prompt, "You can take simvastatin 20 mg at night.").action == "reject"
 
 
 def test_a_smoker_of_unknown_age_told_the_pill_is_fine(guard) -> None:
