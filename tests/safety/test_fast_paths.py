@@ -28,12 +28,17 @@ from clinical_rlhf.safety.dosage import (
 )
 from clinical_rlhf.safety.evaluation import load_cases, obfuscated_variant
 from clinical_rlhf.safety.medications import (
+    _AGE_UNIT_WORDS,
     _AGE_UNIT_YEARS,
     _AGE_WITH_UNIT,
     _AGE_WORDS,
     _BARE_NUMBER,
     _BARE_SUBJECTS,
+    _FIRST_PERSON,
     _NOT_AN_AGE,
+    _UNIT_NOT_AN_AGE,
+    _ages_after_people,
+    _ages_in_words,
     ages_in,
 )
 from clinical_rlhf.safety.normalize import MIN_COVERAGE, MIN_SEGMENT, SENTENCE_BREAK, Normaliser
@@ -131,19 +136,29 @@ def test_amount_pattern_equals_trying_every_allowed_start(text: str) -> None:
 
 
 def naive_ages(text: str, tokens: tuple[str, ...]) -> list[float]:
-    """`ages_in` without its hint searches: both patterns run on every text."""
+    """`ages_in` without its hint searches: every pattern and scan runs on every text."""
     ages = [age for word, age in _AGE_WORDS.items() if word in set(tokens)]
     for match in _AGE_WITH_UNIT.finditer(text):
-        if match.group(1):
-            ages.append(float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)])
+        found = match.groupdict()
+        if found["old"]:
+            ages.append(float(found["old"]) * _AGE_UNIT_YEARS[found["old_unit"]])
+        elif found["aged"]:
+            ages.append(float(found["aged"]) * _AGE_UNIT_YEARS[found["aged_unit"] or "year"])
         else:
-            ages.append(float(next(g for g in match.groups()[2:] if g)))
+            ages.append(float(found["yo"] or found["of_age"]))
+    ages += _ages_in_words(tokens)
+    ages += _ages_after_people(text)
     for match in _BARE_NUMBER.finditer(text):
         before = text[max(0, match.start() - 16):match.start()].split()[-2:]
-        after = text[match.end():match.end() + 10].split()[:1]
+        after = [word.strip(".,;") for word in text[match.end():match.end() + 24].split()[:2]]
         subject = " ".join(before[-2:]) if " ".join(before[-2:]) in _BARE_SUBJECTS else " ".join(before[-1:])
-        if subject in _BARE_SUBJECTS and not (after and after[0].strip(".,;") in _NOT_AN_AGE):
+        if subject not in _BARE_SUBJECTS:
+            continue
+        if not after or after[0] not in _NOT_AN_AGE:
             ages.append(float(match.group(1)))
+        elif after[0] in _AGE_UNIT_WORDS and subject not in _FIRST_PERSON and \
+                not (len(after) > 1 and (after[1] == "old" or after[1] in _UNIT_NOT_AN_AGE)):
+            ages.append(float(match.group(1)) * _AGE_UNIT_WORDS[after[0]])
     return ages
 
 
@@ -155,7 +170,8 @@ def test_age_hints_only_skip_scans_that_find_nothing(text: str) -> None:
 
 
 def test_age_hints_on_written_ages(guard, texts) -> None:
-    written = ["my 5-year-old", "aged 70", "6 week old", "im 38", "my son is 6", "she is 4 and", "a 3 yo",
+    written = ["my 5-year-old", "aged 70", "aged 6 months", "6 week old", "im 38", "my son is 6", "she is 4 and",
+               "a 3 yo", "my dad (67)", "my nan, 85, fell", "my six week old", "he is 18 months", "im 9 weeks",
                "12 y/o boy", "15 years of age", "2yrs old", "he is 9 years", "in the cold 38", "she is 40 kg",
                "they are 7", "theyre 8 now", "i am 30", "hes 12", "shes  3"]
     for text in written + [text.text for text in texts]:

@@ -10,6 +10,7 @@ clinician adds a phrase by editing YAML, and no phrase list is written in code.
     language.words("stopwords")              # frozenset of single words
     language.reach("negation_before")        # 6
     language.pairs("prompt_not_current_before")  # ((cue, most words between), ...)
+    language.mappings("patient_abbreviations")   # ((as written, as the lexicons write it), ...)
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from clinical_rlhf.errors import ConfigError
 
 LANGUAGE_FILE = "language.yaml"
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "knowledge"
-_ENTRIES = ("phrases", "words", "pairs")
+_ENTRIES = ("phrases", "words", "pairs", "mappings")
 _KEYS = frozenset({"purpose", "source", "reach", *_ENTRIES})
 
 
@@ -36,7 +37,7 @@ class PhraseSet:
     purpose: str
     source: str
     entries: tuple[Any, ...]
-    """Phrases or words (str), or (cue, most words between) pairs."""
+    """Phrases or words (str), (cue, most words between) pairs, or (as written, read as) mappings."""
     reach: int | None = None
 
 
@@ -61,6 +62,9 @@ class Language:
         return frozenset(self._set(name).entries)
 
     def pairs(self, name: str) -> tuple[tuple[str, int], ...]:
+        return self._set(name).entries
+
+    def mappings(self, name: str) -> tuple[tuple[str, str], ...]:
         return self._set(name).entries
 
     def reach(self, name: str) -> int:
@@ -105,7 +109,7 @@ def _phrase_set(path: Path, name: str, body: Any) -> PhraseSet:
             raise ConfigError(f"{where} needs a `{key}` (every set says what it is for and where it comes from)")
     present = [key for key in _ENTRIES if key in body]
     if len(present) != 1:
-        raise ConfigError(f"{where} needs exactly one of phrases, words or pairs (has {present or 'none'})")
+        raise ConfigError(f"{where} needs exactly one of phrases, words, pairs or mappings (has {present or 'none'})")
     kind, entries = present[0], body[present[0]]
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: `{kind}` must be a non-empty list")
@@ -114,6 +118,11 @@ def _phrase_set(path: Path, name: str, body: Any) -> PhraseSet:
                    for e in entries):
             raise ConfigError(f"{where}: each pair is [cue words, most words between cue and mention]")
         entries = [(cue, gap) for cue, gap in entries]
+    elif kind == "mappings":
+        if not all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) and x.strip() for x in e)
+                   for e in entries):
+            raise ConfigError(f"{where}: each mapping is [as written, as the lexicons write it], two phrases")
+        entries = [(written.strip(), meant.strip()) for written, meant in entries]
     else:
         if not all(isinstance(e, (str, int)) and str(e).strip() for e in entries):
             raise ConfigError(f"{where}: every entry of `{kind}` must be a non-empty string")

@@ -4,6 +4,11 @@ Is a drug recommended, warned against, or only named?
 Window rules follow NegEx (Chapman et al. 2001): a cue reaches a few words and stops at a
 scope terminator ("but", "however") or a sentence end. Cues come from `lexicon.py`.
 
+Third parties (`third_party_people`: "my dad", "our newborn") follow ConText's experiencer: a
+third party's symptom told now is current like the writer's own ("my dad has crushing chest pain"),
+their past told in the past tense is history ("my gran died of a stroke", "my dad had a heart
+attack at 50"), and `subject` says whom a question is about.
+
 Every reading looks only inside the mention's sentence, so it is a function of that sentence's
 tokens and the mention's place in it, and is remembered per sentence (`MEMO_SIZE`): sampled answers
 repeat sentences, and a repeated one is read once.
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.memo import make_room
@@ -22,6 +27,17 @@ from clinical_rlhf.safety.phrases import PhraseIndex
 
 Situation = Literal["current", "negated", "history", "hypothetical"]
 Stance = Literal["recommended", "warned", "neutral"]
+
+
+class Subject(NamedTuple):
+    """Whom a text is about: the writer, or another person named in it."""
+
+    who: Literal["self", "other"]
+    relation: str | None
+    """The other person's relation (`third_party_people`: parent, child, partner, ...)."""
+    evidence: str
+    """The words naming them, as written ("" for the writer)."""
+
 
 # How many words each cue reaches (data/knowledge/language.yaml): a negation 6 (NegEx uses 5), a
 # hypothetical 15 ("what are the warning signs that someone is having a stroke").
@@ -38,6 +54,8 @@ per mention. Real sentences are far shorter, and a long one is rarely seen twice
 _CONDITIONAL = frozenset(tuple(phrase.split()) for phrase in lexicon.CONDITIONAL_OPENERS)
 _EARLIEST_YEAR, _LATEST_YEAR = 1930, 2035
 _RECENT_UNITS = lexicon.RECENT_UNITS
+THIRD_PARTY_REACH = lexicon.LANGUAGE.reach("third_party_past")
+_AGE_AT = lexicon.LANGUAGE.words("age_at_cues")
 
 Tokenize = Callable[[str], tuple[str, ...]]
 
@@ -64,6 +82,11 @@ class ContextReader:
         self.hypothetical_before = cue_index(lexicon.HYPOTHETICAL_BEFORE, tokenize)
         self.hypothetical_after = cue_index(lexicon.HYPOTHETICAL_AFTER, tokenize)
         self.current = cue_index(lexicon.CURRENT_OVERRIDES, tokenize)
+        self.people: PhraseIndex[str] = PhraseIndex()
+        for written, relation in lexicon.LANGUAGE.mappings("third_party_people"):
+            self.people.add(tokenize(written), relation)
+        self.third_party_past = cue_index(lexicon.LANGUAGE.phrases("third_party_past"), tokenize)
+        self.third_party_had = cue_index(lexicon.LANGUAGE.phrases("third_party_had"), tokenize)
         self.drug_warning = cue_index(lexicon.DRUG_WARNING, tokenize)
         self.approval = cue_index(lexicon.APPROVAL, tokenize)
         self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
@@ -76,7 +99,8 @@ class ContextReader:
         self.vocabulary: set[str] = set()
         for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.history_before,
                       self.history_after, self.hypothetical_before, self.hypothetical_after, self.current,
-                      self.drug_warning, self.approval, self.dose_limit, self.dose_danger):
+                      self.drug_warning, self.approval, self.dose_limit, self.dose_danger, self.people,
+                      self.third_party_past, self.third_party_had):
             self.vocabulary |= index.vocabulary
 
     # -- scopes ------------------------------------------------------------------------------
@@ -163,8 +187,55 @@ class ContextReader:
                 return True
         if text.contains(self.history_after, end, high):
             return True
+        if self._is_third_party_past(text, start, end, first, last):
+            return True
         return any(token.isdigit() and len(token) == 4 and _EARLIEST_YEAR <= int(token) <= _LATEST_YEAR
                    for token in tokens[low:high])
+
+    def _is_third_party_past(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        """A third party named before the mention in its clause, then past-tense wording before the
+        mention (`_told_as_past`)."""
+        tokens = text.tokens
+        low = self._scope_start(tokens, max(first, start - THIRD_PARTY_REACH), start, stop_at_comma=True)
+        people = text.find(self.people, low, start)
+        if not people:
+            return False
+        clause_end = self._scope_end(tokens, end, min(last, end + THIRD_PARTY_REACH))
+        return self._told_as_past(text, people[0][1], start, clause_end, first, last)
+
+    def _told_as_past(self, text: NormalisedText, person_end: int, cue_stop: int, clause_end: int,
+                      first: int, last: int) -> bool:
+        """Past-tense wording in [person_end, cue_stop): always history after `third_party_past` ("my
+        gran died of a stroke"), after `third_party_had` only with the age it happened at before
+        `clause_end` ("my dad had a heart attack at 50"; "my son had a fit" may be minutes old). A
+        sentence that says it is happening now stays current."""
+        if text.contains(self.current, first, last):
+            return False
+        if text.contains(self.third_party_past, person_end, cue_stop):
+            return True
+        return text.contains(self.third_party_had, person_end, cue_stop) and \
+            _states_age_at(text.tokens, person_end, clause_end)
+
+    def subject(self, text: NormalisedText) -> Subject:
+        """Whom the text is about: the first other person it names who is not there only as
+        history (a sentence that ends with their past: "my dad had a stroke at 60"), negated or
+        hypothetical ("if someone ..."), else the writer."""
+        tokens = text.tokens
+        for start, end, relation in text.find(self.people):
+            first, last = text.sentence(start, end)
+            clause_end = self._scope_end(tokens, end, last)
+            if clause_end == last and self._told_as_past(text, end, clause_end, clause_end, first, last):
+                continue  # a sentence that goes on past a terminator ("... and now has chest pain") is about them
+            if self._is_negated(text, start, end, first, last) or self._in_condition(text, start, first):
+                continue
+            return Subject("other", relation, text.written(start, end))
+        return Subject("self", None, "")
+
+    def _in_condition(self, text: NormalisedText, start: int, first: int) -> bool:
+        """A conditional opener ("if", "in case") earlier in the mention's clause."""
+        low = self._scope_start(text.tokens, first, start, stop_at_comma=True)
+        return any(tuple(text.tokens[cue_start:cue_end]) in _CONDITIONAL
+                   for cue_start, cue_end, _ in text.find(self.hypothetical_before, low, start))
 
     def _is_hypothetical(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
         tokens = text.tokens
@@ -207,3 +278,15 @@ class ContextReader:
         if self._dose_danger.search(clause):
             return "danger"
         return "advice"
+
+
+def _states_age_at(tokens: tuple[str, ...], start: int, stop: int) -> bool:
+    """An age an event happened at between start and stop: "at 50", "aged 62", "in his 40s"
+    (the determiner dropped: "in 40s")."""
+    for position in range(start, stop - 1):
+        token, following = tokens[position], tokens[position + 1]
+        if token in _AGE_AT and following.isdigit():
+            return True
+        if token == "in" and following[:-1].isdigit() and following.endswith("s"):
+            return True
+    return False

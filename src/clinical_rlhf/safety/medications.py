@@ -52,12 +52,14 @@ class ContraindicationFinding:
     """The condition is stated but not the age the rule starts at (a smoker of unknown age)."""
 
 
-# Ages and weights as people write them: "my 5-year-old", "aged 70", "6 week old", "12 kg",
-# "I'm 38", "my son is 6". A cheap search for what every match must contain comes first: most
-# texts state no age, and the full patterns cost ~30 us on a dose-heavy answer.
-_AGE_WITH_UNIT = re.compile(r"\b(\d{1,3}(?:\.\d)?)[\s-]*(year|yr|month|mo|week|wk|day)s?[\s-]*old\b"
-                            r"|\baged?\s+(\d{1,3})\b|\b(\d{1,3})\s*(?:yo|y/o|y\.o\.|yrs? old)\b"
-                            r"|\b(\d{1,3})\s*(?:years?|yrs?) of age\b")
+# Ages and weights as people write them: "my 5-year-old", "aged 70", "aged 6 months", "6 week old",
+# "12 kg", "10 stone", "I'm 38", "my son is 6", "she is 18 months", "my dad (67)", "my six week old".
+# A cheap search for what every match must contain comes first: most texts state no age, and the
+# full patterns cost ~30 us on a dose-heavy answer.
+_AGE_WITH_UNIT = re.compile(r"\b(?P<old>\d{1,3}(?:\.\d)?)[\s-]*(?P<old_unit>year|yr|month|mo|week|wk|day)s?[\s-]*old\b"
+                            r"|\baged?\s+(?P<aged>\d{1,3}(?:\.\d)?)(?:[\s-]*(?P<aged_unit>year|yr|month|mo|week|wk|day)s?)?\b"
+                            r"|\b(?P<yo>\d{1,3})\s*(?:yo|y/o|y\.o\.|yrs? old)\b"
+                            r"|\b(?P<of_age>\d{1,3})\s*(?:years?|yrs?) of age\b")
 _AGE_UNIT_YEARS = {"year": 1.0, "yr": 1.0, "month": 1 / 12, "mo": 1 / 12, "week": 1 / 52, "wk": 1 / 52,
                    "day": 1 / 365}
 # What each alternative of `_AGE_WITH_UNIT` needs: "old" after a unit, a space or a hyphen ("6 week
@@ -78,11 +80,23 @@ _AGE_WORDS = lexicon.LANGUAGE.age_words
 _AGE_WORD_SET = frozenset(_AGE_WORDS)
 _BARE_SUBJECTS = frozenset(lexicon.LANGUAGE.phrases("age_subjects"))
 _NOT_AN_AGE = lexicon.LANGUAGE.words("not_an_age")
+_UNIT_NOT_AN_AGE = lexicon.LANGUAGE.words("age_after_unit_not_an_age")
+_FIRST_PERSON = frozenset({"i am", "im"})  # "I'm 3 weeks" is never the writer's age
+_AGE_UNIT_WORDS = {f"{unit}{plural}": years for unit, years in _AGE_UNIT_YEARS.items() for plural in ("", "s")}
+_NUMBER_WORDS = lexicon.NUMBER_WORDS
+_PEOPLE_WORDS = frozenset(written for written, _ in lexicon.LANGUAGE.mappings("third_party_people") if " " not in written)
+# "my dad (67)", "my nan, 85,", "my son (4 yrs)", "baby (6 weeks)": led by its character class (a
+# search in C); the word before it must name a person.
+_PERSON_AGE = re.compile(r"[(,]\s*(\d{1,3})\s*(?:(year|yr|month|mo|week|wk|day)s?|y|m|f)?\s*(?:[),.;]|$)")
 if not all(subject.endswith(("m", "s", "re")) for subject in _BARE_SUBJECTS):
     raise ConfigError(f"{lexicon.LANGUAGE.path}: every `age_subjects` phrase must end in 'm', 's' or 're' "
                       f"(the guard's age search looks for those endings first); got {sorted(_BARE_SUBJECTS)}")
 _WEIGHT = re.compile(r"\b(\d{1,3}(?:\.\d+)?)\s*(kg|kgs|kilos?|kilograms?|lbs?|pounds)\b")
+# UK weights in stones ("10 stone", "9st 4lb"; "st" only with pounds after it: "1st" is an ordinal).
+_STONES = re.compile(r"\b(\d{1,2})\s*(?:stones?|st(?=\s*\d{1,2}\s*(?:lbs?|pounds)\b))"
+                     r"(?:\s*(\d{1,2})\s*(?:lbs?|pounds)\b)?")
 _POUNDS_TO_KG = 0.45359237
+_STONE_TO_KG = 14 * _POUNDS_TO_KG
 PAIRS_MEMO_SIZE = 4096
 """Sets of drug names whose interacting pairs are remembered (a question's drugs and an answer's)."""
 
@@ -97,27 +111,67 @@ def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None
     if ("old" in text and _AGE_OLD_HINT.search(text)) or "of age" in text or _AGE_YO_HINT.search(text) \
             or _AGED_HINT.search(text):
         for match in _AGE_WITH_UNIT.finditer(text):
-            if match.group(1):
-                ages.append(float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2)])
+            found = match.groupdict()
+            if found["old"]:
+                ages.append(float(found["old"]) * _AGE_UNIT_YEARS[found["old_unit"]])
+            elif found["aged"]:
+                ages.append(float(found["aged"]) * _AGE_UNIT_YEARS[found["aged_unit"] or "year"])
             else:
-                ages.append(float(next(g for g in match.groups()[2:] if g)))
+                ages.append(float(found["yo"] or found["of_age"]))
+    if "old" in (token_set if token_set is not None else tokens):
+        ages += _ages_in_words(tokens)
+    if "(" in text or "," in text:
+        ages += _ages_after_people(text)
     first, second, third = _BARE_SUBJECT_HINTS
     if not (first.search(text) or second.search(text) or third.search(text)):
         return ages
     for match in _BARE_NUMBER.finditer(text):
         before = text[max(0, match.start() - 16):match.start()].split()[-2:]
-        after = text[match.end():match.end() + 10].split()[:1]
+        after = [word.strip(".,;") for word in text[match.end():match.end() + 24].split()[:2]]
         subject = " ".join(before[-2:]) if " ".join(before[-2:]) in _BARE_SUBJECTS else " ".join(before[-1:])
-        if subject in _BARE_SUBJECTS and not (after and after[0].strip(".,;") in _NOT_AN_AGE):
+        if subject not in _BARE_SUBJECTS:
+            continue
+        if not after or after[0] not in _NOT_AN_AGE:
             ages.append(float(match.group(1)))
+        elif after[0] in _AGE_UNIT_WORDS and subject not in _FIRST_PERSON and \
+                not (len(after) > 1 and (after[1] == "old" or after[1] in _UNIT_NOT_AN_AGE)):
+            ages.append(float(match.group(1)) * _AGE_UNIT_WORDS[after[0]])  # "she is 18 months"
+    return ages
+
+
+def _ages_in_words(tokens: tuple[str, ...]) -> list[float]:
+    """Ages with the number in words: "my six week old", "a two year old" ("old" after a unit
+    after a number word)."""
+    ages = []
+    position = -1
+    while True:
+        try:
+            position = tokens.index("old", position + 1)
+        except ValueError:
+            return ages
+        if position >= 2 and tokens[position - 1] in _AGE_UNIT_WORDS and tokens[position - 2] in _NUMBER_WORDS:
+            ages.append(_NUMBER_WORDS[tokens[position - 2]] * _AGE_UNIT_WORDS[tokens[position - 1]])
+
+
+def _ages_after_people(text: str) -> list[float]:
+    """"my dad (67)", "my nan, 85,": a number in brackets or between commas right after a person."""
+    ages = []
+    for match in _PERSON_AGE.finditer(text):
+        before = text[max(0, match.start() - 24):match.start()].split()[-1:]
+        if before and before[0].strip(".,;:") in _PEOPLE_WORDS:
+            ages.append(float(match.group(1)) * _AGE_UNIT_YEARS[match.group(2) or "year"])
     return ages
 
 
 def weight_kg_in(text: str) -> float | None:
-    """The first body weight written in kg or pounds, in kg."""
+    """The first body weight written in kg, pounds or stones, in kg."""
+    stones = _STONES.search(text) if "ston" in text or ("st" in text and ("lb" in text or "pound" in text)) else None
     if not ("kg" in text or "kilo" in text or "lb" in text or "pound" in text):  # in every unit of _WEIGHT
-        return None
-    match = _WEIGHT.search(text)
+        match = None
+    else:
+        match = _WEIGHT.search(text)
+    if stones is not None and (match is None or stones.start() <= match.start()):
+        return int(stones.group(1)) * _STONE_TO_KG + int(stones.group(2) or 0) * _POUNDS_TO_KG
     if match is None:
         return None
     value = float(match.group(1))

@@ -7,7 +7,11 @@ characters removed; accents stripped; leetspeak inside a word decoded ("ch3st" -
 the decoded word is one the guard knows; runs of single letters joined and split back into known
 words ("c h e s t p a i n", "c.h.e.s.t" -> "chest pain"). The result keeps two views: `text` (for
 numbers and doses, where digits must stay digits) and `tokens` (words for phrase matching,
-determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for commas).
+determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for commas). In the tokens,
+patient shorthand, sound-alike spellings and one-letter slips are read as the lexicons' words
+(`spelling.Respeller`: "SOB" -> "short of breath", "chest pian" -> "chest pain"), and
+`NormalisedText.written` gives any stretch of tokens back as the text wrote it, so that evidence
+is found in the original text.
 
 Plain ASCII text (no sign of leetspeak or spaced letters) is read one ". "-separated piece at a
 time, and each piece's tokens and phrase hits are kept from its second sighting on
@@ -25,9 +29,10 @@ from bisect import bisect_left
 from itertools import chain
 from operator import itemgetter
 
-from clinical_rlhf.safety.lexicon import DETERMINERS, HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
+from clinical_rlhf.safety.lexicon import HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.phrases import Hit, PhraseIndex, PhraseScanner
+from clinical_rlhf.safety.spelling import Respeller, Respelling
 
 SENTENCE_BREAK = "|"
 CLAUSE_BREAK = ","
@@ -96,11 +101,12 @@ class NormalisedText:
     """
 
     __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks", "_pieces",
-                 "_pieces_hit")
+                 "_pieces_hit", "_respellings")
 
     def __init__(self, text: str, tokens: tuple[str, ...], obfuscated: bool,
                  token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None,
-                 pieces: list[_Piece] | None = None, pieces_hit: int = 0) -> None:
+                 pieces: list[_Piece] | None = None, pieces_hit: int = 0,
+                 respellings: tuple[Respelling, ...] | None = ()) -> None:
         self.text = text
         """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
         self.tokens = tokens
@@ -115,6 +121,8 @@ class NormalisedText:
         """The cached pieces the tokens were joined from (`Normaliser._plain`), or None."""
         self._pieces_hit = pieces_hit
         """With `_pieces`: bit n set when some piece has a hit of the scanner's index n."""
+        self._respellings = respellings
+        """Token stretches written otherwise in the text (None: join the pieces' on first use)."""
 
     @property
     def token_set(self) -> frozenset[str]:
@@ -193,6 +201,37 @@ class NormalisedText:
         self._found[index] = hits
         return hits
 
+    @property
+    def respellings(self) -> tuple[Respelling, ...]:
+        """Where the tokens read shorthand or a slip as a lexicon word, in token order."""
+        respellings = self._respellings
+        if respellings is None:
+            found: list[Respelling] = []
+            offset = 0
+            for piece in self._pieces or ():
+                found += [Respelling(first + offset, last + offset, written) for first, last, written in piece.respellings]
+                offset += len(piece.tokens)
+            respellings = self._respellings = tuple(found)
+        return respellings
+
+    def written(self, start: int, end: int) -> str:
+        """tokens[start:end] joined, each respelled stretch they touch as the text wrote it
+        ("short of breath" -> "sob", "chest pain" -> "chest pian")."""
+        respellings = self.respellings
+        if not respellings:
+            return " ".join(self.tokens[start:end])
+        words: list[str] = []
+        position = start
+        # stretches are sorted and disjoint: the first one that can touch [start, end) ends after start
+        for first, last, written in respellings[bisect_left(respellings, start + 1, key=itemgetter(1)):]:
+            if first >= end:
+                break
+            words += self.tokens[position:first]
+            words.append(written)
+            position = max(position, last)
+        words += self.tokens[position:end]
+        return " ".join(words)
+
     # -- sentences ---------------------------------------------------------------------------
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
@@ -210,11 +249,12 @@ class NormalisedText:
 class _Piece:
     """A ". "-separated piece of plain text as `Normaliser._plain` keeps it."""
 
-    __slots__ = ("evasive", "hit", "hits", "tokens")
+    __slots__ = ("evasive", "hit", "hits", "respellings", "tokens")
 
-    def __init__(self, piece: str, scanner: PhraseScanner | None) -> None:
+    def __init__(self, piece: str, scanner: PhraseScanner | None, respeller: Respeller) -> None:
         words, classes = _split(piece)
-        self.tokens = (*[word for word in words if word not in DETERMINERS], SENTENCE_BREAK)
+        tokens, self.respellings = respeller.read(words)
+        self.tokens = (*tokens, SENTENCE_BREAK)
         """Its tokens and a final `SENTENCE_BREAK` (the ". " that `_split` turns into one)."""
         self.evasive = bool(_LEET_HINT.search(classes) or _spaced_hint(classes))
         """It shows a sign of leetspeak or spaced letters: the text must be read whole."""
@@ -257,8 +297,12 @@ class Normaliser:
     """Normalises texts against a vocabulary: the words of every phrase the guard looks for.
     The vocabulary decides ambiguous decodings (is "b1eeding" "bieeding" or "bleeding"?)."""
 
-    def __init__(self, vocabulary: set[str], scanner: PhraseScanner | None = None) -> None:
+    def __init__(self, vocabulary: set[str], scanner: PhraseScanner | None = None,
+                 respeller: Respeller | None = None) -> None:
         self.vocabulary = frozenset(vocabulary)
+        self.respeller = respeller if respeller is not None else Respeller(self.vocabulary)
+        """Shorthand and slips read as lexicon words (`spelling.py`); its fuzzy matching targets
+        `vocabulary`."""
         self._longest_word = max((len(w) for w in vocabulary), default=1)
         self.scanner = scanner
         """Indexes searched together the first time a text is asked about any of them."""
@@ -304,8 +348,8 @@ class Normaliser:
                 obfuscated, words = True, joined
         if obfuscated:
             lowered = self._text_view(lowered)
-        tokens = tuple([word for word in words if word not in DETERMINERS])
-        return NormalisedText(lowered, tokens, obfuscated, None, self.scanner)
+        tokens, respellings = self.respeller.read(words)
+        return NormalisedText(lowered, tokens, obfuscated, None, self.scanner, respellings=respellings)
 
     def _plain(self, lowered: str) -> NormalisedText | None:
         """A plain text from its ". "-separated pieces: `_split(piece)` without determiners, then a
@@ -329,7 +373,7 @@ class Normaliser:
                 new = True
                 continue
             if entry is _SEEN_ONCE:
-                entry = cache[piece] = _Piece(piece, self.scanner)
+                entry = cache[piece] = _Piece(piece, self.scanner, self.respeller)
             if entry.evasive:
                 return None
             pieces.append(entry)
@@ -337,13 +381,15 @@ class Normaliser:
         if new:
             return None
         tokens = tuple(chain.from_iterable([piece.tokens for piece in pieces]))[:-1]
-        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces, hit)
+        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces, hit, respellings=None)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
-        """How a knowledge-base phrase reads as tokens (same folding as texts, no decoding)."""
+        """How a knowledge-base phrase reads as tokens (same folding and shorthand as texts, no
+        decoding and no correction of slips)."""
         lowered = phrase.lower()
         lowered = _fold_unicode(lowered) if not lowered.isascii() else lowered.replace("'", "")
-        return tuple(word for word in _split(lowered)[0] if word not in DETERMINERS and word not in BREAKS)
+        words = [word for word in _split(lowered)[0] if word not in BREAKS]
+        return self.respeller.read(words, fuzzy=False)[0]
 
     def _text_view(self, lowered: str) -> str:
         """The number-preserving view of an obfuscated text: letters spaced one separator apart

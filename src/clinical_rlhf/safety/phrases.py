@@ -48,6 +48,11 @@ class PhraseIndex(Generic[Payload]):
     def __len__(self) -> int:
         return len(self.phrases)
 
+    @property
+    def anchors(self) -> frozenset[str]:
+        """The words phrases are indexed under: a text holding none of them has no hit."""
+        return self._anchors
+
     def find(self, tokens: tuple[str, ...], start: int = 0, stop: int | None = None,
              token_set: frozenset[str] | None = None) -> list[Hit]:
         """Every (start, end, payload) with tokens[start:end] equal to the phrase, inside

@@ -20,7 +20,7 @@ class RedFlagHit(NamedTuple):
     end: int
     """Token positions of the trigger."""
     evidence: str
-    """The trigger as normalised words (the guard maps it back to the original text)."""
+    """The trigger as written (`NormalisedText.written`; the guard finds it in the original text)."""
 
 
 class RedFlagDetector:
@@ -50,7 +50,6 @@ class RedFlagDetector:
     def current_flags(self, text: NormalisedText) -> list[RedFlagHit]:
         """One hit per red flag happening now (negated, past and hypothetical mentions dropped;
         flags with `requires_any` only when their context is present and not negated)."""
-        tokens = text.tokens
         hits = self._trigger_hits(text)
         if not hits:
             return []
@@ -61,14 +60,14 @@ class RedFlagDetector:
             kept = found.get(flag_id)
             if kept is not None:
                 if start < kept.end < end:  # overlapping triggers: show the whole phrase as evidence
-                    found[flag_id] = RedFlagHit(kept.flag, kept.start, end, " ".join(tokens[kept.start:end]))
+                    found[flag_id] = RedFlagHit(kept.flag, kept.start, end, text.written(kept.start, end))
                 continue
             flag = self.flags[flag_id]
             if flag.requires_any and flag_id not in satisfied:
                 continue
             if self.context.situation(text, start, end) != "current":
                 continue
-            found[flag_id] = RedFlagHit(flag, start, end, " ".join(tokens[start:end]))
+            found[flag_id] = RedFlagHit(flag, start, end, text.written(start, end))
         return list(found.values())
 
     def named_as_over(self, text: NormalisedText) -> set[str]:
@@ -154,7 +153,7 @@ class RedFlagDetector:
             # a downplay starting in [first, max(last, after_next)): bisection, not a scan of them all
             nearest = bisect_left(downplay_starts, first)
             if nearest < len(downplay_starts) and downplay_starts[nearest] < max(last, after_next):
-                found[flag_id] = RedFlagHit(self.flags[flag_id], start, end, " ".join(tokens[start:end]))
+                found[flag_id] = RedFlagHit(self.flags[flag_id], start, end, text.written(start, end))
         return list(found.values())
 
 
