@@ -43,6 +43,8 @@ def _digit(low: int, high: int) -> str:
 
 _GCS_PARTS = (r"e\s?(?P<e>" + _digit(1, 4) + r")\s?,?\s?v\s?(?P<v>" + _digit(1, 5)[:-1] + r"t])\s?,?\s?m\s?(?P<m>"
               + _digit(1, 6) + ")")
+_DIGIT = re.compile(r"\d")
+_FIRST_WORD = re.compile(r"[a-z0-9@$]+")
 _NEAR = 0.01
 """How far "sats below 90" or "HR > 100" moves a value past the number written."""
 
@@ -95,6 +97,10 @@ class ObservationReader:
             r"|(?P<parts>" + _GCS_PARTS.replace("?P<", "?P<scan_") + r")(?![a-z0-9])"
             r"|(?<![\d.])(?P<number>" + _NUMBER + r"(?:\s{0,2}/\s{0,2}\d{2,3})?)\s{0,2}(?P<unit>"
             + _words(self._by_unit) + r")(?![a-z]))")
+        self._label_starts = frozenset(_FIRST_WORD.match(label).group() for label in self._by_label
+                                       if _FIRST_WORD.match(label))
+        """The first word of every label, as the normaliser's tokens have it ("k" for "k+")."""
+        self._parts_hint = re.compile(r"(?<![a-z0-9])e\s?.\s?,?\s?v")
         self._tails = {spec.id: self._tail(spec, gap, comparison) for spec in self.specs.values()}
         self._gcs_parts = re.compile(_GCS_PARTS)
         self._oxygen = re.compile(r"[\s,;(]{0,3}(?:(?P<oxygen>" + _with_numbers(signs.terms["on_oxygen"])
@@ -124,9 +130,14 @@ class ObservationReader:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read(self, text: str) -> list[Observation]:
-        """Every value the text states with its label or identifying unit, in text order."""
-        if not any(ch.isdigit() for ch in text):
+    def read(self, text: str, words: frozenset[str] | None = None) -> list[Observation]:
+        """Every value the text states with its label or identifying unit, in text order.
+        `words` (the text's distinct tokens) lets a text with no label, no identifying unit and
+        no GCS parts skip the search: most questions state no value at all."""
+        if _DIGIT.search(text) is None:
+            return []
+        if words is not None and self._label_starts.isdisjoint(words) \
+                and not any(unit in text for unit in self._by_unit) and self._parts_hint.search(text) is None:
             return []
         found: list[Observation] = []
         read_to = 0

@@ -22,7 +22,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from clinical_rlhf.knowledge import KnowledgeBase
-from clinical_rlhf.knowledge.signs import ClinicalSigns, DecisionRule, RuleElement, Threshold, load_clinical_signs
+from clinical_rlhf.knowledge.signs import (
+    ClinicalSigns,
+    DecisionRule,
+    Finding,
+    RuleElement,
+    Threshold,
+    load_clinical_signs,
+)
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -65,13 +72,28 @@ class ClinicalSignsReader:
         # Every finding and rule phrase once, its payload the phrase itself: a reading records each
         # phrase's situation, and findings and rule elements look their phrases up in it.
         self.phrases: PhraseIndex[str] = PhraseIndex()
-        self._tokens: dict[str, tuple[str, ...]] = {}
+        self._keys: dict[str, str] = {}
         for phrase in self._all_phrases():
             tokens = tokenize(phrase)
             if tokens:
-                self._tokens[phrase] = tokens
-                self.phrases.add(tokens, " ".join(tokens))
+                self._keys[phrase] = " ".join(tokens)
+                self.phrases.add(tokens, self._keys[phrase])
+        # What each matched phrase can set off, so that a text is judged only by the rules its
+        # values and phrases touch, not by a walk over every rule.
+        self._findings_of: dict[str, list[Finding]] = {}
+        for finding in self.signs.findings:
+            for phrase in finding.phrases:
+                self._findings_of.setdefault(self._keys.get(phrase, ""), []).append(finding)
+        self._rules_of: dict[str, list[DecisionRule]] = {}
+        for rule in self.signs.rules:
+            for phrase in rule.applies_when:
+                self._rules_of.setdefault(self._keys.get(phrase, ""), []).append(rule)
+        self._key_sets: dict[int, frozenset[str]] = {}
+        """id of a phrase tuple of the data (kept alive by `signs`) -> the keys of its phrases."""
         self.thresholds = {threshold.id: threshold for threshold in self.signs.thresholds}
+        self._thresholds_of: dict[str, list[Threshold]] = {}
+        for threshold in self.signs.thresholds:
+            self._thresholds_of.setdefault(threshold.observation, []).append(threshold)
         self.vocabulary = self.terms.vocabulary | self.phrases.vocabulary
         """Words the normaliser must know to decode them from leetspeak or spaced letters."""
 
@@ -90,17 +112,22 @@ class ClinicalSignsReader:
     def reasons(self, text: NormalisedText, ages: Iterable[float] = ()) -> list[TriageReason]:
         """The triage reasons the text's values, scores, findings and decision rules give."""
         reading = self._read(text, ages)
-        reasons = self._threshold_reasons(reading)
-        reasons += self._score_reasons(reading, reasons)
-        reasons += self._finding_reasons(reading)
-        reasons += [reason for rule in self.signs.rules if (reason := self._rule_reason(rule, reading)) is not None]
+        reasons = self._threshold_reasons(reading) if reading.values else []
+        if reading.values or reading.terms:
+            reasons += self._score_reasons(reading, reasons)
+        if reading.phrases:
+            reasons += self._finding_reasons(reading)
+            rules = {rule.id: rule for phrase, (situation, _) in reading.phrases.items() if situation == "current"
+                     for rule in self._rules_of.get(phrase, ())}
+            reasons += [reason for rule in self.signs.rules if rule.id in rules
+                        if (reason := self._rule_reason(rule, reading)) is not None]
         return reasons
 
     # -- reading ---------------------------------------------------------------------------------
 
     def _read(self, text: NormalisedText, ages: Iterable[float]) -> _Reading:
         reading = _Reading(age=min(ages, default=None))
-        values = self.observations.read(text.text)
+        values = self.observations.read(text.text, text.token_set)
         if values:
             offsets = _token_offsets(text)
             for value in values:
@@ -149,7 +176,7 @@ class ClinicalSignsReader:
 
     def _threshold_reasons(self, reading: _Reading) -> list[TriageReason]:
         reasons = []
-        for threshold in self.signs.thresholds:
+        for threshold in (t for kind in reading.values for t in self._thresholds_of.get(kind, ())):
             met = self._met(threshold, reading)
             if met is None:
                 continue
@@ -292,10 +319,12 @@ class ClinicalSignsReader:
 
     def _findings(self, reading: _Reading):
         """(finding, words) for each finding stated now, with its required context."""
-        for finding in self.signs.findings:
-            words = self._current_phrase(reading, finding.phrases)
-            if words is None:
-                continue
+        found: dict[str, tuple[Finding, str]] = {}
+        for phrase, (situation, words) in reading.phrases.items():
+            if situation == "current":
+                for finding in self._findings_of.get(phrase, ()):
+                    found.setdefault(finding.id, (finding, words))
+        for finding, words in found.values():
             if finding.requires_any and self._current_phrase(reading, finding.requires_any) is None:
                 continue
             if any(not reading.has(context) for context in finding.when):
@@ -306,20 +335,23 @@ class ClinicalSignsReader:
         return [TriageReason("finding", finding.id, finding.urgency, words, finding.name, finding.source)
                 for finding, words in self._findings(reading)]
 
-    def _current_phrase(self, reading: _Reading, phrases: Iterable[str], history: bool = False) -> str | None:
-        """The words of the first of `phrases` stated now (or in the past, with `history`)."""
+    def _current_phrase(self, reading: _Reading, phrases: tuple[str, ...], history: bool = False) -> str | None:
+        """The words of the first of `phrases` the text states now (or in the past, with `history`)."""
         allowed = ("current", "history") if history else ("current",)
-        for phrase in phrases:
-            found = reading.phrases.get(" ".join(self._tokens.get(phrase, ())))
-            if found is not None and found[0] in allowed:
-                return found[1]
-        return None
+        return self._stated(reading, phrases, allowed)
 
-    def _negated_phrase(self, reading: _Reading, phrases: Iterable[str]) -> str | None:
-        for phrase in phrases:
-            found = reading.phrases.get(" ".join(self._tokens.get(phrase, ())))
-            if found is not None and found[0] == "negated":
-                return found[1]
+    def _negated_phrase(self, reading: _Reading, phrases: tuple[str, ...]) -> str | None:
+        """The words of the first of `phrases` the text states absent ("no cough")."""
+        return self._stated(reading, phrases, ("negated",))
+
+    def _stated(self, reading: _Reading, phrases: tuple[str, ...], situations: tuple[str, ...]) -> str | None:
+        """A walk over the few phrases the text holds, not over a rule's long phrase list."""
+        keys = self._key_sets.get(id(phrases))
+        if keys is None:
+            keys = self._key_sets[id(phrases)] = frozenset(self._keys.get(phrase, "") for phrase in phrases)
+        for key, (situation, words) in reading.phrases.items():
+            if situation in situations and key in keys:
+                return words
         return None
 
     # -- decision rules --------------------------------------------------------------------------
@@ -355,8 +387,10 @@ class ClinicalSignsReader:
     def _element(self, element: RuleElement, reading: _Reading) -> tuple[float, str | None, str]:
         """(points, how it was stated or None when it was not, evidence words)."""
         if element.count_bands:
-            present = [phrase for phrase in element.phrases
-                       if self._current_phrase(reading, [phrase], element.history) is not None]
+            allowed = ("current", "history") if element.history else ("current",)
+            keys = {self._keys.get(phrase, "") for phrase in element.phrases}
+            present = list(dict.fromkeys(words for key, (situation, words) in reading.phrases.items()
+                                         if key in keys and situation in allowed))
             if not present:
                 return 0.0, None if self._negated_phrase(reading, element.phrases) is None else " (stated absent)", ""
             points = max((p for n, p in element.count_bands if len(present) >= n), default=0.0)
