@@ -269,7 +269,7 @@ class ObservationReader:
                                   for part in "evm")  # "VT": intubated, scored 1 (no verbal response)
             detail = f"E{eye} V{verbal} M{motor}"
             if value is None:
-                value = float(eye + verbal_score + motor)
+                value = float(eye + verbal + motor)
                 detail += f" = {value:g}"
         if value is None or not 3 <= value <= 15:
             return None
