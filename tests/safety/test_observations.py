@@ -141,3 +141,12 @@ def test_a_file_that_is_not_yaml_is_one_clear_error(tmp_path) -> None:
 
 def test_a_knowledge_directory_without_the_file_uses_the_shipped_one(tmp_path) -> None:
     assert load_clinical_signs(tmp_path).path == load_clinical_signs().path
+
+
+def test_the_doc_tables_list_every_rule_of_the_data() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "clinical_signs.md").read_text(encoding="utf-8")
+    signs = load_clinical_signs()
+    ids = [t.id for t in signs.thresholds] + [f.id for f in signs.findings] + [r.id for r in signs.rules] \
+        + [e.id for r in signs.rules for e in r.elements] + list(signs.observations)
+    missing = [name for name in ids if f"`{name}`" not in doc]
+    assert not missing, f"docs/clinical_signs.md lacks {missing}"
