@@ -32,11 +32,14 @@ from clinical_rlhf.knowledge.signs import (
 )
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.observations import Observation, ObservationReader
 from clinical_rlhf.safety.phrases import PhraseIndex
 from clinical_rlhf.safety.triage import URGENCY_RANK, TriageReason
 
+AGES_REMEMBERED = 512
+"""Distinct stated ages whose applicable thresholds are kept (a few hundred bytes each)."""
 _CONSCIOUSNESS = {"consciousness_confusion": "C", "consciousness_voice": "V", "consciousness_pain": "P",
                   "consciousness_unresponsive": "U"}
 # Tokens as `normalize._split` cuts them: words, and the marks that become breaks.
@@ -91,6 +94,7 @@ class ClinicalSignsReader:
         self._key_sets: dict[int, frozenset[str]] = {}
         """id of a phrase tuple of the data (kept alive by `signs`) -> the keys of its phrases."""
         self.thresholds = {threshold.id: threshold for threshold in self.signs.thresholds}
+        self._by_age: dict[float | None, dict[str, list[Threshold]]] = {}
         self._thresholds_of: dict[str, list[Threshold]] = {}
         for threshold in self.signs.thresholds:
             self._thresholds_of.setdefault(threshold.observation, []).append(threshold)
@@ -176,7 +180,8 @@ class ClinicalSignsReader:
 
     def _threshold_reasons(self, reading: _Reading) -> list[TriageReason]:
         reasons = []
-        for threshold in (t for kind in reading.values for t in self._thresholds_of.get(kind, ())):
+        applicable = self._for_age(reading.age)
+        for threshold in (t for kind in reading.values for t in applicable.get(kind, ())):
             met = self._met(threshold, reading)
             if met is None:
                 continue
@@ -197,10 +202,18 @@ class ClinicalSignsReader:
         return [reason for reason in reasons
                 if URGENCY_RANK[reason.urgency] == most[self.thresholds[reason.id].observation]]
 
+    def _for_age(self, age: float | None) -> dict[str, list[Threshold]]:
+        """Observation -> the thresholds for this age, worked out once per age stated."""
+        found = self._by_age.get(age)
+        if found is None:
+            found = {kind: [t for t in thresholds if t.applies_to_age(age)]
+                     for kind, thresholds in self._thresholds_of.items()}
+            make_room(self._by_age, AGES_REMEMBERED)
+            self._by_age[age] = found
+        return found
+
     def _met(self, threshold: Threshold, reading: _Reading) -> Observation | None:
-        """The first value that meets the threshold, in its age band and contexts; None if none."""
-        if not threshold.applies_to_age(reading.age):
-            return None
+        """The first value that meets the threshold (for the reading's age) in its contexts; None if none."""
         if any(not reading.has(context) for context in threshold.when) or any(reading.has(c) for c in threshold.unless):
             return None
         if threshold.also and _first(reading.values.get(threshold.also[0], ()), threshold.also[1].holds) is None:
