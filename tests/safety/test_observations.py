@@ -49,6 +49,8 @@ def values(reader: ObservationReader, guard, text: str) -> dict[str, float]:
     ("CRT 4 s centrally", {"capillary_refill": 4}),
     ("cap refill under 2 seconds", {"capillary_refill": 1.99}),
     ("systolic 84", {"systolic": 84}),
+    ("hypotensive, 82 systolic", {"systolic": 82}),
+    ("febrile 38.9 overnight", {"temperature": 38.9}),
     ("BP 188/122 mmHg", {"systolic": 188, "diastolic": 122}),
     ("NEWS2 of 7 on the obs chart", {"news2_stated": 7}),
     ("38.2 degrees", {}),  # a bare temperature with no label or identifying unit word

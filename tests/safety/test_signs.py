@@ -57,6 +57,7 @@ EMERGENCIES = [
     ("Trachea deviated to the left, absent breath sounds on the right", {"tracheal_deviation", "absent_breath_sounds"}),
     ("Sore throat, drooling and can't swallow saliva, muffled voice", {"drooling"}),
     ("NEWS2 of 8 at handover", {"news2_stated_high"}),
+    ("Pregnant 32/40, BP 162/110, headache", {"pregnancy_severe_hypertension", "pregnancy_severe_diastolic"}),
 ]
 
 
@@ -81,6 +82,7 @@ URGENT = [
     ("capillary refill 4 seconds", {"capillary_refill_prolonged"}),
     ("HR 135, otherwise well", {"tachycardia_severe"}),
     ("my 10 year old has a heart rate of 125", {"child_tachycardia_8_to_11"}),
+    ("BP 150/95 at the antenatal check, 36 weeks pregnant", {"pregnancy_hypertension", "pregnancy_raised_diastolic"}),
 ]
 
 
@@ -124,6 +126,7 @@ def test_self_care_end_of_decision_rules(reader, guard, text) -> None:
     "Known CO2 retainer, target 88-92%, sats 90% on air",
     "76 year old, HR 125 after climbing the stairs",  # an adult's 125 scores NEWS2 2 only
     "pulse 72, temp 37.1, BP 118/76, blood sugar 5.6",
+    "BP 150/95 at the pharmacy check, otherwise well",  # not pregnant: a routine matter
 ])
 def test_hard_negatives_raise_nothing(reader, guard, text) -> None:
     assert read(reader, guard, text) == []

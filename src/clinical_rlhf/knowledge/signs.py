@@ -25,7 +25,7 @@ from clinical_rlhf.knowledge.language import DEFAULT_DIRECTORY
 
 SIGNS_FILE = "clinical_signs.yaml"
 URGENCY_LEVELS = ("emergency", "urgent", "routine", "self_care")
-CONTEXTS = ("infection", "reduced_consciousness", "hypercapnic_target")
+CONTEXTS = ("infection", "reduced_consciousness", "hypercapnic_target", "pregnancy")
 """What a rule may require the text to state (`when`) or not to state (`unless`)."""
 VALUE_KINDS = ("number", "pressure", "gcs", "peak_flow")
 PRESSURE_PARTS = ("systolic", "diastolic")
