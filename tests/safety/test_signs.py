@@ -58,6 +58,10 @@ EMERGENCIES = [
     ("Sore throat, drooling and can't swallow saliva, muffled voice", {"drooling"}),
     ("NEWS2 of 8 at handover", {"news2_stated_high"}),
     ("Pregnant 32/40, BP 162/110, headache", {"pregnancy_severe_hypertension", "pregnancy_severe_diastolic"}),
+    ("Community acquired pneumonia, confused, RR 31, BP 100/58", {"crb65", "qsofa"}),
+    ("VBG pH 7.08 and vomiting", {"acidaemia_severe"}),
+    ("On chemo for lymphoma, neuts 0.3, temp 38.3", {"neutropenic_sepsis"}),
+    ("Tachycardic at 140, hypotensive 84/50", {"systolic_low", "tachycardia_severe"}),
 ]
 
 
@@ -83,6 +87,7 @@ URGENT = [
     ("HR 135, otherwise well", {"tachycardia_severe"}),
     ("my 10 year old has a heart rate of 125", {"child_tachycardia_8_to_11"}),
     ("BP 150/95 at the antenatal check, 36 weeks pregnant", {"pregnancy_hypertension", "pregnancy_raised_diastolic"}),
+    ("INR 9.4 on warfarin, no bleeding or bruising", {"inr_very_high"}),
 ]
 
 
@@ -100,6 +105,13 @@ def test_routine_centor_and_self_care_feverpain(reader, guard) -> None:
     assert reasons["centor"].detail.startswith("Centor criteria for sore throat 4 ")
     assert reasons["feverpain"].urgency == "self_care"
     assert "not stated, scored 0: attend_rapidly, inflamed_tonsils" in reasons["feverpain"].detail
+
+
+def test_crb65_zero_is_routine(reader, guard) -> None:
+    (crb65,) = read(reader, guard, "Chest infection, 45 year old, RR 20, BP 125/80")
+    assert (crb65.id, crb65.urgency) == ("crb65", "routine")
+    assert crb65.detail.startswith("CRB65 score for community-acquired pneumonia 0 (low risk")
+    assert "not stated, scored 0: confusion" in crb65.detail
 
 
 @pytest.mark.parametrize("text", [

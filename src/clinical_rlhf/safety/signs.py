@@ -1,6 +1,7 @@
 """Clinician language -> triage reasons: single values that are emergencies on their own, early-warning
 scores (NEWS2, qSOFA, NICE NG51 sepsis criteria, NICE NG143 paediatric thresholds by age), examination
-findings and published decision rules (Wells, Ottawa, HEART, Centor, FeverPAIN).
+findings and published decision rules (Wells, Ottawa, HEART, CRB65, Centor,
+FeverPAIN).
 
     reader = ClinicalSignsReader(knowledge, context, tokenize)
     reader.reasons(text, ages)   # text: NormalisedText; ages: years the question states
