@@ -49,6 +49,7 @@ EMERGENCIES = [
     ("GCS E2 V2 M4 after a fall down the stairs", {"gcs_severely_reduced"}),
     ("my 8 month old has a resp rate of 64 and is grunting", {"child_tachypnoea_red", "accessory_muscles"}),
     ("temp 104.5 F and a stiff neck, can't look at the light", {"neck_stiffness"}),
+    ("O/E Kernig's positive, photophobic, T 38.7", {"meningism", "photophobia_with_fever"}),
     ("Sudden shortness of breath, pulse 118, calf swollen and tender, on chemo for breast cancer", {"wells_pe"}),
     ("Chest pain, 68 year old, diabetic, smoker, hypertension, ST depression on ECG, raised troponin", {"heart"}),
     ("Na 116 on this morning's bloods, drowsy", {"hyponatraemia_severe"}),
@@ -139,6 +140,9 @@ def test_self_care_end_of_decision_rules(reader, guard, text) -> None:
     "76 year old, HR 125 after climbing the stairs",  # an adult's 125 scores NEWS2 2 only
     "pulse 72, temp 37.1, BP 118/76, blood sugar 5.6",
     "BP 150/95 at the pharmacy check, otherwise well",  # not pregnant: a routine matter
+    "Woke up with a stiff neck after sleeping awkwardly on the sofa",
+    "Reduced air entry at the left base, sats 96% on air",
+    "I have 2 teaspoons of sugar in my tea, is that bad for my diabetes?",
 ])
 def test_hard_negatives_raise_nothing(reader, guard, text) -> None:
     assert read(reader, guard, text) == []
