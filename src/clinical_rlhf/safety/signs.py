@@ -140,14 +140,18 @@ class ClinicalSignsReader:
                     continue
                 reading.values.setdefault(value.kind, []).append(value)
         for start, end, name in text.find(self.terms):
+            if name in reading.terms:
+                continue
             situation = self.context.situation(text, start, end)
             # A hypercapnic target is a standing fact: "known CO2 retainer" still holds today.
             if situation == "current" or (name == "hypercapnic_target" and situation != "negated"):
                 reading.terms.setdefault(name, " ".join(text.tokens[start:end]))
         for start, end, phrase in text.find(self.phrases):
-            situation = self.context.situation(text, start, end)
             known = reading.phrases.get(phrase)
-            if known is None or (known[0] != "current" and situation == "current"):
+            if known is not None and known[0] == "current":
+                continue  # a repeated phrase is read once it is known to be current
+            situation = self.context.situation(text, start, end)
+            if known is None or situation == "current":
                 reading.phrases[phrase] = (situation, " ".join(text.tokens[start:end]))
         fever = [v for v in reading.values.get("temperature", ()) if v.value >= 38]
         if fever and "infection" not in reading.terms:
