@@ -46,7 +46,8 @@ class Bounds:
 
     def describe(self) -> str:
         parts = [f"{word} {limit:g}" for word, limit in
-                 ((">=", self.at_least), (">", self.above), ("<", self.below), ("<=", self.at_most)) if limit is not None]
+                 ((">=", self.at_least), (">", self.above), ("<", self.below), ("<=", self.at_most))
+                 if limit is not None]
         return " and ".join(parts)
 
 
@@ -308,7 +309,8 @@ def _observation(entry: _Entry, name: str) -> ObservationSpec:
     for unit, conversion in entry.mapping("units").items():
         if conversion == "auto":
             units[str(unit).lower()] = None
-        elif isinstance(conversion, list) and len(conversion) == 2 and all(isinstance(x, (int, float)) for x in conversion):
+        elif isinstance(conversion, list) and len(conversion) == 2 \
+                and all(isinstance(x, (int, float)) for x in conversion):
             units[str(unit).lower()] = (float(conversion[0]), float(conversion[1]))
         else:
             entry.fail("units", f"unit {unit!r} must map to [factor, offset] or 'auto'")
@@ -395,7 +397,8 @@ def _news2(entry: _Entry) -> News2:
 
 
 def _qsofa(entry: _Entry) -> Qsofa:
-    return Qsofa(source=entry.text("source"), respiratory_rate_at_least=float(entry.number("respiratory_rate_at_least")),
+    return Qsofa(source=entry.text("source"),
+                 respiratory_rate_at_least=float(entry.number("respiratory_rate_at_least")),
                  systolic_at_most=float(entry.number("systolic_at_most")),
                  positive_at_least=int(entry.number("positive_at_least")), urgency=entry.urgency())
 

@@ -30,7 +30,8 @@ WINDOW = 64
 """Characters after a label that its value, unit and qualifiers ("on 2 l", "of best") may span."""
 _NUMBER = r"\d{1,3}(?:\.\d{1,2})?(?![\d.]\d)"
 _OXYGEN_NUMBER = r"\d{1,2}(?:\.\d)?"
-_LEET_DIGITS = {letter: digit for table in (LEET_ALTERNATIVES, LEET) for digit, letter in table.items() if digit.isdigit()}
+_LEET_DIGITS = {letter: digit for table in (LEET_ALTERNATIVES, LEET)
+                for digit, letter in table.items() if digit.isdigit()}
 """Letters the normaliser may have decoded a GCS part's digit into: "M5" reads as "ms" when "ms"
 is a word the guard knows (multiple sclerosis), "M1" as "mi"."""
 
@@ -265,7 +266,8 @@ class ObservationReader:
             return None, end
         return match.group("oxygen") is not None, match.end()
 
-    def _pressure(self, text: str, start: int, end: int, first: str | None, second: str | None) -> list[Observation | None]:
+    def _pressure(self, text: str, start: int, end: int, first: str | None,
+                  second: str | None) -> list[Observation | None]:
         if first is None or second is None:
             return []
         systolic, diastolic = float(first), float(second)

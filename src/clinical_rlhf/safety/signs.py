@@ -263,7 +263,8 @@ class ClinicalSignsReader:
             scored.append((parameter + (" (scale 2)" if kind == "spo2" and scale_2 else ""), _shown(worst),
                            points, worst.written))
         if on_oxygen:
-            scored.append(("on oxygen", "yes", rules.oxygen_points, next(v.written for v in spo2_values if v.on_oxygen)))
+            evidence = next(v.written for v in spo2_values if v.on_oxygen)
+            scored.append(("on oxygen", "yes", rules.oxygen_points, evidence))
         elif any(value.on_oxygen is False for value in spo2_values):
             scored.append(("on oxygen", "no (air)", 0, ""))
         else:
