@@ -58,6 +58,8 @@ EMERGENCIES = [
     ("Trachea deviated to the left, absent breath sounds on the right", {"tracheal_deviation", "absent_breath_sounds"}),
     ("Sore throat, drooling and can't swallow saliva, muffled voice", {"drooling"}),
     ("NEWS2 of 8 at handover", {"news2_stated_high"}),
+    ("Found collapsed in the garden, unresponsive", {"acvpu_u"}),
+    ("72M, new confusion since yesterday, T 38.6", {"acvpu_c", "ng51_sepsis_high_risk"}),
     ("Pregnant 32/40, BP 162/110, headache", {"pregnancy_severe_hypertension", "pregnancy_severe_diastolic"}),
     ("Community acquired pneumonia, confused, RR 31, BP 100/58", {"crb65", "qsofa"}),
     ("VBG pH 7.08 and vomiting", {"acidaemia_severe"}),
@@ -89,6 +91,7 @@ URGENT = [
     ("my 10 year old has a heart rate of 125", {"child_tachycardia_8_to_11"}),
     ("BP 150/95 at the antenatal check, 36 weeks pregnant", {"pregnancy_hypertension", "pregnancy_raised_diastolic"}),
     ("INR 9.4 on warfarin, no bleeding or bruising", {"inr_very_high"}),
+    ("Nan is very drowsy today and only responds to voice", {"acvpu_v", "news2"}),
 ]
 
 

@@ -159,9 +159,20 @@ class Sepsis:
     high_risk_findings: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class ConsciousnessLevel:
+    terms: str
+    """The phrase set of `terms` that states it."""
+    level: str
+    """Its letter on the ACVPU scale (C, V, P, U)."""
+    urgency: str
+    source: str
+
+
 @dataclass(frozen=True)
 class ClinicalSigns:
     terms: Mapping[str, tuple[str, ...]]
+    consciousness: tuple[ConsciousnessLevel, ...]
     observations: Mapping[str, ObservationSpec]
     linking_words: tuple[str, ...]
     comparison_words: Mapping[str, tuple[str, ...]]
@@ -207,11 +218,20 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
                 top.fail(kind, f"id {record.id!r} is used twice; ids must be unique")
             seen.add(record.id)
     comparison = top.sub("comparison_words", top.mapping("comparison_words"))
+    consciousness = []
+    for name, body in top.mapping("consciousness_levels").items():
+        level = top.sub(f"consciousness level {name!r}", body)
+        if name not in terms:
+            level.fail("", "names no phrase set of `terms`")
+        consciousness.append(ConsciousnessLevel(terms=name, level=level.text("level"), urgency=level.urgency(),
+                                                source=level.text("source")))
     return ClinicalSigns(
-        terms=terms, observations=observations, linking_words=top.strings("linking_words"),
+        terms=terms, consciousness=tuple(consciousness), observations=observations, linking_words=top.strings("linking_words"),
         comparison_words={"below": comparison.strings("below"), "above": comparison.strings("above")},
         foreign_units=top.strings("foreign_units"), thresholds=thresholds,
-        sepsis=_sepsis(top.sub("sepsis", top.mapping("sepsis")), {t.id for t in thresholds}, {f.id for f in findings}),
+        sepsis=_sepsis(top.sub("sepsis", top.mapping("sepsis")),
+                       {t.id for t in thresholds} | {f"acvpu_{c.level.lower()}" for c in consciousness},
+                       {f.id for f in findings}),
         news2=_news2(top.sub("news2", top.mapping("news2"))), qsofa=_qsofa(top.sub("qsofa", top.mapping("qsofa"))),
         findings=findings, rules=rules, path=path)
 

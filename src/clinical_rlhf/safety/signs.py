@@ -41,8 +41,6 @@ from clinical_rlhf.safety.triage import URGENCY_RANK, TriageReason
 
 AGES_REMEMBERED = 512
 """Distinct stated ages whose applicable thresholds are kept (a few hundred bytes each)."""
-_CONSCIOUSNESS = {"consciousness_confusion": "C", "consciousness_voice": "V", "consciousness_pain": "P",
-                  "consciousness_unresponsive": "U"}
 # Tokens as `normalize._split` cuts them: words, and the marks that become breaks.
 _ASCII_TOKEN = re.compile(r"[a-z0-9@$]+|[!?;\n|,:]|\.(?= )")
 _UNICODE_TOKEN = re.compile(r"[^\W_]+|[!?;\n|,:]|\.(?=\s|$)")
@@ -118,6 +116,9 @@ class ClinicalSignsReader:
         """The triage reasons the text's values, scores, findings and decision rules give."""
         reading = self._read(text, ages)
         reasons = self._threshold_reasons(reading) if reading.values else []
+        reasons += [TriageReason("observation", f"acvpu_{level.level.lower()}", level.urgency,
+                                 reading.terms[level.terms], f"ACVPU {level.level}", level.source)
+                    for level in self.signs.consciousness if level.terms in reading.terms]
         if reading.values or reading.terms:
             reasons += self._score_reasons(reading, reasons)
         if reading.phrases:
@@ -157,9 +158,9 @@ class ClinicalSignsReader:
         if fever and "infection" not in reading.terms:
             reading.terms["infection"] = fever[0].written  # a fever is a sign of infection (NICE NG51 1.1)
         gcs = [v for v in reading.values.get("gcs", ()) if v.value < 15]
-        if gcs or any(name in reading.terms for name in _CONSCIOUSNESS):
-            reading.terms["reduced_consciousness"] = gcs[0].written if gcs else next(
-                reading.terms[name] for name in _CONSCIOUSNESS if name in reading.terms)
+        stated = [level for level in self.signs.consciousness if level.terms in reading.terms]
+        if gcs or stated:
+            reading.terms["reduced_consciousness"] = gcs[0].written if gcs else reading.terms[stated[0].terms]
         return reading
 
     def _value_is_current(self, text: NormalisedText, offsets: list[int], value: Observation) -> bool:
@@ -293,9 +294,9 @@ class ClinicalSignsReader:
         gcs = [v for v in reading.values.get("gcs", ()) if v.value < 15]
         if gcs:
             return f"GCS {gcs[0].value:g}", gcs[0].written
-        for name, level in reversed(_CONSCIOUSNESS.items()):  # the most reduced level stated
-            if name in reading.terms:
-                return level, reading.terms[name]
+        for level in reversed(self.signs.consciousness):  # the most reduced level stated
+            if level.terms in reading.terms:
+                return level.level, reading.terms[level.terms]
         return None
 
     def _qsofa(self, reading: _Reading) -> TriageReason | None:
