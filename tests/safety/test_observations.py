@@ -56,6 +56,7 @@ def values(reader: ObservationReader, guard, text: str) -> dict[str, float]:
     ("38.2 degrees", {}),  # a bare temperature with no label or identifying unit word
     ("she is 39.5 degrees celsius", {"temperature": 39.5}),
     ("resps 28 /min", {"respiratory_rate": 28}),
+    ("Ｈｒ １６４ and temp 39.5℃", {"heart_rate": 164, "temperature": 39.5}),  # full-width letters, the ℃ sign
 ])
 def test_values_with_labels_and_units(reader, guard, text, expected) -> None:
     read = values(reader, guard, text)
