@@ -44,6 +44,16 @@ _RULE_KEYS = {"id", "name", "kind", "urgency", "intent", "triggers", "trigger_gr
 
 
 @dataclass(frozen=True, slots=True)
+class Group:
+    """Phrases several rules share (`fever`, `pregnancy`), and the longer phrases in which they mean
+    something else ("hay fever"): a rule that takes a group's phrases as triggers takes its
+    exclusions too."""
+
+    phrases: tuple[str, ...]
+    exclusions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class TriageRule:
     id: str
     name: str
@@ -124,21 +134,29 @@ def _read_header(path: Path) -> dict[str, Any]:
         raise ConfigError(f"triage file {path}: `default_reason` must say why the default level is what it is")
     groups = data.get("groups", {})
     if not isinstance(groups, dict) or not all(
-            isinstance(name, str) and isinstance(body, dict) and isinstance(body.get("phrases"), list)
-            and body["phrases"] and all(isinstance(p, str) and p.strip() for p in body["phrases"])
-            and isinstance(body.get("purpose"), str) for name, body in groups.items()):
-        raise ConfigError(f"triage file {path}: `groups` must map each name to {{purpose, phrases: [...]}} "
-                          f"with a non-empty list of phrases")
+            isinstance(name, str) and isinstance(body, dict) and set(body) <= {"purpose", "phrases", "exclusions"}
+            and isinstance(body.get("purpose"), str) and _phrase_list(body.get("phrases"))
+            and _phrase_list(body.get("exclusions", ["-"])) for name, body in groups.items()):
+        raise ConfigError(f"triage file {path}: `groups` must map each name to {{purpose, phrases: [...], "
+                          f"exclusions: [...] (optional)}} with non-empty lists of phrases")
     intents = data.get("red_flag_intents", {})
     if not isinstance(intents, dict) or not all(value in INTENTS for value in intents.values()):
         raise ConfigError(f"triage file {path}: `red_flag_intents` must map red flag ids to one of "
                           f"{', '.join(INTENTS)}")
     return {"default_urgency": default, "default_reason": reason.strip(), "red_flag_intents": dict(intents),
-            "groups": {name: tuple(phrase for p in body["phrases"] for phrase in _expand_ranges(p.strip()))
+            "groups": {name: Group(_expanded(body["phrases"]), _expanded(body.get("exclusions", [])))
                        for name, body in groups.items()}}
 
 
-def _rule(groups: dict[str, tuple[str, ...]], raw: dict[str, Any], entry: _Entry) -> TriageRule:
+def _phrase_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(p, str) and p.strip() for p in value)
+
+
+def _expanded(phrases: list[str]) -> tuple[str, ...]:
+    return tuple(phrase for p in phrases for phrase in _expand_ranges(p.strip()))
+
+
+def _rule(groups: dict[str, Group], raw: dict[str, Any], entry: _Entry) -> TriageRule:
     entry.check_keys(_RULE_KEYS)
     kind = _choice(entry, "kind", RULE_KINDS)
     urgency = _choice(entry, "urgency", URGENCY_LEVELS)
@@ -147,7 +165,8 @@ def _rule(groups: dict[str, tuple[str, ...]], raw: dict[str, Any], entry: _Entry
         entry.fail("intent", f"is required on (and only on) rules of kind intent: one of {', '.join(INTENTS)}")
     if intent is not None:
         _choice(entry, "intent", INTENTS)
-    triggers = entry.phrases("triggers") + _grouped(entry, groups, "trigger_groups")
+    trigger_groups = _groups(entry, groups, "trigger_groups")
+    triggers = entry.phrases("triggers") + tuple(p for group in trigger_groups for p in group.phrases)
     if not triggers:
         entry.fail("triggers", "or `trigger_groups` must give at least one phrase")
     counts = raw.get("counts_hypothetical", kind == "intent")
@@ -155,7 +174,8 @@ def _rule(groups: dict[str, tuple[str, ...]], raw: dict[str, Any], entry: _Entry
         entry.fail("counts_hypothetical", "must be true or false")
     return TriageRule(id=entry.text("id"), name=entry.text("name"), kind=kind, urgency=urgency,
                       triggers=triggers, source=entry.text("source"), near=_near_rules(entry),
-                      exclusions=entry.phrases("exclusions"), context=_grouped(entry, groups, "context"),
+                      exclusions=entry.phrases("exclusions") + tuple(p for group in trigger_groups for p in group.exclusions),
+                      context=tuple(p for group in _groups(entry, groups, "context") for p in group.phrases),
                       min_age_years=_age(entry, "min_age_years"), max_age_years=_age(entry, "max_age_years"),
                       intent=intent, counts_hypothetical=counts, advice=entry.text("advice", required=False))
 
@@ -167,15 +187,15 @@ def _choice(entry: _Entry, key: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _grouped(entry: _Entry, groups: dict[str, tuple[str, ...]], key: str) -> tuple[str, ...]:
-    """The phrases of the groups a rule names under `key`."""
+def _groups(entry: _Entry, groups: dict[str, Group], key: str) -> list[Group]:
+    """The groups a rule names under `key`."""
     names = entry.raw.get(key, [])
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         entry.fail(key, "must be a list of group names (see `groups` at the top of the file)")
     unknown = [name for name in names if name not in groups]
     if unknown:
         entry.fail(key, f"names unknown group(s) {', '.join(unknown)}; known: {', '.join(sorted(groups))}")
-    return tuple(phrase for name in names for phrase in groups[name])
+    return [groups[name] for name in names]
 
 
 def _age(entry: _Entry, key: str) -> float | None:

@@ -34,7 +34,7 @@ from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
-from clinical_rlhf.safety.triage import Triage, TriageReader, combine, fail_safe, shared_reader
+from clinical_rlhf.safety.triage import Triage, TriageReader, fail_safe, shared_reader
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -281,7 +281,16 @@ class SafetyGuard:
                            conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
                            weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
                                           None), fallback=_only_drug(drugs),
-                           triage=_conversation_triage(each, open_flags, self._triage_reader))
+                           triage=self._conversation_triage(turns, open_flags, each))
+
+    def _conversation_triage(self, turns: Sequence[str], open_flags: Sequence[RedFlagHit],
+                             each: Sequence[PromptFacts]) -> Triage:
+        """The triage of the user turns read as one question (a modifier told in one turn raises a
+        symptom told in another: "I'm on chemo" ... "now I've got a fever"), with the red flags
+        still open after them; a resolved red flag no longer counts."""
+        joined = conversation.joined(turns)
+        ages = [age for facts in each for age in facts.ages]
+        return self._triage_reader.read(joined, self.normalise(joined), open_flags, ages)
 
     def _audited(self, prompt: str, response: str, verdict: SafetyVerdict,
                  details: dict[str, Any] | None = None) -> SafetyVerdict:
@@ -329,18 +338,6 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
 def _unread(too_long: SafetyFlag) -> Triage:
     """The fail-safe triage of a question too long to read."""
     return fail_safe("input_too_long", too_long.evidence)
-
-
-def _conversation_triage(each: Sequence[PromptFacts], open_flags: Sequence[RedFlagHit],
-                         reader: TriageReader) -> Triage:
-    """The triage of a conversation's user turns: every turn's reasons and intents, less the red
-    flags a later turn resolved (a symptom told earlier still counts; a later turn cannot take
-    an intent back)."""
-    still_open = {hit.flag.id for hit in open_flags}
-    reasons = [reason for facts in each for reason in facts.triage.reasons
-               if reason.kind not in ("red_flag", "default") or reason.id in still_open]
-    intents = {intent for facts in each for intent in facts.triage.intents}
-    return combine(reasons, intents, reader.default)
 
 
 def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
