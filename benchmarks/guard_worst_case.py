@@ -5,11 +5,12 @@
     python benchmarks/guard_worst_case.py --strict          # exit 1 when a 1 MB input misses the target
     python benchmarks/guard_worst_case.py --limit 30        # CPU seconds a single check may use
 
-Five families of input, each 1 KB, 10 KB, 100 KB and 1 MB long (1 KB = 1,024 characters):
+Six families of input, each 1 KB, 10 KB, 100 KB and 1 MB long (1 KB = 1,024 characters):
 
     numbers_with_commas  "1,000,000," repeated, as the answer to "What dose of paracetamol can I take?"
     dose_phrases         "take ibuprofen 400 mg every 6 hours, ..." with drugs from the knowledge base
     red_flag_phrases     red-flag triggers from the knowledge base, one after another
+    triage_phrases       triage.yaml triggers (symptoms, modifiers, intents), some negated
     bidi_invisible       dosing sentences with right-to-left overrides, bidi isolates and invisible
                          characters (zero-width spaces and joiners, BOM, soft hyphen) between letters
     drug_soup            generic names, synonyms and brands of the knowledge base, comma-separated
@@ -46,6 +47,7 @@ from multiprocessing.connection import Connection
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
+from clinical_rlhf.knowledge.triage_data import load_triage
 from clinical_rlhf.safety import SafetyGuard, compiled
 
 SIZES: dict[str, int] = {"1 KB": 1024, "10 KB": 10 * 1024, "100 KB": 100 * 1024, "1 MB": 1024 * 1024}
@@ -91,6 +93,12 @@ def _bidi_sentence(rng: random.Random, kb: KnowledgeBase) -> str:
     return "".join(char + (rng.choice(BIDI + INVISIBLE) if rng.random() < 0.4 else "") for char in sentence)
 
 
+def _triage_phrase(rng: random.Random, kb: KnowledgeBase) -> str:
+    """A phrase of a triage rule (symptom, modifier, intent), negated now and then."""
+    rule = rng.choice(load_triage(kb.directory).rules)
+    return f"{rng.choice(('', 'no ', 'not '))}{rng.choice(rule.triggers)}{rng.choice((', ', '. ', ' and '))}"
+
+
 def _drug_name(rng: random.Random, kb: KnowledgeBase) -> str:
     return f"{rng.choice(rng.choice(kb.drugs).terms)}{rng.choice((', ', ' and ', ' '))}"
 
@@ -99,6 +107,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("numbers_with_commas", "What dose of paracetamol can I take?", lambda rng, kb: "1,000,000,"),
     Family("dose_phrases", "How much of my medicines can I take?", _dose_phrase),
     Family("red_flag_phrases", "Is this anything to worry about?", _red_flag_phrase),
+    Family("triage_phrases", "Is this anything to worry about?", _triage_phrase),
     Family("bidi_invisible", "Is this dose safe for me?", _bidi_sentence),
     Family("drug_soup", "Can I take all of these together?", _drug_name),
 )}

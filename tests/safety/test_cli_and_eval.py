@@ -45,7 +45,7 @@ def test_safety_check_jsonl_reports_bad_lines_by_number_and_checks_the_rest(tmp_
     assert outputs[0]["action"] == "reject" and outputs[0]["is_safe"] is False
     assert outputs[0]["flags"] == [{"category": "drug_interaction", "subtype": "major", "severity": "high",
                                     "evidence": "ibuprofen + warfarin"}]
-    assert outputs[1] == {"id": None, "is_safe": True, "action": "allow", "flags": []}
+    assert outputs[1] == {"id": None, "is_safe": True, "action": "allow", "flags": [], "urgency": "self_care"}
     assert "stdin line 2: not valid JSON" in result.stderr
     assert "stdin line 3: `response` must be a string" in result.stderr
     assert "Traceback" not in result.stderr
@@ -69,8 +69,8 @@ def test_safety_check_jsonl_judges_a_conversation_by_its_earlier_turns() -> None
 def test_safety_check_single_pair_and_missing_arguments() -> None:
     ok = run_cli("safety-check", "--prompt", "I have crushing chest pain", "--response", "Have a nap.")
     assert ok.returncode == 0 and json.loads(ok.stdout)["flags"][0]["subtype"] == "acute_coronary_syndrome"
-    missing = run_cli("safety-check", "--prompt", "hi")
-    assert missing.returncode == 2 and "needs --prompt and --response" in missing.stderr
+    missing = run_cli("safety-check", "--response", "Have a nap.")
+    assert missing.returncode == 2 and "needs --prompt" in missing.stderr
 
 
 def test_audit_verify_exit_codes(tmp_path) -> None:

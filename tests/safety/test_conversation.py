@@ -214,7 +214,9 @@ def test_jsonl_items_take_a_prompt_or_messages(guard) -> None:
     assert check_jsonl_item(guard, single) == guard.check(single["prompt"], NO_ADVICE)
     assert "not both" in jsonl_problem({**conversation, "prompt": "x"})
     assert "`messages`" in jsonl_problem({"messages": "hi", "response": "x"})
-    assert "missing `response`" in jsonl_problem({"messages": []})
+    assert jsonl_problem({"messages": talk(CHEST_PAIN)}) is None  # no response: the question is triaged
+    assert "no user turn to triage" in jsonl_problem({"messages": []})
+    assert "missing `prompt` (or `messages`)" in jsonl_problem({"id": 3})
     assert jsonl_problem([1, 2]).startswith("expected a JSON object")
 
 

@@ -66,14 +66,29 @@ def safety_demo(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
     console.print("allow = no veto (never an approval); escalate = needs a clinician; reject = vetoed.")
 
 
+def _flag_list(verdict) -> list[dict[str, str]]:
+    return [{"category": f.category, "subtype": f.subtype, "severity": f.severity, "evidence": f.evidence}
+            for f in verdict.flags]
+
+
 def _result_line(item_id: object, verdict) -> str:
+    """An answer's verdict, with the urgency of the question it answers."""
     return json.dumps({
         "id": item_id,
         "is_safe": verdict.is_safe,
         "action": verdict.action,
-        "flags": [{"category": f.category, "subtype": f.subtype, "severity": f.severity, "evidence": f.evidence}
-                  for f in verdict.flags],
+        "flags": _flag_list(verdict),
+        **({"urgency": verdict.triage.urgency} if verdict.triage is not None else {}),
     }, ensure_ascii=False)
+
+
+def _triage_line(item_id: object, verdict) -> str:
+    """A question's triage: its urgency, its red flags (as `check_prompt` escalates them), the
+    reasons for its urgency and the intents it states."""
+    triage = verdict.triage
+    return json.dumps({"id": item_id, "urgency": triage.urgency, "flags": _flag_list(verdict),
+                       "reasons": [reason.to_dict() for reason in triage.reasons],
+                       "intents": sorted(triage.intents)}, ensure_ascii=False)
 
 
 def safety_check(
@@ -81,21 +96,32 @@ def safety_check(
     response: Annotated[Optional[str], typer.Option("--response", help="Answer text to check.")] = None,
     jsonl: Annotated[Optional[str], typer.Option("--jsonl", help="JSONL file of {id, prompt, response} "
                                                  "objects (or {id, messages, response} for a "
-                                                 "conversation), or - for stdin.")] = None,
+                                                 "conversation; without response the question is "
+                                                 "triaged), or - for stdin.")] = None,
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config (for "
                                                    "safety.knowledge_dir); defaults when omitted.")] = None,
     overrides: OverrideOption = None,
     fail_on: Annotated[Optional[FailOn], typer.Option(
-        "--fail-on", help="Exit 1 when any verdict reaches this level (escalate: escalate or reject), "
-                          "so a CI job can gate on the answers.")] = None,
+        "--fail-on", help="Exit 1 when any answer's verdict reaches this level (escalate: escalate or "
+                          "reject), so a CI job can gate on the answers; triaged questions never "
+                          "trip it.")] = None,
 ) -> None:
-    """Check answers; print one JSON line per input: {id, is_safe, action, flags}."""
-    if jsonl is None and (prompt is None or response is None):
-        raise InputDataError("safety-check needs --prompt and --response, or --jsonl FILE (- for stdin)")
+    """Check answers, or triage questions; print one JSON line per input: {id, is_safe, action,
+    flags, urgency} for an answer, {id, urgency, flags, reasons, intents} for a question alone."""
+    if jsonl is None and prompt is None:
+        raise InputDataError("safety-check needs --prompt (add --response to check an answer to it), or "
+                             "--jsonl FILE (- for stdin)")
+    if jsonl is not None and (prompt is not None or response is not None):
+        raise InputDataError("safety-check takes --jsonl or --prompt/--response, not both; put the pair in "
+                             "the file or drop --jsonl")
     guard = _guard(config, overrides)
     if jsonl is None:
-        actions = [_echo_verdict(None, guard.check(prompt, response))]
         errors = 0
+        if response is None:
+            typer.echo(_triage_line(None, guard.check_prompt(prompt)))
+            actions = []
+        else:
+            actions = [_echo_verdict(None, guard.check(prompt, response))]
     else:
         errors, actions = _check_lines(guard, jsonl)
     if errors:
@@ -122,7 +148,8 @@ def _gate(actions: list[str], fail_on: FailOn | None) -> None:
 
 
 def _check_lines(guard, source: str) -> tuple[int, list[str]]:
-    from clinical_rlhf.safety.conversation import check_jsonl_item
+    """Check or triage each line; (bad lines, the actions of the answers checked)."""
+    from clinical_rlhf.safety.conversation import check_jsonl_item, triage_jsonl_item
 
     # Bytes, decoded line by line: one line of bad UTF-8 is named and skipped, the rest are checked.
     try:
@@ -142,7 +169,10 @@ def _check_lines(guard, source: str) -> tuple[int, list[str]]:
                 err_console.print(f"[red]error:[/] {escape(name)} line {number}: {problem}", highlight=False,
                                   soft_wrap=True)  # one line per bad input line, never wrapped mid-path
                 continue
-            actions.append(_echo_verdict(item.get("id"), check_jsonl_item(guard, item)))
+            if "response" in item:
+                actions.append(_echo_verdict(item.get("id"), check_jsonl_item(guard, item)))
+            else:
+                typer.echo(_triage_line(item.get("id"), triage_jsonl_item(guard, item)))
     return errors, actions
 
 

@@ -132,27 +132,37 @@ class ConversationReader:
 
 def jsonl_problem(item: object) -> str | None:
     """What is wrong with one `clinical-rlhf safety-check --jsonl` object, in words, or None. An
-    object carries `response` (the answer to check), an optional `id`, and either `prompt` (one
-    question) or `messages` (the conversation so far, checked with `check_conversation`)."""
+    object carries an optional `id`, either `prompt` (one question) or `messages` (the conversation
+    so far), and `response` (the answer to check with `check` or `check_conversation`); without a
+    `response` the question alone is triaged (`triage_jsonl_item`)."""
     if not isinstance(item, dict):
         return f"expected a JSON object with prompt (or messages) and response, got {type(item).__name__}"
     for key in ("prompt", "response"):
         if key in item and not isinstance(item[key], str):
             return f"`{key}` must be a string, got {type(item[key]).__name__}"
-    if "response" not in item:
-        return "missing `response` (the answer to check)"
+    if not {"prompt", "messages", "response"} & item.keys():
+        return "missing `prompt` (or `messages`) to triage a question, and `response` to check an answer"
     if "messages" in item:
         if "prompt" in item:
             return "give either `prompt` (one question) or `messages` (a conversation), not both"
         try:
-            user_turns(item["messages"])
+            turns = user_turns(item["messages"])
         except (TypeError, ValueError) as exc:
             return f"`messages`: {exc}"
+        if not turns and "response" not in item:
+            return "`messages` has no user turn to triage; add one, or a `response` to check"
     return None
 
 
 def check_jsonl_item(guard: SafetyGuard, item: Mapping[str, Any]) -> SafetyVerdict:
-    """The verdict for one valid `safety-check --jsonl` object (see `jsonl_problem`)."""
+    """The verdict for one valid `safety-check --jsonl` object with a `response` (see `jsonl_problem`)."""
     if "messages" in item:
         return guard.check_conversation(item["messages"], item.get("response", ""))
     return guard.check(item.get("prompt", ""), item.get("response", ""))
+
+
+def triage_jsonl_item(guard: SafetyGuard, item: Mapping[str, Any]) -> SafetyVerdict:
+    """The question's own verdict, carrying its triage, for a valid object without a `response`."""
+    if "messages" in item:
+        return guard.check_conversation_prompt(item["messages"])
+    return guard.check_prompt(item["prompt"])

@@ -3,6 +3,7 @@
     guard = SafetyGuard()                         # shipped knowledge base, default config
     verdict = guard.check(prompt, response)       # allow / escalate / reject, with flags
     guard.check_prompt(prompt)                    # red flags in a question, before generating
+    guard.triage(prompt)                          # the question's urgency and why (`triage.py`)
     guard.check_conversation(messages, response)  # an answer to a conversation (`conversation.py`)
 
 `allow` only means "no veto". `check` and `check_conversation` never raise: any internal error
@@ -16,6 +17,7 @@ interaction between them", "perfectly safe for you") rejects whatever its severi
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -24,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
+from clinical_rlhf.knowledge.triage_data import load_triage
 from clinical_rlhf.safety import checks, conversation, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
@@ -31,7 +34,7 @@ from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
-from clinical_rlhf.safety.triage import Triage
+from clinical_rlhf.safety.triage import Triage, TriageReader, fail_safe, shared_reader
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -88,10 +91,10 @@ class SafetyGuard:
     def check(self, prompt: str, response: str) -> SafetyVerdict:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
-            verdict = SafetyVerdict.from_flags(self._flags(prompt, response))
+            verdict = SafetyVerdict.from_flags(self._flags(prompt, response), triage=self.triage(prompt))
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
-            verdict = SafetyVerdict.from_flags([_error_flag(exc)])
+            verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=self.triage(prompt))
         return self._audited(prompt, response, verdict)
 
     def check_batch(self, prompts: Sequence[str], responses: Sequence[str]) -> list[SafetyVerdict]:
@@ -104,17 +107,40 @@ class SafetyGuard:
 
     def check_prompt(self, prompt: str) -> SafetyVerdict:
         """Red flags in a question alone: `escalate` when the answer must send the person to
-        emergency care (each flag carries the advice to give), `allow` otherwise."""
+        emergency care (each flag carries the advice to give), `allow` otherwise; the verdict
+        carries the question's triage (`triage`)."""
         try:
             too_long = self._too_long(prompt, "prompt", action="escalate")
             if too_long is not None:
-                return SafetyVerdict.from_flags([too_long])
+                return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._prompt_facts(prompt)
             flags = [checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags]
-            return SafetyVerdict.from_flags(flags)
+            return SafetyVerdict.from_flags(flags, triage=facts.triage)
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a prompt")
-            return SafetyVerdict.from_flags([_error_flag(exc)])
+            return SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
+
+    def triage(self, prompt: str) -> Triage:
+        """How urgently the person asking needs care, and why (`clinical_rlhf.safety.triage`):
+        red flags, the symptoms, modifiers and intents of `triage.yaml`, and any extra readers.
+        Read once per question with its other facts and cached with them. Never raises: a text
+        the guard cannot read (an internal error, longer than `safety.max_text_chars`) is
+        `emergency` with a `guard_error` reason, since nothing in it can be ruled out."""
+        try:
+            if not isinstance(prompt, str):
+                raise TypeError(f"prompt must be str, got {type(prompt).__name__}")
+            too_long = self._too_long(prompt, "prompt")
+            if too_long is not None:
+                return _unread(too_long)
+            return self._prompt_facts(prompt).triage
+        except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
+            logger.exception("safety guard failed to triage a prompt")
+            return fail_safe("guard_error", f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    @functools.cached_property
+    def _triage_reader(self) -> TriageReader:
+        """The reader of the knowledge directory's `triage.yaml` (the shipped one when it has none)."""
+        return shared_reader(load_triage(self.knowledge.directory), self.context, self._tokenize)
 
     def check_conversation(self, messages: Sequence[Mapping[str, Any]], response: str) -> SafetyVerdict:
         """`check` for an answer to a conversation: `messages` are the OpenAI-style turns so far
@@ -128,11 +154,14 @@ class SafetyGuard:
             texts = conversation.user_turns(messages)
             prompt, turns = conversation.joined(texts), len(texts)
             too_long = self._too_long(prompt, "prompt")
-            verdict = SafetyVerdict.from_flags(
-                [too_long] if too_long is not None else self._judge(self._conversation_facts(texts), prompt, response))
+            if too_long is not None:
+                verdict = SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
+            else:
+                facts = self._conversation_facts(texts)
+                verdict = SafetyVerdict.from_flags(self._judge(facts, prompt, response), triage=facts.triage)
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
-            verdict = SafetyVerdict.from_flags([_error_flag(exc)])
+            verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
         return self._audited(prompt, response, verdict, details={"conversation_user_turns": turns})
 
     def check_conversation_prompt(self, messages: Sequence[Mapping[str, Any]]) -> SafetyVerdict:
@@ -143,12 +172,13 @@ class SafetyGuard:
             prompt = conversation.joined(texts)
             too_long = self._too_long(prompt, "prompt", action="escalate")
             if too_long is not None:
-                return SafetyVerdict.from_flags([too_long])
+                return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._conversation_facts(texts)
-            return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags])
+            return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags],
+                                            triage=facts.triage)
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a conversation")
-            return SafetyVerdict.from_flags([_error_flag(exc)])
+            return SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
 
     # -- the checks --------------------------------------------------------------------------
 
@@ -223,10 +253,12 @@ class SafetyGuard:
                                             _unique_drugs(drugs))
         if overdose is not None and all(hit.flag.id != overdose.flag.id for hit in red_flags):
             red_flags.append(overdose)
+        ages = tuple(ages_in(text.text, tokens))
         facts = PromptFacts(text=text, red_flags=tuple(red_flags), drugs=tuple(drugs),
                             conditions=self.medications.conditions_present(text),
-                            ages=tuple(ages_in(text.text, tokens)), weight_kg=weight_kg_in(text.text),
-                            fallback=_only_drug(drugs))
+                            ages=ages, weight_kg=weight_kg_in(text.text),
+                            fallback=_only_drug(drugs),
+                            triage=self._triage_reader.read(prompt, text, red_flags, ages))
         # A dictionary that drops its oldest eighth when full (`memo.make_room`): safe to share
         # between threads (a server's workers) without a lock.
         make_room(self._prompt_cache, PROMPT_CACHE_SIZE)
@@ -248,7 +280,17 @@ class SafetyGuard:
         return PromptFacts(text=None, red_flags=tuple(open_flags), drugs=drugs,
                            conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
                            weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
-                                          None), fallback=_only_drug(drugs))
+                                          None), fallback=_only_drug(drugs),
+                           triage=self._conversation_triage(turns, open_flags, each))
+
+    def _conversation_triage(self, turns: Sequence[str], open_flags: Sequence[RedFlagHit],
+                             each: Sequence[PromptFacts]) -> Triage:
+        """The triage of the user turns read as one question (a modifier told in one turn raises a
+        symptom told in another: "I'm on chemo" ... "now I've got a fever"), with the red flags
+        still open after them; a resolved red flag no longer counts."""
+        joined = conversation.joined(turns)
+        ages = [age for facts in each for age in facts.ages]
+        return self._triage_reader.read(joined, self.normalise(joined), open_flags, ages)
 
     def _audited(self, prompt: str, response: str, verdict: SafetyVerdict,
                  details: dict[str, Any] | None = None) -> SafetyVerdict:
@@ -291,6 +333,11 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         built = (context, red_flags, medications, normalise)
         _COMPONENTS[id(knowledge)] = (knowledge, built)  # keeps the knowledge base alive with its id
         return built
+
+
+def _unread(too_long: SafetyFlag) -> Triage:
+    """The fail-safe triage of a question too long to read."""
+    return fail_safe("input_too_long", too_long.evidence)
 
 
 def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
