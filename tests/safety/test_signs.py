@@ -212,12 +212,8 @@ _PIECES = ["hr", "bp", "sats", "t", "gcs", "e3", "v", "m5", "k+", "bm", "pef", "
 @given(st.lists(st.sampled_from(_PIECES), max_size=40), st.sampled_from([" ", "", ": "]),
        st.lists(st.floats(0, 120), max_size=2))
 def test_any_mix_of_labels_numbers_and_units_reads_without_error(reader, guard, pieces, joiner, ages) -> None:
-    for reason in read_with_ages(reader, guard, joiner.join(pieces), ages):
+    for reason in reader.reasons(guard.normalise(joiner.join(pieces)), ages):
         assert reason.urgency in ("emergency", "urgent", "routine", "self_care") and reason.source
-
-
-def read_with_ages(reader, guard, text: str, ages):
-    return reader.reasons(guard.normalise(text), ages)
 
 
 def _costly_text(rng: random.Random, size: int) -> str:
