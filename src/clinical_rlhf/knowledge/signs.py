@@ -198,7 +198,8 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the clinical signs file {path}: {exc}") from None
     top = _Entry(path, "the file", raw)
-    terms = {name: _term_set(top.sub(f"phrase set terms.{name}", body)) for name, body in top.mapping("terms").items()}
+    terms = {name: _term_set(top.sub(f"phrase set terms.{name}", body))
+             for name, body in top.mapping("terms").items()}
     for name in ("infection", "hypercapnic_target", "on_oxygen", "on_air", "consciousness_confusion",
                  "consciousness_voice", "consciousness_pain", "consciousness_unresponsive"):
         if name not in terms:
