@@ -227,7 +227,8 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
         consciousness.append(ConsciousnessLevel(terms=name, level=level.text("level"), urgency=level.urgency(),
                                                 source=level.text("source")))
     return ClinicalSigns(
-        terms=terms, consciousness=tuple(consciousness), observations=observations, linking_words=top.strings("linking_words"),
+        terms=terms, consciousness=tuple(consciousness), observations=observations,
+        linking_words=top.strings("linking_words"),
         comparison_words={"below": comparison.strings("below"), "above": comparison.strings("above")},
         foreign_units=top.strings("foreign_units"), thresholds=thresholds,
         sepsis=_sepsis(top.sub("sepsis", top.mapping("sepsis")),
