@@ -200,7 +200,7 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
     top = _Entry(path, "the file", raw)
     terms = {name: _term_set(top.sub(f"phrase set terms.{name}", body))
              for name, body in top.mapping("terms").items()}
-    for name in ("infection", "hypercapnic_target", "on_oxygen", "on_air", "consciousness_confusion",
+    for name in ("infection", "hypercapnic_target", "pregnancy", "on_oxygen", "on_air", "consciousness_confusion",
                  "consciousness_voice", "consciousness_pain", "consciousness_unresponsive"):
         if name not in terms:
             top.fail("terms", f"needs the phrase set {name!r}")
