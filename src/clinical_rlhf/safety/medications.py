@@ -159,6 +159,11 @@ class MedicationChecker:
                            | self.combination_okay.vocabulary | self.strong_warning.vocabulary
                            | self.combination_warning.vocabulary | self.combination_denial.vocabulary
                            | self.safety_claims.vocabulary)
+        # Every drug's partners up front (~0.1 s of plain Python for 700 drugs): worked out on first
+        # use, a long text naming hundreds of new drugs paid for them all in one check, so its cost
+        # depended on what earlier texts had named (tests/safety/test_linear_shape.py).
+        for drug in knowledge.drugs:
+            self._partners(drug.name)
 
     # -- mentions ----------------------------------------------------------------------------
 
@@ -291,7 +296,7 @@ class MedicationChecker:
 
     def _partners(self, first: str) -> dict[str, Interaction]:
         """Drugs named after `first` (in sorted order) that interact with it above `minor`, with the
-        rule `_rule(first, second)`, worked out on first use. Only drugs that share a rule with
+        rule `_rule(first, second)`, worked out once (for every drug when the checker is built). Only drugs that share a rule with
         `first` by name or class (`_rule_candidates`) are asked."""
         partners = self._partner_cache.get(first)
         if partners is None:
