@@ -296,8 +296,8 @@ class MedicationChecker:
 
     def _partners(self, first: str) -> dict[str, Interaction]:
         """Drugs named after `first` (in sorted order) that interact with it above `minor`, with the
-        rule `_rule(first, second)`, worked out once (for every drug when the checker is built). Only drugs that share a rule with
-        `first` by name or class (`_rule_candidates`) are asked."""
+        rule `_rule(first, second)`, worked out once (for every drug when the checker is built).
+        Only drugs that share a rule with `first` by name or class (`_rule_candidates`) are asked."""
         partners = self._partner_cache.get(first)
         if partners is None:
             partners = {}
