@@ -203,7 +203,8 @@ def test_every_mapping_reads_as_words_a_reader_knows(guard) -> None:
 
 def test_a_malformed_mapping_is_one_clear_error(tmp_path) -> None:
     shipped = (load_language().path).read_text(encoding="utf-8")
-    broken = shipped.replace("mappings: [[od, once daily], [om, every morning]]", "mappings: [[od], [om, every morning]]")
+    broken = shipped.replace("mappings: [[od, once daily], [om, every morning]]",
+                             "mappings: [[od], [om, every morning]]")
     assert broken != shipped
     (tmp_path / "language.yaml").write_text(broken, encoding="utf-8")
     with pytest.raises(ConfigError, match="abbreviations_after_dose.*each mapping is"):
