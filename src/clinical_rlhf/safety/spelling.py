@@ -44,6 +44,8 @@ MIN_ANY_EDIT_LENGTH = 5
 """Lexicon words of this length or more take any one edit; shorter ones (four letters) only a swap."""
 CORRECTION_CACHE_SIZE = 16384
 """Unknown tokens whose correction (or lack of one) is remembered."""
+_DETERMINERS = lexicon.DETERMINERS
+_BREAKS = frozenset("|,")  # the normaliser's sentence and clause marks: never a slip
 ENGLISH_WORDS_PACKAGE = "spellchecker"
 """pyspellchecker (pinned in pyproject.toml) ships a curated English word-frequency list."""
 
@@ -57,19 +59,25 @@ class Respelling(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """The English words that fuzzy matching never changes: pyspellchecker's English frequency
-    list (~160,000 words from subtitles and Wikipedia, misspellings filtered out by its authors).
-    Empty, with a warning, when the package is missing: fuzzy matching is then switched off rather
-    than let loose on real words."""
+def english_frequencies() -> dict[str, int]:
+    """pyspellchecker's English word-frequency list (~160,000 words from subtitles and Wikipedia,
+    misspellings filtered out by its authors): word -> how often it occurs. Empty, with a warning,
+    when the package is missing: fuzzy matching is then switched off rather than let loose on real
+    words."""
     try:
         resource = importlib.resources.files(ENGLISH_WORDS_PACKAGE) / "resources" / "en.json.gz"
-        return frozenset(json.loads(gzip.decompress(resource.read_bytes())))
+        return json.loads(gzip.decompress(resource.read_bytes()))
     except (ModuleNotFoundError, OSError, ValueError) as exc:
         logger.warning("the English word list (package pyspellchecker) cannot be read (%s): misspellings "
                        "will not be corrected; install it with `pip install pyspellchecker==0.9.1` "
                        "or `make install`", exc)
-        return frozenset()
+        return {}
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The English words that fuzzy matching never changes (`english_frequencies`)."""
+    return frozenset(english_frequencies())
 
 
 def _deletions(word: str) -> set[str]:
@@ -148,7 +156,11 @@ class Respeller:
         for written in self.after_dose.keys() - general.keys():
             self.replacements.add(written, written)  # unchanged unless it follows a dose
         self.dose_units = language.words("dose_units")
-        self._anchors = self.replacements.anchors
+        # Each phrase's rarest word in English ("n and v": "n", not "and"): a text holding none of
+        # them has no replacement, which one set test (in C) settles for most texts.
+        frequency = english_frequencies()
+        self._gate = frozenset(min(phrase, key=lambda word: (frequency.get(word, 0), -len(word)))
+                               for phrase, _ in self.replacements.phrases)
         self.meant_words = {word for meant in (*general.values(), *self.after_dose.values()) for word in meant}
         self._vocabulary = frozenset(vocabulary) | self.meant_words
         self._fuzzy: FuzzyIndex | None = None
@@ -161,14 +173,14 @@ class Respeller:
         the tokens are `words` less determiners, built by one comprehension (the common case)."""
         present = set(words)
         hits = self.replacements.find(tuple(words), token_set=present) \
-            if not self._anchors.isdisjoint(present) else []
+            if not self._gate.isdisjoint(present) else []
         corrections = self._corrections_for(present) if fuzzy else None
         if not hits and not corrections:
-            return tuple([word for word in words if word not in lexicon.DETERMINERS]), ()
+            return tuple([word for word in words if word not in _DETERMINERS]), ()
         return self._respelled(words, longest_non_overlapping(hits, ordered=True), corrections or {})
 
     def _respelled(self, words: list[str], hits, corrections: dict[str, str]):
-        determiners = lexicon.DETERMINERS
+        determiners = _DETERMINERS
         tokens: list[str] = []
         respellings: list[Respelling] = []
         hit_at = {start: (end, meant) for start, end, meant in hits}
@@ -199,9 +211,9 @@ class Respeller:
     def _corrections_for(self, present: set[str]) -> dict[str, str]:
         known = self._known
         if known is None:
-            known = self._known = english_words() | self._vocabulary
+            known = self._known = english_words() | self._vocabulary | _BREAKS
             self._fuzzy = FuzzyIndex(self._vocabulary) if english_words() else FuzzyIndex(())
-        unknown = present.difference(known)
+        unknown = present.difference(known)  # in C: ~50 ns a distinct word
         if not unknown:
             return {}
         found: dict[str, str] = {}
