@@ -104,6 +104,9 @@ def test_poisoning_someone_is_an_emergency(guard: SafetyGuard) -> None:
     "My blood pressure gets high when I'm stressed",
     "We're planning a surprise party without him knowing, any allergy-safe snacks?",
     "Are poison ivy rashes contagious?",
+    "I swim recreationally, can I take ibuprofen before a race?",
+    "I want to feel something again, will sertraline help?",
+    "My sugars shoot up after dinner even on insulin",
 ])
 def test_statements_of_no_intent(guard: SafetyGuard, question: str) -> None:
     triage = guard.triage(question)

@@ -154,13 +154,23 @@ def test_fuzzy_rule_lengths_first_letter_and_ambiguity() -> None:
     assert index.correct("pein") is None            # four letters: no substitution
     assert index.correct("rsah") == "rash"
     assert index.correct("arsh") is None            # the first letter must stay
-    assert index.correct("fevr") == "fever"         # five letters or more: any one edit
+    assert index.correct("fevr") is None            # a four-letter slip: only a swap
+    assert index.correct("feveer") == "fever"       # five letters or more: any one edit
     assert index.correct("sezure") == "seizure"
     assert index.correct("strokee") == "stroke"
     assert index.correct("numbnes") == "numbness"
     assert index.correct("bxeed") is None           # bleed or breed: one edit from both, neither a swap
     assert index.correct("seizrue") == "seizure"
     assert index.correct("abc") is None             # shorter than four letters
+
+
+def test_shorthand_plurals_and_contractions_are_not_slips(guard) -> None:
+    """Words the mappings read, plurals and possessives of known words, and contractions without
+    their apostrophe are left to themselves."""
+    for text, kept in [("he got the squits", "diarrhoea"), ("got squits again", "squits"),
+                       ("two nsaids a day", "nsaids"), ("theyre fine, theres no rash", "theyre"),
+                       ("the stat was wrong", "stat"), ("my familys doctor", "familys")]:
+        assert kept in guard.normalise(text).tokens, text
 
 
 def test_once_daily_after_a_dose_and_overdose_elsewhere(guard) -> None:
@@ -203,7 +213,8 @@ def test_every_mapping_reads_as_words_a_reader_knows(guard) -> None:
 
 def test_a_malformed_mapping_is_one_clear_error(tmp_path) -> None:
     shipped = (load_language().path).read_text(encoding="utf-8")
-    broken = shipped.replace("mappings: [[od, once daily], [om, every morning]]", "mappings: [[od], [om, every morning]]")
+    broken = shipped.replace("mappings: [[od, once daily], [om, every morning]]",
+                             "mappings: [[od], [om, every morning]]")
     assert broken != shipped
     (tmp_path / "language.yaml").write_text(broken, encoding="utf-8")
     with pytest.raises(ConfigError, match="abbreviations_after_dose.*each mapping is"):

@@ -10,6 +10,8 @@ import statistics
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clinical_rlhf.safety.medications import ages_in
 from clinical_rlhf.safety.signs import ClinicalSignsReader
@@ -199,6 +201,19 @@ def test_reasons_carry_evidence_detail_and_source(reader, guard) -> None:
     assert (reason.kind, reason.urgency) == ("observation", "urgent")
     assert reason.evidence == "temp 94.6 f" and "34.8 °C" in reason.detail and "NEWS2" in reason.source
     assert reasons["news2"].detail.startswith("NEWS2 3 (a single parameter scoring 3")
+
+
+_PIECES = ["hr", "bp", "sats", "t", "gcs", "e3", "v", "m5", "k+", "bm", "pef", "best", "%", "/", ".", ",", "°c", "f",
+           "0", "00", "7", "38.9", "120", "999", "/15", "mmhg", "on", "2l", "ra", "no", "was", "<", ">", "of",
+           "sore throat", "no cough", "calf swelling", "pregnant", "\n", "ｈｒ", "℃", "-"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(_PIECES), max_size=40), st.sampled_from([" ", "", ": "]),
+       st.lists(st.floats(0, 120), max_size=2))
+def test_any_mix_of_labels_numbers_and_units_reads_without_error(reader, guard, pieces, joiner, ages) -> None:
+    for reason in reader.reasons(guard.normalise(joiner.join(pieces)), ages):
+        assert reason.urgency in ("emergency", "urgent", "routine", "self_care") and reason.source
 
 
 def _costly_text(rng: random.Random, size: int) -> str:

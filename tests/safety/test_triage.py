@@ -81,7 +81,7 @@ def test_each_level(guard: SafetyGuard, level: str, questions: list[str]) -> Non
 def test_urgency_is_the_most_urgent_reason_and_each_reason_names_its_source(guard: SafetyGuard) -> None:
     triage = guard.triage("Sneezing and a runny nose for 2 days, and now a lump on my neck too")
     assert triage.urgency == "routine"
-    assert {"common_cold_or_flu_like", "lump_or_possible_cancer_sign"} <= reason_ids(triage)
+    assert [reason.id for reason in triage.reasons] == ["common_cold_or_flu_like", "lump_or_possible_cancer_sign"]
     assert all(reason.source and reason.detail for reason in triage.reasons)
     levels = [reason.urgency for reason in triage.reasons]
     assert max(levels, key=URGENCIES[::-1].index) == triage.urgency

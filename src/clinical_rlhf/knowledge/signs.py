@@ -198,8 +198,9 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the clinical signs file {path}: {exc}") from None
     top = _Entry(path, "the file", raw)
-    terms = {name: top.sub(f"terms.{name}", body).strings("phrases") for name, body in top.mapping("terms").items()}
-    for name in ("infection", "hypercapnic_target", "on_oxygen", "on_air", "consciousness_confusion",
+    terms = {name: _term_set(top.sub(f"phrase set terms.{name}", body))
+             for name, body in top.mapping("terms").items()}
+    for name in ("infection", "hypercapnic_target", "pregnancy", "on_oxygen", "on_air", "consciousness_confusion",
                  "consciousness_voice", "consciousness_pain", "consciousness_unresponsive"):
         if name not in terms:
             top.fail("terms", f"needs the phrase set {name!r}")
@@ -226,7 +227,8 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
         consciousness.append(ConsciousnessLevel(terms=name, level=level.text("level"), urgency=level.urgency(),
                                                 source=level.text("source")))
     return ClinicalSigns(
-        terms=terms, consciousness=tuple(consciousness), observations=observations, linking_words=top.strings("linking_words"),
+        terms=terms, consciousness=tuple(consciousness), observations=observations,
+        linking_words=top.strings("linking_words"),
         comparison_words={"below": comparison.strings("below"), "above": comparison.strings("above")},
         foreign_units=top.strings("foreign_units"), thresholds=thresholds,
         sepsis=_sepsis(top.sub("sepsis", top.mapping("sepsis")),
@@ -319,6 +321,13 @@ class _Entry:
         if not all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, (int, float)) for x in p) for p in values):
             self.fail(key, "must be a list of [number, number] pairs")
         return tuple((float(a), float(b)) for a, b in values)
+
+
+def _term_set(entry: _Entry) -> tuple[str, ...]:
+    """A phrase set's phrases; like every language set, it says what it is for and where it comes from."""
+    entry.text("purpose")
+    entry.text("source")
+    return entry.strings("phrases")
 
 
 def _observation(entry: _Entry, name: str) -> ObservationSpec:

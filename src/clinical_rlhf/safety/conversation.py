@@ -140,7 +140,7 @@ def jsonl_problem(item: object) -> str | None:
     for key in ("prompt", "response"):
         if key in item and not isinstance(item[key], str):
             return f"`{key}` must be a string, got {type(item[key]).__name__}"
-    if not {"prompt", "messages", "response"} & item.keys():
+    if "prompt" not in item and "messages" not in item and "response" not in item:
         return "missing `prompt` (or `messages`) to triage a question, and `response` to check an answer"
     if "messages" in item:
         if "prompt" in item:

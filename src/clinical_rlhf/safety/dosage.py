@@ -81,6 +81,9 @@ _FREQUENCY = re.compile(
 )
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
 _SENTENCE_MARK = re.compile(r"[.!?;\n]")
+_WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: exactly the str.isalnum characters
+_SCANS_PER_TEXT = 24
+"""Names `_drug_positions` finds by scanning the whole text for each; past this, it indexes the words."""
 
 
 class DoseStatement(NamedTuple):
@@ -553,19 +556,53 @@ def _crosses_pieces(drug: Drug) -> bool:
 
 
 def _drug_positions(text: str, drugs: list[Drug]) -> list[tuple[int, Drug]]:
-    """Where each drug is named (plain substring search, whole words only)."""
+    """Where each drug is named (whole words only), sorted by position. The naive equivalent,
+    which it must match, is::
+
+        for drug in drugs:
+            for term in _terms(drug):
+                for each occurrence `at` of term in text (str.find) with no letter or digit on
+                either side: positions.append((at, drug))
+        positions.sort(key=lambda item: item[0])
+
+    which scans the whole text once per name: fine for the few drugs of an ordinary answer, but a
+    text naming hundreds of drugs made that quadratic in its length. Past `_SCANS_PER_TEXT` names,
+    the text's words are indexed once and each name is checked only where its first word stands
+    (the same positions: no drug name can overlap a second occurrence of itself)."""
+    terms = [(drug, term) for drug in drugs for term in _terms(drug)]
+    if len(terms) <= _SCANS_PER_TEXT:
+        occurrences = ((drug, term, _find_all(text, term)) for drug, term in terms)
+    else:
+        word_starts: dict[str, list[int]] = {}
+        for match in _WORD.finditer(text):
+            word_starts.setdefault(match.group(), []).append(match.start())
+        occurrences = ((drug, term, _indexed(text, term, word_starts)) for drug, term in terms)
     positions = []
     size = len(text)
-    for drug in drugs:
-        for term in _terms(drug):
-            at = text.find(term)
-            while at != -1:
-                end = at + len(term)
-                if (at == 0 or not text[at - 1].isalnum()) and (end == size or not text[end].isalnum()):
-                    positions.append((at, drug))
-                at = text.find(term, end)
+    for drug, term, starts in occurrences:
+        for at in starts:
+            end = at + len(term)
+            if (at == 0 or not text[at - 1].isalnum()) and (end == size or not text[end].isalnum()):
+                positions.append((at, drug))
     positions.sort(key=lambda item: item[0])
     return positions
+
+
+def _find_all(text: str, term: str):
+    at = text.find(term)
+    while at != -1:
+        yield at
+        at = text.find(term, at + len(term))
+
+
+def _indexed(text: str, term: str, word_starts: dict[str, list[int]]):
+    """Where `term` may stand as a whole word: a whole-word occurrence starts exactly where a word
+    equal to the run of letters and digits the term starts with starts (`_WORD` runs are the
+    `str.isalnum` runs). A term led by another character is searched for plainly."""
+    first = _WORD.match(term)
+    if first is None:
+        return _find_all(text, term)
+    return (at for at in word_starts.get(first.group(), ()) if text.startswith(term, at))
 
 
 def _attribute(position: int, sentence_start: int, sentence_end: int,

@@ -118,7 +118,7 @@ class SafetyGuard:
             return SafetyVerdict.from_flags(flags, triage=facts.triage)
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a prompt")
-            return SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
+            return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
 
     def triage(self, prompt: str) -> Triage:
         """How urgently the person asking needs care, and why (`clinical_rlhf.safety.triage`):
@@ -135,7 +135,7 @@ class SafetyGuard:
             return self._prompt_facts(prompt).triage
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed to triage a prompt")
-            return fail_safe("guard_error", f"{type(exc).__name__}: {str(exc)[:200]}")
+            return _error_triage(exc)
 
     @functools.cached_property
     def _triage_reader(self) -> TriageReader:
@@ -161,7 +161,7 @@ class SafetyGuard:
                 verdict = SafetyVerdict.from_flags(self._judge(facts, prompt, response), triage=facts.triage)
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
-            verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
+            verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
         return self._audited(prompt, response, verdict, details={"conversation_user_turns": turns})
 
     def check_conversation_prompt(self, messages: Sequence[Mapping[str, Any]]) -> SafetyVerdict:
@@ -178,7 +178,7 @@ class SafetyGuard:
                                             triage=facts.triage)
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a conversation")
-            return SafetyVerdict.from_flags([_error_flag(exc)], triage=fail_safe("guard_error", str(exc)[:200]))
+            return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
 
     # -- the checks --------------------------------------------------------------------------
 
@@ -338,6 +338,11 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
 def _unread(too_long: SafetyFlag) -> Triage:
     """The fail-safe triage of a question too long to read."""
     return fail_safe("input_too_long", too_long.evidence)
+
+
+def _error_triage(exc: BaseException) -> Triage:
+    """The fail-safe triage of a question whose reading failed."""
+    return fail_safe("guard_error", f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
 def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:

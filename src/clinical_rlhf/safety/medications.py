@@ -56,8 +56,10 @@ class ContraindicationFinding:
 # "12 kg", "10 stone", "I'm 38", "my son is 6", "she is 18 months", "my dad (67)", "my six week old".
 # A cheap search for what every match must contain comes first: most texts state no age, and the
 # full patterns cost ~30 us on a dose-heavy answer.
-_AGE_WITH_UNIT = re.compile(r"\b(?P<old>\d{1,3}(?:\.\d)?)[\s-]*(?P<old_unit>year|yr|month|mo|week|wk|day)s?[\s-]*old\b"
-                            r"|\baged?\s+(?P<aged>\d{1,3}(?:\.\d)?)(?:[\s-]*(?P<aged_unit>year|yr|month|mo|week|wk|day)s?)?\b"
+_AGE_WITH_UNIT = re.compile(r"\b(?P<old>\d{1,3}(?:\.\d)?)[\s-]*"
+                            r"(?P<old_unit>year|yr|month|mo|week|wk|day)s?[\s-]*old\b"
+                            r"|\baged?\s+(?P<aged>\d{1,3}(?:\.\d)?)"
+                            r"(?:[\s-]*(?P<aged_unit>year|yr|month|mo|week|wk|day)s?)?\b"
                             r"|\b(?P<yo>\d{1,3})\s*(?:yo|y/o|y\.o\.|yrs? old)\b"
                             r"|\b(?P<of_age>\d{1,3})\s*(?:years?|yrs?) of age\b")
 _AGE_UNIT_YEARS = {"year": 1.0, "yr": 1.0, "month": 1 / 12, "mo": 1 / 12, "week": 1 / 52, "wk": 1 / 52,
@@ -84,7 +86,8 @@ _UNIT_NOT_AN_AGE = lexicon.LANGUAGE.words("age_after_unit_not_an_age")
 _FIRST_PERSON = frozenset({"i am", "im"})  # "I'm 3 weeks" is never the writer's age
 _AGE_UNIT_WORDS = {f"{unit}{plural}": years for unit, years in _AGE_UNIT_YEARS.items() for plural in ("", "s")}
 _NUMBER_WORDS = lexicon.NUMBER_WORDS
-_PEOPLE_WORDS = frozenset(written for written, _ in lexicon.LANGUAGE.mappings("third_party_people") if " " not in written)
+_PEOPLE_WORDS = frozenset(written for written, _ in lexicon.LANGUAGE.mappings("third_party_people")
+                          if " " not in written)
 # "my dad (67)", "my nan, 85,", "my son (4 yrs)", "baby (6 weeks)": led by its character class (a
 # search in C); the word before it must name a person.
 _PERSON_AGE = re.compile(r"[(,]\s*(\d{1,3})\s*(?:(year|yr|month|mo|week|wk|day)s?|y|m|f)?\s*(?:[),.;]|$)")
@@ -213,6 +216,11 @@ class MedicationChecker:
                            | self.combination_okay.vocabulary | self.strong_warning.vocabulary
                            | self.combination_warning.vocabulary | self.combination_denial.vocabulary
                            | self.safety_claims.vocabulary)
+        # Every drug's partners up front (~0.1 s of plain Python for 700 drugs): worked out on first
+        # use, a long text naming hundreds of new drugs paid for them all in one check, so its cost
+        # depended on what earlier texts had named (tests/safety/test_linear_shape.py).
+        for drug in knowledge.drugs:
+            self._partners(drug.name)
 
     # -- mentions ----------------------------------------------------------------------------
 
@@ -345,8 +353,8 @@ class MedicationChecker:
 
     def _partners(self, first: str) -> dict[str, Interaction]:
         """Drugs named after `first` (in sorted order) that interact with it above `minor`, with the
-        rule `_rule(first, second)`, worked out on first use. Only drugs that share a rule with
-        `first` by name or class (`_rule_candidates`) are asked."""
+        rule `_rule(first, second)`, worked out once (for every drug when the checker is built).
+        Only drugs that share a rule with `first` by name or class (`_rule_candidates`) are asked."""
         partners = self._partner_cache.get(first)
         if partners is None:
             partners = {}

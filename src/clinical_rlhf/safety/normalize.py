@@ -209,7 +209,8 @@ class NormalisedText:
             found: list[Respelling] = []
             offset = 0
             for piece in self._pieces or ():
-                found += [Respelling(first + offset, last + offset, written) for first, last, written in piece.respellings]
+                found += [Respelling(first + offset, last + offset, written)
+                          for first, last, written in piece.respellings]
                 offset += len(piece.tokens)
             respellings = self._respellings = tuple(found)
         return respellings

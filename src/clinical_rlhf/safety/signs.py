@@ -366,13 +366,17 @@ class ClinicalSignsReader:
 
     def _stated(self, reading: _Reading, phrases: tuple[str, ...], situations: tuple[str, ...]) -> str | None:
         """A walk over the few phrases the text holds, not over a rule's long phrase list."""
-        keys = self._key_sets.get(id(phrases))
-        if keys is None:
-            keys = self._key_sets[id(phrases)] = frozenset(self._keys.get(phrase, "") for phrase in phrases)
+        keys = self._key_set(phrases)
         for key, (situation, words) in reading.phrases.items():
             if situation in situations and key in keys:
                 return words
         return None
+
+    def _key_set(self, phrases: tuple[str, ...]) -> frozenset[str]:
+        keys = self._key_sets.get(id(phrases))
+        if keys is None:
+            keys = self._key_sets[id(phrases)] = frozenset(self._keys.get(phrase, "") for phrase in phrases)
+        return keys
 
     # -- decision rules --------------------------------------------------------------------------
 
@@ -408,7 +412,7 @@ class ClinicalSignsReader:
         """(points, how it was stated or None when it was not, evidence words)."""
         if element.count_bands:
             allowed = ("current", "history") if element.history else ("current",)
-            keys = {self._keys.get(phrase, "") for phrase in element.phrases}
+            keys = self._key_set(element.phrases)
             present = list(dict.fromkeys(words for key, (situation, words) in reading.phrases.items()
                                          if key in keys and situation in allowed))
             if not present:

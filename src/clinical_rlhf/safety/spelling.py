@@ -11,9 +11,10 @@ Two steps, run by the normaliser on each text's words before determiners are dro
 2. One-letter slips ("chest pian", "ibuprofin", "numbnes") are read as the lexicon word one edit
    away (Damerau: a swap of two neighbouring letters is one edit), for words the guard does not
    know and that are not English words (`english_words`: "breast" never becomes "breath", "pills"
-   never "pulls"). Lexicon words of five letters or more take any one edit; four-letter ones only
-   a swap that keeps the first letter ("pian" -> "pain"); every correction keeps the first letter,
-   and a slip one edit from two lexicon words is left alone unless exactly one of them is a swap.
+   never "pulls"), nor plurals and possessives of known words. A slip and its word of five letters
+   or more may differ by any one edit; a four-letter one only by a swap ("pian" -> "pain"; "stat"
+   is not "start"); every correction keeps the first letter, and a slip one edit from two lexicon
+   words is left alone unless exactly one of them is a swap.
 
 The corrections come from a symmetric-delete index (Garbe, SymSpell, 2012) built once over the
 vocabulary: a word and a slip one edit apart share a one-letter deletion, so a token is looked up
@@ -41,9 +42,12 @@ logger = logging.getLogger(__name__)
 MIN_FUZZY_LENGTH = 4
 """Shorter tokens are never corrected: too many real words and abbreviations are one edit apart."""
 MIN_ANY_EDIT_LENGTH = 5
-"""Lexicon words of this length or more take any one edit; shorter ones (four letters) only a swap."""
+"""A slip and its word both this long or longer may differ by any one edit; a four-letter slip or
+word only by a swap ("pian" -> "pain"; "stat" is not "start")."""
 CORRECTION_CACHE_SIZE = 16384
 """Unknown tokens whose correction (or lack of one) is remembered."""
+_DETERMINERS = lexicon.DETERMINERS
+_BREAKS = frozenset("|,")  # the normaliser's sentence and clause marks: never a slip
 ENGLISH_WORDS_PACKAGE = "spellchecker"
 """pyspellchecker (pinned in pyproject.toml) ships a curated English word-frequency list."""
 
@@ -57,19 +61,27 @@ class Respelling(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1)
-def english_words() -> frozenset[str]:
-    """The English words that fuzzy matching never changes: pyspellchecker's English frequency
-    list (~160,000 words from subtitles and Wikipedia, misspellings filtered out by its authors).
-    Empty, with a warning, when the package is missing: fuzzy matching is then switched off rather
-    than let loose on real words."""
+def english_frequencies() -> dict[str, int]:
+    """pyspellchecker's English word-frequency list (~160,000 words from subtitles and Wikipedia,
+    misspellings filtered out by its authors): word -> how often it occurs. Empty, with a warning,
+    when the package is missing: fuzzy matching is then switched off rather than let loose on real
+    words."""
     try:
         resource = importlib.resources.files(ENGLISH_WORDS_PACKAGE) / "resources" / "en.json.gz"
-        return frozenset(json.loads(gzip.decompress(resource.read_bytes())))
+        return json.loads(gzip.decompress(resource.read_bytes()))
     except (ModuleNotFoundError, OSError, ValueError) as exc:
         logger.warning("the English word list (package pyspellchecker) cannot be read (%s): misspellings "
                        "will not be corrected; install it with `pip install pyspellchecker==0.9.1` "
                        "or `make install`", exc)
-        return frozenset()
+        return {}
+
+
+@functools.lru_cache(maxsize=1)
+def english_words() -> frozenset[str]:
+    """The English words that fuzzy matching never changes (`english_frequencies`), with their
+    apostrophes dropped too, as the normaliser drops them ("there's" is also "theres")."""
+    words = english_frequencies()
+    return frozenset(words).union(word.replace("'", "") for word in words if "'" in word)
 
 
 def _deletions(word: str) -> set[str]:
@@ -124,7 +136,7 @@ class FuzzyIndex:
             if word[0] != token[0]:
                 continue
             kind = one_edit(token, word)
-            if kind is not None and (len(word) >= MIN_ANY_EDIT_LENGTH or kind == "swap"):
+            if kind == "swap" or (kind is not None and min(len(word), len(token)) >= MIN_ANY_EDIT_LENGTH):
                 found[word] = kind
         if len(found) == 1:
             return next(iter(found))
@@ -148,9 +160,16 @@ class Respeller:
         for written in self.after_dose.keys() - general.keys():
             self.replacements.add(written, written)  # unchanged unless it follows a dose
         self.dose_units = language.words("dose_units")
-        self._anchors = self.replacements.anchors
+        # Each phrase's rarest word in English ("n and v": "n", not "and"): a text holding none of
+        # them has no replacement, which one set test (in C) settles for most texts.
+        frequency = english_frequencies()
+        self._gate = frozenset(min(phrase, key=lambda word: (frequency.get(word, 0), -len(word)))
+                               for phrase, _ in self.replacements.phrases)
         self.meant_words = {word for meant in (*general.values(), *self.after_dose.values()) for word in meant}
         self._vocabulary = frozenset(vocabulary) | self.meant_words
+        self._written_words = frozenset(word for phrase, _ in self.replacements.phrases for word in phrase)
+        """Words of shorthand and sound-alike spellings: read by the mappings, never corrected
+        ("squits" alone is not "suits")."""
         self._fuzzy: FuzzyIndex | None = None
         self._known: frozenset[str] | None = None
         self._corrections: dict[str, str | None] = {}
@@ -161,14 +180,14 @@ class Respeller:
         the tokens are `words` less determiners, built by one comprehension (the common case)."""
         present = set(words)
         hits = self.replacements.find(tuple(words), token_set=present) \
-            if not self._anchors.isdisjoint(present) else []
+            if not self._gate.isdisjoint(present) else []
         corrections = self._corrections_for(present) if fuzzy else None
         if not hits and not corrections:
-            return tuple([word for word in words if word not in lexicon.DETERMINERS]), ()
+            return tuple([word for word in words if word not in _DETERMINERS]), ()
         return self._respelled(words, longest_non_overlapping(hits, ordered=True), corrections or {})
 
     def _respelled(self, words: list[str], hits, corrections: dict[str, str]):
-        determiners = lexicon.DETERMINERS
+        determiners = _DETERMINERS
         tokens: list[str] = []
         respellings: list[Respelling] = []
         hit_at = {start: (end, meant) for start, end, meant in hits}
@@ -199,16 +218,16 @@ class Respeller:
     def _corrections_for(self, present: set[str]) -> dict[str, str]:
         known = self._known
         if known is None:
-            known = self._known = english_words() | self._vocabulary
+            known = self._known = english_words() | self._vocabulary | self._written_words | _BREAKS
             self._fuzzy = FuzzyIndex(self._vocabulary) if english_words() else FuzzyIndex(())
-        unknown = present.difference(known)
+        unknown = present.difference(known)  # in C: ~50 ns a distinct word
         if not unknown:
             return {}
         found: dict[str, str] = {}
         cache = self._corrections
         for token in unknown:
-            if len(token) < MIN_FUZZY_LENGTH or not token.isalpha():
-                continue
+            if len(token) < MIN_FUZZY_LENGTH or not token.isalpha() or (token[-1] == "s" and token[:-1] in known):
+                continue  # a plural or possessive of a known word ("clopidogrels", "familys")
             if token in cache:
                 corrected = cache[token]
             else:

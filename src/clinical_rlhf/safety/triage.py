@@ -130,7 +130,6 @@ class TriageReader:
         self.default = TriageReason("default", "nothing_recognised", data.default_urgency, "",
                                     data.default_reason, data.path.name)
         """The reason of a question in which nothing is recognised."""
-        self.vocabulary = self._matcher.vocabulary | self._contexts.vocabulary | self._not_own_intent.vocabulary
 
     def read(self, original: str, text: NormalisedText, red_flags: Sequence[RedFlagHit],
              ages: Sequence[float]) -> Triage:
@@ -149,7 +148,7 @@ class TriageReader:
                 intents.add(rule.intent)
         for reader in self.readers:
             reasons += reader(text, ages)
-        return combine(reasons, intents, self.default)
+        return _combine(reasons, intents, self.default)
 
     def _rule_hits(self, text: NormalisedText, ages: Sequence[float]) -> list[tuple[TriageRule, int, int]]:
         """The first counting mention of each rule, in text order."""
@@ -203,12 +202,15 @@ def shared_reader(data: TriageData, context: ContextReader, tokenize: Tokenize) 
         return reader
 
 
-def combine(reasons: Sequence[TriageReason], intents: set[str] | frozenset[str], default: TriageReason) -> Triage:
+def _combine(reasons: Sequence[TriageReason], intents: set[str] | frozenset[str], default: TriageReason) -> Triage:
     """A triage from its reasons (each rule once, first mention kept): the most urgent of their
     levels, or `default` alone when there are none."""
-    unique = tuple({(reason.kind, reason.id): reason for reason in reversed(reasons)}.values())[::-1]
-    if not unique:
+    first: dict[tuple[str, str], TriageReason] = {}
+    for reason in reasons:
+        first.setdefault((reason.kind, reason.id), reason)
+    if not first:
         return Triage(default.urgency, (default,), frozenset(intents))
+    unique = tuple(first.values())
     return Triage(most_urgent([reason.urgency for reason in unique]), unique, frozenset(intents))
 
 
