@@ -211,6 +211,19 @@ def test_every_mapping_reads_as_words_a_reader_knows(guard) -> None:
             assert unknown == [], f"{name}: {written} -> {meant}"
 
 
+def test_red_flag_word_rules_keep_meeting_rewritten_words(guard) -> None:
+    """Co-occurrence rules list single words, which the mappings do not rewrite: a rule word that a
+    mapping rewrites in text ("meds") must have its reading ("medication") in the same word set."""
+    rewritten = {written: meant.split() for name in ("patient_abbreviations", "prescription_abbreviations",
+                                                     "phonetic_spellings", "abbreviations_after_dose")
+                 for written, meant in load_language().mappings(name) if " " not in written}
+    for flag in guard.knowledge.red_flags:
+        for rule in flag.near:
+            for group in rule.word_sets:
+                for word in group & rewritten.keys():
+                    assert set(rewritten[word]) <= group, f"{flag.id}: {word} -> {rewritten[word]}"
+
+
 def test_a_malformed_mapping_is_one_clear_error(tmp_path) -> None:
     shipped = (load_language().path).read_text(encoding="utf-8")
     broken = shipped.replace("mappings: [[od, once daily], [om, every morning]]",
