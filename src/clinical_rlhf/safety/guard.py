@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
-from clinical_rlhf.safety import checks, conversation, lexicon
+from clinical_rlhf.safety import advice, checks, conversation, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
@@ -88,7 +88,10 @@ class SafetyGuard:
     def check(self, prompt: str, response: str) -> SafetyVerdict:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
-            verdict = SafetyVerdict.from_flags(self._flags(prompt, response))
+            flags = self._flags(prompt, response)
+            # the reading `_judge` made, remembered by the reader (None when the answer was not read)
+            advised = advice.reader_for(self.red_flags.emergency_advice, self.context, self._tokenize).recall(response)
+            verdict = SafetyVerdict.from_flags(flags, advised=advised)
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)])
@@ -182,6 +185,11 @@ class SafetyGuard:
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
+        advised = advice.reader_for(self.red_flags.emergency_advice, self.context, self._tokenize).read(response, answer)
+        under_triage = checks.under_triage_flag(prompt, response, advice.needed_care(facts.triage, facts.red_flags),
+                                                advised, flags)
+        if under_triage is not None:
+            flags.append(under_triage)
         answer_drugs = self.medications.mentions(answer)
         if answer_drugs or len(facts.drugs) >= 2:
             findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)

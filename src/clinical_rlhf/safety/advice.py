@@ -1,0 +1,201 @@
+"""The care an answer advises (`AdvisedCare`), and the care a question needs.
+
+    reader = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
+    reader.read(response, guard.normalise(response))
+    # AdvisedCare(urgency="urgent", safety_net=True, evidence="call 111")
+
+Levels, most to least urgent (`safety.triage`): `emergency` is the guard's `emergency_advice` set
+(999, ambulance, A&E, crisis lines, the maternity unit), the one the red-flag check reads; `urgent`,
+`routine` and `self_care` are `urgent_advice`, `routine_advice` and `self_care_advice`
+(data/knowledge/language.yaml). A routine phrase with a `same_day_words` word in its clause is urgent
+("see your GP today"). At one place the longest phrase wins ("emergency appointment" is a same-day
+GP slot, not 999), and `not_care_advice` phrases advise nothing ("emergency contraception").
+
+How each mention counts:
+- negated in its clause ("you don't need A&E") it does not count, unless the negation is aimed at the
+  delay (`negation_releases`: "don't hesitate to call 999");
+- inside a condition it is a safety net, not the advised level: a condition opened before it in its
+  sentence (`advice_conditions_before`: "if it gets worse, call 999"), up to a contrastive end
+  (`advice_condition_ends`: "..., but for now rest"), or after it in its clause
+  (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
+  (`present_conditions`: "if you think this is a stroke", "if you're having these symptoms now") is
+  advice, not a safety net;
+- the advised urgency is the most urgent mention that counts unconditionally; `safety_net` is true when
+  a conditional mention names more urgent care than that (or any care, when none is advised).
+
+Cost: one phrase-index search of the answer (memoised on the answer's `NormalisedText`), then for each
+care mention a window of at most a condition's reach: linear in the answer's length.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+from clinical_rlhf.knowledge.language import load_language
+from clinical_rlhf.safety.context import ContextReader, Tokenize
+from clinical_rlhf.safety.memo import make_room
+from clinical_rlhf.safety.normalize import BREAKS, NormalisedText
+from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
+from clinical_rlhf.safety.redflags import RedFlagHit
+from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare, Triage, Urgency
+
+_LANGUAGE = load_language()
+LEVEL_SETS: dict[Urgency, str] = {"urgent": "urgent_advice", "routine": "routine_advice",
+                                  "self_care": "self_care_advice"}
+# Payloads of the reader's one phrase index besides the three levels.
+_SAME_DAY, _BEFORE, _AFTER, _PRESENT, _ENDS, _NOT_CARE = ("same_day", "condition_before", "condition_after",
+                                                          "present", "condition_end", "not_care")
+_SETS = {_SAME_DAY: "same_day_words", _BEFORE: "advice_conditions_before", _AFTER: "advice_conditions_after",
+         _PRESENT: "present_conditions", _ENDS: "advice_condition_ends", _NOT_CARE: "not_care_advice"}
+SAME_DAY_REACH = _LANGUAGE.reach("same_day_words")
+CONDITION_BEFORE_REACH = _LANGUAGE.reach("advice_conditions_before")
+CONDITION_AFTER_REACH = _LANGUAGE.reach("advice_conditions_after")
+NEGATION_REACH = _LANGUAGE.reach("negation_before")
+NEGATION_RELEASES = _LANGUAGE.words("negation_releases")
+MEMO_SIZE = 4096
+"""Answers whose reading is remembered, by their text: `SafetyGuard.check` builds its verdict from
+the reading `_judge` made, and a batch repeats answers."""
+NO_ADVICE = AdvisedCare(urgency=None)
+
+
+class Need(NamedTuple):
+    """The care a question needs, and why."""
+
+    urgency: Urgency
+    reason_id: str
+    evidence: str
+    """The question's words the need was read from (normalised when it came from a red flag)."""
+
+
+def needed_care(triage: Triage | None, red_flags: tuple[RedFlagHit, ...]) -> Need | None:
+    """The question's triage when the guard made one; without it, the question's red flags mean an
+    emergency; None when neither says anything."""
+    if triage is not None:
+        reason = next((r for r in triage.reasons if r.urgency == triage.urgency), None)
+        return Need(triage.urgency, reason.id if reason else "triage", reason.evidence if reason else "")
+    if red_flags:
+        return Need("emergency", red_flags[0].flag.id, red_flags[0].evidence)
+    return None
+
+
+class AdviceReader:
+    """Reads `AdvisedCare` from an answer's `NormalisedText` (module docstring for the rules)."""
+
+    def __init__(self, emergency: PhraseIndex, context: ContextReader, tokenize: Tokenize) -> None:
+        self.emergency = emergency
+        self.context = context
+        self.index: PhraseIndex[str] = PhraseIndex()
+        for level, name in LEVEL_SETS.items():
+            for phrase in _LANGUAGE.phrases(name):
+                self.index.add(tokenize(phrase), level)
+        for kind, name in _SETS.items():
+            for phrase in _LANGUAGE.phrases(name):
+                self.index.add(tokenize(phrase), kind)
+        self._memo: dict[str, AdvisedCare] = {}
+
+    def read(self, response: str, answer: NormalisedText) -> AdvisedCare:
+        """The care `answer` (the normalised `response`) advises; remembered under `response`."""
+        found = self._memo.get(response)
+        if found is None:
+            found = self._read(answer)
+            make_room(self._memo, MEMO_SIZE)
+            self._memo[response] = found
+        return found
+
+    def recall(self, response: str) -> AdvisedCare | None:
+        """The reading `read` made of `response`, if it is still remembered."""
+        return self._memo.get(response)
+
+    def _read(self, answer: NormalisedText) -> AdvisedCare:
+        hits = answer.find(self.index)
+        care = [(start, end, "emergency") for start, end, _ in answer.find(self.emergency)]
+        care += [hit for hit in hits if hit[2] in LEVEL_SETS]
+        if not care:
+            return NO_ADVICE
+        care.sort(key=lambda hit: (hit[0], -hit[1]))
+        excluded = {position for start, end, kind in hits if kind == _NOT_CARE for position in range(start, end)}
+        advised, net = -1, -1
+        advised_words = net_words = ""
+        for start, end, level in longest_non_overlapping(care, ordered=True):
+            if excluded.intersection(range(start, end)) or self._negated(answer, start, end):
+                continue
+            if level == "routine" and self._same_day(answer, start, end):
+                level = "urgent"
+            rank, words = URGENCY_RANK[level], " ".join(answer.tokens[start:end])
+            if self._conditional(answer, start, end):
+                if rank > net:
+                    net, net_words = rank, words
+            elif rank > advised:
+                advised, advised_words = rank, words
+        if advised < 0 and net < 0:
+            return NO_ADVICE
+        level = _LEVEL_OF_RANK.get(advised)
+        return AdvisedCare(urgency=level, safety_net=net > advised,
+                           evidence=advised_words if level is not None else net_words)
+
+    def _kinds(self, answer: NormalisedText, low: int, high: int, kind: str) -> list[tuple[int, int, str]]:
+        return [hit for hit in answer.find(self.index, low, high) if hit[2] == kind]
+
+    def _negated(self, answer: NormalisedText, start: int, end: int) -> bool:
+        """Negated in its clause, unless a release word follows the negation ("don't hesitate to call")."""
+        if not self.context.is_negated(answer, start, end, within_clause=True):
+            return False
+        first, _ = answer.sentence(start, end)
+        return NEGATION_RELEASES.isdisjoint(answer.tokens[max(first, start - NEGATION_REACH):start])
+
+    def _same_day(self, answer: NormalisedText, start: int, end: int) -> bool:
+        """A same-day word in the mention's clause, within reach on either side."""
+        tokens = answer.tokens
+        low = start
+        while low > 0 and start - low < SAME_DAY_REACH and tokens[low - 1] not in BREAKS:
+            low -= 1
+        high = end
+        while high < len(tokens) and high - end < SAME_DAY_REACH and tokens[high] not in BREAKS:
+            high += 1
+        return bool(self._kinds(answer, low, high, _SAME_DAY))
+
+    def _conditional(self, answer: NormalisedText, start: int, end: int) -> bool:
+        tokens = answer.tokens
+        first, last = answer.sentence(start, end)
+        openers = self._kinds(answer, max(first, start - CONDITION_BEFORE_REACH), start, _BEFORE)
+        if openers:
+            cue_end = openers[-1][1]
+            if not (self._kinds(answer, cue_end, start, _ENDS) or self._kinds(answer, cue_end, start, _PRESENT)):
+                return True
+        high = end
+        while high < last and high - end < CONDITION_AFTER_REACH and tokens[high] not in BREAKS:
+            high += 1
+        after = self._kinds(answer, end, high, _AFTER)
+        if not after:
+            return False
+        cue_end = clause_end = after[0][1]
+        while clause_end < last and clause_end - cue_end < CONDITION_BEFORE_REACH and tokens[clause_end] not in BREAKS:
+            clause_end += 1
+        return not self._kinds(answer, cue_end, clause_end, _PRESENT)
+
+
+_LEVEL_OF_RANK: dict[int, Urgency] = {rank: level for level, rank in URGENCY_RANK.items()}  # type: ignore[misc]
+_READERS: dict[int, tuple[PhraseIndex, AdviceReader]] = {}
+_READERS_LOCK = threading.Lock()
+
+
+def reader_for(emergency: PhraseIndex, context: ContextReader, tokenize: Tokenize) -> AdviceReader:
+    """The reader over a guard's components (`emergency`: its red-flag detector's
+    `emergency_advice` index), built once and shared by every guard over them, as the components are."""
+    entry = _READERS.get(id(emergency))
+    if entry is not None and entry[0] is emergency:
+        return entry[1]
+    with _READERS_LOCK:
+        entry = _READERS.get(id(emergency))
+        if entry is None or entry[0] is not emergency:
+            entry = _READERS[id(emergency)] = (emergency, AdviceReader(emergency, context, tokenize))
+        return entry[1]
+
+
+def read_advice(guard, response: str) -> AdvisedCare:
+    """The care `response` advises, read as `guard` reads answers (for a caller holding only the text,
+    such as the reward scoring an answer whose verdict carries no reading)."""
+    reader = reader_for(guard.red_flags.emergency_advice, guard.context, guard.normalise.phrase_tokens)
+    found = reader.recall(response)
+    return found if found is not None else reader.read(response, guard.normalise(response))
