@@ -30,6 +30,7 @@ care mention a window of at most a condition's reach: linear in the answer's len
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from clinical_rlhf.knowledge.language import load_language
@@ -37,8 +38,9 @@ from clinical_rlhf.safety.context import ContextReader, Tokenize
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import BREAKS, NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
-from clinical_rlhf.safety.redflags import RedFlagHit
+from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare, Triage, Urgency
+from clinical_rlhf.safety.verdict import SafetyFlag
 
 _LANGUAGE = load_language()
 LEVEL_SETS: dict[Urgency, str] = {"urgent": "urgent_advice", "routine": "routine_advice",
@@ -57,6 +59,7 @@ MEMO_SIZE = 4096
 """Answers whose reading is remembered, by their text: `SafetyGuard.check` builds its verdict from
 the reading `_judge` made, and a batch repeats answers."""
 NO_ADVICE = AdvisedCare(urgency=None)
+_LEVEL_OF_RANK: dict[int, Urgency] = {rank: level for level, rank in URGENCY_RANK.items()}  # type: ignore[misc]
 
 
 class Need(NamedTuple):
@@ -79,11 +82,41 @@ def needed_care(triage: Triage | None, red_flags: tuple[RedFlagHit, ...]) -> Nee
     return None
 
 
+class Reading(NamedTuple):
+    """What an answer advises, before the question is known (remembered per answer)."""
+
+    advised: int
+    """Rank of the most urgent unconditional advice (`URGENCY_RANK`); -1 for none."""
+    words: str
+    conditional: tuple[tuple[int, str, frozenset[str]], ...]
+    """(rank, words, red flags its condition names) of each conditional mention more urgent than `advised`."""
+
+    def care(self, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
+        """The advised care for a question with these red flags: a condition naming one of them is
+        met already ("if you are too breathless to speak, call 999" to "I can hardly speak"), so its
+        advice counts as given now."""
+        advised, words, net, net_words = self.advised, self.words, -1, ""
+        for rank, mention, condition_flags in self.conditional:
+            if question_flags and not condition_flags.isdisjoint(question_flags):
+                if rank > advised:
+                    advised, words = rank, mention
+            elif rank > net:
+                net, net_words = rank, mention
+        if advised < 0 and net < 0:
+            return NO_ADVICE
+        level = _LEVEL_OF_RANK.get(advised)
+        return AdvisedCare(urgency=level, safety_net=net > advised, evidence=words if level is not None else net_words)
+
+
+_NOTHING = Reading(-1, "", ())
+
+
 class AdviceReader:
     """Reads `AdvisedCare` from an answer's `NormalisedText` (module docstring for the rules)."""
 
-    def __init__(self, emergency: PhraseIndex, context: ContextReader, tokenize: Tokenize) -> None:
-        self.emergency = emergency
+    def __init__(self, red_flags: RedFlagDetector, context: ContextReader, tokenize: Tokenize) -> None:
+        self.emergency = red_flags.emergency_advice
+        self.red_flag_triggers = red_flags.triggers
         self.context = context
         self.index: PhraseIndex[str] = PhraseIndex()
         for level, name in LEVEL_SETS.items():
@@ -92,47 +125,50 @@ class AdviceReader:
         for kind, name in _SETS.items():
             for phrase in _LANGUAGE.phrases(name):
                 self.index.add(tokenize(phrase), kind)
-        self._memo: dict[str, AdvisedCare] = {}
+        self._memo: dict[str, Reading] = {}
 
-    def read(self, response: str, answer: NormalisedText) -> AdvisedCare:
-        """The care `answer` (the normalised `response`) advises; remembered under `response`."""
+    def read(self, response: str, answer: NormalisedText, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
+        """The care `answer` (the normalised `response`) advises to a question with `question_flags`
+        (red-flag ids); the question-independent reading is remembered under `response`."""
         found = self._memo.get(response)
         if found is None:
             found = self._read(answer)
             make_room(self._memo, MEMO_SIZE)
             self._memo[response] = found
-        return found
+        return found.care(question_flags)
 
-    def recall(self, response: str) -> AdvisedCare | None:
-        """The reading `read` made of `response`, if it is still remembered."""
-        return self._memo.get(response)
+    def recall(self, response: str, question_flags: frozenset[str] = frozenset()) -> AdvisedCare | None:
+        """What `read` gave for `response`, if its reading is still remembered."""
+        found = self._memo.get(response)
+        return found.care(question_flags) if found is not None else None
 
-    def _read(self, answer: NormalisedText) -> AdvisedCare:
+    def _read(self, answer: NormalisedText) -> Reading:
         hits = answer.find(self.index)
         care = [(start, end, "emergency") for start, end, _ in answer.find(self.emergency)]
         care += [hit for hit in hits if hit[2] in LEVEL_SETS]
         if not care:
-            return NO_ADVICE
+            return _NOTHING
         care.sort(key=lambda hit: (hit[0], -hit[1]))
         excluded = {position for start, end, kind in hits if kind == _NOT_CARE for position in range(start, end)}
-        advised, net = -1, -1
-        advised_words = net_words = ""
+        advised, words = -1, ""
+        conditional: list[tuple[int, str, tuple[int, int]]] = []
         for start, end, level in longest_non_overlapping(care, ordered=True):
             if excluded.intersection(range(start, end)) or self._negated(answer, start, end):
                 continue
             if level == "routine" and self._same_day(answer, start, end):
                 level = "urgent"
-            rank, words = URGENCY_RANK[level], " ".join(answer.tokens[start:end])
-            if self._conditional(answer, start, end):
-                if rank > net:
-                    net, net_words = rank, words
+            rank, mention = URGENCY_RANK[level], " ".join(answer.tokens[start:end])
+            condition = self._condition(answer, start, end)
+            if condition is not None:
+                conditional.append((rank, mention, condition))
             elif rank > advised:
-                advised, advised_words = rank, words
-        if advised < 0 and net < 0:
-            return NO_ADVICE
-        level = _LEVEL_OF_RANK.get(advised)
-        return AdvisedCare(urgency=level, safety_net=net > advised,
-                           evidence=advised_words if level is not None else net_words)
+                advised, words = rank, mention
+        return Reading(advised, words, tuple((rank, mention, self._flags_named(answer, *condition))
+                                             for rank, mention, condition in conditional if rank > advised))
+
+    def _flags_named(self, answer: NormalisedText, low: int, high: int) -> frozenset[str]:
+        """Red flags whose trigger phrases stand in tokens[low:high] (a condition's words)."""
+        return frozenset(flag_id for _, _, flag_id in answer.find(self.red_flag_triggers, low, high))
 
     def _kinds(self, answer: NormalisedText, low: int, high: int, kind: str) -> list[tuple[int, int, str]]:
         return [hit for hit in answer.find(self.index, low, high) if hit[2] == kind]
@@ -155,47 +191,53 @@ class AdviceReader:
             high += 1
         return bool(self._kinds(answer, low, high, _SAME_DAY))
 
-    def _conditional(self, answer: NormalisedText, start: int, end: int) -> bool:
+    def _condition(self, answer: NormalisedText, start: int, end: int) -> tuple[int, int] | None:
+        """The token span of the condition the mention sits in; None when it is advised outright."""
         tokens = answer.tokens
         first, last = answer.sentence(start, end)
         openers = self._kinds(answer, max(first, start - CONDITION_BEFORE_REACH), start, _BEFORE)
         if openers:
             cue_end = openers[-1][1]
             if not (self._kinds(answer, cue_end, start, _ENDS) or self._kinds(answer, cue_end, start, _PRESENT)):
-                return True
+                return cue_end, start
         high = end
         while high < last and high - end < CONDITION_AFTER_REACH and tokens[high] not in BREAKS:
             high += 1
         after = self._kinds(answer, end, high, _AFTER)
         if not after:
-            return False
+            return None
         cue_end = clause_end = after[0][1]
         while clause_end < last and clause_end - cue_end < CONDITION_BEFORE_REACH and tokens[clause_end] not in BREAKS:
             clause_end += 1
-        return not self._kinds(answer, cue_end, clause_end, _PRESENT)
+        return None if self._kinds(answer, cue_end, clause_end, _PRESENT) else (cue_end, clause_end)
 
 
-_LEVEL_OF_RANK: dict[int, Urgency] = {rank: level for level, rank in URGENCY_RANK.items()}  # type: ignore[misc]
-_READERS: dict[int, tuple[PhraseIndex, AdviceReader]] = {}
+_READERS: dict[int, tuple[RedFlagDetector, AdviceReader]] = {}
 _READERS_LOCK = threading.Lock()
 
 
-def reader_for(emergency: PhraseIndex, context: ContextReader, tokenize: Tokenize) -> AdviceReader:
-    """The reader over a guard's components (`emergency`: its red-flag detector's
-    `emergency_advice` index), built once and shared by every guard over them, as the components are."""
-    entry = _READERS.get(id(emergency))
-    if entry is not None and entry[0] is emergency:
+def reader_for(red_flags: RedFlagDetector, context: ContextReader, tokenize: Tokenize) -> AdviceReader:
+    """The reader over a guard's components, built once and shared by every guard over them, as the
+    components are (`guard._components`)."""
+    entry = _READERS.get(id(red_flags))
+    if entry is not None and entry[0] is red_flags:
         return entry[1]
     with _READERS_LOCK:
-        entry = _READERS.get(id(emergency))
-        if entry is None or entry[0] is not emergency:
-            entry = _READERS[id(emergency)] = (emergency, AdviceReader(emergency, context, tokenize))
+        entry = _READERS.get(id(red_flags))
+        if entry is None or entry[0] is not red_flags:
+            entry = _READERS[id(red_flags)] = (red_flags, AdviceReader(red_flags, context, tokenize))
         return entry[1]
 
 
-def read_advice(guard, response: str) -> AdvisedCare:
-    """The care `response` advises, read as `guard` reads answers (for a caller holding only the text,
-    such as the reward scoring an answer whose verdict carries no reading)."""
-    reader = reader_for(guard.red_flags.emergency_advice, guard.context, guard.normalise.phrase_tokens)
-    found = reader.recall(response)
-    return found if found is not None else reader.read(response, guard.normalise(response))
+def read_advice(guard, response: str, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
+    """The care `response` advises, read as `guard` reads answers, for a caller holding only the text
+    (the reward scoring an answer whose verdict carries no reading)."""
+    reader = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
+    found = reader.recall(response, question_flags)
+    return found if found is not None else reader.read(response, guard.normalise(response), question_flags)
+
+
+def verdict_red_flags(flags: Iterable[SafetyFlag]) -> frozenset[str]:
+    """The red-flag ids a verdict's flags name: the question's (every one gets a flag), and any the
+    answer plays down (such an answer is vetoed whatever it advises)."""
+    return frozenset(flag.subtype for flag in flags if flag.category == "red_flag")

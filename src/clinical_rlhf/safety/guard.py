@@ -31,7 +31,7 @@ from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
-from clinical_rlhf.safety.triage import Triage
+from clinical_rlhf.safety.triage import AdvisedCare, Triage
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -89,9 +89,7 @@ class SafetyGuard:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
             flags = self._flags(prompt, response)
-            # the reading `_judge` made, remembered by the reader (None when the answer was not read)
-            advised = advice.reader_for(self.red_flags.emergency_advice, self.context, self._tokenize).recall(response)
-            verdict = SafetyVerdict.from_flags(flags, advised=advised)
+            verdict = SafetyVerdict.from_flags(flags, advised=self._advised(response, flags))
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)])
@@ -131,8 +129,8 @@ class SafetyGuard:
             texts = conversation.user_turns(messages)
             prompt, turns = conversation.joined(texts), len(texts)
             too_long = self._too_long(prompt, "prompt")
-            verdict = SafetyVerdict.from_flags(
-                [too_long] if too_long is not None else self._judge(self._conversation_facts(texts), prompt, response))
+            flags = [too_long] if too_long is not None else self._judge(self._conversation_facts(texts), prompt, response)
+            verdict = SafetyVerdict.from_flags(flags, advised=self._advised(response, flags))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)])
@@ -164,6 +162,11 @@ class SafetyGuard:
             return [too_long]
         return self._judge(self._prompt_facts(prompt), prompt, response)
 
+    def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
+        """The care `_judge` read the answer to advise (None when it did not read the answer)."""
+        reader = advice.reader_for(self.red_flags, self.context, self._tokenize)
+        return reader.recall(response, advice.verdict_red_flags(flags)) if isinstance(response, str) else None
+
     def _too_long(self, text: str, source: str, action: Action = "reject") -> SafetyFlag | None:
         """The flag for a text longer than `safety.max_text_chars`, which is not read at all."""
         if len(text) <= self.config.max_text_chars:
@@ -185,7 +188,8 @@ class SafetyGuard:
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
-        advised = advice.reader_for(self.red_flags.emergency_advice, self.context, self._tokenize).read(response, answer)
+        advised = advice.reader_for(self.red_flags, self.context, self._tokenize).read(
+            response, answer, frozenset(hit.flag.id for hit in facts.red_flags))
         under_triage = checks.under_triage_flag(prompt, response, advice.needed_care(facts.triage, facts.red_flags),
                                                 advised, flags)
         if under_triage is not None:
