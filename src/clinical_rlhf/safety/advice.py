@@ -69,16 +69,21 @@ class Need(NamedTuple):
     reason_id: str
     evidence: str
     """The question's words the need was read from (normalised when it came from a red flag)."""
+    net_suffices: bool = False
+    """An emergency safety net meets the need: true when it comes from red flags alone, which do not
+    tell an emergency now (a heart attack) from a same-day presentation whose emergency is the safety
+    net (a suspected DVT: call 999 if breathless; a treated hypo: call 999 if no better)."""
 
 
 def needed_care(triage: Triage | None, red_flags: tuple[RedFlagHit, ...]) -> Need | None:
     """The question's triage when the guard made one; without it, the question's red flags mean an
-    emergency; None when neither says anything."""
+    emergency, met by emergency advice even when only conditional (the red-flag rule's own standard);
+    None when neither says anything."""
     if triage is not None:
         reason = next((r for r in triage.reasons if r.urgency == triage.urgency), None)
         return Need(triage.urgency, reason.id if reason else "triage", reason.evidence if reason else "")
     if red_flags:
-        return Need("emergency", red_flags[0].flag.id, red_flags[0].evidence)
+        return Need("emergency", red_flags[0].flag.id, red_flags[0].evidence, net_suffices=True)
     return None
 
 

@@ -204,12 +204,13 @@ def under_triage_flag(prompt: str, response: str, need: Need | None, advised: Ad
     """An answer advising less care than the question needs: an emergency answered with anything
     short of emergency care (a safety net alone included) rejects, an urgent question answered with
     routine care, self-care or none escalates; over-triage and routine-or-lower needs raise nothing.
+    A need read from red flags alone is met by an emergency safety net (`Need.net_suffices`).
     An emergency whose red-flag flag already rejects the answer ("no emergency advice", "played
     down") gets no second flag for the same failure."""
     if need is None or need.urgency not in ("emergency", "urgent"):
         return None
     advised_rank = URGENCY_RANK[advised.urgency] if advised.urgency is not None else -1
-    if advised_rank >= URGENCY_RANK[need.urgency]:
+    if advised_rank >= URGENCY_RANK[need.urgency] or (need.net_suffices and advised.safety_net):
         return None
     if need.urgency == "emergency" and any(
             flag.category == "red_flag" and flag.action == "reject" and flag.rule_id.endswith(_UNDER_TRIAGE_DOUBLES)
