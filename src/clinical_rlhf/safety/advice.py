@@ -46,10 +46,11 @@ _LANGUAGE = load_language()
 LEVEL_SETS: dict[Urgency, str] = {"urgent": "urgent_advice", "routine": "routine_advice",
                                   "self_care": "self_care_advice"}
 # Payloads of the reader's one phrase index besides the three levels.
-_SAME_DAY, _BEFORE, _AFTER, _PRESENT, _ENDS, _NOT_CARE = ("same_day", "condition_before", "condition_after",
-                                                          "present", "condition_end", "not_care")
-_SETS = {_SAME_DAY: "same_day_words", _BEFORE: "advice_conditions_before", _AFTER: "advice_conditions_after",
-         _PRESENT: "present_conditions", _ENDS: "advice_condition_ends", _NOT_CARE: "not_care_advice"}
+_SAME_DAY, _BEFORE, _OPENING, _AFTER, _PRESENT, _ENDS, _NOT_CARE = (
+    "same_day", "condition_before", "condition_opening", "condition_after", "present", "condition_end", "not_care")
+_SETS = {_SAME_DAY: "same_day_words", _BEFORE: "advice_conditions_before", _OPENING: "advice_conditions_opening",
+         _AFTER: "advice_conditions_after", _PRESENT: "present_conditions", _ENDS: "advice_condition_ends",
+         _NOT_CARE: "not_care_advice"}
 SAME_DAY_REACH = _LANGUAGE.reach("same_day_words")
 CONDITION_BEFORE_REACH = _LANGUAGE.reach("advice_conditions_before")
 CONDITION_AFTER_REACH = _LANGUAGE.reach("advice_conditions_after")
@@ -128,8 +129,10 @@ class AdviceReader:
             for phrase in _LANGUAGE.phrases(name):
                 self.index.add(tokenize(phrase), level)
         for kind, name in _SETS.items():
-            for phrase in _LANGUAGE.phrases(name):
-                self.index.add(tokenize(phrase), kind)
+            if kind != _OPENING:
+                for phrase in _LANGUAGE.phrases(name):
+                    self.index.add(tokenize(phrase), kind)
+        self.opening_words = _LANGUAGE.words(_SETS[_OPENING])
         self._memo: dict[str, Reading] = {}
 
     def read(self, response: str, answer: NormalisedText, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
@@ -200,7 +203,11 @@ class AdviceReader:
         """The token span of the condition the mention sits in; None when it is advised outright."""
         tokens = answer.tokens
         first, last = answer.sentence(start, end)
-        openers = self._kinds(answer, max(first, start - CONDITION_BEFORE_REACH), start, _BEFORE)
+        low = max(first, start - CONDITION_BEFORE_REACH)
+        openers = self._kinds(answer, low, start, _BEFORE)
+        if low == first and tokens[first] in self.opening_words:  # "Should the rash spread, phone 111"
+            openers.append((first, first + 1, _OPENING))
+            openers.sort()
         if openers:
             cue_end = openers[-1][1]
             if not (self._kinds(answer, cue_end, start, _ENDS) or self._kinds(answer, cue_end, start, _PRESENT)):
