@@ -94,24 +94,8 @@ class Reading(NamedTuple):
     advised: int
     """Rank of the most urgent unconditional advice (`URGENCY_RANK`); -1 for none."""
     words: str
-    conditional: tuple[tuple[int, str, frozenset[str]], ...]
-    """(rank, words, red flags its condition names) of each conditional mention more urgent than `advised`."""
-
-    def care(self, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
-        """The advised care for a question with these red flags: a condition naming one of them is
-        met already ("if you are too breathless to speak, call 999" to "I can hardly speak"), so its
-        advice counts as given now."""
-        advised, words, net, net_words = self.advised, self.words, -1, ""
-        for rank, mention, condition_flags in self.conditional:
-            if question_flags and not condition_flags.isdisjoint(question_flags):
-                if rank > advised:
-                    advised, words = rank, mention
-            elif rank > net:
-                net, net_words = rank, mention
-        if advised < 0 and net < 0:
-            return NO_ADVICE
-        level = _LEVEL_OF_RANK.get(advised)
-        return AdvisedCare(urgency=level, safety_net=net > advised, evidence=words if level is not None else net_words)
+    conditional: tuple[tuple[int, str, tuple[str, ...]], ...]
+    """(rank, words, the condition's tokens) of each conditional mention more urgent than `advised`."""
 
 
 _NOTHING = Reading(-1, "", ())
@@ -124,14 +108,18 @@ class AdviceReader:
         self.emergency = red_flags.emergency_advice
         self.red_flag_triggers = red_flags.triggers
         self.context = context
-        self.index: PhraseIndex[str] = PhraseIndex()
+        # Care phrases (and what is no care) are searched over the whole answer; the cues around a
+        # mention only in its few words (windows under `phrases._SHORT_WINDOW`: a direct lookup).
+        self.care: PhraseIndex[str] = PhraseIndex()
         for level, name in LEVEL_SETS.items():
             for phrase in _LANGUAGE.phrases(name):
-                self.index.add(tokenize(phrase), level)
-        for kind, name in _SETS.items():
-            if kind != _OPENING:
-                for phrase in _LANGUAGE.phrases(name):
-                    self.index.add(tokenize(phrase), kind)
+                self.care.add(tokenize(phrase), level)
+        for phrase in _LANGUAGE.phrases(_SETS[_NOT_CARE]):
+            self.care.add(tokenize(phrase), _NOT_CARE)
+        self.cues: PhraseIndex[str] = PhraseIndex()
+        for kind in (_SAME_DAY, _BEFORE, _AFTER, _PRESENT, _ENDS):
+            for phrase in _LANGUAGE.phrases(_SETS[kind]):
+                self.cues.add(tokenize(phrase), kind)
         self.opening_words = _LANGUAGE.words(_SETS[_OPENING])
         self._memo: dict[str, Reading] = {}
 
@@ -143,43 +131,64 @@ class AdviceReader:
             found = self._read(answer)
             make_room(self._memo, MEMO_SIZE)
             self._memo[response] = found
-        return found.care(question_flags)
+        return self._care(found, question_flags)
 
     def recall(self, response: str, question_flags: frozenset[str] = frozenset()) -> AdvisedCare | None:
         """What `read` gave for `response`, if its reading is still remembered."""
         found = self._memo.get(response)
-        return found.care(question_flags) if found is not None else None
+        return self._care(found, question_flags) if found is not None else None
+
+    def _care(self, reading: Reading, question_flags: frozenset[str]) -> AdvisedCare:
+        """The advised care for a question with these red flags: a condition naming one of them is
+        met already ("if you are too breathless to speak, call 999" to "I can hardly speak"), so its
+        advice counts as given now. Conditions are searched for red flags only for a question with some."""
+        advised, words, net, net_words = reading.advised, reading.words, -1, ""
+        for rank, mention, condition in reading.conditional:
+            if question_flags and not question_flags.isdisjoint(
+                    flag_id for _, _, flag_id in self.red_flag_triggers.find(condition)):
+                if rank > advised:
+                    advised, words = rank, mention
+            elif rank > net:
+                net, net_words = rank, mention
+        if advised < 0 and net < 0:
+            return NO_ADVICE
+        level = _LEVEL_OF_RANK.get(advised)
+        return AdvisedCare(urgency=level, safety_net=net > advised, evidence=words if level is not None else net_words)
 
     def _read(self, answer: NormalisedText) -> Reading:
-        hits = answer.find(self.index)
-        care = [(start, end, "emergency") for start, end, _ in answer.find(self.emergency)]
-        care += [hit for hit in hits if hit[2] in LEVEL_SETS]
-        if not care:
+        """Mentions are read most urgent first and reading stops at the first one advised outright:
+        nothing less urgent can change the result (a safety net counts only above the advice). The
+        naive equivalent reads every mention and keeps the most urgent outright one."""
+        found = [(start, end, "emergency") for start, end, _ in answer.find(self.emergency)]
+        found += answer.find(self.care)
+        if not found:
             return _NOTHING
-        care.sort(key=lambda hit: (hit[0], -hit[1]))
-        excluded = {position for start, end, kind in hits if kind == _NOT_CARE for position in range(start, end)}
-        advised, words = -1, ""
-        conditional: list[tuple[int, str, tuple[int, int]]] = []
-        for start, end, level in longest_non_overlapping(care, ordered=True):
-            if excluded.intersection(range(start, end)) or self._negated(answer, start, end):
-                continue
+        found.sort(key=lambda hit: (hit[0], -hit[1]))
+        mentions = []
+        for start, end, level in longest_non_overlapping(found, ordered=True):
+            if level == _NOT_CARE:
+                continue  # "emergency contraception" outranks the "emergency" inside it, then advises nothing
             if level == "routine" and self._same_day(answer, start, end):
                 level = "urgent"
-            rank, mention = URGENCY_RANK[level], " ".join(answer.tokens[start:end])
+            mentions.append((URGENCY_RANK[level], start, end))
+        mentions.sort(key=lambda mention: -mention[0])
+        advised, words = -1, ""
+        conditional: list[tuple[int, str, tuple[str, ...]]] = []
+        for rank, start, end in mentions:
+            if rank <= advised:
+                break
+            if self._negated(answer, start, end):
+                continue
+            mention = " ".join(answer.tokens[start:end])
             condition = self._condition(answer, start, end)
-            if condition is not None:
-                conditional.append((rank, mention, condition))
-            elif rank > advised:
+            if condition is None:
                 advised, words = rank, mention
-        return Reading(advised, words, tuple((rank, mention, self._flags_named(answer, *condition))
-                                             for rank, mention, condition in conditional if rank > advised))
+            else:
+                conditional.append((rank, mention, answer.tokens[condition[0]:condition[1]]))
+        return Reading(advised, words, tuple(entry for entry in conditional if entry[0] > advised))
 
-    def _flags_named(self, answer: NormalisedText, low: int, high: int) -> frozenset[str]:
-        """Red flags whose trigger phrases stand in tokens[low:high] (a condition's words)."""
-        return frozenset(flag_id for _, _, flag_id in answer.find(self.red_flag_triggers, low, high))
-
-    def _kinds(self, answer: NormalisedText, low: int, high: int, kind: str) -> list[tuple[int, int, str]]:
-        return [hit for hit in answer.find(self.index, low, high) if hit[2] == kind]
+    def _cues(self, answer: NormalisedText, low: int, high: int, kind: str) -> list[tuple[int, int, str]]:
+        return [hit for hit in self.cues.find(answer.tokens, low, high) if hit[2] == kind]
 
     def _negated(self, answer: NormalisedText, start: int, end: int) -> bool:
         """Negated in its clause, unless a release word follows the negation ("don't hesitate to call")."""
@@ -197,31 +206,31 @@ class AdviceReader:
         high = end
         while high < len(tokens) and high - end < SAME_DAY_REACH and tokens[high] not in BREAKS:
             high += 1
-        return bool(self._kinds(answer, low, high, _SAME_DAY))
+        return bool(self._cues(answer, low, high, _SAME_DAY))
 
     def _condition(self, answer: NormalisedText, start: int, end: int) -> tuple[int, int] | None:
         """The token span of the condition the mention sits in; None when it is advised outright."""
         tokens = answer.tokens
         first, last = answer.sentence(start, end)
         low = max(first, start - CONDITION_BEFORE_REACH)
-        openers = self._kinds(answer, low, start, _BEFORE)
+        openers = self._cues(answer, low, start, _BEFORE)
         if low == first and tokens[first] in self.opening_words:  # "Should the rash spread, phone 111"
             openers.append((first, first + 1, _OPENING))
             openers.sort()
         if openers:
             cue_end = openers[-1][1]
-            if not (self._kinds(answer, cue_end, start, _ENDS) or self._kinds(answer, cue_end, start, _PRESENT)):
+            if not (self._cues(answer, cue_end, start, _ENDS) or self._cues(answer, cue_end, start, _PRESENT)):
                 return cue_end, start
         high = end
         while high < last and high - end < CONDITION_AFTER_REACH and tokens[high] not in BREAKS:
             high += 1
-        after = self._kinds(answer, end, high, _AFTER)
+        after = self._cues(answer, end, high, _AFTER)
         if not after:
             return None
         cue_end = clause_end = after[0][1]
         while clause_end < last and clause_end - cue_end < CONDITION_BEFORE_REACH and tokens[clause_end] not in BREAKS:
             clause_end += 1
-        return None if self._kinds(answer, cue_end, clause_end, _PRESENT) else (cue_end, clause_end)
+        return None if self._cues(answer, cue_end, clause_end, _PRESENT) else (cue_end, clause_end)
 
 
 _READERS: dict[int, tuple[RedFlagDetector, AdviceReader]] = {}
