@@ -55,6 +55,8 @@ SAME_DAY_REACH = _LANGUAGE.reach("same_day_words")
 CONDITION_BEFORE_REACH = _LANGUAGE.reach("advice_conditions_before")
 CONDITION_AFTER_REACH = _LANGUAGE.reach("advice_conditions_after")
 NEGATION_REACH = _LANGUAGE.reach("negation_before")
+NEGATION_AFTER_REACH = 5
+"""Words after a mention where `ContextReader` looks for a negation that follows it ("ruled out")."""
 NEGATION_RELEASES = _LANGUAGE.words("negation_releases")
 MEMO_SIZE = 4096
 """Answers whose reading is remembered, by their text: `SafetyGuard.check` builds its verdict from
@@ -191,11 +193,17 @@ class AdviceReader:
         return [hit for hit in self.cues.find(answer.tokens, low, high) if hit[2] == kind]
 
     def _negated(self, answer: NormalisedText, start: int, end: int) -> bool:
-        """Negated in its clause, unless a release word follows the negation ("don't hesitate to call")."""
+        """Negated in its clause, unless a release word follows the negation ("don't hesitate to call").
+        Most mentions have no negation cue near them at all: that is asked first, from the cues
+        found once per answer (the window is one `ContextReader.is_negated` reads, or wider)."""
+        first, last = answer.sentence(start, end)
+        low = max(first, start - NEGATION_REACH)
+        if not (answer.contains(self.context.negation_before, low, start)
+                or answer.contains(self.context.negation_after, end, min(last, end + NEGATION_AFTER_REACH))):
+            return False
         if not self.context.is_negated(answer, start, end, within_clause=True):
             return False
-        first, _ = answer.sentence(start, end)
-        return NEGATION_RELEASES.isdisjoint(answer.tokens[max(first, start - NEGATION_REACH):start])
+        return NEGATION_RELEASES.isdisjoint(answer.tokens[low:start])
 
     def _same_day(self, answer: NormalisedText, start: int, end: int) -> bool:
         """A same-day word in the mention's clause, within reach on either side."""
@@ -213,13 +221,13 @@ class AdviceReader:
         tokens = answer.tokens
         first, last = answer.sentence(start, end)
         low = max(first, start - CONDITION_BEFORE_REACH)
-        openers = self._cues(answer, low, start, _BEFORE)
+        before = self.cues.find(tokens, low, start)  # one search of the words before, split by kind
+        openers = [hit for hit in before if hit[2] == _BEFORE]
         if low == first and tokens[first] in self.opening_words:  # "Should the rash spread, phone 111"
-            openers.append((first, first + 1, _OPENING))
-            openers.sort()
+            openers.insert(0, (first, first + 1, _OPENING))
         if openers:
-            cue_end = openers[-1][1]
-            if not (self._cues(answer, cue_end, start, _ENDS) or self._cues(answer, cue_end, start, _PRESENT)):
+            cue_end = max(hit[1] for hit in openers)
+            if not any(hit[0] >= cue_end and hit[2] in (_ENDS, _PRESENT) for hit in before):
                 return cue_end, start
         high = end
         while high < last and high - end < CONDITION_AFTER_REACH and tokens[high] not in BREAKS:
