@@ -110,8 +110,8 @@ class AdviceReader:
         self.emergency = red_flags.emergency_advice
         self.red_flag_triggers = red_flags.triggers
         self.context = context
-        # Care phrases (and what is no care) are searched over the whole answer; the cues around a
-        # mention only in its few words (windows under `phrases._SHORT_WINDOW`: a direct lookup).
+        # Both are searched once over the whole answer (the guard's one-pass scanner holds them);
+        # the cues around a mention are then the hits inside its window (a bisection).
         self.care: PhraseIndex[str] = PhraseIndex()
         for level, name in LEVEL_SETS.items():
             for phrase in _LANGUAGE.phrases(name):
@@ -190,7 +190,7 @@ class AdviceReader:
         return Reading(advised, words, tuple(entry for entry in conditional if entry[0] > advised))
 
     def _cues(self, answer: NormalisedText, low: int, high: int, kind: str) -> list[tuple[int, int, str]]:
-        return [hit for hit in self.cues.find(answer.tokens, low, high) if hit[2] == kind]
+        return [hit for hit in answer.find(self.cues, low, high) if hit[2] == kind]
 
     def _negated(self, answer: NormalisedText, start: int, end: int) -> bool:
         """Negated in its clause, unless a release word follows the negation ("don't hesitate to call").
@@ -221,7 +221,7 @@ class AdviceReader:
         tokens = answer.tokens
         first, last = answer.sentence(start, end)
         low = max(first, start - CONDITION_BEFORE_REACH)
-        before = self.cues.find(tokens, low, start)  # one search of the words before, split by kind
+        before = answer.find(self.cues, low, start)  # one search of the words before, split by kind
         openers = [hit for hit in before if hit[2] == _BEFORE]
         if low == first and tokens[first] in self.opening_words:  # "Should the rash spread, phone 111"
             openers.insert(0, (first, first + 1, _OPENING))

@@ -294,11 +294,12 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         medications = MedicationChecker(knowledge, context, tokenize)
         # The phrase lists asked about for nearly every answer, searched in one pass over it the
         # first time any of them is asked about (the others are searched one by one when needed).
-        care_advice = advice.reader_for(red_flags, context, tokenize).care  # the advice reader's (`advice.py`)
+        advice_reader = advice.reader_for(red_flags, context, tokenize)
         scanner = PhraseScanner((medications.drug_terms, red_flags.downplay, red_flags.emergency_advice,
                                  context.approval, context.drug_warning, context.negation_before,
                                  context.pseudo_negation, context.negation_after,
-                                 medications.combination_warning, medications.combination_denial, care_advice))
+                                 medications.combination_warning, medications.combination_denial,
+                                 advice_reader.care, advice_reader.cues))
         normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
                                | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
         built = (context, red_flags, medications, normalise)
