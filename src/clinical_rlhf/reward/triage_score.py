@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from clinical_rlhf.config import TriageRewardConfig
 from clinical_rlhf.reward.context import ScoringContext
+from clinical_rlhf.safety.advice import LEVEL_OF_RANK
 from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare, Urgency
 
-_LEVEL_OF_RANK: dict[int, Urgency] = {0: "self_care", 1: "routine", 2: "urgent", 3: "emergency"}
 NO_CARE_RANK = URGENCY_RANK["self_care"]
 """An answer advising no care at all leaves the person to look after themselves: self-care."""
 
@@ -41,7 +41,7 @@ def question_need(ctx: ScoringContext) -> Urgency | None:
     if triage is not None and any(reason.kind != "default" for reason in triage.reasons):
         return triage.urgency
     if ctx.guidelines or ctx.prompt_red_flag:
-        return _LEVEL_OF_RANK[ctx.urgency]
+        return LEVEL_OF_RANK[ctx.urgency]
     return None
 
 

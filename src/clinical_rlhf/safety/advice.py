@@ -19,12 +19,14 @@ How each mention counts:
   (`advice_condition_ends`: "..., but for now rest"), or after it in its clause
   (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
   (`present_conditions`: "if you think this is a stroke", "if you're having these symptoms now") is
-  advice, not a safety net;
+  advice, not a safety net, and so is one naming a red flag of the question, met already ("if you
+  are too breathless to speak, call 999" to "I can hardly speak");
 - the advised urgency is the most urgent mention that counts unconditionally; `safety_net` is true when
   a conditional mention names more urgent care than that (or any care, when none is advised).
 
-Cost: one phrase-index search of the answer (memoised on the answer's `NormalisedText`), then for each
-care mention a window of at most a condition's reach: linear in the answer's length.
+Cost: the care and cue phrases are found in the guard's one pass over the answer (`PhraseScanner`);
+then mentions are read most urgent first, each in a window of at most a condition's reach, until one
+is advised outright: linear in the answer's length. The reading is remembered by the answer's text.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from clinical_rlhf.safety.verdict import SafetyFlag
 _LANGUAGE = load_language()
 LEVEL_SETS: dict[Urgency, str] = {"urgent": "urgent_advice", "routine": "routine_advice",
                                   "self_care": "self_care_advice"}
-# Payloads of the reader's one phrase index besides the three levels.
+# Payloads of the reader's phrase indexes besides the three levels.
 _SAME_DAY, _BEFORE, _OPENING, _AFTER, _PRESENT, _ENDS, _NOT_CARE = (
     "same_day", "condition_before", "condition_opening", "condition_after", "present", "condition_end", "not_care")
 _SETS = {_SAME_DAY: "same_day_words", _BEFORE: "advice_conditions_before", _OPENING: "advice_conditions_opening",
@@ -62,7 +64,7 @@ MEMO_SIZE = 4096
 """Answers whose reading is remembered, by their text: `SafetyGuard.check` builds its verdict from
 the reading `_judge` made, and a batch repeats answers."""
 NO_ADVICE = AdvisedCare(urgency=None)
-_LEVEL_OF_RANK: dict[int, Urgency] = {rank: level for level, rank in URGENCY_RANK.items()}  # type: ignore[misc]
+LEVEL_OF_RANK: dict[int, Urgency] = {rank: level for level, rank in URGENCY_RANK.items()}  # type: ignore[misc]
 
 
 class Need(NamedTuple):
@@ -154,7 +156,7 @@ class AdviceReader:
                 net, net_words = rank, mention
         if advised < 0 and net < 0:
             return NO_ADVICE
-        level = _LEVEL_OF_RANK.get(advised)
+        level = LEVEL_OF_RANK.get(advised)
         return AdvisedCare(urgency=level, safety_net=net > advised, evidence=words if level is not None else net_words)
 
     def _read(self, answer: NormalisedText) -> Reading:
