@@ -56,8 +56,9 @@ def test_correct_beats_any_over_triage_beats_any_under_triage(need):
     score = {(level, net): triage_agreement(need, care(level, net), CFG) for level in levels for net in (False, True)}
     rank = URGENCY_RANK[need]
 
-    def given(level):
+    def given(level):  # no care advice counts as self-care
         return URGENCY_RANK[level] if level is not None else 0
+
     correct = [s for (level, _), s in score.items() if given(level) == rank]
     over = [s for (level, _), s in score.items() if given(level) > rank]
     under = [s for (level, _), s in score.items() if given(level) < rank]

@@ -129,7 +129,8 @@ class SafetyGuard:
             texts = conversation.user_turns(messages)
             prompt, turns = conversation.joined(texts), len(texts)
             too_long = self._too_long(prompt, "prompt")
-            flags = [too_long] if too_long is not None else self._judge(self._conversation_facts(texts), prompt, response)
+            flags = ([too_long] if too_long is not None
+                     else self._judge(self._conversation_facts(texts), prompt, response))
             verdict = SafetyVerdict.from_flags(flags, advised=self._advised(response, flags))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
