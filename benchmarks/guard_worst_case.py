@@ -14,6 +14,8 @@ Six families of input, each 1 KB, 10 KB, 100 KB and 1 MB long (1 KB = 1,024 char
     bidi_invisible       dosing sentences with right-to-left overrides, bidi isolates and invisible
                          characters (zero-width spaces and joiners, BOM, soft hyphen) between letters
     drug_soup            generic names, synonyms and brands of the knowledge base, comma-separated
+    care_advice          care advice of every level (language.yaml) with conditions and same-day words,
+                         no sentence end: the advice reader's windows (issue 19)
 
 Each case runs in a subprocess of its own, forked from the process that built and warmed up the
 guard (so no case sees another's memos), and is stopped when its check has used `--limit` CPU
@@ -47,6 +49,7 @@ from multiprocessing.connection import Connection
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
+from clinical_rlhf.knowledge.language import load_language
 from clinical_rlhf.knowledge.triage_data import load_triage
 from clinical_rlhf.safety import SafetyGuard, compiled
 
@@ -63,6 +66,7 @@ FORK = multiprocessing.get_context("fork")
 # U+202E/U+202D overrides, U+2066-2069 isolates, U+200E/F marks; then invisible characters.
 BIDI = ("\u202e", "\u202d", "\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f")
 INVISIBLE = ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad")
+LANGUAGE = load_language()
 CELL = 36
 """Width of a table cell."""
 FREQUENCIES = ("every 4 hours", "every 6 hours", "twice a day", "three times daily", "once a week", "at night")
@@ -103,6 +107,13 @@ def _drug_name(rng: random.Random, kb: KnowledgeBase) -> str:
     return f"{rng.choice(rng.choice(kb.drugs).terms)}{rng.choice((', ', ' and ', ' '))}"
 
 
+def _care_advice(rng: random.Random, kb: KnowledgeBase) -> str:
+    """Care advice of every level and conditions, no sentence end: each mention reads its window."""
+    level = rng.choice(("emergency_advice", "urgent_advice", "routine_advice", "self_care_advice"))
+    opener = rng.choice(LANGUAGE.phrases("advice_conditions_before") + ("", "", "and"))
+    return f"{opener} {rng.choice(LANGUAGE.phrases(level))} {rng.choice(LANGUAGE.phrases('same_day_words'))} "
+
+
 FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("numbers_with_commas", "What dose of paracetamol can I take?", lambda rng, kb: "1,000,000,"),
     Family("dose_phrases", "How much of my medicines can I take?", _dose_phrase),
@@ -110,6 +121,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family("triage_phrases", "Is this anything to worry about?", _triage_phrase),
     Family("bidi_invisible", "Is this dose safe for me?", _bidi_sentence),
     Family("drug_soup", "Can I take all of these together?", _drug_name),
+    Family("care_advice", "I have crushing chest pain, what should I do?", _care_advice),
 )}
 
 

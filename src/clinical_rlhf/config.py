@@ -537,6 +537,39 @@ class UncertaintyEstimationConfig(_Section):
     (tests/reward/test_hallucination.py), so one stray sample among three does not flag."""
 
 
+class TriageRewardConfig(_Section):
+    """How the guidelines objective scores the care an answer advises against the care the question
+    needs (`reward/triage_score.py`, docs/reward.md). Levels: emergency, urgent, routine, self-care."""
+
+    weight: Probability = 0.4
+    """Share of the guidelines objective taken by triage agreement when the question's urgency is
+    known (the rest: the matched guideline statements). 0 turns it off."""
+
+    over_triage_penalty: Probability = 0.1
+    """Taken off full agreement per level of care advised above the need: mild, because sending
+    someone to more care than needed costs time, not harm (NHS 111 accepts over-triage for safety)."""
+
+    under_triage_penalty: Probability = 0.5
+    """Taken off per level below the need (an answer advising no care counts as self-care):
+    strong, so one level short already scores below any over-triage."""
+
+    safety_net_credit: Probability = 0.15
+    """Added to an under-triaging answer that says when to seek more urgent care ("if it gets worse,
+    call 999"), so a safety net beats none; it never lifts under-triage to the level of over-triage."""
+
+    @model_validator(mode="after")
+    def _under_stays_below_over(self) -> TriageRewardConfig:
+        worst_over = 1.0 - 3 * self.over_triage_penalty
+        best_under = 1.0 - self.under_triage_penalty + self.safety_net_credit
+        if best_under >= worst_over:
+            raise ValueError(
+                f"reward.triage: one level of under-triage with a safety net ({best_under:.2f} = 1 - "
+                f"under_triage_penalty + safety_net_credit) must score below three levels of over-triage "
+                f"({worst_over:.2f} = 1 - 3 x over_triage_penalty); lower over_triage_penalty or "
+                f"safety_net_credit, or raise under_triage_penalty")
+        return self
+
+
 class RewardConfig(_Section):
     weights: RewardWeights = RewardWeights()
 
@@ -578,6 +611,9 @@ class RewardConfig(_Section):
 
     learned_weight: Annotated[float, Field(ge=0.0)] = 0.0
     """Weight of the learned component, added on top of the rule-based total."""
+
+    triage: TriageRewardConfig = TriageRewardConfig()
+    """Scoring the care an answer advises against the question's urgency (guidelines objective)."""
 
 
 class RewardModelConfig(_Section):

@@ -33,7 +33,11 @@ from clinical_rlhf.reward.hallucination import HallucinationChecker
 from clinical_rlhf.reward.presentation import Presentation, PresentationReader
 from clinical_rlhf.reward.safety_score import escalation_level, score_safety_batch
 from clinical_rlhf.reward.text import Analysed
+from clinical_rlhf.reward.triage_score import question_need, with_triage
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
+from clinical_rlhf.safety.advice import read_advice
+from clinical_rlhf.safety.guard import SafetyGuard
+from clinical_rlhf.safety.triage import AdvisedCare
 from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
 
 _PROMPT_CACHE_SIZE = 4096
@@ -70,6 +74,7 @@ class MultiObjectiveReward:
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
         self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
+        self._advice_guard: SafetyGuard | None = None
 
     @property
     def _component_names(self) -> tuple[str, ...]:
@@ -179,7 +184,8 @@ class MultiObjectiveReward:
         learned = self.learned.score_batch(prompts, responses) if self.learned is not None else None
         results = []
         for i, ctx in enumerate(contexts):
-            components = {"safety": safety[i], "guidelines": adherence[i].score,
+            guidelines = with_triage(adherence[i].score, question_need(ctx), self._advised(ctx), cfg.triage)
+            components = {"safety": safety[i], "guidelines": guidelines,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
             flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
             total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
@@ -195,6 +201,15 @@ class MultiObjectiveReward:
                 penalties={"hallucination": charged}, missing_advice=adherence[i].missing,
                 violated_advice=adherence[i].violated))
         return results
+
+    def _advised(self, ctx: ScoringContext) -> AdvisedCare:
+        """The care the answer advises: the guard's reading on the verdict, else the same reader
+        run here (labelled verdicts, verdicts built by hand) over a guard on the reward's knowledge."""
+        if ctx.verdict.advised is not None:
+            return ctx.verdict.advised
+        if self._advice_guard is None:
+            self._advice_guard = SafetyGuard(knowledge=self.knowledge)
+        return read_advice(self._advice_guard, ctx.response.raw, ctx.prompt_red_flags)
 
     def _hallucinations(self, ctx: ScoringContext, samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
         """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule)."""

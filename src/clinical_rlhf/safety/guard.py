@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
 from clinical_rlhf.knowledge.triage_data import load_triage
-from clinical_rlhf.safety import checks, conversation, lexicon
+from clinical_rlhf.safety import advice, checks, conversation, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
-from clinical_rlhf.safety.triage import Triage, TriageReader, fail_safe, shared_reader
+from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe, shared_reader
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -91,7 +91,9 @@ class SafetyGuard:
     def check(self, prompt: str, response: str) -> SafetyVerdict:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
-            verdict = SafetyVerdict.from_flags(self._flags(prompt, response), triage=self.triage(prompt))
+            flags = self._flags(prompt, response)
+            verdict = SafetyVerdict.from_flags(flags, triage=self.triage(prompt),
+                                               advised=self._advised(response, flags))
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=self.triage(prompt))
@@ -158,7 +160,8 @@ class SafetyGuard:
                 verdict = SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             else:
                 facts = self._conversation_facts(texts)
-                verdict = SafetyVerdict.from_flags(self._judge(facts, prompt, response), triage=facts.triage)
+                flags = self._judge(facts, prompt, response)
+                verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
@@ -191,6 +194,11 @@ class SafetyGuard:
             return [too_long]
         return self._judge(self._prompt_facts(prompt), prompt, response)
 
+    def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
+        """The care `_judge` read the answer to advise (None when it did not read the answer)."""
+        reader = advice.reader_for(self.red_flags, self.context, self._tokenize)
+        return reader.recall(response, advice.verdict_red_flags(flags)) if isinstance(response, str) else None
+
     def _too_long(self, text: str, source: str, action: Action = "reject") -> SafetyFlag | None:
         """The flag for a text longer than `safety.max_text_chars`, which is not read at all."""
         if len(text) <= self.config.max_text_chars:
@@ -212,6 +220,12 @@ class SafetyGuard:
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
+        advised = advice.reader_for(self.red_flags, self.context, self._tokenize).read(
+            response, answer, frozenset(hit.flag.id for hit in facts.red_flags))
+        under_triage = checks.under_triage_flag(prompt, response, advice.needed_care(facts.triage, facts.red_flags),
+                                                advised, flags)
+        if under_triage is not None:
+            flags.append(under_triage)
         answer_drugs = self.medications.mentions(answer)
         if answer_drugs or len(facts.drugs) >= 2:
             findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)
@@ -324,10 +338,12 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         medications = MedicationChecker(knowledge, context, tokenize)
         # The phrase lists asked about for nearly every answer, searched in one pass over it the
         # first time any of them is asked about (the others are searched one by one when needed).
+        advice_reader = advice.reader_for(red_flags, context, tokenize)
         scanner = PhraseScanner((medications.drug_terms, red_flags.downplay, red_flags.emergency_advice,
                                  context.approval, context.drug_warning, context.negation_before,
                                  context.pseudo_negation, context.negation_after,
-                                 medications.combination_warning, medications.combination_denial))
+                                 medications.combination_warning, medications.combination_denial,
+                                 advice_reader.care, advice_reader.cues))
         normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
                                | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
         built = (context, red_flags, medications, normalise)
