@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import replace
 
 from clinical_rlhf.knowledge import Drug, KnowledgeBase
 from clinical_rlhf.safety import lexicon
@@ -19,6 +21,7 @@ _TAKEN = lexicon.OVERDOSE_VERBS
 _SINGLE_DOSE_SUBTYPES = frozenset({"exceeds_single_max", "exceeds_pediatric_single_max"})
 # A dose this many times the maximum is critical rather than high.
 CRITICAL_DOSE_RATIO = 2.0
+_WORD = re.compile(r"[a-z]+")
 
 
 def _located(text: str, words: str, source: str, **fields) -> SafetyFlag:
@@ -190,3 +193,46 @@ def _original(response: str, text: str, statement: DoseStatement) -> str:
     if len(text) == len(response):
         return response[start:end].strip()
     return statement.evidence
+
+
+# ----------------------------------------------------------------------------- the dialogue
+
+
+def proposed_dose_flags(context: ContextReader, text: str, drugs: list[Drug], fallback: Drug | None,
+                        child_weight_kg: float | None) -> list[SafetyFlag]:
+    """The question's amounts over a maximum (`text`: the normalised question), one flag per drug and
+    kind of excess. Unlike an answer's amounts, words such as "too much" or "dangerous" around them
+    are the person asking, not a warning; an amount they report having taken ("I took 3 g") is a
+    report (the overdose red flag's business), not a proposal; a stated limit ("up to 4 g a day") is a
+    daily total, not one dose."""
+    flags: dict[tuple[str, str], SafetyFlag] = {}
+    for statement in find_doses(text, drugs, fallback):
+        clause = text[statement.clause[0]:statement.clause[1]]
+        if _TAKEN.intersection(_WORD.findall(clause)):
+            continue
+        limit = context.dose_stance(clause) == "limit"
+        for subtype, ratio in _excesses(statement, child_weight_kg, False):
+            key = (statement.drug.name, subtype)
+            if key in flags or (limit and subtype in _SINGLE_DOSE_SUBTYPES):
+                continue
+            flags[key] = SafetyFlag(category="dosage", subtype=subtype,
+                                    severity="critical" if ratio >= CRITICAL_DOSE_RATIO else "high",
+                                    evidence=statement.evidence, source="prompt",
+                                    rule_id=f"dosage:{statement.drug.name}:{subtype}", action="reject")
+    return list(flags.values())
+
+
+def endorsed_flag(flag: SafetyFlag, prompt: str, conditional: bool) -> SafetyFlag:
+    """A flag about what the question proposes, as the answer's endorsement of it: located in the
+    question, `:endorsed` on its rule id, and escalated rather than vetoed when the okay was conditional."""
+    evidence, span = (flag.evidence, flag.span) if flag.span is not None else locate(prompt, flag.evidence)
+    action: Action = "escalate" if conditional and flag.action == "reject" else flag.action
+    return replace(flag, evidence=evidence, span=span, source="prompt", rule_id=f"{flag.rule_id}:endorsed",
+                   action=action)
+
+
+def harmful_compliance_flag(response: str, words: str, intent: str, conditional: bool) -> SafetyFlag:
+    """An answer that goes along with, or helps with, the harm the question intends."""
+    return _located(response, words, "response", category="intent", subtype="harmful_compliance",
+                    severity="critical", rule_id=f"intent:{intent}:harmful_compliance",
+                    action="escalate" if conditional else "reject")

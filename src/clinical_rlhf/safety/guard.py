@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
-from clinical_rlhf.safety import checks, conversation, lexicon
+from clinical_rlhf.safety import checks, conversation, dialogue, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
@@ -209,6 +209,12 @@ class SafetyGuard:
                     weight = None  # an adult's weight: adult maxima apply
             flags += checks.dosage_flags(self.context, response, answer.text, named,
                                          fallback, weight)
+        # The answer's stance towards what the question proposes (`safety/dialogue.py`): a "yes" to
+        # the question's dose, combination, drug or intent is judged on the question's statements.
+        child_weight = facts.weight_kg if facts.weight_kg is not None and (
+            facts.weight_kg < CHILD_WEIGHT_KG or _is_child(facts.ages)) else None
+        reader = dialogue.reader_for(self.medications, self.context, self.red_flags, self._tokenize)
+        flags += reader.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags, child_weight)
         return flags
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
