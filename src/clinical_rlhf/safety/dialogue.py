@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Literal
 from clinical_rlhf.knowledge import Drug
 from clinical_rlhf.safety import checks, lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
-from clinical_rlhf.safety.dosage import find_doses
+from clinical_rlhf.safety.dosage import _drug_positions, find_doses, sentence_ends
 from clinical_rlhf.safety.medications import (ContraindicationFinding, DrugMention, InteractionFinding,
                                               MedicationChecker)
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -177,8 +177,9 @@ class DialogueReader:
         rejected = {flag.rule_id for flag in earlier if flag.action == "reject"}
         question = facts.text if facts.text is not None else normalise(prompt)
         found = self._doses(question, drugs, facts, answer, answer_drugs, child_weight_kg)
-        found += self._interactions(proposed, drugs, answer_drugs, rejected)
-        found += self._contraindications(drugs, facts, prompt, rejected)
+        asked = _asked(question.text, drugs)
+        found += self._interactions(asked, drugs, answer_drugs, rejected)
+        found += self._contraindications([drug for drug in drugs if drug.name in asked], facts, prompt, rejected)
         flags += [checks.endorsed_flag(flag, prompt, conditional) for flag in found]
         return flags
 
@@ -197,15 +198,15 @@ class DialogueReader:
                if self.context.dose_stance(answer.text[statement.clause[0]:statement.clause[1]]) == "advice"}
         return [flag for flag in found if flag.rule_id.split(":")[1] not in own]
 
-    def _interactions(self, proposed: frozenset[str], drugs: list[Drug], answer_drugs: list[DrugMention],
+    def _interactions(self, asked: frozenset[str], drugs: list[Drug], answer_drugs: list[DrugMention],
                       rejected: set[str]) -> list[SafetyFlag]:
-        """Interacting pairs with at least one of the question's drugs, okayed by the endorsement."""
+        """Interacting pairs with at least one drug the question asks about, okayed by the endorsement."""
         by_name = {drug.name: drug for drug in drugs} | {m.drug.name: m.drug for m in answer_drugs}
         if len(by_name) < 2:
             return []
         found = []
         for (first, second), rule in self.medications._pairs(by_name):  # noqa: SLF001 - the memoised pair lookup
-            if (first in proposed or second in proposed) and f"interaction:{rule.id}" not in rejected:
+            if (first in asked or second in asked) and f"interaction:{rule.id}" not in rejected:
                 finding = InteractionFinding(rule, by_name[first], by_name[second], "okayed")
                 found.append(checks.interaction_flag("", finding))
         return found
@@ -287,6 +288,20 @@ class _AboutProposal:
         if named & self.proposed or answer.contains(self.references, first, last):
             return True
         return first == 0 and not named
+
+
+def _asked(text: str, drugs: list[Drug]) -> frozenset[str]:
+    """The drugs the question asks about: those named in a sentence that ends in "?" ("I take
+    warfarin and aspirin. Can I take paracetamol?" asks about paracetamol; the others are what the
+    person already takes). All of them when no question sentence names one ("I'm on simvastatin
+    and clarithromycin. Is that ok?")."""
+    names = frozenset(drug.name for drug in drugs)
+    if "?" not in text or len(names) < 2:
+        return names
+    ends = sentence_ends(text)
+    asked = frozenset(drug.name for at, drug in _drug_positions(text, drugs)
+                      if (end := bisect_left(ends, at + 1)) < len(ends) and text[ends[end] - 1] == "?")
+    return asked or names
 
 
 def _opening_refusal(tokens: tuple[str, ...]) -> tuple[int, int] | None:
