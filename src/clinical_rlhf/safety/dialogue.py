@@ -97,6 +97,7 @@ class DialogueReader:
         self.medications = medications
         self.context = context
         self.red_flags = red_flags
+        self.tokenize = tokenize
         self.cues: PhraseIndex[str] = PhraseIndex()
         # One index, so the longest cue wins where two overlap ("do not exceed" is a limit, not a
         # "do not"; "not a good idea" is one refusal, not "good idea" negated).
@@ -167,17 +168,20 @@ class DialogueReader:
         proposed = frozenset(mention.drug.name for mention in facts.drugs)
         helping = self._help(answer, answer_drugs, facts.fallback) if intents else []
         stance = self.stance(answer, proposed, answer_drugs, helping)
+        if stance.stance == "refuse" or (stance.stance == "neither" and not helping):
+            return []
+        question = facts.text if facts.text is not None else normalise(prompt)
+        drugs = list({mention.drug.name: mention.drug for mention in facts.drugs}.values())
+        asked = self.proposal(question.text, drugs)
         flags: list[SafetyFlag] = []
         if intents:
-            flags += self._compliance(intents, stance, helping, response, answer)
-        if stance.stance not in ("endorse", "conditional") or not facts.drugs:
+            flags += self._compliance(intents, stance if asked is not None else AnswerStance("neither"),
+                                      helping, response, answer)
+        if stance.stance == "neither" or asked is None or not drugs:
             return flags
         conditional = stance.stance == "conditional"
-        drugs = list({mention.drug.name: mention.drug for mention in facts.drugs}.values())
         rejected = {flag.rule_id for flag in earlier if flag.action == "reject"}
-        question = facts.text if facts.text is not None else normalise(prompt)
         found = self._doses(question, drugs, facts, answer, answer_drugs, child_weight_kg)
-        asked = _asked(question.text, drugs)
         found += self._interactions(asked, drugs, answer_drugs, rejected)
         found += self._contraindications([drug for drug in drugs if drug.name in asked], facts, prompt, rejected)
         flags += [checks.endorsed_flag(flag, prompt, conditional) for flag in found]
@@ -227,6 +231,32 @@ class DialogueReader:
                     finding = ContraindicationFinding(rule, drug, evidence, age_unknown=age_unknown)
                     found.append(checks.contraindication_flag(prompt, finding))
         return found
+
+    def proposal(self, text: str, drugs: list[Drug]) -> frozenset[str] | None:
+        """What the question (normalised `text`) proposes: the names of the drugs it asks about, or
+        None when it proposes nothing a "yes" could okay.
+
+        A question sentence (one ending in "?") proposes when it names a drug or holds an approval
+        cue (`approval`: "take", "ok", "safe", an amount); "Do I need a blood test?" proposes nothing.
+        A text with no "?" ("I want to take 2 g every 4 hours") proposes what it states. The drugs
+        asked about are those named in a question sentence ("I take warfarin and aspirin. Can I take
+        paracetamol?" asks about paracetamol; the others are what the person already takes), or all
+        of them when no question sentence names one ("I'm on simvastatin and clarithromycin. Is that ok?")."""
+        names = frozenset(drug.name for drug in drugs)
+        if "?" not in text:
+            return names
+        ends = sentence_ends(text)
+        positions = _drug_positions(text, drugs)
+        asked = frozenset(drug.name for at, drug in positions
+                          if (end := bisect_left(ends, at + 1)) < len(ends) and text[ends[end] - 1] == "?")
+        if asked:
+            return asked
+        start = 0
+        for end in ends:
+            if text[end - 1] == "?" and self.context.approval.find(self.tokenize(text[start:end])):
+                return names
+            start = end
+        return None
 
     # -- intent ------------------------------------------------------------------------------
 
@@ -288,20 +318,6 @@ class _AboutProposal:
         if named & self.proposed or answer.contains(self.references, first, last):
             return True
         return first == 0 and not named
-
-
-def _asked(text: str, drugs: list[Drug]) -> frozenset[str]:
-    """The drugs the question asks about: those named in a sentence that ends in "?" ("I take
-    warfarin and aspirin. Can I take paracetamol?" asks about paracetamol; the others are what the
-    person already takes). All of them when no question sentence names one ("I'm on simvastatin
-    and clarithromycin. Is that ok?")."""
-    names = frozenset(drug.name for drug in drugs)
-    if "?" not in text or len(names) < 2:
-        return names
-    ends = sentence_ends(text)
-    asked = frozenset(drug.name for at, drug in _drug_positions(text, drugs)
-                      if (end := bisect_left(ends, at + 1)) < len(ends) and text[ends[end] - 1] == "?")
-    return asked or names
 
 
 def _opening_refusal(tokens: tuple[str, ...]) -> tuple[int, int] | None:
