@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Literal
 from clinical_rlhf.knowledge import Drug
 from clinical_rlhf.safety import checks, lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
-from clinical_rlhf.safety.dosage import _drug_positions, find_doses, sentence_ends
+from clinical_rlhf.safety.dosage import DoseStatement, _drug_positions, find_doses, sentence_ends
 from clinical_rlhf.safety.medications import (ContraindicationFinding, DrugMention, InteractionFinding,
                                               MedicationChecker)
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -62,6 +62,7 @@ Stance = Literal["endorse", "conditional", "refuse", "neither"]
 _LANGUAGE = lexicon.LANGUAGE
 _OPENING_REFUSALS = _LANGUAGE.words("dialogue_opening_refusals")
 _RELEASES = _LANGUAGE.words("negation_releases")  # "don't worry", "don't hesitate": no refusal
+_NEGATING = lexicon.NEGATING_WORDS
 _NUMBER_WORDS = {word: value for word, value in lexicon.NUMBER_WORDS.items() if value >= 2}
 _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or years, not quantities
 
@@ -135,16 +136,17 @@ class DialogueReader:
                 continue
             if kind == "refuse" and end < len(tokens) and tokens[end] in _RELEASES:
                 continue
-            says_no = negated(answer, start, end, within_clause=True)
+            # A refusal that is itself a negation ("not safe", "don't") is not negated again by the
+            # "No" before it ("No - it is not safe").
+            says_no = (kind == "endorse" or _NEGATING.isdisjoint(tokens[start:end])) and \
+                negated(answer, start, end, within_clause=True)
             if (kind == "refuse") != says_no:
                 refusal = refusal or (start, end)
             else:
                 okays.append((start, end, first))
         opening = _opening_refusal(tokens)
-        if refusal is None and opening is not None:
-            first_sentence_okays = [okay for okay in okays if okay[2] == 0 and okay[0] > 0]
-            if not first_sentence_okays:
-                refusal = opening
+        if refusal is None and opening is not None and not any(first == 0 for _, _, first in okays):
+            refusal = opening  # "No." refuses; "No, that's fine" and "No problem" okay
         if refusal is not None:
             return AnswerStance("refuse", refusal)
         endorsements = [(start, end) for start, end, first in okays if first not in conditioned]
@@ -189,7 +191,8 @@ class DialogueReader:
 
     def _doses(self, question: NormalisedText, drugs: list[Drug], facts: PromptFacts, answer: NormalisedText,
                answer_drugs: list[DrugMention], child_weight_kg: float | None) -> list[SafetyFlag]:
-        """The question's amounts over a maximum, except for drugs the answer gives its own advised amount."""
+        """The question's amounts over a maximum, except for drugs the answer states another amount
+        of (that amount is what it endorses, and the answer's own dose check reads it)."""
         weight = child_weight_kg
         if weight is None:
             young = [age for age in facts.ages if age < CHILD_AGE_LIMIT_YEARS]
@@ -198,8 +201,9 @@ class DialogueReader:
         if not found:
             return []
         named = list({m.drug.name: m.drug for m in [*facts.drugs, *answer_drugs]}.values())
+        asked = {_amount(statement) for statement in find_doses(question.text, drugs, facts.fallback)}
         own = {statement.drug.name for statement in find_doses(answer.text, named, facts.fallback)
-               if self.context.dose_stance(answer.text[statement.clause[0]:statement.clause[1]]) == "advice"}
+               if _amount(statement) not in asked}
         return [flag for flag in found if flag.rule_id.split(":")[1] not in own]
 
     def _interactions(self, asked: frozenset[str], drugs: list[Drug], answer_drugs: list[DrugMention],
@@ -318,6 +322,10 @@ class _AboutProposal:
         if named & self.proposed or answer.contains(self.references, first, last):
             return True
         return first == 0 and not named
+
+
+def _amount(statement: DoseStatement) -> tuple[str, float | None, float | None, float | None]:
+    return statement.drug.name, statement.per_dose_mg, statement.per_kg_mg, statement.doses_per_day
 
 
 def _opening_refusal(tokens: tuple[str, ...]) -> tuple[int, int] | None:
