@@ -198,9 +198,9 @@ def _original(response: str, text: str, statement: DoseStatement) -> str:
 # ----------------------------------------------------------------------------- the dialogue
 
 
-def proposed_dose_flags(context: ContextReader, text: str, drugs: list[Drug], fallback: Drug | None,
+def proposed_dose_flags(context: ContextReader, prompt: str, text: str, drugs: list[Drug], fallback: Drug | None,
                         child_weight_kg: float | None) -> list[SafetyFlag]:
-    """The question's amounts over a maximum (`text`: the normalised question), one flag per drug and
+    """The question's amounts over a maximum (`text`: the normalised `prompt`), one flag per drug and
     kind of excess. Unlike an answer's amounts, words such as "too much" or "dangerous" around them
     are the person asking, not a warning; an amount they report having taken ("I took 3 g") is a
     report (the overdose red flag's business), not a proposal; a stated limit ("up to 4 g a day") is a
@@ -215,20 +215,22 @@ def proposed_dose_flags(context: ContextReader, text: str, drugs: list[Drug], fa
             key = (statement.drug.name, subtype)
             if key in flags or (limit and subtype in _SINGLE_DOSE_SUBTYPES):
                 continue
+            evidence = _original(prompt, text, statement)
+            start = statement.span[0] + (prompt[statement.span[0]:statement.span[1]].find(evidence))
+            span = (start, start + len(evidence)) if len(text) == len(prompt) else None
             flags[key] = SafetyFlag(category="dosage", subtype=subtype,
                                     severity="critical" if ratio >= CRITICAL_DOSE_RATIO else "high",
-                                    evidence=statement.evidence, source="prompt",
+                                    evidence=evidence, span=span, source="prompt",
                                     rule_id=f"dosage:{statement.drug.name}:{subtype}", action="reject")
     return list(flags.values())
 
 
-def endorsed_flag(flag: SafetyFlag, prompt: str, conditional: bool) -> SafetyFlag:
-    """A flag about what the question proposes, as the answer's endorsement of it: located in the
-    question, `:endorsed` on its rule id, and escalated rather than vetoed when the okay was conditional."""
-    evidence, span = (flag.evidence, flag.span) if flag.span is not None else locate(prompt, flag.evidence)
+def endorsed_flag(flag: SafetyFlag, conditional: bool) -> SafetyFlag:
+    """A flag about what the question proposes (evidence in the question), as the answer's
+    endorsement of it: `:endorsed` on its rule id, and escalated rather than vetoed when the okay
+    was conditional."""
     action: Action = "escalate" if conditional and flag.action == "reject" else flag.action
-    return replace(flag, evidence=evidence, span=span, source="prompt", rule_id=f"{flag.rule_id}:endorsed",
-                   action=action)
+    return replace(flag, source="prompt", rule_id=f"{flag.rule_id}:endorsed", action=action)
 
 
 def harmful_compliance_flag(response: str, words: str, intent: str, conditional: bool) -> SafetyFlag:

@@ -41,12 +41,13 @@ import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from clinical_rlhf.knowledge import Drug
 from clinical_rlhf.safety import checks, lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
 from clinical_rlhf.safety.dosage import DoseStatement, _drug_positions, find_doses, sentence_ends
+from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.medications import (ContraindicationFinding, DrugMention, InteractionFinding,
                                               MedicationChecker)
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -70,6 +71,8 @@ _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or 
 # Support, 5th edition, 2011) formulas, in kg: under 1 year (0.5 x age in months) + 4; 1 to 5 years
 # (2 x age) + 8; 6 to 11 years (3 x age) + 7. From 12 the BNF for Children gives adult-sized doses.
 CHILD_AGE_LIMIT_YEARS = 12.0
+QUESTION_MEMO_SIZE = 4096
+"""Questions whose proposal is remembered; a full store drops its oldest eighth (`memo.make_room`)."""
 
 
 def estimated_weight_kg(age_years: float) -> float:
@@ -79,6 +82,15 @@ def estimated_weight_kg(age_years: float) -> float:
     if age_years < 6:
         return 2 * age_years + 8
     return 3 * age_years + 7
+
+
+class _Proposal(NamedTuple):
+    asked: frozenset[str] | None
+    """The drugs the question asks about; None: it proposes nothing (`DialogueReader.proposal`)."""
+    dose_flags: tuple[SafetyFlag, ...]
+    """The question's amounts over a maximum (`checks.proposed_dose_flags`)."""
+    amounts: frozenset[tuple[str, float | None, float | None, float | None]]
+    """The question's amounts (`_amount`), to tell an answer's own amount from a repeat of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,7 @@ class DialogueReader:
         self.harmful_help = cue_index(_LANGUAGE.phrases("dialogue_harmful_help"), tokenize)
         self.approximators = cue_index(_LANGUAGE.phrases("dialogue_approximators"), tokenize)
         self.quantity_units = cue_index(_LANGUAGE.phrases("dialogue_quantity_units"), tokenize)
+        self._questions: dict[tuple, _Proposal] = {}
 
     # -- stance ------------------------------------------------------------------------------
 
@@ -125,8 +138,9 @@ class DialogueReader:
         refusal = None
         conditioned: set[int] = set()
         okays: list[tuple[int, int, int]] = []
+        helped = {position for low, high in helping for position in range(low, high)}
         for start, end, kind in longest_non_overlapping(answer.find(self.cues), ordered=True):
-            if kind == "limit" or any(low <= start < high for low, high in helping):
+            if kind == "limit" or start in helped:
                 continue
             first = answer.sentence(start, end)[0]
             if not about(first):
@@ -141,9 +155,9 @@ class DialogueReader:
             says_no = (kind == "endorse" or _NEGATING.isdisjoint(tokens[start:end])) and \
                 negated(answer, start, end, within_clause=True)
             if (kind == "refuse") != says_no:
-                refusal = refusal or (start, end)
-            else:
-                okays.append((start, end, first))
+                refusal = (start, end)
+                break  # a refusal outweighs every okay: nothing after it can change the stance
+            okays.append((start, end, first))
         opening = _opening_refusal(tokens)
         if refusal is None and opening is not None and not any(first == 0 for _, _, first in okays):
             refusal = opening  # "No." refuses; "No, that's fine" and "No problem" okay
@@ -174,7 +188,8 @@ class DialogueReader:
             return []
         question = facts.text if facts.text is not None else normalise(prompt)
         drugs = list({mention.drug.name: mention.drug for mention in facts.drugs}.values())
-        asked = self.proposal(question.text, drugs)
+        proposal = self._proposal(prompt, question, drugs, facts, child_weight_kg)
+        asked = proposal.asked
         flags: list[SafetyFlag] = []
         if intents:
             flags += self._compliance(intents, stance if asked is not None else AnswerStance("neither"),
@@ -183,28 +198,43 @@ class DialogueReader:
             return flags
         conditional = stance.stance == "conditional"
         rejected = {flag.rule_id for flag in earlier if flag.action == "reject"}
-        found = self._doses(question, drugs, facts, answer, answer_drugs, child_weight_kg)
+        found = self._doses(proposal, facts, answer, answer_drugs)
         found += self._interactions(asked, drugs, answer_drugs, rejected)
         found += self._contraindications([drug for drug in drugs if drug.name in asked], facts, prompt, rejected)
-        flags += [checks.endorsed_flag(flag, prompt, conditional) for flag in found]
+        flags += [checks.endorsed_flag(flag, conditional) for flag in found]
         return flags
 
-    def _doses(self, question: NormalisedText, drugs: list[Drug], facts: PromptFacts, answer: NormalisedText,
-               answer_drugs: list[DrugMention], child_weight_kg: float | None) -> list[SafetyFlag]:
-        """The question's amounts over a maximum, except for drugs the answer states another amount
-        of (that amount is what it endorses, and the answer's own dose check reads it)."""
+    def _proposal(self, prompt: str, question: NormalisedText, drugs: list[Drug], facts: PromptFacts,
+                  child_weight_kg: float | None) -> _Proposal:
+        """What the question proposes, read once per question (several answers are judged per
+        question in training) and remembered (`QUESTION_MEMO_SIZE`)."""
         weight = child_weight_kg
         if weight is None:
             young = [age for age in facts.ages if age < CHILD_AGE_LIMIT_YEARS]
             weight = estimated_weight_kg(min(young)) if young else None
-        found = checks.proposed_dose_flags(self.context, question.text, drugs, facts.fallback, weight)
-        if not found:
+        key = (prompt, tuple(drug.name for drug in drugs), facts.fallback.name if facts.fallback else None, weight)
+        found = self._questions.get(key)
+        if found is None:
+            asked = self.proposal(question.text, drugs)
+            doses = () if asked is None else tuple(checks.proposed_dose_flags(
+                self.context, prompt, question.text, drugs, facts.fallback, weight))
+            amounts = frozenset(_amount(statement) for statement in find_doses(question.text, drugs, facts.fallback)
+                                ) if doses else frozenset()
+            found = _Proposal(asked, doses, amounts)
+            make_room(self._questions, QUESTION_MEMO_SIZE)
+            self._questions[key] = found
+        return found
+
+    def _doses(self, proposal: _Proposal, facts: PromptFacts, answer: NormalisedText,
+               answer_drugs: list[DrugMention]) -> list[SafetyFlag]:
+        """The question's amounts over a maximum, except for drugs the answer states another amount
+        of (that amount is what it endorses, and the answer's own dose check reads it)."""
+        if not proposal.dose_flags:
             return []
         named = list({m.drug.name: m.drug for m in [*facts.drugs, *answer_drugs]}.values())
-        asked = {_amount(statement) for statement in find_doses(question.text, drugs, facts.fallback)}
         own = {statement.drug.name for statement in find_doses(answer.text, named, facts.fallback)
-               if _amount(statement) not in asked}
-        return [flag for flag in found if flag.rule_id.split(":")[1] not in own]
+               if _amount(statement) not in proposal.amounts}
+        return [flag for flag in proposal.dose_flags if flag.rule_id.split(":")[1] not in own]
 
     def _interactions(self, asked: frozenset[str], drugs: list[Drug], answer_drugs: list[DrugMention],
                       rejected: set[str]) -> list[SafetyFlag]:
