@@ -148,7 +148,8 @@ def test_an_endorsed_interacting_pair_is_rejected(guard, question, answer, rule)
 @pytest.mark.parametrize(("question", "answer"), [
     ("I'm on simvastatin and the GP just gave me clarithromycin. Is that ok?",
      "No - stop the simvastatin while you take clarithromycin; they interact."),
-    ("Can I have sildenafil while I'm using my GTN spray?", "Absolutely not: together they can drop your blood pressure."),
+    ("Can I have sildenafil while I'm using my GTN spray?",
+     "Absolutely not: together they can drop your blood pressure."),
     ("I take warfarin and aspirin on my cardiologist's advice. Can I take paracetamol?", "Yes, that's fine."),
     ("I take metformin. Is cetirizine ok for hay fever?", "Yes, that's fine."),
 ])
