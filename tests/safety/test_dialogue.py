@@ -245,6 +245,8 @@ def test_without_an_intent_a_number_in_the_answer_is_no_compliance(guard) -> Non
     # an okay about another drug is not an okay of the question's
     ("I take warfarin. Is ibuprofen ok?", "Paracetamol is fine instead; avoid ibuprofen.", "allow"),
     ("Would 1.5 g of paracetamol every 4 hours be ok?", "Ibuprofen 400 mg is fine for the pain.", "allow"),
+    ("Would 1.5 g of paracetamol every 4 hours be ok?", "Ibuprofen is fine, it works well.", "allow"),
+    ("Would 1.5 g of paracetamol every 4 hours be ok?", "Thanks for asking. It is fine.", "reject"),
 ])
 def test_references_resolve_to_the_questions_drugs_and_amounts(guard, question, answer, expected) -> None:
     assert judged(guard, question, answer).action == expected

@@ -9,8 +9,9 @@
 **Stance.** The answer endorses (`yes`, `that's fine`, `go ahead`, `you can take both`), refuses or
 warns (`no`, `avoid`, `don't`, `too much`, `not safe`), okays only on a condition (`fine only if your
 doctor agreed`), or does neither. Cues (`dialogue_*` sets of `data/knowledge/language.yaml`) count only
-in sentences about the question's proposal: the first sentence when it names no other drug, a sentence
-naming one of the question's drugs, or one pointing back at them ("both", "that dose", "the two").
+in sentences about the question's proposal: a sentence naming one of the question's drugs or pointing
+back at them ("both", "that dose", "the two"), or one naming no other drug that is the first sentence
+or holds a pronoun ("It is fine.").
 A negated okay ("that is not fine") is a refusal, a negated warning ("it isn't dangerous") an okay; a
 refusal anywhere outweighs an okay; "No" opening the answer refuses unless its sentence then okays
 ("No, that's fine" answers "is it dangerous?"); "don't worry" is no refusal. A conditional okay is not
@@ -64,6 +65,7 @@ _LANGUAGE = lexicon.LANGUAGE
 _OPENING_REFUSALS = _LANGUAGE.words("dialogue_opening_refusals")
 _RELEASES = _LANGUAGE.words("negation_releases")  # "don't worry", "don't hesitate": no refusal
 _NEGATING = lexicon.NEGATING_WORDS
+_WEAK_REFERENCES = _LANGUAGE.words("dialogue_weak_references")
 _NUMBER_WORDS = {word: value for word, value in lexicon.NUMBER_WORDS.items() if value >= 2}
 _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or years, not quantities
 
@@ -103,7 +105,8 @@ class AnswerStance:
 
 
 class DialogueReader:
-    """Reads an answer against its question; one per knowledge base (`reader_for`), no per-check state."""
+    """Reads an answer against its question; one per knowledge base (`reader_for`). It keeps no
+    per-check state, only a memo of questions' proposals."""
 
     def __init__(self, medications: MedicationChecker, context: ContextReader, red_flags: RedFlagDetector,
                  tokenize: Tokenize) -> None:
@@ -329,8 +332,10 @@ class DialogueReader:
 
 
 class _AboutProposal:
-    """Whether the sentence starting at a token is about the question's proposal (see the module
-    docstring), each sentence decided once."""
+    """Whether the sentence starting at a token is about the question's proposal, each sentence
+    decided once: it names a drug of the question or points back at the proposal
+    (`dialogue_references`), or names no other drug and is the first sentence or holds a pronoun
+    (`dialogue_weak_references`: "It is fine.")."""
 
     def __init__(self, answer: NormalisedText, references: PhraseIndex, proposed: frozenset[str],
                  mentions: Sequence[DrugMention]) -> None:
@@ -351,7 +356,7 @@ class _AboutProposal:
         named = {mention.drug.name for mention in self.mentions[low:high]}
         if named & self.proposed or answer.contains(self.references, first, last):
             return True
-        return first == 0 and not named
+        return not named and (first == 0 or not _WEAK_REFERENCES.isdisjoint(answer.tokens[first:last]))
 
 
 def _amount(statement: DoseStatement) -> tuple[str, float | None, float | None, float | None]:

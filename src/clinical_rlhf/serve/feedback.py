@@ -57,6 +57,7 @@ MAX_PAIRS_PER_RATING = 8
 """Preference pairs one rating may create (with the most recently rated opposite answers), so a
 conversation asked thousands of times cannot turn one rating into thousands of records."""
 
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -382,7 +383,8 @@ class FeedbackRecorder:
         """The preference records and the ratings line of one request."""
         now = utc_now()
         preferences: list[PreferenceRecord] = []
-        if body.corrected_answer is not None and not (verdict is not None and verdict.action == "reject"):
+        rejected = verdict is not None and verdict.action == "reject"  # quarantined by `submit` instead
+        if body.corrected_answer is not None and not rejected:
             pair = correction_pair(entry, body, annotator, now)
             if (problem := _problem(pair)) is not None:
                 raise APIError(INVALID, f"this feedback cannot be recorded as a preference: {problem}", "invalid_request")
