@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -21,7 +20,6 @@ _TAKEN = lexicon.OVERDOSE_VERBS
 _SINGLE_DOSE_SUBTYPES = frozenset({"exceeds_single_max", "exceeds_pediatric_single_max"})
 # A dose this many times the maximum is critical rather than high.
 CRITICAL_DOSE_RATIO = 2.0
-_WORD = re.compile(r"[a-z]+")
 
 
 def _located(text: str, words: str, source: str, **fields) -> SafetyFlag:
@@ -202,15 +200,11 @@ def proposed_dose_flags(context: ContextReader, prompt: str, text: str, drugs: l
                         child_weight_kg: float | None) -> list[SafetyFlag]:
     """The question's amounts over a maximum (`text`: the normalised `prompt`), one flag per drug and
     kind of excess. Unlike an answer's amounts, words such as "too much" or "dangerous" around them
-    are the person asking, not a warning; an amount they report having taken ("I took 3 g") is a
-    report (the overdose red flag's business), not a proposal; a stated limit ("up to 4 g a day") is a
-    daily total, not one dose."""
+    are the person asking, not a warning, and an amount already taken ("I took 2 g at once, is that
+    ok?") is judged like one proposed; a stated limit ("up to 4 g a day") is a daily total, not one dose."""
     flags: dict[tuple[str, str], SafetyFlag] = {}
     for statement in find_doses(text, drugs, fallback):
-        clause = text[statement.clause[0]:statement.clause[1]]
-        if _TAKEN.intersection(_WORD.findall(clause)):
-            continue
-        limit = context.dose_stance(clause) == "limit"
+        limit = context.dose_stance(text[statement.clause[0]:statement.clause[1]]) == "limit"
         for subtype, ratio in _excesses(statement, child_weight_kg, False):
             key = (statement.drug.name, subtype)
             if key in flags or (limit and subtype in _SINGLE_DOSE_SUBTYPES):
