@@ -189,9 +189,8 @@ class DialogueReader:
         stance = self.stance(answer, proposed, answer_drugs, helping)
         if stance.stance == "refuse" or (stance.stance == "neither" and not helping):
             return []
-        question = facts.text if facts.text is not None else normalise(prompt)
         drugs = list({mention.drug.name: mention.drug for mention in facts.drugs}.values())
-        proposal = self._proposal(prompt, question, drugs, facts, child_weight_kg)
+        proposal = self._proposal(prompt, normalise, drugs, facts, child_weight_kg)
         asked = proposal.asked
         flags: list[SafetyFlag] = []
         if intents:
@@ -207,8 +206,8 @@ class DialogueReader:
         flags += [checks.endorsed_flag(flag, conditional) for flag in found]
         return flags
 
-    def _proposal(self, prompt: str, question: NormalisedText, drugs: list[Drug], facts: PromptFacts,
-                  child_weight_kg: float | None) -> _Proposal:
+    def _proposal(self, prompt: str, normalise: Callable[[str], NormalisedText], drugs: list[Drug],
+                  facts: PromptFacts, child_weight_kg: float | None) -> _Proposal:
         """What the question proposes, read once per question (several answers are judged per
         question in training) and remembered (`QUESTION_MEMO_SIZE`)."""
         weight = child_weight_kg
@@ -218,6 +217,7 @@ class DialogueReader:
         key = (prompt, tuple(drug.name for drug in drugs), facts.fallback.name if facts.fallback else None, weight)
         found = self._questions.get(key)
         if found is None:
+            question = facts.text if facts.text is not None else normalise(prompt)
             asked = self.proposal(question.text, drugs)
             doses = () if asked is None else tuple(checks.proposed_dose_flags(
                 self.context, prompt, question.text, drugs, facts.fallback, weight))
