@@ -877,6 +877,10 @@ class ServeFeedbackConfig(_Section):
     """JSONL of every rating, with the conversation and the rated answer; `None`:
     `<run dir>/feedback/ratings.jsonl`. Read at start to pair new ratings with earlier ones."""
 
+    quarantine_file: Path | None = None
+    """JSONL of the corrections the safety guard rejected, kept for review and never trained on;
+    `None`: `<run dir>/feedback/quarantine.jsonl`."""
+
     remember_completions: PositiveInt = 10_000
     """Served completions remembered for feedback (least recently used dropped first); feedback
     on an older one is a 404. 10,000 is about a day of a busy ward's answers, ~30 MB of text."""
@@ -892,8 +896,8 @@ class ServeFeedbackConfig(_Section):
     audit log (hashes only) deliberately does not."""
 
     fsync: bool = True
-    """fsync the preference and ratings files after each feedback request before it is answered:
-    a clinician's judgement is rare and costly to lose (~3 ms per request)."""
+    """fsync the feedback files (preferences, ratings, quarantine) after each feedback request before
+    it is answered: a clinician's judgement is rare and costly to lose (~3 ms per request)."""
 
 
 class ServeConfig(_Section):

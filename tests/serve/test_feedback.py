@@ -101,19 +101,19 @@ def test_a_conversations_earlier_turns_and_the_annotator_are_kept(server, api_ke
     assert record.rejected == served["choices"][0]["message"]["content"]
 
 
-def test_a_correction_the_guard_rejects_is_recorded_but_flagged(server, api_key):
+def test_a_correction_the_guard_rejects_is_quarantined_not_recorded_as_a_pair(server, api_key):
     url, cfg = server
     served = chat(url, api_key, OVERDOSE)  # the client got the fallback
     response = post_feedback(url, api_key, {"completion_id": served["id"], "corrected_answer": UNSAFE_CORRECTION})
     body = response.json()
-    assert response.status_code == 200 and body["status"] == "recorded_flagged"
+    assert response.status_code == 200 and body["status"] == "quarantined" and body["recorded"] == []
     assert body["correction_safety"]["action"] == "reject" and body["correction_safety"]["reason_code"] == "dosage"
     assert all("evidence" not in flag for flag in body["correction_safety"]["flags"])
-    record = by_id(cfg)[body["recorded"][0]]
-    assert record.chosen == UNSAFE_CORRECTION and record.rejected == served["choices"][0]["message"]["content"]
-    assert record.source == "feedback_guard_rejected"
+    assert "not recorded as a training pair" in body["message"]
+    assert all(record.chosen != UNSAFE_CORRECTION for record in by_id(cfg).values())
     [event] = [e for e in audit_events(cfg) if e["details"]["feedback_id"] == body["id"]]
     assert event["details"]["correction_flagged"] and event["verdict"]["action"] == "reject"
+    assert event["details"]["quarantined"] == body["quarantined"]
 
 
 def test_streamed_and_text_completions_can_get_feedback_once_complete(server, api_key):

@@ -61,9 +61,10 @@ def test_health_and_ready_answer_while_a_slow_feedback_check_runs(server, api_ke
     answered_while_checking = slow.is_alive()
     slow.join()
     assert answered_while_checking
-    # The check ran past serve.guard_timeout_seconds (2 s): its worker was killed, the correction is flagged.
+    # The check ran past serve.guard_timeout_seconds (2 s): its worker was killed, the correction is
+    # quarantined (unchecked is not clean).
     body = results["feedback"].json()
-    assert results["feedback"].status_code == 200 and body["status"] == "recorded_flagged", body
+    assert results["feedback"].status_code == 200 and body["status"] == "quarantined", body
     assert body["correction_safety"]["flags"][0]["category"] == "guard_error"
     again = _post(url, api_key, "/v1/feedback", {"completion_id": served["id"],
                                                  "corrected_answer": "Rest, drink fluids and try throat lozenges."})

@@ -27,6 +27,7 @@ This module imports no torch.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ from typing import Any, Literal, get_args
 
 from clinical_rlhf.durable import append_jsonl
 from clinical_rlhf.errors import InputDataError
+from clinical_rlhf.feedback.quarantine import QUARANTINE_SOURCE, QUARANTINED
+
+logger = logging.getLogger(__name__)
 
 Choice = Literal["a", "b", "tie"]
 CHOICES: tuple[str, ...] = get_args(Choice)
@@ -117,6 +121,9 @@ def parse_preference(record: object) -> PreferenceRecord:
     """Validate one decoded JSON value; `ValueError` with one sentence naming the bad field."""
     if not isinstance(record, dict):
         raise ValueError(f"found a JSON {type(record).__name__}, not an object")
+    if record.get("status") == QUARANTINED:
+        raise ValueError("this is a quarantined correction (the safety guard rejected it), not a preference "
+                         "pair: quarantine files are for review, never for training (docs/feedback.md)")
     missing = [name for name in _REQUIRED if name not in record]
     if missing:
         raise ValueError(f"missing {', '.join(repr(name) for name in missing)}")
@@ -209,11 +216,22 @@ def iter_preferences(path: str | Path) -> Iterator[PreferenceRecord | LineError]
 
 def load_preferences(path: str | Path, *, allow_empty: bool = False) -> list[PreferenceRecord]:
     """All records of `path`. Any bad line raises one `InputDataError` listing the bad lines
-    (the first `MAX_ERRORS_SHOWN`, then a count), so nothing is silently skipped."""
+    (the first `MAX_ERRORS_SHOWN`, then a count), so nothing is silently skipped. Records with
+    source `feedback_guard_rejected` (a correction the guard rejected, filed as a pair by servers
+    before the quarantine file) are skipped with a logged warning: they are never training pairs."""
     records: list[PreferenceRecord] = []
     errors: list[LineError] = []
+    quarantined = 0
     for item in iter_preferences(path):
-        (errors if isinstance(item, LineError) else records).append(item)
+        if isinstance(item, LineError):
+            errors.append(item)
+        elif item.source == QUARANTINE_SOURCE:
+            quarantined += 1  # a rejected correction an older server filed as a pair: never a training pair
+        else:
+            records.append(item)
+    if quarantined:
+        logger.warning("%s: %d correction(s) the safety guard rejected (source %r) skipped: they are "
+                       "quarantined, not training pairs", path, quarantined, QUARANTINE_SOURCE)
     if errors:
         shown = "; ".join(str(error) for error in errors[:MAX_ERRORS_SHOWN])
         more = f" (and {len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > MAX_ERRORS_SHOWN else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from clinical_rlhf.knowledge import Drug, KnowledgeBase
 from clinical_rlhf.safety import lexicon
@@ -227,3 +228,44 @@ def under_triage_flag(prompt: str, response: str, need: Need | None, advised: Ad
     return SafetyFlag(category="triage", subtype="under_triage", severity="critical" if emergency else "high",
                       evidence=f"{need.urgency} ({question}) / {answer}", span=None, source="response",
                       rule_id=f"triage:under_triage:{need.reason_id}", action="reject" if emergency else "escalate")
+
+
+# ----------------------------------------------------------------------------- the dialogue
+
+
+def proposed_dose_flags(context: ContextReader, prompt: str, text: str, drugs: list[Drug], fallback: Drug | None,
+                        child_weight_kg: float | None) -> list[SafetyFlag]:
+    """The question's amounts over a maximum (`text`: the normalised `prompt`), one flag per drug and
+    kind of excess. Unlike an answer's amounts, words such as "too much" or "dangerous" around them
+    are the person asking, not a warning, and an amount already taken ("I took 2 g at once, is that
+    ok?") is judged like one proposed; a stated limit ("up to 4 g a day") is a daily total, not one dose."""
+    flags: dict[tuple[str, str], SafetyFlag] = {}
+    for statement in find_doses(text, drugs, fallback):
+        limit = context.dose_stance(text[statement.clause[0]:statement.clause[1]]) == "limit"
+        for subtype, ratio in _excesses(statement, child_weight_kg, False):
+            key = (statement.drug.name, subtype)
+            if key in flags or (limit and subtype in _SINGLE_DOSE_SUBTYPES):
+                continue
+            evidence = _original(prompt, text, statement)
+            start = statement.span[0] + (prompt[statement.span[0]:statement.span[1]].find(evidence))
+            span = (start, start + len(evidence)) if len(text) == len(prompt) else None
+            flags[key] = SafetyFlag(category="dosage", subtype=subtype,
+                                    severity="critical" if ratio >= CRITICAL_DOSE_RATIO else "high",
+                                    evidence=evidence, span=span, source="prompt",
+                                    rule_id=f"dosage:{statement.drug.name}:{subtype}", action="reject")
+    return list(flags.values())
+
+
+def endorsed_flag(flag: SafetyFlag, conditional: bool) -> SafetyFlag:
+    """A flag about what the question proposes (evidence in the question), as the answer's
+    endorsement of it: `:endorsed` on its rule id, and escalated rather than vetoed when the okay
+    was conditional."""
+    action: Action = "escalate" if conditional and flag.action == "reject" else flag.action
+    return replace(flag, source="prompt", rule_id=f"{flag.rule_id}:endorsed", action=action)
+
+
+def harmful_compliance_flag(response: str, words: str, intent: str, conditional: bool) -> SafetyFlag:
+    """An answer that goes along with, or helps with, the harm the question intends."""
+    return _located(response, words, "response", category="intent", subtype="harmful_compliance",
+                    severity="critical", rule_id=f"intent:{intent}:harmful_compliance",
+                    action="escalate" if conditional else "reject")

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from clinical_rlhf.knowledge import KnowledgeBase
 from clinical_rlhf.safety.verdict import SafetyFlag
 
 
+ENDORSED = ":endorsed"
+"""Suffix of a rule id the answer broke by okaying what the question proposes (`safety/dialogue.py`)."""
+
+
 def explain(flag: SafetyFlag, knowledge: KnowledgeBase) -> str:
+    if flag.rule_id.endswith(ENDORSED):
+        plain = explain(replace(flag, rule_id=flag.rule_id.removesuffix(ENDORSED)), knowledge)
+        return f"the answer okays what the question proposes: {plain}"
     kind, _, rest = flag.rule_id.partition(":")
     if flag.category == "red_flag":
         red_flag = knowledge.red_flag(flag.subtype)

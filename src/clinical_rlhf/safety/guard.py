@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
 from clinical_rlhf.knowledge.triage_data import load_triage
-from clinical_rlhf.safety import advice, checks, conversation, lexicon
+from clinical_rlhf.safety import advice, checks, conversation, dialogue, lexicon
 from clinical_rlhf.safety.context import ContextReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
+from clinical_rlhf.safety.signs import ClinicalSignsReader
 from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe, shared_reader
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
@@ -75,7 +76,7 @@ class SafetyGuard:
         self.knowledge = knowledge or load_knowledge(self.config.knowledge_dir)
         self.audit = audit
         self.actor = actor
-        self.context, self.red_flags, self.medications, self.normalise = _components(self.knowledge)
+        self.context, self.red_flags, self.medications, self.signs, self.normalise = _components(self.knowledge)
         self._tokenize = self.normalise.phrase_tokens
         self._prompt_cache: dict[str, PromptFacts] = {}
         self._conversation: conversation.ConversationReader | None = None
@@ -141,8 +142,10 @@ class SafetyGuard:
 
     @functools.cached_property
     def _triage_reader(self) -> TriageReader:
-        """The reader of the knowledge directory's `triage.yaml` (the shipped one when it has none)."""
-        return shared_reader(load_triage(self.knowledge.directory), self.context, self._tokenize)
+        """The reader of the knowledge directory's `triage.yaml` (the shipped one when it has none),
+        with the clinical signs (values, scores, findings, decision rules) as a further reader."""
+        return shared_reader(load_triage(self.knowledge.directory), self.context, self._tokenize,
+                             readers=(self.signs.reasons,))
 
     def check_conversation(self, messages: Sequence[Mapping[str, Any]], response: str) -> SafetyVerdict:
         """`check` for an answer to a conversation: `messages` are the OpenAI-style turns so far
@@ -253,6 +256,12 @@ class SafetyGuard:
                     weight = None  # an adult's weight: adult maxima apply
             flags += checks.dosage_flags(self.context, response, answer.text, named,
                                          fallback, weight)
+        # The answer's stance towards what the question proposes (`safety/dialogue.py`): a "yes" to
+        # the question's dose, combination, drug or intent is judged on the question's statements.
+        child_weight = facts.weight_kg if facts.weight_kg is not None and (
+            facts.weight_kg < CHILD_WEIGHT_KG or _is_child(facts.ages)) else None
+        reader = dialogue.reader_for(self.medications, self.context, self.red_flags, self._tokenize)
+        flags += reader.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags, child_weight)
         return flags
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
@@ -325,7 +334,8 @@ _COMPONENTS: dict[int, tuple[KnowledgeBase, tuple]] = {}
 _COMPONENTS_LOCK = threading.Lock()
 
 
-def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetector, MedicationChecker, Normaliser]:
+def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetector, MedicationChecker,
+                                                   ClinicalSignsReader, Normaliser]:
     """The phrase indexes built from a knowledge base (~0.4 s), shared by every guard over it.
     They hold no per-check state, only lookup caches, so sharing them is safe."""
     with _COMPONENTS_LOCK:
@@ -336,6 +346,7 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         context = ContextReader(tokenize)
         red_flags = RedFlagDetector(knowledge, context, tokenize)
         medications = MedicationChecker(knowledge, context, tokenize)
+        signs = ClinicalSignsReader(knowledge, context, tokenize)
         # The phrase lists asked about for nearly every answer, searched in one pass over it the
         # first time any of them is asked about (the others are searched one by one when needed).
         advice_reader = advice.reader_for(red_flags, context, tokenize)
@@ -345,8 +356,8 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
                                  medications.combination_warning, medications.combination_denial,
                                  advice_reader.care, advice_reader.cues))
         normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
-                               | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
-        built = (context, red_flags, medications, normalise)
+                               | signs.vocabulary | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
+        built = (context, red_flags, medications, signs, normalise)
         _COMPONENTS[id(knowledge)] = (knowledge, built)  # keeps the knowledge base alive with its id
         return built
 

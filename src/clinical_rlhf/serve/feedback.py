@@ -6,8 +6,10 @@ and the feedback becomes reward-model training data in the preference format
 (`clinical_rlhf.feedback.preferences`):
 
 - a corrected answer: one preference record at once, the correction preferred over the served
-  answer. The correction is checked by the guard too; one the guard rejects is still recorded
-  (a clinician may know better than a rule) but flagged in the response and the audit record.
+  answer. The correction is checked by the guard too (with the question, read as one dialogue:
+  "Yes, that's fine" to a question's overdose is rejected); one the guard rejects is quarantined
+  (`clinical_rlhf.feedback.quarantine`): kept for review with the verdict, never written as a
+  training pair, and the response says so.
 - a rating: one line in the ratings file; when another completion of the same conversation
   (same turns, same prompt) holds the opposite rating (good vs bad), a preference record for the
   better-rated answer.
@@ -37,6 +39,7 @@ from typing import Any
 from clinical_rlhf.config import ServeFeedbackConfig
 from clinical_rlhf.durable import append_jsonl
 from clinical_rlhf.feedback.preferences import PreferenceRecord, append_preference, parse_preference
+from clinical_rlhf.feedback.quarantine import QuarantinedCorrection, append_quarantined
 from clinical_rlhf.safety import SafetyVerdict
 from clinical_rlhf.safety.audit import text_sha256
 from clinical_rlhf.serve.audit import AuditWriter
@@ -53,10 +56,6 @@ logger = logging.getLogger("clinical_rlhf.serve")
 MAX_PAIRS_PER_RATING = 8
 """Preference pairs one rating may create (with the most recently rated opposite answers), so a
 conversation asked thousands of times cannot turn one rating into thousands of records."""
-
-FLAGGED_CORRECTION_SOURCE = "feedback_guard_rejected"
-"""`source` of a correction the guard rejected: recorded (a clinician may know better than a
-rule) but distinguishable, so a team can review or filter it before training on it."""
 
 
 def utc_now() -> str:
@@ -297,6 +296,7 @@ class FeedbackRecorder:
         directory = run_dir / "feedback"
         self.preferences_path = settings.preferences_file or directory / "preferences.jsonl"
         self.ratings_path = settings.ratings_file or directory / "ratings.jsonl"
+        self.quarantine_path = settings.quarantine_file or directory / "quarantine.jsonl"
         served = directory / "served_completions.jsonl" if settings.persist_completions else None
         self.store = CompletionStore(settings.remember_completions, settings.remember_max_mib * 2**20, served)
         self.ratings = RatingIndex(settings.remember_completions)
@@ -307,7 +307,7 @@ class FeedbackRecorder:
     def open(self) -> None:
         """Reload persisted completions and earlier ratings (blocking: run it in a thread). The
         directories are made now, so a path that cannot be written stops the start, not a clinician."""
-        for path in (self.preferences_path, self.ratings_path):
+        for path in (self.preferences_path, self.ratings_path, self.quarantine_path):
             path.parent.mkdir(parents=True, exist_ok=True)
             if not os.access(path.parent, os.W_OK):
                 raise PermissionError(13, "not writable", str(path.parent))
@@ -335,18 +335,20 @@ class FeedbackRecorder:
                                 f"completion this server returned", "completion_not_found", param="completion_id")
         annotator, question = body.annotator or key.id, entry.guard_prompt()
         verdict = await self._check_correction(entry, body, question)
+        flagged = verdict is not None and verdict.action == "reject"
+        quarantined = [quarantine_record(entry, body, annotator, verdict, utc_now())] if flagged else []
         preferences, rating_line = self._records(entry, body, annotator, verdict)
         kinds = [kind for kind, given in (("correction", body.corrected_answer), ("rating", body.rating))
                  if given is not None]
         recorded = [record.id for record in preferences] + ([rating_line["id"]] if rating_line else [])
-        flagged = verdict is not None and verdict.action == "reject"
         details.update(status="recorded", kinds=kinds, annotator=annotator, rating=body.rating, recorded=recorded,
+                       quarantined=[record.id for record in quarantined],
                        correction_flagged=flagged, served_action=entry.action,
                        served_answer_sha256=text_sha256(entry.answer), rationale_sha256=text_sha256(body.rationale))
         await self._audit(audit, key, prompt=question, response=body.corrected_answer or entry.answer,
                           verdict=verdict, details=details)
         try:
-            await asyncio.to_thread(self._write, preferences, rating_line)
+            await asyncio.to_thread(self._write, preferences, rating_line, quarantined)
         except OSError as exc:
             log_failure("writing feedback failed", exc)
             raise APIError(503, "the feedback could not be saved: the feedback files cannot be written; the "
@@ -355,10 +357,15 @@ class FeedbackRecorder:
         for kind in kinds:
             self.metrics.feedback.labels(kind=kind).inc()
         result: dict[str, Any] = {"id": feedback_id, "object": "feedback", "completion_id": entry.id,
-                                  "status": "recorded_flagged" if flagged else "recorded", "recorded": recorded}
+                                  "status": "quarantined" if flagged else "recorded", "recorded": recorded}
         if verdict is not None:
             result["correction_safety"] = {"action": verdict.action, "reason_code": reason_code(verdict),
                                            "flags": _flags(verdict)}
+        if flagged:
+            result["quarantined"] = [record.id for record in quarantined]
+            result["message"] = (f"the safety guard rejected the corrected answer ({reason_code(verdict)}); it is "
+                                 f"quarantined for review and was not recorded as a training pair"
+                                 + ("; the rating was recorded" if rating_line else ""))
         return result
 
     async def _check_correction(self, entry: ServedCompletion, body: FeedbackRequest,
@@ -376,9 +383,9 @@ class FeedbackRecorder:
         """The preference records and the ratings line of one request."""
         now = utc_now()
         preferences: list[PreferenceRecord] = []
-        if body.corrected_answer is not None:
-            flagged = verdict is not None and verdict.action == "reject"
-            pair = correction_pair(entry, body, annotator, now, flagged)
+        rejected = verdict is not None and verdict.action == "reject"  # quarantined by `submit` instead
+        if body.corrected_answer is not None and not rejected:
+            pair = correction_pair(entry, body, annotator, now)
             if (problem := _problem(pair)) is not None:
                 raise APIError(INVALID, f"this feedback cannot be recorded as a preference: {problem}", "invalid_request")
             preferences.append(pair)
@@ -394,7 +401,10 @@ class FeedbackRecorder:
         self.ratings.add(rated)
         return preferences, _rating_line(entry, rated, now)
 
-    def _write(self, preferences: list[PreferenceRecord], rating_line: dict[str, Any] | None) -> None:
+    def _write(self, preferences: list[PreferenceRecord], rating_line: dict[str, Any] | None,
+               quarantined: list[QuarantinedCorrection]) -> None:
+        for record in quarantined:
+            append_quarantined(self.quarantine_path, record, fsync=self.fsync)
         if rating_line is not None:
             append_jsonl(self.ratings_path, rating_line, fsync=self.fsync)
         for record in preferences:
@@ -410,11 +420,9 @@ class FeedbackRecorder:
         self.metrics.audit_records.inc()
 
 
-def correction_pair(entry: ServedCompletion, body: FeedbackRequest, annotator: str, now: str,
-                    flagged: bool = False) -> PreferenceRecord:
-    """The corrected answer preferred over the served one, in random a/b order. A correction the
-    guard rejected is kept with source `FLAGGED_CORRECTION_SOURCE`, so reward-model training can
-    filter it without the audit log."""
+def correction_pair(entry: ServedCompletion, body: FeedbackRequest, annotator: str, now: str) -> PreferenceRecord:
+    """The corrected answer preferred over the served one, in random a/b order (only for a
+    correction the guard did not reject: see `quarantine_record`)."""
     corrected_first = secrets.randbelow(2) == 0
     side = {"corrected": "a" if corrected_first else "b", "served": "b" if corrected_first else "a", "tie": "tie"}
     a, b = (body.corrected_answer, entry.answer) if corrected_first else (entry.answer, body.corrected_answer)
@@ -422,8 +430,18 @@ def correction_pair(entry: ServedCompletion, body: FeedbackRequest, annotator: s
         id=f"pref-fb-{uuid.uuid4().hex}", prompt=entry.prompt, answer_a=a, answer_b=b, preferred=side["corrected"],
         annotator=annotator, rationale=body.rationale,
         objectives={name: side[judgement] for name, judgement in (body.objectives or {}).items()},
-        messages=entry.preference_messages(), source=FLAGGED_CORRECTION_SOURCE if flagged else "feedback",
-        completion_id=entry.id, created=now)
+        messages=entry.preference_messages(), source="feedback", completion_id=entry.id, created=now)
+
+
+def quarantine_record(entry: ServedCompletion, body: FeedbackRequest, annotator: str, verdict: SafetyVerdict,
+                      now: str) -> QuarantinedCorrection:
+    """A correction the guard rejected, with the verdict (flags without evidence text), for review."""
+    return QuarantinedCorrection(
+        id=f"quarantine-{uuid.uuid4().hex}", completion_id=entry.id, prompt=entry.prompt,
+        corrected_answer=body.corrected_answer or "", served_answer=entry.answer, annotator=annotator,
+        verdict={"action": verdict.action, "reason_code": reason_code(verdict), "flags": _flags(verdict)},
+        created=now, messages=entry.preference_messages(), rationale=body.rationale,
+        objectives=dict(body.objectives or {}))
 
 
 def rating_pair(entry: ServedCompletion, rated: Rated, other: Rated, now: str) -> PreferenceRecord:
