@@ -132,7 +132,9 @@ def test_readings_are_remembered_by_text_and_shared(guard):
 
 def _facts_with(guard, prompt: str, urgency: str):
     reason = TriageReason(kind="observation", id="test_reason", urgency=urgency, evidence=prompt.split(",")[0])
-    return dataclasses.replace(guard._prompt_facts(prompt), triage=Triage(urgency=urgency, reasons=(reason,)))
+    # Without the question's red flags, so that only the triage given here decides.
+    return dataclasses.replace(guard._prompt_facts(prompt), red_flags=(),
+                               triage=Triage(urgency=urgency, reasons=(reason,)))
 
 
 # One answer per advised level (None: no care advice), with no red flag in the question, so that
@@ -177,7 +179,8 @@ def test_an_emergency_answered_with_only_a_safety_net_is_vetoed(guard):
 
 def test_a_red_flag_already_rejected_gets_no_second_flag(guard):
     prompt = "My husband has crushing chest pain going down his left arm and he's grey and sweaty."
-    facts = _facts_with(guard, prompt, "emergency")
+    facts = guard._prompt_facts(prompt)
+    assert facts.red_flags and facts.triage.urgency == "emergency"
     flags = guard._judge(facts, prompt, "See your GP next week if it keeps happening.")
     rule_ids = [f.rule_id for f in flags if f.action == "reject"]
     assert any(r.endswith(":no_emergency_advice") or r.endswith(":downplayed") for r in rule_ids)

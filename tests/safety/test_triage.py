@@ -26,6 +26,8 @@ EMERGENCY = [
     "I had my spleen removed after a car crash and now I have a fever and feel awful",
     "Tripped on the stairs and banged my head, I take apixaban for AF",
     "Pulled a pan of boiling water over and my toddler has a burn bigger than his hand on his chest",
+    # Cannot swallow saliva (drooling) with a muffled voice: airway compromise, admit now (NICE NG84).
+    "Sore throat and now I can't swallow my saliva and my voice sounds muffled",
 ]
 
 URGENT = [
@@ -35,7 +37,6 @@ URGENT = [
     "My 18 month old has had diarrhoea since yesterday and hasn't had a wet nappy since breakfast",
     "The redness round the cut on my leg is spreading and it's hot and swollen",
     "Painful band of blisters on one side of my back, started 2 days ago",
-    "Sore throat and now I can't swallow my saliva and my voice sounds muffled",
     "Dog bit my hand on a walk and it broke the skin",
     "Woke up this morning and suddenly can't hear out of one ear",
     "The condom split last night, where can I get the morning after pill?",

@@ -85,8 +85,13 @@ def needed_care(triage: Triage | None, red_flags: tuple[RedFlagHit, ...]) -> Nee
     emergency, met by emergency advice even when only conditional (the red-flag rule's own standard);
     None when neither says anything."""
     if triage is not None:
-        reason = next((r for r in triage.reasons if r.urgency == triage.urgency), None)
-        return Need(triage.urgency, reason.id if reason else "triage", reason.evidence if reason else "")
+        deciding = [r for r in triage.reasons if r.urgency == triage.urgency]
+        reason = deciding[0] if deciding else None
+        # An emergency that only red flags make keeps the red-flag rule's standard (emergency advice,
+        # a safety net included); one that values, scores, findings or intent make needs it now.
+        from_red_flags = bool(deciding) and all(r.kind == "red_flag" for r in deciding)
+        return Need(triage.urgency, reason.id if reason else "triage", reason.evidence if reason else "",
+                    net_suffices=from_red_flags)
     if red_flags:
         return Need("emergency", red_flags[0].flag.id, red_flags[0].evidence, net_suffices=True)
     return None

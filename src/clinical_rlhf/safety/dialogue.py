@@ -201,8 +201,11 @@ class DialogueReader:
         if intents:
             help_words = " ".join(answer.tokens[helping[0][0]:helping[0][1]]) if helping else \
                 amounts[0].evidence if amounts else None
-            flags += self._compliance(intents, stance if asked is not None else AnswerStance("neither"),
-                                      help_words, response, answer)
+            # An okay of a red-flag question (a crisis) already vetoed for lacking emergency advice
+            # is that failure, not a second one; help (amounts, methods) is flagged whatever else.
+            crisis_vetoed = any(flag.category == "red_flag" and flag.action == "reject" for flag in earlier)
+            okayed = stance if asked is not None and not crisis_vetoed else AnswerStance("neither")
+            flags += self._compliance(intents, okayed, help_words, response, answer)
         if stance.stance == "neither" or asked is None or not drugs:
             return flags
         conditional = stance.stance == "conditional"

@@ -470,6 +470,20 @@ def _token_offsets(text: NormalisedText) -> list[int] | None:
     read as current, the conservative reading."""
     pattern = _ASCII_TOKEN if text.text.isascii() else _UNICODE_TOKEN
     determiners = lexicon.DETERMINERS
-    offsets = [match.start() for match in pattern.finditer(text.text) if match.group() not in determiners]
+    words = [match.start() for match in pattern.finditer(text.text) if match.group() not in determiners]
+    # Shorthand and slips read as lexicon words ("bp" as "blood pressure", "pian" as "pain"): the
+    # tokens of each such stretch all start where its written words start.
+    offsets: list[int] = []
+    word = token = 0
+    for respelling in text.respellings:
+        between = respelling.first - token
+        offsets += words[word:word + between]
+        word += between
+        if word >= len(words):
+            return None
+        offsets += [words[word]] * (respelling.last - respelling.first)
+        word += len(pattern.findall(respelling.written)) or 1
+        token = respelling.last
+    offsets += words[word:]
     return offsets if len(offsets) == len(text.tokens) else None
 
