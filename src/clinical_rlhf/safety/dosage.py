@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from clinical_rlhf.knowledge import Drug, normalise_term
@@ -417,11 +418,17 @@ def _named_in(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
     listed = named.get(number)
     if listed is None:
         entry, offset = pieces[number]
+        unknown = list({id(drug): drug for drug in drugs
+                        if (kept := entry.positions.get(id(drug))) is None or kept[0] is not drug}.values())
+        if unknown:  # one search for all of them: one per drug costs the piece's length each time
+            found: dict[int, list[int]] = {id(drug): [] for drug in unknown}
+            for at, drug in _drug_positions(entry.text, unknown):
+                found[id(drug)].append(at)
+            for drug in unknown:
+                entry.positions[id(drug)] = (drug, tuple(found[id(drug)]))
         listed = []
         for drug in drugs:
-            kept = entry.positions.get(id(drug))
-            if kept is None or kept[0] is not drug:
-                kept = entry.positions[id(drug)] = (drug, tuple(at for at, _ in _drug_positions(entry.text, [drug])))
+            kept = entry.positions[id(drug)]
             if kept[1]:
                 listed += [(at + offset, drug) for at in kept[1]]
         if len(listed) > 1:
@@ -545,6 +552,13 @@ def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
         terms = tuple(sorted(written, key=len, reverse=True))
         entry = _NAMES[id(drug)] = (drug, terms, any(". " in term or term != term.strip() for term in terms))
     return entry[1], entry[2]
+
+
+def learn_names(drugs: Iterable[Drug]) -> None:
+    """Work out each drug's written names now (`_names`), so that the first check naming hundreds
+    of drugs does not pay for them all (the guard calls it once for its knowledge base)."""
+    for drug in drugs:
+        _names(drug)
 
 
 def _terms(drug: Drug) -> tuple[str, ...]:

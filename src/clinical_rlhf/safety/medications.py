@@ -18,6 +18,7 @@ from clinical_rlhf.knowledge import SEVERITY_RANK, Contraindication, Drug, Inter
 from clinical_rlhf.knowledge.model import CLASS_PREFIX
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
+from clinical_rlhf.safety.dosage import learn_names
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
@@ -216,11 +217,14 @@ class MedicationChecker:
                            | self.combination_okay.vocabulary | self.strong_warning.vocabulary
                            | self.combination_warning.vocabulary | self.combination_denial.vocabulary
                            | self.safety_claims.vocabulary)
-        # Every drug's partners up front (~0.1 s of plain Python for 700 drugs): worked out on first
-        # use, a long text naming hundreds of new drugs paid for them all in one check, so its cost
-        # depended on what earlier texts had named (tests/safety/test_linear_shape.py).
+        # Every drug's partners, rules and written names up front (~0.1 s of plain Python for 700
+        # drugs): worked out on first use, a long text naming hundreds of new drugs paid for them all
+        # in one check, so its cost depended on what earlier texts had named
+        # (tests/safety/test_linear_shape.py).
         for drug in knowledge.drugs:
             self._partners(drug.name)
+            self.needs_age([drug])
+        learn_names(knowledge.drugs)
 
     # -- mentions ----------------------------------------------------------------------------
 
