@@ -30,7 +30,7 @@ import gzip
 import importlib.resources
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
 from clinical_rlhf.safety import lexicon
@@ -147,7 +147,7 @@ class FuzzyIndex:
 class Respeller:
     """Reads a text's words as the lexicons write them (module docstring)."""
 
-    def __init__(self, vocabulary: Iterable[str]) -> None:
+    def __init__(self, vocabulary: Collection[str]) -> None:
         language = lexicon.LANGUAGE
         general = {tuple(written.split()): tuple(meant.split()) for written, meant in (
             *language.mappings("patient_abbreviations"), *language.mappings("prescription_abbreviations"),
@@ -173,6 +173,13 @@ class Respeller:
         self._fuzzy: FuzzyIndex | None = None
         self._known: frozenset[str] | None = None
         self._corrections: dict[str, str | None] = {}
+        if vocabulary:
+            self._build()  # ~0.1 s, at construction rather than inside the first check
+
+    def _build(self) -> None:
+        """The words that are never slips, and the index of those slips are corrected to."""
+        self._known = english_words() | self._vocabulary | self._written_words | _BREAKS
+        self._fuzzy = FuzzyIndex(self._vocabulary) if english_words() else FuzzyIndex(())
 
     def read(self, words: list[str], fuzzy: bool = True) -> tuple[tuple[str, ...], tuple[Respelling, ...]]:
         """(tokens, respellings): `words` with replacements and corrections made and determiners
@@ -216,10 +223,9 @@ class Respeller:
         return tuple(tokens), tuple(respellings)
 
     def _corrections_for(self, present: set[str]) -> dict[str, str]:
+        if self._known is None:
+            self._build()
         known = self._known
-        if known is None:
-            known = self._known = english_words() | self._vocabulary | self._written_words | _BREAKS
-            self._fuzzy = FuzzyIndex(self._vocabulary) if english_words() else FuzzyIndex(())
         unknown = present.difference(known)  # in C: ~50 ns a distinct word
         if not unknown:
             return {}
