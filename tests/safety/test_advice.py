@@ -9,12 +9,13 @@ import dataclasses
 
 import pytest
 
-from clinical_rlhf.safety.advice import AdviceReader, needed_care, reader_for
+from clinical_rlhf.safety import SafetyGuard
+from clinical_rlhf.safety.advice import AdviceReader, needed_care
 from clinical_rlhf.safety.triage import URGENCIES, AdvisedCare, Triage, TriageReason
 
 
 def advised(guard, response: str, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
-    reader = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
+    reader = guard.advice
     return reader.read(response, guard.normalise(response), question_flags)
 
 
@@ -119,9 +120,9 @@ def test_a_condition_the_question_already_meets_counts_as_advice(guard):
 
 
 def test_readings_are_remembered_by_text_and_shared(guard):
-    first = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
+    first = guard.advice
     assert isinstance(first, AdviceReader)
-    assert reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens) is first
+    assert SafetyGuard(guard.knowledge).advice is first
     text = "Speak to a pharmacist about a decongestant."
     assert first.recall(text) is None or first.recall(text).urgency == "self_care"
     advised(guard, text)

@@ -54,7 +54,7 @@ def endorsed_rules(verdict: SafetyVerdict) -> dict[str, str]:
 def test_the_answers_stance(guard, answer, stance) -> None:
     from clinical_rlhf.safety import dialogue
 
-    reader = dialogue.reader_for(guard.medications, guard.context, guard.red_flags, guard._tokenize)
+    reader = guard.dialogue
     text = guard.normalise(answer)
     assert reader.stance(text, frozenset({"paracetamol"}), guard.medications.mentions(text)).stance == stance
 

@@ -183,7 +183,7 @@ def test_fail_safe_for_unreadable_questions() -> None:
     assert [(r.kind, r.id) for r in triage.reasons] == [("guard_error", "input_too_long")]
     assert short.check_prompt("a cold " * 400).triage == triage
     broken = SafetyGuard()
-    broken.__dict__["_triage_reader"] = None  # any internal error
+    broken._triage_reader = None  # any internal error
     failed = broken.triage("I have a cold")
     assert failed.urgency == "emergency" and failed.reasons[0].kind == "guard_error"
     assert broken.triage(None).urgency == "emergency"  # type: ignore[arg-type]

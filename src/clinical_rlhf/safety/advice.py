@@ -1,7 +1,6 @@
 """The care an answer advises (`AdvisedCare`), and the care a question needs.
 
-    reader = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
-    reader.read(response, guard.normalise(response))
+    guard.advice.read(response, guard.normalise(response))    # the guard's AdviceReader
     # AdvisedCare(urgency="urgent", safety_net=True, evidence="call 111")
 
 Levels, most to least urgent (`safety.triage`): `emergency` is the guard's `emergency_advice` set
@@ -31,7 +30,6 @@ is advised outright: linear in the answer's length. The reading is remembered by
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -248,27 +246,10 @@ class AdviceReader:
         return None if self._cues(answer, cue_end, clause_end, _PRESENT) else (cue_end, clause_end)
 
 
-_READERS: dict[int, tuple[RedFlagDetector, AdviceReader]] = {}
-_READERS_LOCK = threading.Lock()
-
-
-def reader_for(red_flags: RedFlagDetector, context: ContextReader, tokenize: Tokenize) -> AdviceReader:
-    """The reader over a guard's components, built once and shared by every guard over them, as the
-    components are (`guard._components`)."""
-    entry = _READERS.get(id(red_flags))
-    if entry is not None and entry[0] is red_flags:
-        return entry[1]
-    with _READERS_LOCK:
-        entry = _READERS.get(id(red_flags))
-        if entry is None or entry[0] is not red_flags:
-            entry = _READERS[id(red_flags)] = (red_flags, AdviceReader(red_flags, context, tokenize))
-        return entry[1]
-
-
 def read_advice(guard, response: str, question_flags: frozenset[str] = frozenset()) -> AdvisedCare:
     """The care `response` advises, read as `guard` reads answers, for a caller holding only the text
     (the reward scoring an answer whose verdict carries no reading)."""
-    reader = reader_for(guard.red_flags, guard.context, guard.normalise.phrase_tokens)
+    reader = guard.advice
     found = reader.recall(response, question_flags)
     return found if found is not None else reader.read(response, guard.normalise(response), question_flags)
 

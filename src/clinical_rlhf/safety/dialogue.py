@@ -38,7 +38,6 @@ question's amounts read once per answer that endorses it: linear in the two text
 
 from __future__ import annotations
 
-import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +104,7 @@ class AnswerStance:
 
 
 class DialogueReader:
-    """Reads an answer against its question; one per knowledge base (`reader_for`). It keeps no
+    """Reads an answer against its question; one per knowledge base (`guard._components`). It keeps no
     per-check state, only a memo of questions' proposals."""
 
     def __init__(self, medications: MedicationChecker, context: ContextReader, red_flags: RedFlagDetector,
@@ -379,23 +378,3 @@ def _opening_refusal(tokens: tuple[str, ...]) -> tuple[int, int] | None:
         if token.isalnum():
             return None
     return None
-
-
-_READERS: dict[int, tuple[MedicationChecker, DialogueReader]] = {}
-_READERS_LOCK = threading.Lock()
-
-
-def reader_for(medications: MedicationChecker, context: ContextReader, red_flags: RedFlagDetector,
-               tokenize: Tokenize) -> DialogueReader:
-    """The dialogue reader over these components (built once per knowledge base's components and
-    shared by every guard over them, as `guard._components` shares the others)."""
-    entry = _READERS.get(id(medications))
-    if entry is not None and entry[0] is medications:
-        return entry[1]
-    with _READERS_LOCK:
-        entry = _READERS.get(id(medications))
-        if entry is None or entry[0] is not medications:
-            entry = _READERS[id(medications)] = (medications, DialogueReader(medications, context, red_flags,
-                                                                             tokenize))
-        return entry[1]
-

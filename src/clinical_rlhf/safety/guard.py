@@ -17,7 +17,6 @@ interaction between them", "perfectly safe for you") rejects whatever its severi
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Mapping, Sequence
@@ -27,15 +26,17 @@ from typing import TYPE_CHECKING, Any
 from clinical_rlhf.config import SafetyConfig
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, load_knowledge
 from clinical_rlhf.knowledge.triage_data import load_triage
-from clinical_rlhf.safety import advice, checks, conversation, dialogue, lexicon
+from clinical_rlhf.safety import advice, checks, conversation, lexicon
+from clinical_rlhf.safety.advice import AdviceReader
 from clinical_rlhf.safety.context import ContextReader
+from clinical_rlhf.safety.dialogue import DialogueReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.signs import ClinicalSignsReader
-from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe, shared_reader
+from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, SafetyVerdict
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ class SafetyGuard:
         self.knowledge = knowledge or load_knowledge(self.config.knowledge_dir)
         self.audit = audit
         self.actor = actor
-        self.context, self.red_flags, self.medications, self.signs, self.normalise = _components(self.knowledge)
+        (self.context, self.red_flags, self.medications, self.signs, self._triage_reader, self.advice,
+         self.dialogue, self.normalise) = _components(self.knowledge)
         self._tokenize = self.normalise.phrase_tokens
         self._prompt_cache: dict[str, PromptFacts] = {}
         self._conversation: conversation.ConversationReader | None = None
@@ -140,13 +142,6 @@ class SafetyGuard:
             logger.exception("safety guard failed to triage a prompt")
             return _error_triage(exc)
 
-    @functools.cached_property
-    def _triage_reader(self) -> TriageReader:
-        """The reader of the knowledge directory's `triage.yaml` (the shipped one when it has none),
-        with the clinical signs (values, scores, findings, decision rules) as a further reader."""
-        return shared_reader(load_triage(self.knowledge.directory), self.context, self._tokenize,
-                             readers=(self.signs.reasons,))
-
     def check_conversation(self, messages: Sequence[Mapping[str, Any]], response: str) -> SafetyVerdict:
         """`check` for an answer to a conversation: `messages` are the OpenAI-style turns so far
         (`{"role": "system" | "user" | "assistant", "content": str}`), `response` the new
@@ -199,8 +194,7 @@ class SafetyGuard:
 
     def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
         """The care `_judge` read the answer to advise (None when it did not read the answer)."""
-        reader = advice.reader_for(self.red_flags, self.context, self._tokenize)
-        return reader.recall(response, advice.verdict_red_flags(flags)) if isinstance(response, str) else None
+        return self.advice.recall(response, advice.verdict_red_flags(flags)) if isinstance(response, str) else None
 
     def _too_long(self, text: str, source: str, action: Action = "reject") -> SafetyFlag | None:
         """The flag for a text longer than `safety.max_text_chars`, which is not read at all."""
@@ -223,7 +217,7 @@ class SafetyGuard:
         answer = self.normalise(response)
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
-        advised = advice.reader_for(self.red_flags, self.context, self._tokenize).read(
+        advised = self.advice.read(
             response, answer, frozenset(hit.flag.id for hit in facts.red_flags))
         under_triage = checks.under_triage_flag(prompt, response, advice.needed_care(facts.triage, facts.red_flags),
                                                 advised, flags)
@@ -260,8 +254,8 @@ class SafetyGuard:
         # the question's dose, combination, drug or intent is judged on the question's statements.
         child_weight = facts.weight_kg if facts.weight_kg is not None and (
             facts.weight_kg < CHILD_WEIGHT_KG or _is_child(facts.ages)) else None
-        reader = dialogue.reader_for(self.medications, self.context, self.red_flags, self._tokenize)
-        flags += reader.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags, child_weight)
+        flags += self.dialogue.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags,
+                                     child_weight)
         return flags
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
@@ -335,7 +329,8 @@ _COMPONENTS_LOCK = threading.Lock()
 
 
 def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetector, MedicationChecker,
-                                                   ClinicalSignsReader, Normaliser]:
+                                                   ClinicalSignsReader, TriageReader, AdviceReader, DialogueReader,
+                                                   Normaliser]:
     """The phrase indexes built from a knowledge base (~0.4 s), shared by every guard over it.
     They hold no per-check state, only lookup caches, so sharing them is safe."""
     with _COMPONENTS_LOCK:
@@ -347,9 +342,13 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
         red_flags = RedFlagDetector(knowledge, context, tokenize)
         medications = MedicationChecker(knowledge, context, tokenize)
         signs = ClinicalSignsReader(knowledge, context, tokenize)
+        # The question's triage: the rules of the knowledge directory's `triage.yaml` (the shipped
+        # one when it has none), with the clinical signs (values, scores, findings, decision rules).
+        triage = TriageReader(load_triage(knowledge.directory), context, tokenize, readers=(signs.reasons,))
         # The phrase lists asked about for nearly every answer, searched in one pass over it the
         # first time any of them is asked about (the others are searched one by one when needed).
-        advice_reader = advice.reader_for(red_flags, context, tokenize)
+        advice_reader = AdviceReader(red_flags, context, tokenize)
+        dialogue_reader = DialogueReader(medications, context, red_flags, tokenize)
         scanner = PhraseScanner((medications.drug_terms, red_flags.downplay, red_flags.emergency_advice,
                                  context.approval, context.drug_warning, context.negation_before,
                                  context.pseudo_negation, context.negation_after,
@@ -357,7 +356,7 @@ def _components(knowledge: KnowledgeBase) -> tuple[ContextReader, RedFlagDetecto
                                  advice_reader.care, advice_reader.cues))
         normalise = Normaliser(context.vocabulary | red_flags.vocabulary | medications.vocabulary
                                | signs.vocabulary | set(lexicon.DOSE_WORDS) | set(lexicon.LEET_VOCABULARY), scanner)
-        built = (context, red_flags, medications, signs, normalise)
+        built = (context, red_flags, medications, signs, triage, advice_reader, dialogue_reader, normalise)
         _COMPONENTS[id(knowledge)] = (knowledge, built)  # keeps the knowledge base alive with its id
         return built
 

@@ -17,7 +17,6 @@ reward scores over-triage (docs/safety.md).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -183,25 +182,6 @@ class TriageReader:
             first, last = text.sentence(start, end)
             return not text.contains(self._not_own_intent, first, last)
         return True
-
-
-_SHARED: dict[tuple[int, int], tuple[TriageData, ContextReader, TriageReader]] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_reader(data: TriageData, context: ContextReader, tokenize: Tokenize,
-                  readers: tuple[Reader, ...] = ()) -> TriageReader:
-    """The reader of `data` over `context` (~0.15 s to build), shared by every guard that reads
-    with them, as the guard's other phrase indexes are (`guard._components`). It holds no
-    per-question state. `readers` are given by the first guard to ask (they belong to the same
-    knowledge base as `context`, so every later guard would give the same)."""
-    with _SHARED_LOCK:
-        entry = _SHARED.get((id(data), id(context)))
-        if entry is not None and entry[0] is data and entry[1] is context:
-            return entry[2]
-        reader = TriageReader(data, context, tokenize, readers)
-        _SHARED[(id(data), id(context))] = (data, context, reader)  # keeps both alive with their ids
-        return reader
 
 
 def _combine(reasons: Sequence[TriageReason], intents: set[str] | frozenset[str], default: TriageReason) -> Triage:
