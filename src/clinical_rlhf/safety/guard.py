@@ -12,7 +12,10 @@ becomes a `reject` with a `guard_error` flag, audited when an audit log is attac
 major/contraindicated interactions, contraindicated drugs and doses over the maximum reject;
 moderate interactions, moderate contraindications and major pairs named without a stance
 escalate; an interaction or a stated condition that the answer says does not matter ("no
-interaction between them", "perfectly safe for you") rejects whatever its severity.
+interaction between them", "perfectly safe for you") rejects whatever its severity. An answer
+advising less care than an emergency question needs rejects, than an urgent one escalates
+(`advice.py`); an okay of the question's own harmful dose, pair, contraindicated drug or intent is
+judged as if the answer had stated it (`dialogue.py`).
 """
 
 from __future__ import annotations
