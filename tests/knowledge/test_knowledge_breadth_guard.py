@@ -10,7 +10,7 @@ import pytest
 
 from clinical_rlhf.knowledge import load_knowledge
 from clinical_rlhf.safety import SafetyGuard
-from clinical_rlhf.safety.dosage import _drug_positions, _terms
+from clinical_rlhf.safety.dosage import _terms, drug_positions
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +182,7 @@ def test_ordinary_sentences_name_no_drug(guard, sentence: str) -> None:
 
 
 def _plain_drug_positions(text: str, drugs) -> list:
-    """`_drug_positions` as its docstring defines it: one whole-text scan per name."""
+    """`drug_positions` as its docstring defines it: one whole-text scan per name."""
     positions = []
     for drug in drugs:
         for term in _terms(drug):
@@ -208,4 +208,4 @@ def test_the_word_index_finds_what_the_plain_scan_finds() -> None:
             pieces.append(rng.choice([term, term.lower(), term + "'s", "x" + term.lower(), term.lower() + "ly",
                                       term.lower() + "-", "500 mg", "and", "(", ","]))
         text = " ".join(pieces)
-        assert _drug_positions(text, drugs) == _plain_drug_positions(text, drugs), text
+        assert drug_positions(text, drugs) == _plain_drug_positions(text, drugs), text

@@ -19,7 +19,7 @@ from clinical_rlhf.safety.dosage import (
     _attribute,
     _FORM_WORD,
     _SENTENCE_END,
-    _drug_positions,
+    drug_positions,
     _form_words,
     attributed,
     find_doses,
@@ -237,7 +237,7 @@ def _dose_reference(text, drugs, fallback):
     """The plain definition of `find_doses`: the whole text read at once."""
 
     found = readings(text)
-    return attributed(text, found, _drug_positions(text, drugs), fallback) if found else []
+    return attributed(text, found, drug_positions(text, drugs), fallback) if found else []
 
 
 @settings(max_examples=400, deadline=None)
@@ -249,7 +249,7 @@ def test_doses_read_piece_by_piece_equal_the_whole_text(guard, text: str, with_f
     expected = _dose_reference(text, drugs, fallback)
     for _ in range(3):  # pieces seen for the first time (the whole text is read), kept, reused
         assert find_doses(text, drugs, fallback) == expected
-    from clinical_rlhf.safety.dosage import _counts_agree, _drug_positions, _pieces
+    from clinical_rlhf.safety.dosage import _counts_agree, _pieces, drug_positions
 
     pieces = _pieces(text) or _pieces(text)  # kept from the second sighting on
     assert "".join(entry.text for entry, _ in pieces) == text
@@ -262,9 +262,9 @@ def test_doses_read_piece_by_piece_equal_the_whole_text(guard, text: str, with_f
         if any(entry.with_unit for entry, _ in pieces):
             assert by_piece == [(reading.amount.start, reading.clause[1], reading.per_day) for reading in whole]
     # no drug name runs across two pieces: the pieces' positions are the whole text's
-    by_piece = sorted(((at + offset, drug) for entry, offset in pieces for at, drug in _drug_positions(entry.text, drugs)),
+    by_piece = sorted(((at + offset, drug) for entry, offset in pieces for at, drug in drug_positions(entry.text, drugs)),
                       key=lambda item: item[0])
-    assert by_piece == _drug_positions(text, drugs)
+    assert by_piece == drug_positions(text, drugs)
 
 
 @pytest.mark.parametrize("text", [
@@ -359,8 +359,8 @@ def test_interacting_pairs_from_partners_equal_every_pair_looked_up(guard) -> No
     names = sorted(drug.name for drug in guard.knowledge.drugs)
     expected = [(pair, rule) for pair in combinations(names, 2)
                 if (rule := checker._rule(*pair)) is not None and rule.severity != "minor"]
-    assert checker._pairs(names) == expected
-    assert checker._pairs(reversed(names[:40])) == [(pair, rule) for pair, rule in expected
+    assert checker.interaction_pairs(names) == expected
+    assert checker.interaction_pairs(reversed(names[:40])) == [(pair, rule) for pair, rule in expected
                                                      if pair[0] in names[:40] and pair[1] in names[:40]]
 
 

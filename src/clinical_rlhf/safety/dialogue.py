@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 from clinical_rlhf.knowledge import Drug
 from clinical_rlhf.safety import checks, lexicon
 from clinical_rlhf.safety.context import ContextReader, Tokenize, cue_index
-from clinical_rlhf.safety.dosage import DoseStatement, _drug_positions, find_doses, sentence_ends
+from clinical_rlhf.safety.dosage import DoseStatement, drug_positions, find_doses, sentence_ends
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.medications import (ContraindicationFinding, DrugMention, InteractionFinding,
                                               MedicationChecker)
@@ -255,7 +255,7 @@ class DialogueReader:
         if len(by_name) < 2:
             return []
         found = []
-        for (first, second), rule in self.medications._pairs(by_name):  # noqa: SLF001 - the memoised pair lookup
+        for (first, second), rule in self.medications.interaction_pairs(by_name):
             if (first in asked or second in asked) and f"interaction:{rule.id}" not in rejected:
                 finding = InteractionFinding(rule, by_name[first], by_name[second], "okayed")
                 found.append(checks.interaction_flag("", finding))
@@ -271,7 +271,7 @@ class DialogueReader:
             for rule in self.medications.rules_for(drug):
                 if f"contraindication:{rule.id}" in rejected:
                     continue
-                applies = self.medications._rule_applies(rule, facts.conditions, list(facts.ages))  # noqa: SLF001
+                applies = self.medications.rule_applies(rule, facts.conditions, list(facts.ages))
                 if applies is not None:
                     evidence, age_unknown = applies
                     finding = ContraindicationFinding(rule, drug, evidence, age_unknown=age_unknown)
@@ -292,7 +292,7 @@ class DialogueReader:
         if "?" not in text:
             return names
         ends = sentence_ends(text)
-        positions = _drug_positions(text, drugs)
+        positions = drug_positions(text, drugs)
         asked = frozenset(drug.name for at, drug in positions
                           if (end := bisect_left(ends, at + 1)) < len(ends) and text[ends[end] - 1] == "?")
         if asked:

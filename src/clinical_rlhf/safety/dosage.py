@@ -84,7 +84,7 @@ _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
 _SENTENCE_MARK = re.compile(r"[.!?;\n]")
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: exactly the str.isalnum characters
 _SCANS_PER_TEXT = 24
-"""Names `_drug_positions` finds by scanning the whole text for each; past this, it indexes the words."""
+"""Names `drug_positions` finds by scanning the whole text for each; past this, it indexes the words."""
 
 
 class DoseStatement(NamedTuple):
@@ -206,14 +206,14 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
     """Dose statements in `text` (normalised answer), each attributed to the nearest named drug
     in its sentence, else the last drug named before it, else `fallback` (the question's drug).
 
-    Equal to the plain definition `attributed(text, readings(text), _drug_positions(text, drugs),
+    Equal to the plain definition `attributed(text, readings(text), drug_positions(text, drugs),
     fallback)`, computed from the text's ". "-separated pieces, each read once (`_Piece`)."""
     pieces = _pieces(text)
     if pieces is not None and not any(entry.with_unit for entry, _ in pieces):
         return []  # bare counts count only beside an amount with a unit
     if pieces is None or any(_crosses_pieces(drug) for drug in drugs) or not _counts_agree(text, pieces):
         found = readings(text)
-        return attributed(text, found, _drug_positions(text, drugs), fallback) if found else []
+        return attributed(text, found, drug_positions(text, drugs), fallback) if found else []
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
     named: dict[int, list[tuple[int, Drug]]] = {}
@@ -352,7 +352,7 @@ class _Piece:
                 edges.append((start, _count_before(piece, start)))
         self.edges = tuple(edges)
         self.positions: dict[int, tuple[Drug, tuple[int, ...]]] = {}
-        """id(drug) -> (the drug, where the piece names it: `_drug_positions`), filled when asked."""
+        """id(drug) -> (the drug, where the piece names it: `drug_positions`), filled when asked."""
 
 
 _PIECES: dict[str, _Piece | object] = {}
@@ -413,7 +413,7 @@ def _counts_agree(text: str, pieces: list[tuple[_Piece, int]]) -> bool:
 
 def _named_in(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
               named: dict[int, list[tuple[int, Drug]]]) -> list[tuple[int, Drug]]:
-    """`_drug_positions` of piece `number`, in the whole text's offsets (each piece's positions
+    """`drug_positions` of piece `number`, in the whole text's offsets (each piece's positions
     found once per drug and kept with it; `named` keeps them for one text)."""
     listed = named.get(number)
     if listed is None:
@@ -422,7 +422,7 @@ def _named_in(pieces: list[tuple[_Piece, int]], number: int, drugs: list[Drug],
                         if (kept := entry.positions.get(id(drug))) is None or kept[0] is not drug}.values())
         if unknown:  # one search for all of them: one per drug costs the piece's length each time
             found: dict[int, list[int]] = {id(drug): [] for drug in unknown}
-            for at, drug in _drug_positions(entry.text, unknown):
+            for at, drug in drug_positions(entry.text, unknown):
                 found[id(drug)].append(at)
             for drug in unknown:
                 entry.positions[id(drug)] = (drug, tuple(found[id(drug)]))
@@ -569,7 +569,7 @@ def _crosses_pieces(drug: Drug) -> bool:
     return _names(drug)[1]
 
 
-def _drug_positions(text: str, drugs: list[Drug]) -> list[tuple[int, Drug]]:
+def drug_positions(text: str, drugs: list[Drug]) -> list[tuple[int, Drug]]:
     """Where each drug is named (whole words only), sorted by position. The naive equivalent,
     which it must match, is::
 

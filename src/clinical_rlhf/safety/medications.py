@@ -258,7 +258,7 @@ class MedicationChecker:
         by_name: dict[str, Drug] = {m.drug.name: m.drug for m in question + answer}
         if len(by_name) < 2:
             return []
-        pairs = self._pairs(by_name)
+        pairs = self.interaction_pairs(by_name)
         if not pairs:
             return []
         in_answer = {m.drug.name for m in answer}
@@ -332,7 +332,7 @@ class MedicationChecker:
 
         return named(warning_hits), named(denial_hits)
 
-    def _pairs(self, names: Iterable[str]) -> list[tuple[tuple[str, str], Interaction]]:
+    def interaction_pairs(self, names: Iterable[str]) -> list[tuple[tuple[str, str], Interaction]]:
         """The interacting pairs among `names`, with their rule: the naive equivalent is
 
             [(pair, rule) for pair in combinations(sorted(names), 2)
@@ -436,7 +436,7 @@ class MedicationChecker:
             candidates = [rule for rule in self.rules_for(mention.drug)
                           if (rule.id, mention.drug.name) not in seen]
             applicable = [(rule, found) for rule in candidates
-                          if (found := self._rule_applies(rule, conditions, ages)) is not None]
+                          if (found := self.rule_applies(rule, conditions, ages)) is not None]
             if not applicable:
                 continue
             if self.context.stance(answer_text, mention.start, mention.end) != "recommended":
@@ -449,7 +449,7 @@ class MedicationChecker:
                 findings.append(ContraindicationFinding(rule, mention.drug, evidence, denied, age_unknown))
         return findings
 
-    def _rule_applies(self, rule: Contraindication, conditions: dict[str, str],
+    def rule_applies(self, rule: Contraindication, conditions: dict[str, str],
                       ages: list[float]) -> tuple[str, bool] | None:
         """(evidence, age unknown) when the rule applies. A rule for a condition from a given age
         on (smokers from 35) may apply when no age is stated at all; one below an age (aspirin in
