@@ -228,10 +228,11 @@ def test_every_rule_has_a_source_and_a_known_level() -> None:
      "triggers: [x], source: s}\n", "`intent`"),
     ("default_urgency: routine\ndefault_reason: x\nrules:\n- {id: a, name: A, kind: symptom, urgency: urgent, "
      "triggers: [x], source: s, colour: red}\n", "`colour` is unknown"),
-    ("rules: [\n", "cannot be read"),
+    ("rules: [\n", "is not valid YAML at line"),
+    ("default_urgency: routine\n\udcff\n", "is not UTF-8 text"),
 ])
 def test_a_malformed_triage_file_is_one_clear_error(tmp_path, body: str, message: str) -> None:
-    (tmp_path / "triage.yaml").write_text(body)
+    (tmp_path / "triage.yaml").write_bytes(body.encode("utf-8", "surrogateescape"))
     with pytest.raises(ConfigError, match="triage") as raised:
         load_triage(tmp_path)
     assert message in str(raised.value) and str(tmp_path) in str(raised.value)

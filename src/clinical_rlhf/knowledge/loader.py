@@ -92,16 +92,29 @@ def _load(directory: Path | None) -> KnowledgeBase:
 
 
 def _read_entries(path: Path, section: str, build: Callable[[dict[str, Any], _Entry], Any]) -> tuple:
+    return entries_of(path, read_knowledge_yaml(path), section, build)
+
+
+def read_knowledge_yaml(path: Path) -> Any:
+    """A knowledge file's YAML, parsed; a file that cannot be read or parsed is one `ConfigError`
+    naming the file (and the line, for a syntax error)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"knowledge file {path} cannot be read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"knowledge file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise ConfigError(f"knowledge file {path} is not valid YAML{where} ({problem}); "
                           f"fix the syntax there") from None
+
+
+def entries_of(path: Path, data: Any, section: str, build: Callable[[dict[str, Any], _Entry], Any]) -> tuple:
+    """The records `build` makes of each entry of `data`'s top-level `section` list (`data`: the
+    parsed file at `path`, named in every error)."""
     if not isinstance(data, dict) or not isinstance(data.get(section), list):
         raise ConfigError(f"knowledge file {path} must hold a top-level `{section}:` list of entries")
     records = []

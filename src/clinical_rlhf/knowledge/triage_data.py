@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge.loader import (
     _check_ids_unique,
     _Entry,
     _expand_ranges,
     _near_rules,
-    _read_entries,
+    entries_of,
+    read_knowledge_yaml,
     shipped_directory,
 )
 from clinical_rlhf.knowledge.model import NearRule
@@ -108,21 +107,17 @@ def load_triage(directory: Path | None = None) -> TriageData:
     path = Path(directory) / TRIAGE_FILE if directory is not None else None
     if path is None or not path.is_file():
         path = shipped_directory() / TRIAGE_FILE
-    header = _read_header(path)
+    data = read_knowledge_yaml(path)
+    header = _read_header(path, data)
     groups = header["groups"]
-    rules = _read_entries(path, "rules", functools.partial(_rule, groups))
+    rules = entries_of(path, data, "rules", functools.partial(_rule, groups))
     _check_ids_unique(path, rules)
     return TriageData(rules=rules, default_urgency=header["default_urgency"], default_reason=header["default_reason"],
                       red_flag_intents=header["red_flag_intents"], path=path)
 
 
-def _read_header(path: Path) -> dict[str, Any]:
-    """`default_urgency`, `default_reason`, `groups` and `red_flag_intents`, checked."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"triage file {path} cannot be read ({exc}); fix it or remove it to use the shipped "
-                          f"one") from None
+def _read_header(path: Path, data: Any) -> dict[str, Any]:
+    """`default_urgency`, `default_reason`, `groups` and `red_flag_intents` of the parsed file, checked."""
     if not isinstance(data, dict):
         raise ConfigError(f"triage file {path} must be a mapping with default_urgency, groups and rules")
     default = data.get("default_urgency")
