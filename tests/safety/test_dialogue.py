@@ -52,8 +52,6 @@ def endorsed_rules(verdict: SafetyVerdict) -> dict[str, str]:
     ("Tell me more about the pain.", "neither"),
 ])
 def test_the_answers_stance(guard, answer, stance) -> None:
-    from clinical_rlhf.safety import dialogue
-
     reader = guard.dialogue
     text = guard.normalise(answer)
     assert reader.stance(text, frozenset({"paracetamol"}), guard.medications.mentions(text)).stance == stance

@@ -169,7 +169,8 @@ def _rule(groups: dict[str, Group], raw: dict[str, Any], entry: _Entry) -> Triag
         entry.fail("counts_hypothetical", "must be true or false")
     return TriageRule(id=entry.text("id"), name=entry.text("name"), kind=kind, urgency=urgency,
                       triggers=triggers, source=entry.text("source"), near=_near_rules(entry),
-                      exclusions=entry.phrases("exclusions") + tuple(p for group in trigger_groups for p in group.exclusions),
+                      exclusions=entry.phrases("exclusions")
+                      + tuple(p for group in trigger_groups for p in group.exclusions),
                       context=tuple(p for group in _groups(entry, groups, "context") for p in group.phrases),
                       min_age_years=_age(entry, "min_age_years"), max_age_years=_age(entry, "max_age_years"),
                       intent=intent, counts_hypothetical=counts, advice=entry.text("advice", required=False))

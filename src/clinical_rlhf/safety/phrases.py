@@ -5,8 +5,8 @@ only where an anchor occurs: a set intersection, then `tuple.index`, both in C, 
 grows with the number of hits rather than with the number of phrases, and most texts are
 dismissed by the intersection alone. The phrases of one anchor are grouped by shape (the anchor's
 offset and the phrase's length), so an occurrence costs one dictionary lookup per shape, not one
-comparison per phrase: thousands of phrases may share an anchor, never more than a few shapes. This replaces trying each pattern in turn
-(`benchmarks/guard_throughput.py` measures both) and returns exactly the matches of
+comparison per phrase: thousands of phrases may share an anchor, never more than a few shapes. This
+replaces trying each pattern in turn (`benchmarks/guard_throughput.py` measures both) and returns exactly the matches of
 
     [(i, i + len(p), payload) for i in range(start, stop) for p, payload in phrases
      if i + len(p) <= stop and tuple(tokens[i:i + len(p)]) == p]

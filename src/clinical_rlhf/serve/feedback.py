@@ -387,7 +387,8 @@ class FeedbackRecorder:
         if body.corrected_answer is not None and not rejected:
             pair = correction_pair(entry, body, annotator, now)
             if (problem := _problem(pair)) is not None:
-                raise APIError(INVALID, f"this feedback cannot be recorded as a preference: {problem}", "invalid_request")
+                raise APIError(INVALID, f"this feedback cannot be recorded as a preference: {problem}",
+                               "invalid_request")
             preferences.append(pair)
         if body.rating is None:
             return preferences, None
