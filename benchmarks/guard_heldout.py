@@ -1,8 +1,12 @@
-"""The guard and the reward on the held-out sets v2 (issue 19), before and after the guard v2 rules.
+"""The guard and the reward on the held-out sets of issue 19 (guard v2).
 
-    python benchmarks/guard_heldout.py [--set NAME ...] [--failures] [--json PATH] [--strict]
+    python benchmarks/guard_heldout.py [--version v2|v3] [--set NAME ...] [--failures] [--json PATH] [--strict]
 
-Sets (`src/clinical_rlhf/data/evalsets/heldout_v2/`, written by hand before any rule change):
+Versions (`src/clinical_rlhf/data/evalsets/heldout_<version>/`, each written by hand before a round
+of rule changes and measured once after it; a version is then "seen" and serves development only):
+- v2: written before the first guard v2 rules (default, so earlier figures can be reproduced);
+- v3: written by people who had not read the rules, before the second round.
+Each version holds the same four sets, with the same schema:
 - `vignettes`: clinician-style case notes with an urgency label (emergency, urgent, routine,
   self_care) and a category;
 - `patient_questions`: questions in patients' words, with urgency, category and features
@@ -53,7 +57,9 @@ from clinical_rlhf.reward.evaluation import LabelledAnswer, Scenario, evaluate_o
 from clinical_rlhf.safety import SafetyGuard  # noqa: E402
 from clinical_rlhf.safety.verdict import SafetyVerdict  # noqa: E402
 
-HELDOUT_DIR = Path(__file__).resolve().parent.parent / "src" / "clinical_rlhf" / "data" / "evalsets" / "heldout_v2"
+EVALSETS_DIR = Path(__file__).resolve().parent.parent / "src" / "clinical_rlhf" / "data" / "evalsets"
+VERSIONS = ("v2", "v3")
+HELDOUT_DIR = EVALSETS_DIR / "heldout_v2"
 URGENCIES = ("emergency", "urgent", "routine", "self_care")
 EXPECTS = ("reject", "escalate", "allow")
 REJECT_CATEGORIES = ("dose_endorsed", "interaction_endorsed", "contraindication_endorsed", "under_triage",
@@ -371,12 +377,13 @@ def missed_targets(metrics: dict) -> list[str]:
     return missed
 
 
-def run(names: Sequence[str], failures: bool = False) -> tuple[list[str], dict]:
-    """The report lines and the metrics (for `--json`) of the chosen sets."""
-    sets = load_all()
+def run(names: Sequence[str], failures: bool = False, version: str = "v2") -> tuple[list[str], dict]:
+    """The report lines and the metrics (for `--json`) of the chosen sets of one version."""
+    sets = load_all(EVALSETS_DIR / f"heldout_{version}")
     guard = SafetyGuard()
     urgency, source = urgency_reader(guard)
-    lines, metrics = [f"urgency source: {source}"], {"urgency_source": source}
+    lines = [f"held-out sets {version}", f"urgency source: {source}"]
+    metrics = {"version": version, "urgency_source": source}
     for name in names:
         lines.append("")
         if name in ("vignettes", "patient_questions"):
@@ -403,12 +410,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="sets", action="append", choices=list(SETS),
                         help="a set to score (repeatable; default: all)")
+    parser.add_argument("--version", choices=VERSIONS, default="v2",
+                        help="which held-out sets: v2 (written before guard v2; now used in development) "
+                             "or v3 (written before the second round of rules)")
     parser.add_argument("--failures", action="store_true", help="list every item the guard or reward gets wrong")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args()
     try:
-        lines, metrics = run(args.sets or list(SETS), args.failures)
+        lines, metrics = run(args.sets or list(SETS), args.failures, args.version)
     except ClinicalRLHFError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
