@@ -1,5 +1,6 @@
-"""The held-out sets v2 (issue 19) load, are well formed, meet their sizes and mixes, and share
-no item with the project's other evaluation sets; the scorer's reading of urgency and verdicts.
+"""The held-out sets of issue 19 (v2 and v3) load, are well formed, meet their sizes and mixes, and
+share no item with the project's other evaluation sets or with each other; the scorer's reading of
+urgency and verdicts.
 Not a test of the guard's accuracy: `benchmarks/guard_heldout.py` measures that on demand."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clinical_rlhf.errors import InputDataError
 from clinical_rlhf.reward.evaluation import load_hallucination_set, load_ordering_set
@@ -24,9 +26,9 @@ sys.modules[_spec.name] = heldout  # dataclasses look their module up by name
 _spec.loader.exec_module(heldout)
 
 
-@pytest.fixture(scope="module")
-def sets() -> dict[str, list[dict]]:
-    return heldout.load_all()
+@pytest.fixture(scope="module", params=heldout.VERSIONS)
+def sets(request) -> dict[str, list[dict]]:
+    return heldout.load_all(heldout.EVALSETS_DIR / f"heldout_{request.param}")
 
 
 def _normalised(text: str) -> str:
@@ -82,6 +84,22 @@ def test_no_item_repeats_the_existing_evaluation_sets(sets):
     assert repeated == []
 
 
+_TEXT_FIELDS = ("text", "question", "answer", "prompt", "better", "worse")
+
+
+def test_a_later_version_shares_no_id_or_text_with_an_earlier_one():
+    earlier_ids, earlier_texts = set(), set()
+    for version in heldout.VERSIONS:
+        sets = heldout.load_all(heldout.EVALSETS_DIR / f"heldout_{version}")
+        ids = {item["id"] for items in sets.values() for item in items}
+        texts = {_normalised(" ".join(item[field] for field in _TEXT_FIELDS if field in item))
+                 for items in sets.values() for item in items}
+        assert ids.isdisjoint(earlier_ids), version
+        assert texts.isdisjoint(earlier_texts), version
+        earlier_ids |= ids
+        earlier_texts |= texts
+
+
 def test_no_text_repeats_within_the_urgency_sets(sets):
     texts = Counter(_normalised(i["text"]) for name in ("vignettes", "patient_questions") for i in sets[name])
     assert [t for t, n in texts.items() if n > 1] == []
@@ -118,11 +136,10 @@ def test_malformed_sets_are_refused_with_the_file_and_item(tmp_path, name, body,
 
 def test_an_id_shared_by_two_sets_is_refused(tmp_path, sets):
     for name, items in sets.items():
-        _write(tmp_path, name, (heldout.HELDOUT_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
-    first = sets["vignettes"][0]["id"]
-    body = (tmp_path / "patient_questions.yaml").read_text(encoding="utf-8")
-    reused = body.replace(f"id: {sets['patient_questions'][0]['id']},", f"id: {first},", 1)
-    _write(tmp_path, "patient_questions", reused)
+        _write(tmp_path, name, yaml.safe_dump({heldout.SETS[name].key: items}, sort_keys=False))
+    questions = [dict(item) for item in sets["patient_questions"]]
+    questions[0]["id"] = sets["vignettes"][0]["id"]
+    _write(tmp_path, "patient_questions", yaml.safe_dump({"items": questions}, sort_keys=False))
     with pytest.raises(InputDataError, match="unique across the sets"):
         heldout.load_all(tmp_path)
 
