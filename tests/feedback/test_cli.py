@@ -1,4 +1,4 @@
-"""`clinical-rlhf preferences validate|build`, `fit-weights` and `train-reward`."""
+"""`clinical-rlhf preferences validate|build|quarantine`, `fit-weights` and `train-reward`."""
 
 import json
 import subprocess
@@ -13,6 +13,8 @@ from clinical_rlhf.cli.feedback_cmd import register
 from clinical_rlhf.config import config_from_mapping
 from clinical_rlhf.feedback import load_preferences, write_preferences
 from clinical_rlhf.feedback.builder import shipped_paths
+from clinical_rlhf.feedback.quarantine import QuarantinedCorrection, append_quarantined
+from clinical_rlhf.safety import SafetyGuard
 
 
 @pytest.fixture
@@ -89,3 +91,49 @@ def test_train_reward_reports_accuracy_and_writes_the_model(app, tmp_path, tiny_
     assert "held-out accuracy" in result.output and "corpus/" in result.output
     assert (tmp_path / "runs" / "rm" / "reward_model" / "manifest.json").is_file()
     assert "reward.learned_model=" in result.output
+
+
+# -- preferences quarantine: corrections the guard rejected, listed for review ---------------------
+
+def _quarantine_file(tmp_path):
+    question, correction = "Is 2 g of paracetamol every 4 hours ok for my back pain?", "Yes, that's fine."
+    verdict = SafetyGuard().check(question, correction)
+    assert verdict.action == "reject"
+    path = tmp_path / "quarantine.jsonl"
+    append_quarantined(path, QuarantinedCorrection(
+        id="quarantine-1", completion_id="chatcmpl-1", prompt=question, corrected_answer=correction,
+        served_answer="No: at most 4 g in 24 hours, 1 g at a time, at least 4 hours apart. " * 5,
+        annotator="dr-okafor", created="2026-12-07T14:00:00Z",
+        verdict={"action": verdict.action, "reason_code": verdict.flags[0].category,
+                 "flags": [{"category": f.category, "rule_id": f.rule_id} for f in verdict.flags]}), fsync=False)
+    return path, verdict
+
+
+def test_quarantine_lists_each_rejected_correction_with_its_rules(app, tmp_path):
+    path, verdict = _quarantine_file(tmp_path)
+    result = invoke(app, "preferences", "quarantine", path, "--width", 40)
+    assert result.exit_code == 0, result.output
+    assert "quarantine-1" in result.output and "dr-okafor" in result.output
+    assert f"{verdict.flags[0].category}/{verdict.flags[0].rule_id}" in result.output
+    assert "Yes, that's fine." in result.output
+    served_line = next(line for line in result.output.splitlines() if line.strip().startswith("served:"))
+    assert served_line.endswith("…") and len(served_line.split("served: ", 1)[1]) == 40
+    assert "1 quarantined correction(s)" in result.output
+
+
+def test_quarantine_json_prints_the_records_as_stored(app, tmp_path):
+    path, _ = _quarantine_file(tmp_path)
+    result = invoke(app, "preferences", "quarantine", path, "--json")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line) for line in result.output.splitlines()] == \
+        [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_quarantine_refuses_a_preference_file_with_the_line_named(tmp_path):
+    train, _ = shipped_paths()
+    command = [sys.executable, "-c", "from clinical_rlhf.cli import main; main()", "preferences", "quarantine",
+               str(train)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert f"{train}:1: not a quarantined correction" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr

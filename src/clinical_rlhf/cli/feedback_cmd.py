@@ -2,6 +2,7 @@
 
     clinical-rlhf preferences validate FILE...       # every bad line, with its number, at once
     clinical-rlhf preferences build --out DIR        # the corpus-derived set (as shipped)
+    clinical-rlhf preferences quarantine FILE...     # corrections the guard rejected, for review
     clinical-rlhf train-reward --config FILE         # Bradley-Terry reward model -> reward.learned_model
     clinical-rlhf fit-weights --config FILE          # objective weights the preferences imply
 """
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.errors import InputDataError
+from clinical_rlhf.feedback.quarantine import read_quarantine
 
 console = Console()
 preferences_app = typer.Typer(help="Expert preference files: validate them, build the corpus-derived set.",
@@ -70,6 +72,42 @@ def build(out: Annotated[Path, typer.Option("--out", "-o", help="Directory for t
                   f"{stats['heldout']['pairs']} ({stats['heldout']['ties']})", end_section=True)
     console.print(table)
     console.print(f"wrote {train_path} and {heldout_path}", highlight=False)
+
+
+@preferences_app.command("quarantine")
+def quarantine(files: Annotated[list[Path], typer.Argument(help="Quarantine JSONL files "
+                                                               "(serve.feedback.quarantine_file).")],
+               as_json: Annotated[bool, typer.Option("--json", help="One JSON record a line, as stored.")] = False,
+               width: Annotated[int, typer.Option(min=20, help="Characters shown of each text.")] = 120) -> None:
+    """List clinicians' corrections the guard rejected, with the rules that rejected them, for review.
+
+    Nothing here is trained on. A reviewer who finds a rule wrong fixes the rule, then writes the
+    pair into a preference file by hand (docs/feedback.md)."""
+    records = [(path, record) for path in files for record in read_quarantine(path)]
+    if as_json:
+        for _, record in records:
+            typer.echo(json.dumps(record, ensure_ascii=False))
+        return
+    rules = Counter()
+    for path, record in records:
+        verdict = record.get("verdict") or {}
+        flags = [f"{flag.get('category')}/{flag.get('rule_id')}" for flag in verdict.get("flags") or []]
+        rules.update(flags)
+        console.print(f"[bold]{record.get('id')}[/bold]  {record.get('created')}  annotator "
+                      f"{record.get('annotator')}  ({path})", highlight=False, soft_wrap=True)
+        console.print(f"  guard: {verdict.get('action')} ({verdict.get('reason_code')}): "
+                      f"{', '.join(flags) or 'no flags'}", highlight=False, soft_wrap=True, markup=False)
+        for label, key in (("question", "prompt"), ("correction", "corrected_answer"), ("served", "served_answer")):
+            console.print(f"  {label}: {_excerpt(record.get(key), width)}", highlight=False, soft_wrap=True,
+                          markup=False)
+    summary = ", ".join(f"{rule} {count}" for rule, count in rules.most_common()) or "none"
+    console.print(f"{len(records)} quarantined correction(s); rules: {summary}", highlight=False, soft_wrap=True,
+                  markup=False)
+
+
+def _excerpt(text: object, width: int) -> str:
+    flat = " ".join(str(text or "").split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
 
 
 def train_reward(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None) -> None:
