@@ -135,11 +135,16 @@ class TriageReader:
         """The triage of a question: `original` as written (for evidence), `text` as read, its red
         flags happening now and its stated ages."""
         lowered = original.lower()
+        rule_hits = self._rule_hits(text, ages)
+        # A rule that reads the red flag's words more exactly (a resolved episode, a named lesser
+        # condition) replaces its reading: "slurred speech for 10 minutes, back to normal now" is a TIA.
+        superseded = {flag_id for rule, _, _ in rule_hits for flag_id in rule.supersedes}
+        red_flags = [hit for hit in red_flags if hit.flag.id not in superseded]
         reasons = [TriageReason("red_flag", hit.flag.id, "emergency", _evidence(original, lowered, hit.evidence),
                                 hit.flag.name, hit.flag.source) for hit in red_flags]
         intents = {self.data.red_flag_intents[hit.flag.id] for hit in red_flags
                    if hit.flag.id in self.data.red_flag_intents}
-        for rule, start, end in self._rule_hits(text, ages):
+        for rule, start, end in rule_hits:
             words = " ".join(text.tokens[start:end])
             reasons.append(TriageReason(rule.kind, rule.id, rule.urgency, _evidence(original, lowered, words),
                                         rule.name, rule.source))
