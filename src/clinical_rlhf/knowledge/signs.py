@@ -22,6 +22,7 @@ import yaml
 
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge.language import DEFAULT_DIRECTORY
+from clinical_rlhf.knowledge.loader import _expand_ranges
 
 SIGNS_FILE = "clinical_signs.yaml"
 URGENCY_LEVELS = ("emergency", "urgent", "routine", "self_care")
@@ -327,7 +328,7 @@ def _term_set(entry: _Entry) -> tuple[str, ...]:
     """A phrase set's phrases; like every language set, it says what it is for and where it comes from."""
     entry.text("purpose")
     entry.text("source")
-    return entry.strings("phrases")
+    return tuple(phrase for written in entry.strings("phrases") for phrase in _expand_ranges(written))
 
 
 def _observation(entry: _Entry, name: str) -> ObservationSpec:

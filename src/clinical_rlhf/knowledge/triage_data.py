@@ -79,8 +79,9 @@ class TriageRule:
     """Count mentions that the context reader calls hypothetical ("what's good for hay fever?").
     Intent rules always do: "what if I took them all" states an intent."""
     supersedes: tuple[str, ...] = ()
-    """Red flags (ids of `red_flags.yaml`) that this rule's reading replaces when it counts: a stroke
-    symptom that has fully resolved is a TIA (urgent), not a stroke (emergency)."""
+    """Red flags (ids of `red_flags.yaml`) and findings (of `clinical_signs.yaml`) whose reading this
+    rule replaces when it counts: a stroke symptom that has fully resolved is a TIA (urgent), not a
+    stroke (emergency)."""
     advice: str = ""
     """What the source advises at this level, in one sentence."""
 
@@ -184,7 +185,7 @@ def _rule(groups: dict[str, Group], raw: dict[str, Any], entry: _Entry) -> Triag
 def _supersedes(entry: _Entry) -> tuple[str, ...]:
     names = entry.raw.get("supersedes", [])
     if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
-        entry.fail("supersedes", "must be a list of red flag ids (of red_flags.yaml)")
+        entry.fail("supersedes", "must be a list of red flag ids (red_flags.yaml) or finding ids (clinical_signs.yaml)")
     if names and URGENCY_LEVELS.index(entry.raw["urgency"]) == 0:
         entry.fail("supersedes", "only a rule below emergency can replace a red flag's reading")
     return tuple(names)
