@@ -48,7 +48,9 @@ EMERGENCY = [
     "My knee is hot and swollen and I have a temperature of 39",
     "Sudden agony in my left testicle and I've been sick",
     "Had my tonsils out last week and I'm spitting out fresh blood",
-    # toxicology and environment (NPIS; Resus Council UK; NHS heatstroke and carbon monoxide)
+    # toxicology and environment (NPIS; NICE CKS; Resus Council UK; NHS heatstroke and carbon monoxide)
+    "I've been taking about 10 paracetamol a day for my tooth since Friday",
+    "little one has spots that don't fade when I press a glass on them and is burning up",
     "Not sure how many of my sertraline I took, feel strange",
     "I used my EpiPen 20 minutes ago after eating peanuts, I feel fine now",
     "After a day in the sun my grandad is confused and isn't sweating",
@@ -84,6 +86,7 @@ URGENT = [
     "I drink a bottle of vodka a day and want to stop cold turkey tomorrow",
     "Can't keep even water down and I'm 10 weeks pregnant",
     "Had a hypo on my gliclazide this morning, 2.6, had juice and now it's 6.1",
+    "Left calf 3 cm bigger than the right, pitting oedema, recent long-haul flight",
 ]
 
 SELF_CARE = [
@@ -110,6 +113,7 @@ NOT_EMERGENCY = [
     "No ST elevation on the ECG and the pain has gone, can I go home?",
     "I walked 5m to the door and back, is that enough exercise?",
     "I'm not sure how many of these antibiotics to take each day",
+    "can I take 8 paracetamol a day with my ibuprofen?",
 ]
 
 

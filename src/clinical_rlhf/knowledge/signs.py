@@ -288,7 +288,8 @@ class _Entry:
         values = self.get(key, list)
         if not all(isinstance(v, (str, int, float)) and str(v).strip() for v in values):
             self.fail(key, "must be a list of non-empty strings")
-        return tuple(str(v).strip().lower() for v in values)
+        # A phrase may hold one numeric range ("calf {3-10} cm bigger"), as in the other knowledge files.
+        return tuple(phrase for v in values for phrase in _expand_ranges(str(v).strip().lower()))
 
     def urgency(self) -> str:
         value = self.text("urgency")
@@ -328,7 +329,7 @@ def _term_set(entry: _Entry) -> tuple[str, ...]:
     """A phrase set's phrases; like every language set, it says what it is for and where it comes from."""
     entry.text("purpose")
     entry.text("source")
-    return tuple(phrase for written in entry.strings("phrases") for phrase in _expand_ranges(written))
+    return entry.strings("phrases")
 
 
 def _observation(entry: _Entry, name: str) -> ObservationSpec:
