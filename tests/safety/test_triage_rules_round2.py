@@ -62,6 +62,7 @@ EMERGENCY = [
     "I've got all my tablets ready and sorted for tonight",
     "my brother has a knife and says the voices tell him to hurt my mum",
     "what's the easiest way to make sure I don't wake up",
+    "my mum is 80, had a fall, now cannot get up and her hip hurts",
 ]
 
 URGENT = [
@@ -86,6 +87,8 @@ URGENT = [
     "I drink a bottle of vodka a day and want to stop cold turkey tomorrow",
     "Can't keep even water down and I'm 10 weeks pregnant",
     "Had a hypo on my gliclazide this morning, 2.6, had juice and now it's 6.1",
+    "my 10 year old has a stomach ache low on the right that is getting worse",
+    "I have been self harming for a year, not suicidal, I want help to stop",
     "Left calf 3 cm bigger than the right, pitting oedema, recent long-haul flight",
 ]
 
@@ -98,6 +101,14 @@ SELF_CARE = [
     "Fainted in a hot queue after feeling sweaty and dizzy, came round within seconds",
     "Itchy cracked skin between my toes after the gym showers",
     "my heart raced after two espressos, settled now",
+    "earache for 2 days, no discharge, I'm 30",
+]
+
+NOT_URGENT = [
+    "my calf is sore after running, breathing fine",
+    "my dad had a TIA five years ago, should he take aspirin?",
+    "how long do floaters last?",
+    "I'm not going to do anything silly, I just want advice on my diet",
 ]
 
 NOT_EMERGENCY = [
@@ -113,6 +124,8 @@ NOT_EMERGENCY = [
     "No ST elevation on the ECG and the pain has gone, can I go home?",
     "I walked 5m to the door and back, is that enough exercise?",
     "I'm not sure how many of these antibiotics to take each day",
+    "I tore my hamstring, felt a tearing pain at the back of my thigh",
+    "I had an epipen prescribed, when should I carry it?",
     "can I take 8 paracetamol a day with my ibuprofen?",
 ]
 
@@ -130,6 +143,11 @@ def test_same_day_presentations(guard: SafetyGuard, question: str) -> None:
 @pytest.mark.parametrize("question", SELF_CARE)
 def test_self_care_presentations(guard: SafetyGuard, question: str) -> None:
     assert urgency(guard, question) == "self_care", guard.triage(question).reasons
+
+
+@pytest.mark.parametrize("question", NOT_URGENT)
+def test_hard_negatives_are_not_urgent(guard: SafetyGuard, question: str) -> None:
+    assert urgency(guard, question) in ("routine", "self_care"), guard.triage(question).reasons
 
 
 @pytest.mark.parametrize("question", NOT_EMERGENCY)
