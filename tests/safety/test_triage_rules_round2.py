@@ -63,6 +63,7 @@ EMERGENCY = [
     "my brother has a knife and says the voices tell him to hurt my mum",
     "what's the easiest way to make sure I don't wake up",
     "my mum is 80, had a fall, now cannot get up and her hip hurts",
+    "my 15 year old has taken 6 of my sleeping tablets",
 ]
 
 URGENT = [
@@ -81,6 +82,9 @@ URGENT = [
     "Fell on my outstretched hand and it hurts in the anatomical snuffbox",
     "My 70 year old mum has a chest infection with green phlegm",
     "I'm a 52 year old man and it stings when I pee",
+    "Had a fever for 6 days now and still feel rough",
+    "On carbimazole and woke with a really sore throat",
+    "Type 2 diabetic with a red swollen sore on my big toe",
     "I've been cutting my arms again most nights this week",
     "I keep thinking I'd be better off dead but I'm not going to do anything",
     "My flatmate is convinced the government is tracking him through his phone",
@@ -126,6 +130,7 @@ NOT_EMERGENCY = [
     "I'm not sure how many of these antibiotics to take each day",
     "I tore my hamstring, felt a tearing pain at the back of my thigh",
     "I had an epipen prescribed, when should I carry it?",
+    "my 14 year old took one of my paracetamol for her headache",
     "can I take 8 paracetamol a day with my ibuprofen?",
 ]
 
