@@ -209,6 +209,7 @@ def test_a_malformed_supersedes_is_one_clear_error(tmp_path, body: str, message:
     ("a 3/52 old baby, not feeding", [3 / 52]),
     ("walked 5m to the shop", []),
     ("took 2m of the cream", []),
+    ("ran 3.5m then stopped", []),
     ("bp 120/80, hr 72", []),
 ])
 def test_clinicians_age_shorthand(text: str, expected: list[float]) -> None:

@@ -81,7 +81,7 @@ _AGED_HINT = re.compile(r"aged?\s+[0-9]")
 # "66F, blacked out", "Pt 45m". Only there: elsewhere "5m" is minutes or metres. Led by its digit
 # class, the hint is searched in C.
 _SEX_AGE_HINT = re.compile(r"[0-9][mf]\b")
-_SEX_AGE = re.compile(r"(?:^|[.;:|(]\s*|\b(?:pt|patient)\s+)(\d{1,3})[mf]\b")
+_SEX_AGE = re.compile(r"(?:^|(?<![0-9])[.;:|(]\s*|\b(?:pt|patient)\s+)(\d{1,3})[mf]\b")  # not "3.5m"
 _OLDEST_AGE = 115
 _BARE_NUMBER = re.compile(r"\s(\d{1,2})\b(?![.,]\d)")
 # Every subject in `_BARE_SUBJECTS` ends in "m", "s" or "re" ("i am", "hes", "they are"), then
