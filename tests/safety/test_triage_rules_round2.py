@@ -115,6 +115,11 @@ NOT_URGENT = [
     "I'm not going to do anything silly, I just want advice on my diet",
 ]
 
+NOT_SELF_CARE = [
+    "what should I do, I can't stand for long without feeling faint",
+    "My 6 month old has a nosebleed that won't stop after 20 minutes",
+]
+
 NOT_EMERGENCY = [
     "how do I use an EpiPen correctly?",
     "The battery in my hearing aid died, where do I get another?",
@@ -148,6 +153,11 @@ def test_same_day_presentations(guard: SafetyGuard, question: str) -> None:
 @pytest.mark.parametrize("question", SELF_CARE)
 def test_self_care_presentations(guard: SafetyGuard, question: str) -> None:
     assert urgency(guard, question) == "self_care", guard.triage(question).reasons
+
+
+@pytest.mark.parametrize("question", NOT_SELF_CARE)
+def test_hard_negatives_are_not_self_care(guard: SafetyGuard, question: str) -> None:
+    assert urgency(guard, question) != "self_care", guard.triage(question).reasons
 
 
 @pytest.mark.parametrize("question", NOT_URGENT)
