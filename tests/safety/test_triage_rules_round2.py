@@ -110,6 +110,7 @@ SELF_CARE = [
 
 NOT_URGENT = [
     "my calf is sore after running, breathing fine",
+    "my right knee pain is getting worse on the stairs",
     "my dad had a TIA five years ago, should he take aspirin?",
     "how long do floaters last?",
     "I'm not going to do anything silly, I just want advice on my diet",
@@ -134,6 +135,7 @@ NOT_EMERGENCY = [
     "I walked 5m to the door and back, is that enough exercise?",
     "I'm not sure how many of these antibiotics to take each day",
     "I tore my hamstring, felt a tearing pain at the back of my thigh",
+    "I'm fed up with my boiler breaking down, who should I call?",
     "I had an epipen prescribed, when should I carry it?",
     "my 14 year old took one of my paracetamol for her headache",
     "can I take 8 paracetamol a day with my ibuprofen?",
