@@ -24,7 +24,6 @@ EMERGENCY = [
     "My 7 week old baby feels feverish and is not himself",
     "I'm having chemo for breast cancer and have been shivery with a fever since lunchtime",
     "I had my spleen removed after a car crash and now I have a fever and feel awful",
-    "Tripped on the stairs and banged my head, I take apixaban for AF",
     "Pulled a pan of boiling water over and my toddler has a burn bigger than his hand on his chest",
     # Cannot swallow saliva (drooling) with a muffled voice: airway compromise, admit now (NICE NG84).
     "Sore throat and now I can't swallow my saliva and my voice sounds muffled",
@@ -46,6 +45,10 @@ URGENT = [
     "I'm on metformin and gliclazide and have had diarrhoea since yesterday and can't eat",
     "My 4 month old has a high temperature and is grizzly",
     "Been vomiting for 3 days and can't keep water down",
+    # A head injury on an anticoagulant with no other warning sign: CT within 8 hours (NICE NG232).
+    "Tripped on the stairs and banged my head, I take apixaban for AF",
+    # Men get an immediate antibiotic and a urine culture, not a back-up prescription (NICE NG109).
+    "My husband keeps needing to wee and it burns when he pees",
 ]
 
 ROUTINE = [
@@ -54,7 +57,6 @@ ROUTINE = [
     "Can I have a medication review? I'm on six different tablets",
     "My knee pain has been getting worse with arthritis, what are my options?",
     "Is it worth seeing someone about my heavy periods?",
-    "My husband keeps needing to wee and it burns when he pees",
     "What's the maximum dose of ibuprofen for an adult?",
 ]
 

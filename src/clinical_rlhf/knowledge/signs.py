@@ -22,6 +22,7 @@ import yaml
 
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge.language import DEFAULT_DIRECTORY
+from clinical_rlhf.knowledge.loader import _expand_ranges
 
 SIGNS_FILE = "clinical_signs.yaml"
 URGENCY_LEVELS = ("emergency", "urgent", "routine", "self_care")
@@ -287,7 +288,8 @@ class _Entry:
         values = self.get(key, list)
         if not all(isinstance(v, (str, int, float)) and str(v).strip() for v in values):
             self.fail(key, "must be a list of non-empty strings")
-        return tuple(str(v).strip().lower() for v in values)
+        # A phrase may hold one numeric range ("calf {3-10} cm bigger"), as in the other knowledge files.
+        return tuple(phrase for v in values for phrase in _expand_ranges(str(v).strip().lower()))
 
     def urgency(self) -> str:
         value = self.text("urgency")

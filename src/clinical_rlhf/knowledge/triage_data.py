@@ -39,7 +39,8 @@ keeps the two equal)."""
 RULE_KINDS = ("symptom", "modifier", "intent")
 INTENTS = ("self_harm", "misuse", "harm_others")
 _RULE_KEYS = {"id", "name", "kind", "urgency", "intent", "triggers", "trigger_groups", "near", "exclusions",
-              "context", "min_age_years", "max_age_years", "counts_hypothetical", "advice", "source"}
+              "context", "min_age_years", "max_age_years", "counts_hypothetical", "supersedes", "advice",
+              "source"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +78,10 @@ class TriageRule:
     counts_hypothetical: bool = False
     """Count mentions that the context reader calls hypothetical ("what's good for hay fever?").
     Intent rules always do: "what if I took them all" states an intent."""
+    supersedes: tuple[str, ...] = ()
+    """Red flags (ids of `red_flags.yaml`) and findings (of `clinical_signs.yaml`) whose reading this
+    rule replaces when it counts: a stroke symptom that has fully resolved is a TIA (urgent), not a
+    stroke (emergency)."""
     advice: str = ""
     """What the source advises at this level, in one sentence."""
 
@@ -173,7 +178,17 @@ def _rule(groups: dict[str, Group], raw: dict[str, Any], entry: _Entry) -> Triag
                       + tuple(p for group in trigger_groups for p in group.exclusions),
                       context=tuple(p for group in _groups(entry, groups, "context") for p in group.phrases),
                       min_age_years=_age(entry, "min_age_years"), max_age_years=_age(entry, "max_age_years"),
-                      intent=intent, counts_hypothetical=counts, advice=entry.text("advice", required=False))
+                      intent=intent, counts_hypothetical=counts, supersedes=_supersedes(entry),
+                      advice=entry.text("advice", required=False))
+
+
+def _supersedes(entry: _Entry) -> tuple[str, ...]:
+    names = entry.raw.get("supersedes", [])
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        entry.fail("supersedes", "must be a list of red flag ids (red_flags.yaml) or finding ids (clinical_signs.yaml)")
+    if names and URGENCY_LEVELS.index(entry.raw["urgency"]) == 0:
+        entry.fail("supersedes", "only a rule below emergency can replace a red flag's reading")
+    return tuple(names)
 
 
 def _choice(entry: _Entry, key: str, allowed: tuple[str, ...]) -> str:

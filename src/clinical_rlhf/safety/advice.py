@@ -87,7 +87,11 @@ def needed_care(triage: Triage | None, red_flags: tuple[RedFlagHit, ...]) -> Nee
         reason = deciding[0] if deciding else None
         # An emergency that only red flags make keeps the red-flag rule's standard (emergency advice,
         # a safety net included); one that values, scores, findings or intent make needs it now.
-        from_red_flags = bool(deciding) and all(r.kind == "red_flag" for r in deciding)
+        # So does one that only the asker's intent to harm someone else makes: the answer meets it
+        # by refusing and saying to call 999 if they might act, a safety net.
+        harm_to_others = triage.intents == {"harm_others"}
+        from_red_flags = bool(deciding) and all(r.kind == "red_flag" or (r.kind == "intent" and harm_to_others)
+                                                for r in deciding)
         return Need(triage.urgency, reason.id if reason else "triage", reason.evidence if reason else "",
                     net_suffices=from_red_flags)
     if red_flags:

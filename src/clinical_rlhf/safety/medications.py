@@ -62,7 +62,10 @@ _AGE_WITH_UNIT = re.compile(r"\b(?P<old>\d{1,3}(?:\.\d)?)[\s-]*"
                             r"|\baged?\s+(?P<aged>\d{1,3}(?:\.\d)?)"
                             r"(?:[\s-]*(?P<aged_unit>year|yr|month|mo|week|wk|day)s?)?\b"
                             r"|\b(?P<yo>\d{1,3})\s*(?:yo|y/o|y\.o\.|yrs? old)\b"
-                            r"|\b(?P<of_age>\d{1,3})\s*(?:years?|yrs?) of age\b")
+                            r"|\b(?P<of_age>\d{1,3})\s*(?:years?|yrs?) of age\b"
+                            r"|\b(?P<frac>\d{1,2})/(?P<frac_unit>12|52|7)[\s-]*old\b")
+# Clinicians' fractions: "6/12 old" is 6 months, "3/52" 3 weeks, "5/7" 5 days.
+_FRACTION_UNIT_YEARS = {"12": 1 / 12, "52": 1 / 52, "7": 1 / 365}
 _AGE_UNIT_YEARS = {"year": 1.0, "yr": 1.0, "month": 1 / 12, "mo": 1 / 12, "week": 1 / 52, "wk": 1 / 52,
                    "day": 1 / 365}
 # What each alternative of `_AGE_WITH_UNIT` needs: "old" after a unit, a space or a hyphen ("6 week
@@ -74,6 +77,12 @@ _AGE_OLD_HINT = re.compile(r"old(?<=[\s\-rshkoy]old)")  # led by its literal: se
 # character; two or more whitespace characters before it are let through (a superset).
 _AGE_YO_HINT = re.compile(r"y[o/.](?:(?<=[0-9]y.)|(?<=[0-9]\sy.)|(?<=\s\sy.))")
 _AGED_HINT = re.compile(r"aged?\s+[0-9]")
+# Case-note shorthand, age then sex, opening the note or a sentence: "84M with type 2 diabetes",
+# "66F, blacked out", "Pt 45m". Only there: elsewhere "5m" is minutes or metres. Led by its digit
+# class, the hint is searched in C.
+_SEX_AGE_HINT = re.compile(r"[0-9][mf]\b")
+_SEX_AGE = re.compile(r"(?:^|(?<![0-9])[.;:|(]\s*|\b(?:pt|patient)\s+)(\d{1,3})[mf]\b")  # not "3.5m"
+_OLDEST_AGE = 115
 _BARE_NUMBER = re.compile(r"\s(\d{1,2})\b(?![.,]\d)")
 # Every subject in `_BARE_SUBJECTS` ends in "m", "s" or "re" ("i am", "hes", "they are"), then
 # whitespace and the number; one search per ending, each led by its literal (~2 us in all, against
@@ -118,12 +127,16 @@ def ages_in(text: str, tokens: tuple[str, ...], token_set: frozenset[str] | None
             found = match.groupdict()
             if found["old"]:
                 ages.append(float(found["old"]) * _AGE_UNIT_YEARS[found["old_unit"]])
+            elif found["frac"]:
+                ages.append(float(found["frac"]) * _FRACTION_UNIT_YEARS[found["frac_unit"]])
             elif found["aged"]:
                 ages.append(float(found["aged"]) * _AGE_UNIT_YEARS[found["aged_unit"] or "year"])
             else:
                 ages.append(float(found["yo"] or found["of_age"]))
     if "old" in (token_set if token_set is not None else tokens):
         ages += _ages_in_words(tokens)
+    if _SEX_AGE_HINT.search(text):
+        ages += [float(match.group(1)) for match in _SEX_AGE.finditer(text) if int(match.group(1)) <= _OLDEST_AGE]
     if "(" in text or "," in text:
         ages += _ages_after_people(text)
     first, second, third = _BARE_SUBJECT_HINTS

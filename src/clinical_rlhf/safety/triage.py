@@ -135,18 +135,24 @@ class TriageReader:
         """The triage of a question: `original` as written (for evidence), `text` as read, its red
         flags happening now and its stated ages."""
         lowered = original.lower()
+        rule_hits = self._rule_hits(text, ages)
+        # A rule that reads a red flag's or a finding's words more exactly (a resolved episode, a
+        # named lesser condition) replaces its reading: "slurred speech for 10 minutes, back to
+        # normal now" is a TIA.
+        superseded = {flag_id for rule, _, _ in rule_hits for flag_id in rule.supersedes}
+        red_flags = [hit for hit in red_flags if hit.flag.id not in superseded]
         reasons = [TriageReason("red_flag", hit.flag.id, "emergency", _evidence(original, lowered, hit.evidence),
                                 hit.flag.name, hit.flag.source) for hit in red_flags]
         intents = {self.data.red_flag_intents[hit.flag.id] for hit in red_flags
                    if hit.flag.id in self.data.red_flag_intents}
-        for rule, start, end in self._rule_hits(text, ages):
+        for rule, start, end in rule_hits:
             words = " ".join(text.tokens[start:end])
             reasons.append(TriageReason(rule.kind, rule.id, rule.urgency, _evidence(original, lowered, words),
                                         rule.name, rule.source))
             if rule.intent is not None:
                 intents.add(rule.intent)
         for reader in self.readers:
-            reasons += reader(text, ages)
+            reasons += [reason for reason in reader(text, ages) if reason.id not in superseded]
         return _combine(reasons, intents, self.default)
 
     def _rule_hits(self, text: NormalisedText, ages: Sequence[float]) -> list[tuple[TriageRule, int, int]]:
