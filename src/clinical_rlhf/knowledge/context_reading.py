@@ -1,0 +1,264 @@
+"""The one reader of a mention's context: is it negated, past, hypothetical, or happening now?
+
+The guard (`safety/context.py`), the reading of a patient's question behind guideline matching
+(`knowledge/prompt_reading.py`) and the reward's reading of an answer's advice (`reward/text.py`)
+all ask this reader, with the same cue data and the same reach (`data/knowledge/language.yaml`),
+so they cannot disagree about "no chest pain".
+
+It reads tokens as the guard does: lower case, apostrophes dropped ("don't" is "dont"), the
+`determiners` dropped, `SENTENCE_BREAK` at a sentence end and `CLAUSE_BREAK` at a comma or colon
+(`text_tokens` makes them from any text). Rules, after NegEx (Chapman et al., J Biomed Inform
+2001;34:301-10) and ConText (Harkema et al., J Biomed Inform 2009;42:839-51):
+
+- a finding is negated by a `negation_before` cue up to its reach before it, or a
+  `negation_after` cue a few words after it; a cue inside a `pseudo_negation` ("not sure") does
+  not negate, and a `scope_terminators` word ("but", "now") or a sentence end ends a cue's scope;
+- a finding is history after a `history_before` cue (not followed by a `recent_units` word: "in
+  the past hour" is now) or before a `history_after` cue, or with a year in its scope;
+- it is hypothetical after a `hypothetical_before` cue (a `conditional_openers` cue only inside
+  its own clause) or before a `hypothetical_after` cue, unless a `current_overrides` phrase says
+  it is happening now;
+- advice ("call 999", "take antibiotics") is read in its clause: a comma ends the clause when an
+  `instruction_verbs` word follows it ("don't panic, call 999") and otherwise joins list items
+  that share the negation before them ("don't use ice, butter or toothpaste"). Besides the
+  negation cues, `advice_negation_before` cues turn advice down ("avoid", "rather than"); a cue
+  inside a condition opened earlier in the clause negates the condition, not the advice ("if it
+  doesn't improve, call 999"), and a `negation_releases` word after the cue turns it against the
+  delay ("don't hesitate to call 999").
+
+Every rule looks only at a bounded window around the mention, so one reading costs a constant
+and reading every mention of a text stays linear in its length.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Literal
+
+from clinical_rlhf.knowledge.language import Language, load_language
+
+Situation = Literal["current", "negated", "history", "hypothetical"]
+Tokenize = Callable[[str], tuple[str, ...]]
+SENTENCE_BREAK = "|"
+CLAUSE_BREAK = ","
+NEGATION_AFTER_REACH = 5
+"""Words after a finding in which a `negation_after` cue negates it ("stroke was ruled out")."""
+HYPOTHETICAL_AFTER_REACH = 4
+"""Words after a finding in which a `hypothetical_after` cue makes it generic ("stroke symptoms")."""
+PSEUDO_AFTER_REACH = 3
+"""A pseudo-negation may run this many words past the finding ("not sure if it is chest pain or not")."""
+EARLIEST_YEAR, LATEST_YEAR = 1930, 2035
+_TOKEN = re.compile(r"[a-z0-9@$]+|[.!?;\n|]+|[,:()]| - ")
+_SENTENCE_MARKS = frozenset(".!?;\n|")
+
+
+def text_tokens(text: str, determiners: frozenset[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Tokens of lower-cased text as the reader reads them, and each token's character offset.
+
+    Apostrophes are dropped inside words ("don't" -> "dont"); a run of sentence marks is one
+    `SENTENCE_BREAK`, a comma, colon, bracket or spaced dash one `CLAUSE_BREAK`."""
+    tokens: list[str] = []
+    starts: list[int] = []
+    for match in _TOKEN.finditer(text.replace("'", "\u200b")):
+        token = match.group().replace("\u200b", "")
+        if token[0] in _SENTENCE_MARKS:
+            token = SENTENCE_BREAK
+        elif not token[0].isalnum() and token[0] not in "@$":
+            token = CLAUSE_BREAK
+        elif token in determiners:
+            continue
+        tokens.append(token)
+        starts.append(match.start())
+    return tuple(tokens), tuple(starts)
+
+
+class CueWindow:
+    """Cue phrases looked up inside a short window of tokens (a few words around a mention).
+
+    Each phrase is filed under its first word, so a window costs one dictionary lookup per token.
+    Naive equivalent of `find(tokens, low, high)`: every (i, i + len(p)) with low <= i and
+    i + len(p) <= high and tokens[i:i + len(p)] == p, for every phrase p."""
+
+    def __init__(self, phrases: Iterable[str], tokenize: Tokenize) -> None:
+        by_first: dict[str, set[tuple[str, ...]]] = {}
+        for phrase in phrases:
+            tokens = tokenize(phrase)
+            if tokens:
+                by_first.setdefault(tokens[0], set()).add(tokens)
+        self._by_first = {word: tuple(sorted(found, key=len, reverse=True)) for word, found in by_first.items()}
+        self.vocabulary = {word for found in self._by_first.values() for phrase in found for word in phrase}
+
+    def find(self, tokens: Sequence[str], low: int, high: int) -> list[tuple[int, int]]:
+        hits = []
+        by_first = self._by_first
+        for position in range(max(low, 0), min(high, len(tokens))):
+            for phrase in by_first.get(tokens[position], ()):
+                end = position + len(phrase)
+                if end <= high and tuple(tokens[position:end]) == phrase:
+                    hits.append((position, end))
+        return hits
+
+    def contains(self, tokens: Sequence[str], low: int, high: int) -> bool:
+        return bool(self.find(tokens, low, high))
+
+
+class ContextRules:
+    """The reading rules over one set of cue data (see the module docstring)."""
+
+    def __init__(self, tokenize: Tokenize | None = None, language: Language | None = None) -> None:
+        language = language or load_language()
+        self.determiners = language.words("determiners")
+        tokenize = tokenize or self.phrase_tokens
+        cues = {name: CueWindow(language.phrases(name), tokenize) for name in (
+            "negation_before", "negation_after", "pseudo_negation", "history_before", "history_after",
+            "hypothetical_before", "hypothetical_after", "conditional_openers", "current_overrides",
+            "advice_negation_before")}
+        self.negation_before, self.negation_after = cues["negation_before"], cues["negation_after"]
+        self.pseudo_negation = cues["pseudo_negation"]
+        self.history_before, self.history_after = cues["history_before"], cues["history_after"]
+        self.hypothetical_before, self.hypothetical_after = cues["hypothetical_before"], cues["hypothetical_after"]
+        self.conditional_openers, self.current = cues["conditional_openers"], cues["current_overrides"]
+        self.advice_negation = cues["advice_negation_before"]
+        self._conditionals = frozenset(tokenize(p) for p in language.phrases("conditional_openers"))
+        terminators = [tokenize(p) for p in language.phrases("scope_terminators")]
+        self.terminators = frozenset(t[0] for t in terminators if len(t) == 1)
+        # A terminator of several words ("and now") ends a scope at its first word, only as a whole.
+        self._terminator_phrases: dict[str, tuple[tuple[str, ...], ...]] = {}
+        for phrase in (t for t in terminators if len(t) > 1):
+            self._terminator_phrases[phrase[0]] = (*self._terminator_phrases.get(phrase[0], ()), phrase)
+        self.recent_units = language.words("recent_units")
+        self.releases = frozenset(w.replace("'", "") for w in language.words("negation_releases"))
+        self.instruction_verbs = language.words("instruction_verbs")
+        self.negation_reach = language.reach("negation_before")
+        self.history_reach = language.reach("history_before")
+        self.hypothetical_reach = language.reach("hypothetical_before")
+        self.vocabulary: set[str] = set().union(*(cue.vocabulary for cue in cues.values()))
+
+    def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
+        """A cue phrase as tokens (what `text_tokens` makes of it, breaks left out)."""
+        return tuple(t for t in text_tokens(phrase.lower(), self.determiners)[0]
+                     if t not in (SENTENCE_BREAK, CLAUSE_BREAK))
+
+    # -- scopes ------------------------------------------------------------------------------
+
+    def ends_scope(self, tokens: Sequence[str], position: int) -> bool:
+        """A scope terminator starts at tokens[position] ("but", "however", "and now")."""
+        token = tokens[position]
+        if token in self.terminators:
+            return True
+        return any(tuple(tokens[position:position + len(phrase)]) == phrase
+                   for phrase in self._terminator_phrases.get(token, ()))
+
+    def scope_start(self, tokens: Sequence[str], low: int, start: int, commas: bool = False) -> int:
+        """Past the last terminator (and, with `commas`, the last clause break) before `start`."""
+        for position in range(start - 1, low - 1, -1):
+            if self.ends_scope(tokens, position) or (commas and tokens[position] == CLAUSE_BREAK):
+                return position + 1
+        return low
+
+    def scope_end(self, tokens: Sequence[str], end: int, high: int) -> int:
+        for position in range(end, high):
+            if self.ends_scope(tokens, position):
+                return position
+        return high
+
+    def advice_clause_start(self, tokens: Sequence[str], first: int, start: int) -> int:
+        """Where the clause of advice at `start` begins: after a terminator, or a comma followed
+        by an instruction verb; a comma before anything else joins list items."""
+        for position in range(start - 1, max(first, start - 4 * self.negation_reach) - 1, -1):
+            if self.ends_scope(tokens, position):
+                return position + 1
+            if tokens[position] == CLAUSE_BREAK and position + 1 < len(tokens) and tokens[position + 1] in self.instruction_verbs:
+                return position + 1
+        return max(first, start - 4 * self.negation_reach)
+
+    # -- findings ----------------------------------------------------------------------------
+
+    def situation(self, tokens: Sequence[str], start: int, end: int, first: int, last: int,
+                  says_now: bool | None = None) -> Situation:
+        """What the finding at tokens[start:end] in the sentence tokens[first:last] describes.
+        `says_now`: whether the sentence holds a `current_overrides` phrase, when the caller
+        knows it from a search of the whole text (a long sentence is then not scanned per mention)."""
+        if self.is_negated(tokens, start, end, first, last):
+            return "negated"
+        if self.is_history(tokens, start, end, first, last):
+            return "history"
+        if says_now if says_now is not None else self.current.contains(tokens, first, last):
+            return "current"
+        if self.is_hypothetical(tokens, start, end, first, last):
+            return "hypothetical"
+        return "current"
+
+    def is_negated(self, tokens: Sequence[str], start: int, end: int, first: int, last: int,
+                   within_clause: bool = False) -> bool:
+        """A negation cue up to the reach before the finding (not inside a pseudo-negation, not
+        past a terminator; with `within_clause`, not past a comma or colon either), or a
+        post-negation cue a few words after it."""
+        low = self.scope_start(tokens, max(first, start - self.negation_reach), start, commas=within_clause)
+        if self._negated_from(tokens, self.negation_before.find(tokens, low, start), low, start, end, last):
+            return True
+        high = self.scope_end(tokens, end, min(last, end + NEGATION_AFTER_REACH))
+        return self.negation_after.contains(tokens, end, high)
+
+    def _negated_from(self, tokens: Sequence[str], cues: list[tuple[int, int]], low: int, start: int,
+                      end: int, last: int) -> bool:
+        if not cues:
+            return False
+        pseudo = {position for s, e in self.pseudo_negation.find(tokens, low, min(last, end + PSEUDO_AFTER_REACH))
+                  for position in range(s, e)}
+        return any(cue_end <= start and cue_start not in pseudo for cue_start, cue_end in cues)
+
+    def is_history(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
+        low = self.scope_start(tokens, max(first, start - self.history_reach), start)
+        high = self.scope_end(tokens, end, min(last, end + self.history_reach))
+        for _, cue_end in self.history_before.find(tokens, low, start):
+            # "in the past hour" is now, "in the past" is history.
+            if cue_end <= start and (cue_end >= len(tokens) or tokens[cue_end] not in self.recent_units):
+                return True
+        if self.history_after.contains(tokens, end, high):
+            return True
+        return any(token.isdigit() and len(token) == 4 and EARLIEST_YEAR <= int(token) <= LATEST_YEAR
+                   for token in tokens[low:high])
+
+    def is_hypothetical(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
+        low = max(first, start - self.hypothetical_reach)
+        comma_low = self.scope_start(tokens, low, start, commas=True)
+        for cue_start, cue_end in self.hypothetical_before.find(tokens, low, start):
+            if cue_end > start:
+                continue
+            if tuple(tokens[cue_start:cue_end]) in self._conditionals and cue_start < comma_low:
+                continue
+            return True
+        return self.hypothetical_after.contains(tokens, end, min(last, end + HYPOTHETICAL_AFTER_REACH))
+
+    def in_condition(self, tokens: Sequence[str], start: int, first: int) -> bool:
+        """A conditional opener ("if", "in case") earlier in the clause of tokens[start]."""
+        low = self.scope_start(tokens, first, start, commas=True)
+        return any(cue_end <= start for _, cue_end in self.conditional_openers.find(tokens, low, start))
+
+    # -- advice ------------------------------------------------------------------------------
+
+    def is_advice_negated(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
+        """Advice at tokens[start:end] turned down in its clause: a negation or advice-negation cue
+        within the reach before it, not inside a condition opened before the cue, not followed by
+        a release; or a post-negation cue after it in its clause."""
+        clause = self.advice_clause_start(tokens, first, start)
+        low = max(clause, start - self.negation_reach)
+        cues = self.negation_before.find(tokens, low, start) + self.advice_negation.find(tokens, low, start)
+        if cues:
+            pseudo = {p for s, e in self.pseudo_negation.find(tokens, low, min(last, end + PSEUDO_AFTER_REACH))
+                      for p in range(s, e)}
+            cue_start, cue_end = max((cue for cue in cues if cue[1] <= start and cue[0] not in pseudo),
+                                     default=(None, None))
+            if cue_start is not None:
+                released = any(token in self.releases for token in tokens[cue_end:start])
+                conditional = any(cue_end_ <= cue_start for _, cue_end_ in self.conditional_openers.find(
+                    tokens, clause, cue_start))
+                if not released and not conditional:
+                    return True
+        high = end
+        while high < min(last, end + NEGATION_AFTER_REACH) and not self.ends_scope(tokens, high) \
+                and tokens[high] != CLAUSE_BREAK:
+            high += 1
+        return self.negation_after.contains(tokens, end, high)
