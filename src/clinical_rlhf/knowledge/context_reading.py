@@ -22,8 +22,8 @@ It reads tokens as the guard does: lower case, apostrophes dropped ("don't" is "
   `instruction_verbs` word follows it ("don't panic, call 999") and otherwise joins list items
   that share the negation before them ("don't use ice, butter or toothpaste"). Besides the
   negation cues, `advice_negation_before` cues turn advice down ("avoid", "rather than"); a cue
-  inside a condition opened earlier in the clause negates the condition, not the advice ("if it
-  doesn't improve, call 999"), and a `negation_releases` word after the cue turns it against the
+  inside a condition (`answer_conditionals`) opened earlier in the clause negates the condition,
+  not the advice ("if it doesn't improve, call 999"), and a `negation_releases` word after the cue turns it against the
   delay ("don't hesitate to call 999").
 
 Every rule looks only at a bounded window around the mention, so one reading costs a constant
@@ -32,7 +32,9 @@ and reading every mention of a text stays linear in its length.
 
 from __future__ import annotations
 
+import functools
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
@@ -49,19 +51,22 @@ HYPOTHETICAL_AFTER_REACH = 4
 PSEUDO_AFTER_REACH = 3
 """A pseudo-negation may run this many words past the finding ("not sure if it is chest pain or not")."""
 EARLIEST_YEAR, LATEST_YEAR = 1930, 2035
-_TOKEN = re.compile(r"[a-z0-9@$]+|[.!?;\n|]+|[,:()]| - ")
+_APOSTROPHE = "\u200b"  # stands in for an apostrophe while tokenising, so offsets do not move
+_TOKEN = re.compile(r"[a-z0-9@$\u200b]+|(?:[!?;\n|]|\.(?=\s|$))+|[,:()]| - ")
 _SENTENCE_MARKS = frozenset(".!?;\n|")
 
 
 def text_tokens(text: str, determiners: frozenset[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Tokens of lower-cased text as the reader reads them, and each token's character offset.
+    """Tokens of a text (normalised: `knowledge.text.normalize_text`) as the reader reads them, and each token's character offset.
 
     Apostrophes are dropped inside words ("don't" -> "dont"); a run of sentence marks is one
     `SENTENCE_BREAK`, a comma, colon, bracket or spaced dash one `CLAUSE_BREAK`."""
     tokens: list[str] = []
     starts: list[int] = []
-    for match in _TOKEN.finditer(text.replace("'", "\u200b")):
-        token = match.group().replace("\u200b", "")
+    for match in _TOKEN.finditer(text.lower().replace("'", _APOSTROPHE)):
+        token = match.group().replace(_APOSTROPHE, "")
+        if not token:
+            continue
         if token[0] in _SENTENCE_MARKS:
             token = SENTENCE_BREAK
         elif not token[0].isalnum() and token[0] not in "@$":
@@ -87,7 +92,8 @@ class CueWindow:
             if tokens:
                 by_first.setdefault(tokens[0], set()).add(tokens)
         self._by_first = {word: tuple(sorted(found, key=len, reverse=True)) for word, found in by_first.items()}
-        self.vocabulary = {word for found in self._by_first.values() for phrase in found for word in phrase}
+        self.phrases = frozenset(phrase for found in self._by_first.values() for phrase in found)
+        self.vocabulary = {word for phrase in self.phrases for word in phrase}
 
     def find(self, tokens: Sequence[str], low: int, high: int) -> list[tuple[int, int]]:
         hits = []
@@ -129,6 +135,7 @@ class ContextRules:
             self._terminator_phrases[phrase[0]] = (*self._terminator_phrases.get(phrase[0], ()), phrase)
         self.recent_units = language.words("recent_units")
         self.releases = frozenset(w.replace("'", "") for w in language.words("negation_releases"))
+        self.advice_conditionals = CueWindow(language.words("answer_conditionals"), tokenize)
         self.instruction_verbs = language.words("instruction_verbs")
         self.negation_reach = language.reach("negation_before")
         self.history_reach = language.reach("history_before")
@@ -253,8 +260,7 @@ class ContextRules:
                                      default=(None, None))
             if cue_start is not None:
                 released = any(token in self.releases for token in tokens[cue_end:start])
-                conditional = any(cue_end_ <= cue_start for _, cue_end_ in self.conditional_openers.find(
-                    tokens, clause, cue_start))
+                conditional = self.advice_conditionals.contains(tokens, clause, cue_start)
                 if not released and not conditional:
                     return True
         high = end
@@ -262,3 +268,51 @@ class ContextRules:
                 and tokens[high] != CLAUSE_BREAK:
             high += 1
         return self.negation_after.contains(tokens, end, high)
+
+
+class TokenReading:
+    """A text as the reader's tokens, with each token's character offset and its sentence, so a
+    caller that finds phrases by character offset (the question reader, the reward) can ask the
+    reader about them."""
+
+    __slots__ = ("rules", "tokens", "starts", "_breaks")
+
+    def __init__(self, text: str, rules: ContextRules) -> None:
+        self.rules = rules
+        self.tokens, self.starts = text_tokens(text, rules.determiners)
+        self._breaks = [i for i, token in enumerate(self.tokens) if token == SENTENCE_BREAK]
+
+    def token_at(self, offset: int) -> int:
+        """The first token starting at or after character `offset`."""
+        return bisect_left(self.starts, offset)
+
+    def sentence(self, start: int, end: int) -> tuple[int, int]:
+        breaks = self._breaks
+        before = bisect_left(breaks, start)
+        after = bisect_left(breaks, max(end, start + 1) - 1)
+        return (breaks[before - 1] + 1 if before else 0), (breaks[after] if after < len(breaks) else len(self.tokens))
+
+    def span(self, first_char: int, last_char: int) -> tuple[int, int]:
+        """Tokens [start, end) covering the characters [first_char, last_char)."""
+        start = self.token_at(first_char)
+        return start, max(start + 1, self.token_at(last_char))
+
+    def is_negated(self, first_char: int, last_char: int) -> bool:
+        start, end = self.span(first_char, last_char)
+        return self.rules.is_negated(self.tokens, start, end, *self.sentence(start, end))
+
+    def is_current(self, first_char: int, last_char: int) -> bool:
+        """Neither history nor hypothetical (a `current_overrides` phrase overrides the latter)."""
+        start, end = self.span(first_char, last_char)
+        return self.rules.situation(self.tokens, start, end, *self.sentence(start, end)) in ("current", "negated")
+
+    def is_advice_negated(self, first_char: int, last_char: int) -> bool:
+        start, end = self.span(first_char, last_char)
+        return self.rules.is_advice_negated(self.tokens, start, end, *self.sentence(start, end))
+
+
+@functools.lru_cache(maxsize=1)
+def shared_rules() -> ContextRules:
+    """The reader over the shipped language file, built once (the guard builds its own with its
+    tokeniser, which also reads patient shorthand in the cue phrases)."""
+    return ContextRules()
