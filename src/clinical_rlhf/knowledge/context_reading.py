@@ -11,7 +11,8 @@ It reads tokens as the guard does: lower case, apostrophes dropped ("don't" is "
 2001;34:301-10) and ConText (Harkema et al., J Biomed Inform 2009;42:839-51):
 
 - a finding is negated by a `negation_before` cue up to its reach before it, or a
-  `negation_after` cue a few words after it; a cue inside a `pseudo_negation` ("not sure") does
+  `negation_after` cue a few words after it (a `resolution_after` cue, "has gone", only where it
+  ends its clause: "the pain has gone", not "her hand has gone floppy"); a cue inside a `pseudo_negation` ("not sure") does
   not negate, and a `scope_terminators` word ("but", "now") or a sentence end ends a cue's scope;
 - a finding is history after a `history_before` cue (not followed by a `recent_units` word: "in
   the past hour" is now) or before a `history_after` cue, or with a year in its scope;
@@ -119,13 +120,14 @@ class ContextRules:
         cues = {name: CueWindow(language.phrases(name), tokenize) for name in (
             "negation_before", "negation_after", "pseudo_negation", "history_before", "history_after",
             "hypothetical_before", "hypothetical_after", "conditional_openers", "current_overrides",
-            "advice_negation_before")}
+            "advice_negation_before", "resolution_after")}
         self.negation_before, self.negation_after = cues["negation_before"], cues["negation_after"]
         self.pseudo_negation = cues["pseudo_negation"]
         self.history_before, self.history_after = cues["history_before"], cues["history_after"]
         self.hypothetical_before, self.hypothetical_after = cues["hypothetical_before"], cues["hypothetical_after"]
         self.conditional_openers, self.current = cues["conditional_openers"], cues["current_overrides"]
         self.advice_negation = cues["advice_negation_before"]
+        self._resolutions = cues["resolution_after"].phrases
         self._conditionals = frozenset(tokenize(p) for p in language.phrases("conditional_openers"))
         terminators = [tokenize(p) for p in language.phrases("scope_terminators")]
         self.terminators = frozenset(t[0] for t in terminators if len(t) == 1)
@@ -206,7 +208,16 @@ class ContextRules:
         if self._negated_from(tokens, self.negation_before.find(tokens, low, start), low, start, end, last):
             return True
         high = self.scope_end(tokens, end, min(last, end + NEGATION_AFTER_REACH))
-        return self.negation_after.contains(tokens, end, high)
+        return self._negated_after(tokens, end, high)
+
+    def _negated_after(self, tokens: Sequence[str], end: int, high: int) -> bool:
+        """A post-negation cue in tokens[end:high]; a `resolution_after` cue ("has gone") only where
+        it ends its clause ("the pain has gone"), not as a linking verb ("her hand has gone floppy")."""
+        for cue_start, cue_end in self.negation_after.find(tokens, end, high):
+            if tuple(tokens[cue_start:cue_end]) not in self._resolutions or cue_end >= len(tokens) \
+                    or tokens[cue_end] in (SENTENCE_BREAK, CLAUSE_BREAK) or self.ends_scope(tokens, cue_end):
+                return True
+        return False
 
     def _negated_from(self, tokens: Sequence[str], cues: list[tuple[int, int]], low: int, start: int,
                       end: int, last: int) -> bool:
@@ -267,7 +278,7 @@ class ContextRules:
         while high < min(last, end + NEGATION_AFTER_REACH) and not self.ends_scope(tokens, high) \
                 and tokens[high] != CLAUSE_BREAK:
             high += 1
-        return self.negation_after.contains(tokens, end, high)
+        return self._negated_after(tokens, end, high)
 
 
 class TokenReading:
