@@ -10,17 +10,23 @@ It reads tokens as the guard does: lower case, apostrophes dropped ("don't" is "
 (`text_tokens` makes them from any text). Rules, after NegEx (Chapman et al., J Biomed Inform
 2001;34:301-10) and ConText (Harkema et al., J Biomed Inform 2009;42:839-51):
 
+- a comma followed by a `clause_subjects` word ("no fever, I just feel tired"), or "and" followed
+  by one or by a `clause_predicates` verb ("not feeding and has a fever"), starts a new clause
+  that no cue before it reaches; any other comma joins list items ("no fever, cough or rash");
 - a finding is negated by a `negation_before` cue up to its reach before it, or a
   `negation_after` cue a few words after it (a `resolution_after` cue, "has gone", only where it
   ends its clause: "the pain has gone", not "her hand has gone floppy"); a cue inside a `pseudo_negation` ("not sure") does
   not negate, and a `scope_terminators` word ("but", "now") or a sentence end ends a cue's scope;
-- a finding is history after a `history_before` cue (not followed by a `recent_units` word: "in
+- a finding that is an absence ("not breathing": `absence_findings`) is not negated by the cue
+  right before it;
+- a finding is history after a `history_before` cue (or right after a `history_right_before`
+  cue: "since my stroke") (not followed by a `recent_units` word: "in
   the past hour" is now) or before a `history_after` cue, or with a year in its scope;
 - it is hypothetical after a `hypothetical_before` cue (a `conditional_openers` cue only inside
   its own clause) or before a `hypothetical_after` cue, unless a `current_overrides` phrase says
   it is happening now;
 - advice ("call 999", "take antibiotics") is read in its clause: a comma ends the clause when an
-  `instruction_verbs` word follows it ("don't panic, call 999") and otherwise joins list items
+  `instruction_verbs` or `clause_subjects` word follows it ("don't panic, call 999") and otherwise joins list items
   that share the negation before them ("don't use ice, butter or toothpaste"). Besides the
   negation cues, `advice_negation_before` cues turn advice down ("avoid", "rather than"); a cue
   inside a condition (`answer_conditionals`) opened earlier in the clause negates the condition,
@@ -51,6 +57,10 @@ HYPOTHETICAL_AFTER_REACH = 4
 """Words after a finding in which a `hypothetical_after` cue makes it generic ("stroke symptoms")."""
 PSEUDO_AFTER_REACH = 3
 """A pseudo-negation may run this many words past the finding ("not sure if it is chest pain or not")."""
+CLAUSE_REACH = 24
+"""Words read back for the start of an advice's clause (where a condition may open: "if it gets
+worse or you cannot keep fluids down, call 999"). Real clauses are shorter; the bound keeps each
+reading constant-time on a text without breaks."""
 EARLIEST_YEAR, LATEST_YEAR = 1930, 2035
 _APOSTROPHE = "\u200b"  # stands in for an apostrophe while tokenising, so offsets do not move
 _TOKEN = re.compile(r"[a-z0-9@$\u200b]+|(?:[!?;\n|]|\.(?=\s|$))+|[,:()]| - ")
@@ -139,6 +149,12 @@ class ContextRules:
         self.releases = frozenset(w.replace("'", "") for w in language.words("negation_releases"))
         self.advice_conditionals = CueWindow(language.words("answer_conditionals"), tokenize)
         self.instruction_verbs = language.words("instruction_verbs")
+        self.clause_subjects = language.words("clause_subjects")
+        self._clause_openers = self.clause_subjects | language.words("clause_predicates")
+        self.clause_conjunctions = language.words("clause_conjunctions")
+        self.absence_findings = language.words("absence_findings")
+        self.history_right_before = language.words("history_right_before")
+        self.history_right_reach = language.reach("history_right_before")
         self.negation_reach = language.reach("negation_before")
         self.history_reach = language.reach("history_before")
         self.hypothetical_reach = language.reach("hypothetical_before")
@@ -160,11 +176,22 @@ class ContextRules:
                    for phrase in self._terminator_phrases.get(token, ()))
 
     def scope_start(self, tokens: Sequence[str], low: int, start: int, commas: bool = False) -> int:
-        """Past the last terminator (and, with `commas`, the last clause break) before `start`."""
+        """Past the last terminator before `start`, or the last place a new clause starts (a comma
+        before a `clause_subjects` word, "and" before a new predicate); with `commas`, past any
+        clause break."""
         for position in range(start - 1, low - 1, -1):
-            if self.ends_scope(tokens, position) or (commas and tokens[position] == CLAUSE_BREAK):
+            if self.ends_scope(tokens, position):
+                return position + 1
+            token = tokens[position]
+            if token == CLAUSE_BREAK and (commas or self._opens_clause(tokens, position + 1, self.clause_subjects)):
+                return position + 1
+            if token in self.clause_conjunctions and self._opens_clause(tokens, position + 1, self._clause_openers):
                 return position + 1
         return low
+
+    @staticmethod
+    def _opens_clause(tokens: Sequence[str], position: int, openers: frozenset[str]) -> bool:
+        return position < len(tokens) and tokens[position] in openers
 
     def scope_end(self, tokens: Sequence[str], end: int, high: int) -> int:
         for position in range(end, high):
@@ -175,12 +202,14 @@ class ContextRules:
     def advice_clause_start(self, tokens: Sequence[str], first: int, start: int) -> int:
         """Where the clause of advice at `start` begins: after a terminator, or a comma followed
         by an instruction verb; a comma before anything else joins list items."""
-        for position in range(start - 1, max(first, start - 4 * self.negation_reach) - 1, -1):
+        low = max(first, start - CLAUSE_REACH)
+        for position in range(start - 1, low - 1, -1):
             if self.ends_scope(tokens, position):
                 return position + 1
-            if tokens[position] == CLAUSE_BREAK and position + 1 < len(tokens) and tokens[position + 1] in self.instruction_verbs:
+            if tokens[position] == CLAUSE_BREAK and position + 1 < len(tokens) and (
+                    tokens[position + 1] in self.instruction_verbs or tokens[position + 1] in self.clause_subjects):
                 return position + 1
-        return max(first, start - 4 * self.negation_reach)
+        return low
 
     # -- findings ----------------------------------------------------------------------------
 
@@ -225,7 +254,9 @@ class ContextRules:
             return False
         pseudo = {position for s, e in self.pseudo_negation.find(tokens, low, min(last, end + PSEUDO_AFTER_REACH))
                   for position in range(s, e)}
-        return any(cue_end <= start and cue_start not in pseudo for cue_start, cue_end in cues)
+        absence = tokens[start] in self.absence_findings
+        return any(cue_end <= start and cue_start not in pseudo and not (absence and cue_end == start)
+                   for cue_start, cue_end in cues)
 
     def is_history(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
         low = self.scope_start(tokens, max(first, start - self.history_reach), start)
@@ -235,6 +266,8 @@ class ContextRules:
             if cue_end <= start and (cue_end >= len(tokens) or tokens[cue_end] not in self.recent_units):
                 return True
         if self.history_after.contains(tokens, end, high):
+            return True
+        if any(token in self.history_right_before for token in tokens[max(low, start - self.history_right_reach):start]):
             return True
         return any(token.isdigit() and len(token) == 4 and EARLIEST_YEAR <= int(token) <= LATEST_YEAR
                    for token in tokens[low:high])
