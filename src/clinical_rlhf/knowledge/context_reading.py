@@ -22,6 +22,8 @@ It reads tokens as the guard does: lower case, apostrophes dropped ("don't" is "
 - a finding is history after a `history_before` cue (or right after a `history_right_before`
   cue: "since my stroke") (not followed by a `recent_units` word: "in
   the past hour" is now) or before a `history_after` cue, or with a year in its scope;
+- a third party's finding told in the past tense is history ("my gran died of a stroke", "my dad
+  had a heart attack at 50": ConText's experiencer, `third_party_*` sets); told now it is current;
 - it is hypothetical after a `hypothetical_before` cue (a `conditional_openers` cue only inside
   its own clause) or before a `hypothetical_after` cue, unless a `current_overrides` phrase says
   it is happening now;
@@ -130,7 +132,7 @@ class ContextRules:
         cues = {name: CueWindow(language.phrases(name), tokenize) for name in (
             "negation_before", "negation_after", "pseudo_negation", "history_before", "history_after",
             "hypothetical_before", "hypothetical_after", "conditional_openers", "current_overrides",
-            "advice_negation_before", "resolution_after")}
+            "advice_negation_before", "resolution_after", "third_party_past", "third_party_had")}
         self.negation_before, self.negation_after = cues["negation_before"], cues["negation_after"]
         self.pseudo_negation = cues["pseudo_negation"]
         self.history_before, self.history_after = cues["history_before"], cues["history_after"]
@@ -138,6 +140,10 @@ class ContextRules:
         self.conditional_openers, self.current = cues["conditional_openers"], cues["current_overrides"]
         self.advice_negation = cues["advice_negation_before"]
         self._resolutions = cues["resolution_after"].phrases
+        self.third_party_past, self.third_party_had = cues["third_party_past"], cues["third_party_had"]
+        self.people = CueWindow((written for written, _ in language.mappings("third_party_people")), tokenize)
+        self.third_party_reach = language.reach("third_party_past")
+        self.age_at = language.words("age_at_cues")
         self._conditionals = frozenset(tokenize(p) for p in language.phrases("conditional_openers"))
         terminators = [tokenize(p) for p in language.phrases("scope_terminators")]
         self.terminators = frozenset(t[0] for t in terminators if len(t) == 1)
@@ -158,7 +164,7 @@ class ContextRules:
         self.negation_reach = language.reach("negation_before")
         self.history_reach = language.reach("history_before")
         self.hypothetical_reach = language.reach("hypothetical_before")
-        self.vocabulary: set[str] = set().union(*(cue.vocabulary for cue in cues.values()))
+        self.vocabulary: set[str] = set().union(*(cue.vocabulary for cue in cues.values()), self.people.vocabulary)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
         """A cue phrase as tokens (what `text_tokens` makes of it, breaks left out)."""
@@ -220,7 +226,7 @@ class ContextRules:
         knows it from a search of the whole text (a long sentence is then not scanned per mention)."""
         if self.is_negated(tokens, start, end, first, last):
             return "negated"
-        if self.is_history(tokens, start, end, first, last):
+        if self.is_history(tokens, start, end, first, last, says_now):
             return "history"
         if says_now if says_now is not None else self.current.contains(tokens, first, last):
             return "current"
@@ -258,7 +264,8 @@ class ContextRules:
         return any(cue_end <= start and cue_start not in pseudo and not (absence and cue_end == start)
                    for cue_start, cue_end in cues)
 
-    def is_history(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
+    def is_history(self, tokens: Sequence[str], start: int, end: int, first: int, last: int,
+                   says_now: bool | None = None) -> bool:
         low = self.scope_start(tokens, max(first, start - self.history_reach), start)
         high = self.scope_end(tokens, end, min(last, end + self.history_reach))
         for _, cue_end in self.history_before.find(tokens, low, start):
@@ -269,8 +276,46 @@ class ContextRules:
             return True
         if any(token in self.history_right_before for token in tokens[max(low, start - self.history_right_reach):start]):
             return True
-        return any(token.isdigit() and len(token) == 4 and EARLIEST_YEAR <= int(token) <= LATEST_YEAR
-                   for token in tokens[low:high])
+        if any(token.isdigit() and len(token) == 4 and EARLIEST_YEAR <= int(token) <= LATEST_YEAR
+               for token in tokens[low:high]):
+            return True
+        return self.is_third_party_past(tokens, start, end, first, last, says_now)
+
+    def is_third_party_past(self, tokens: Sequence[str], start: int, end: int, first: int, last: int,
+                            says_now: bool | None = None) -> bool:
+        """ConText's experiencer: a third party (`third_party_people`) named before the mention in
+        its clause, then past-tense wording before the mention (`told_as_past`): "my gran died of a
+        stroke", "my dad had a heart attack at 50"."""
+        low = self.scope_start(tokens, max(first, start - self.third_party_reach), start, commas=True)
+        people = self.people.find(tokens, low, start)
+        if not people:
+            return False
+        clause_end = self.scope_end(tokens, end, min(last, end + self.third_party_reach))
+        return self.told_as_past(tokens, people[0][1], start, clause_end, first, last, says_now)
+
+    def told_as_past(self, tokens: Sequence[str], person_end: int, cue_stop: int, clause_end: int,
+                     first: int, last: int, says_now: bool | None = None) -> bool:
+        """Past-tense wording in [person_end, cue_stop): always history after `third_party_past` ("my
+        gran died of a stroke"), after `third_party_had` only with the age it happened at before
+        `clause_end` ("my dad had a heart attack at 50"; "my son had a fit" may be minutes old). A
+        sentence that says it is happening now (`says_now`) stays current."""
+        if says_now if says_now is not None else self.current.contains(tokens, first, last):
+            return False
+        if self.third_party_past.contains(tokens, person_end, cue_stop):
+            return True
+        return self.third_party_had.contains(tokens, person_end, cue_stop) and \
+            self._states_age_at(tokens, person_end, clause_end)
+
+    def _states_age_at(self, tokens: Sequence[str], start: int, stop: int) -> bool:
+        """An age an event happened at between start and stop: "at 50", "aged 62", "in his 40s"
+        (the determiner dropped: "in 40s")."""
+        for position in range(start, stop - 1):
+            token, following = tokens[position], tokens[position + 1]
+            if token in self.age_at and following.isdigit():
+                return True
+            if token == "in" and following[:-1].isdigit() and following.endswith("s"):
+                return True
+        return False
 
     def is_hypothetical(self, tokens: Sequence[str], start: int, end: int, first: int, last: int) -> bool:
         low = max(first, start - self.hypothetical_reach)
@@ -319,12 +364,22 @@ class TokenReading:
     caller that finds phrases by character offset (the question reader, the reward) can ask the
     reader about them."""
 
-    __slots__ = ("rules", "tokens", "starts", "_breaks")
+    __slots__ = ("rules", "tokens", "starts", "_breaks", "_now")
 
     def __init__(self, text: str, rules: ContextRules) -> None:
         self.rules = rules
         self.tokens, self.starts = text_tokens(text, rules.determiners)
         self._breaks = [i for i, token in enumerate(self.tokens) if token == SENTENCE_BREAK]
+        self._now: list[int] | None = None
+
+    def says_now(self, first: int, last: int) -> bool:
+        """A `current_overrides` phrase inside tokens[first:last], from one search of the whole text
+        (so a long sentence is not scanned once per mention)."""
+        if self._now is None:
+            self._now = sorted(start for start, _ in self.rules.current.find(self.tokens, 0, len(self.tokens)))
+        # a phrase holds no sentence break, so one starting inside the sentence ends inside it
+        index = bisect_left(self._now, first)
+        return index < len(self._now) and self._now[index] < last
 
     def token_at(self, offset: int) -> int:
         """The first token starting at or after character `offset`."""
@@ -348,7 +403,9 @@ class TokenReading:
     def is_current(self, first_char: int, last_char: int) -> bool:
         """Neither history nor hypothetical (a `current_overrides` phrase overrides the latter)."""
         start, end = self.span(first_char, last_char)
-        return self.rules.situation(self.tokens, start, end, *self.sentence(start, end)) in ("current", "negated")
+        first, last = self.sentence(start, end)
+        return self.rules.situation(self.tokens, start, end, first, last,
+                                    says_now=self.says_now(first, last)) in ("current", "negated")
 
     def is_advice_negated(self, first_char: int, last_char: int) -> bool:
         start, end = self.span(first_char, last_char)

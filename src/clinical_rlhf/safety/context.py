@@ -6,10 +6,10 @@ the question reader share (`knowledge/context_reading.py`, NegEx and ConText rul
 sets of `data/knowledge/language.yaml`); this module adds what only the guard reads: third parties,
 whom a text is about, and the stance of a drug or dose.
 
-Third parties (`third_party_people`: "my dad", "our newborn") follow ConText's experiencer: a
-third party's symptom told now is current like the writer's own ("my dad has crushing chest pain"),
-their past told in the past tense is history ("my gran died of a stroke", "my dad had a heart
-attack at 50"), and `subject` says whom a question is about.
+Third parties (`third_party_people`: "my dad", "our newborn") follow ConText's experiencer (read by
+the same reader): a third party's symptom told now is current like the writer's own ("my dad has
+crushing chest pain"), their past told in the past tense is history ("my gran died of a stroke"),
+and `subject` here says whom a question is about.
 
 Every reading looks only inside the mention's sentence, so it is a function of that sentence's
 tokens and the mention's place in it, and is remembered per sentence (`MEMO_SIZE`): sampled answers
@@ -54,8 +54,6 @@ MEMO_SENTENCE_TOKENS = 96
 """Readings in longer sentences are not remembered: the key copies and hashes the sentence, which
 for a text with no sentence breaks (a pasted list, a hostile input) would cost its whole length
 per mention. Real sentences are far shorter, and a long one is rarely seen twice."""
-THIRD_PARTY_REACH = lexicon.LANGUAGE.reach("third_party_past")
-_AGE_AT = lexicon.LANGUAGE.words("age_at_cues")
 
 Tokenize = Callable[[str], tuple[str, ...]]
 
@@ -83,8 +81,6 @@ class ContextReader:
         self.people: PhraseIndex[str] = PhraseIndex()
         for written, relation in lexicon.LANGUAGE.mappings("third_party_people"):
             self.people.add(tokenize(written), relation)
-        self.third_party_past = cue_index(lexicon.LANGUAGE.phrases("third_party_past"), tokenize)
-        self.third_party_had = cue_index(lexicon.LANGUAGE.phrases("third_party_had"), tokenize)
         self.drug_warning = cue_index(lexicon.DRUG_WARNING, tokenize)
         self.approval = cue_index(lexicon.APPROVAL, tokenize)
         self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
@@ -95,8 +91,7 @@ class ContextReader:
         self._memo: dict[tuple, object] = {}
         self.vocabulary: set[str] = set(self.rules.vocabulary)
         for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.hypothetical_before,
-                      self.current, self.drug_warning, self.approval, self.dose_limit, self.dose_danger, self.people,
-                      self.third_party_past, self.third_party_had):
+                      self.current, self.drug_warning, self.approval, self.dose_limit, self.dose_danger, self.people):
             self.vocabulary |= index.vocabulary
 
     # -- scopes ------------------------------------------------------------------------------
@@ -123,9 +118,6 @@ class ContextReader:
         return self._remembered("situation", self._situation, text, start, end, first, last)
 
     def _situation(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Situation:
-        if self._is_third_party_past(text, start, end, first, last) \
-                and not self.rules.is_negated(text.tokens, start, end, first, last):
-            return "history"
         return self.rules.situation(text.tokens, start, end, first, last,
                                     says_now=text.contains(self.current, first, last))
 
@@ -144,30 +136,6 @@ class ContextReader:
     def _is_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
         return self.rules.is_negated(text.tokens, start, end, first, last)
 
-    def _is_third_party_past(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        """A third party named before the mention in its clause, then past-tense wording before the
-        mention (`_told_as_past`)."""
-        tokens = text.tokens
-        low = self.rules.scope_start(tokens, max(first, start - THIRD_PARTY_REACH), start, commas=True)
-        people = text.find(self.people, low, start)
-        if not people:
-            return False
-        clause_end = self.rules.scope_end(tokens, end, min(last, end + THIRD_PARTY_REACH))
-        return self._told_as_past(text, people[0][1], start, clause_end, first, last)
-
-    def _told_as_past(self, text: NormalisedText, person_end: int, cue_stop: int, clause_end: int,
-                      first: int, last: int) -> bool:
-        """Past-tense wording in [person_end, cue_stop): always history after `third_party_past` ("my
-        gran died of a stroke"), after `third_party_had` only with the age it happened at before
-        `clause_end` ("my dad had a heart attack at 50"; "my son had a fit" may be minutes old). A
-        sentence that says it is happening now stays current."""
-        if text.contains(self.current, first, last):
-            return False
-        if text.contains(self.third_party_past, person_end, cue_stop):
-            return True
-        return text.contains(self.third_party_had, person_end, cue_stop) and \
-            _states_age_at(text.tokens, person_end, clause_end)
-
     def subject(self, text: NormalisedText) -> Subject:
         """Whom the text is about: the first other person it names who is not there only as
         history (a sentence that ends with their past: "my dad had a stroke at 60"), negated or
@@ -176,7 +144,8 @@ class ContextReader:
         for start, end, relation in text.find(self.people):
             first, last = text.sentence(start, end)
             clause_end = self.rules.scope_end(tokens, end, last)
-            if clause_end == last and self._told_as_past(text, end, clause_end, clause_end, first, last):
+            if clause_end == last and self.rules.told_as_past(tokens, end, clause_end, clause_end, first, last,
+                                                              text.contains(self.current, first, last)):
                 continue  # a sentence that goes on past a terminator ("... and now has chest pain") is about them
             if self._is_negated(text, start, end, first, last) or self._in_condition(text, start, first):
                 continue
@@ -216,14 +185,3 @@ class ContextReader:
             return "danger"
         return "advice"
 
-
-def _states_age_at(tokens: tuple[str, ...], start: int, stop: int) -> bool:
-    """An age an event happened at between start and stop: "at 50", "aged 62", "in his 40s"
-    (the determiner dropped: "in 40s")."""
-    for position in range(start, stop - 1):
-        token, following = tokens[position], tokens[position + 1]
-        if token in _AGE_AT and following.isdigit():
-            return True
-        if token == "in" and following[:-1].isdigit() and following.endswith("s"):
-            return True
-    return False
