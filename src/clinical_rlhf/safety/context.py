@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
 from clinical_rlhf.knowledge.context_reading import ContextRules
+from clinical_rlhf.knowledge.language import Language
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText
@@ -71,8 +72,8 @@ def cue_index(phrases: Iterable[str], tokenize: Tokenize) -> PhraseIndex[str]:
 
 
 class ContextReader:
-    def __init__(self, tokenize: Tokenize) -> None:
-        self.rules = ContextRules(tokenize)
+    def __init__(self, tokenize: Tokenize, language: Language | None = None) -> None:
+        self.rules = ContextRules(tokenize, language)
         self.negation_before = cue_index(lexicon.NEGATION_BEFORE, tokenize)
         self.negation_after = cue_index(lexicon.NEGATION_AFTER, tokenize)
         self.pseudo_negation = cue_index(lexicon.PSEUDO_NEGATION, tokenize)
