@@ -131,11 +131,21 @@ class ContextReader:
             return self._remembered("negated_in_clause", self._is_negated_in_clause, text, start, end, first, last)
         return self._remembered("negated", self._is_negated, text, start, end, first, last)
 
-    def _is_negated_in_clause(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        return self.rules.is_negated(text.tokens, start, end, first, last, within_clause=True)
+    def is_advice_negated(self, text: NormalisedText, start: int, end: int) -> bool:
+        """Advice at tokens[start:end] turned down in its clause, by the reader's advice rule that
+        the reward applies too (`ContextRules.is_advice_negated`: releases, conditions, list items)."""
+        first, last = text.sentence(start, end)
+        return self._remembered("advice_negated", self._is_advice_negated, text, start, end, first, last)
 
-    def _is_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        return self.rules.is_negated(text.tokens, start, end, first, last)
+    def _is_advice_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        return self.rules.is_advice_negated(text.tokens, start, end, first, last)
+
+    def _is_negated_in_clause(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        return self._is_negated(text, start, end, first, last, within_clause=True)
+
+    def _is_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int,
+                    within_clause: bool = False) -> bool:
+        return self.rules.is_negated(text.tokens, start, end, first, last, within_clause)
 
     def subject(self, text: NormalisedText) -> Subject:
         """Whom the text is about: the first other person it names who is not there only as
