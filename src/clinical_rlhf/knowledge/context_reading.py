@@ -64,9 +64,7 @@ CLAUSE_REACH = 24
 worse or you cannot keep fluids down, call 999"). Real clauses are shorter; the bound keeps each
 reading constant-time on a text without breaks."""
 EARLIEST_YEAR, LATEST_YEAR = 1930, 2035
-_APOSTROPHE = "\u200b"  # stands in for an apostrophe while tokenising, so offsets do not move
-_TOKEN = re.compile(r"[a-z0-9@$\u200b]+|(?:[!?;\n|]|\.(?=\s|$))+|[,:()]| - ")
-_SENTENCE_MARKS = frozenset(".!?;\n|")
+_TOKEN = re.compile(r"([a-z0-9@$']+)|((?:[!?;\n|]|\.(?=\s|$))+)|[,:()]| - ")
 
 
 def text_tokens(text: str, determiners: frozenset[str]) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -76,17 +74,18 @@ def text_tokens(text: str, determiners: frozenset[str]) -> tuple[tuple[str, ...]
     `SENTENCE_BREAK`, a comma, colon, bracket or spaced dash one `CLAUSE_BREAK`."""
     tokens: list[str] = []
     starts: list[int] = []
-    for match in _TOKEN.finditer(text.lower().replace("'", _APOSTROPHE)):
-        token = match.group().replace(_APOSTROPHE, "")
-        if not token:
-            continue
-        if token[0] in _SENTENCE_MARKS:
-            token = SENTENCE_BREAK
-        elif not token[0].isalnum() and token[0] not in "@$":
-            token = CLAUSE_BREAK
-        elif token in determiners:
-            continue
-        tokens.append(token)
+    for match in _TOKEN.finditer(text.lower()):
+        word, sentence_end = match.groups()
+        if word is not None:
+            if "'" in word:
+                word = word.replace("'", "")
+                if not word:
+                    continue
+            if word in determiners:
+                continue
+            tokens.append(word)
+        else:
+            tokens.append(SENTENCE_BREAK if sentence_end is not None else CLAUSE_BREAK)
         starts.append(match.start())
     return tuple(tokens), tuple(starts)
 
