@@ -34,7 +34,7 @@ def test_no_phrase_list_is_written_in_the_readers() -> None:
     phrases come from the language file (character tables and grammar patterns aside)."""
     readers = ["safety/context.py", "safety/redflags.py", "safety/medications.py", "safety/checks.py",
                "safety/conversation.py", "reward/text.py", "reward/lexicon.py", "reward/hallucination.py",
-               "knowledge/prompt_reading.py"]
+               "knowledge/prompt_reading.py", "knowledge/context_reading.py"]
     found = []
     for relative in readers:
         tree = ast.parse((SOURCE / relative).read_text(encoding="utf-8"))
@@ -76,7 +76,7 @@ def _broken(tmp_path: Path, edit) -> Path:
     (lambda raw: raw["sets"]["stopwords"].update(words=["not a word"]), "holds single words"),
     (lambda raw: raw["sets"]["approval"].update(reach=0), "`reach` must be a positive number"),
     (lambda raw: raw["sets"]["approval"].update(colour="red"), "unknown keys ['colour']"),
-    (lambda raw: raw["sets"]["prompt_not_current_before"].update(pairs=[["history of"]]), "each pair is"),
+    (lambda raw: raw["sets"]["third_party_people"].update(mappings=[["my dad"]]), "each mapping is"),
     (lambda raw: raw.pop("sets"), "expected a mapping with a `sets` mapping"),
 ])
 def test_a_broken_language_file_names_the_file_and_the_set(tmp_path, edit, message) -> None:

@@ -12,6 +12,7 @@ from clinical_rlhf.knowledge import load_knowledge
 from clinical_rlhf.knowledge.guidelines import (
     GuidelineMatcher,
     PromptReading,
+    canonical_prompt,
     load_guidelines,
     load_phrase_sets,
     match_guidelines,
@@ -240,8 +241,11 @@ def test_near_rules_ranges_and_red_flags_load(tmp_path):
                               "    near: [{words: [[chest], [tight*, heavy]], within: 3}]\n"
                               "    red_flags: [stroke]")
     (guideline,) = load_guidelines(_write(tmp_path, "guidelines:" + body))
-    assert guideline.triggers == ("thing 1 weeks old", "thing 2 weeks old", "thing 3 weeks old")
+    stroke = next(flag for flag in load_knowledge().red_flags if flag.id == "stroke")
+    assert guideline.triggers[:3] == ("thing 1 weeks old", "thing 2 weeks old", "thing 3 weeks old")
+    assert set(guideline.triggers[3:]) == {canonical_prompt(t) for t in stroke.triggers}   # derived
     assert guideline.near[0].word_sets == (("chest",), ("tight*", "heavy")) and guideline.near[0].within == 3
+    assert len(guideline.near) == 1 + len(stroke.near)
     assert guideline.red_flags == ("stroke",)
     matcher = GuidelineMatcher((guideline,))
     assert matcher.match("my chest is so tightly bound")

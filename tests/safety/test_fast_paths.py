@@ -350,6 +350,8 @@ def test_sentence_readings_remembered_equal_reading_afresh(guard, sentence, befo
                 assert context.is_negated(text, start, end) == context._is_negated(text, start, end, first, last)
                 assert context.is_negated(text, start, end, within_clause=True) == \
                     context._is_negated(text, start, end, first, last, within_clause=True)
+                assert context.is_advice_negated(text, start, end) == \
+                    context._is_advice_negated(text, start, end, first, last)
 
 
 def test_interacting_pairs_from_partners_equal_every_pair_looked_up(guard) -> None:

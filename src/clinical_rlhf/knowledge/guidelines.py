@@ -13,12 +13,16 @@ File schema (YAML)::
       - id: chest_pain_acs        # unique, snake_case
         presentation: Acute chest pain that may be cardiac
         triggers: [chest pain, ...]        # phrases matched in the prompt (any one matches);
-                                           # "a + b" matches when a and b both occur
+                                           # "a + b" matches when a and b both occur; optional
+                                           # with red_flags, whose triggers are added to these
         near:                     # optional: the presentation in the asker's own words, one word
           - words: [[chest], [tight*, heavy, elephant]]   # of each set within `within` words
             within: 5                                      # of each other, in one sentence
         red_flags: [acute_coronary_syndrome]  # optional: knowledge-base red flags (red_flags.yaml)
-                                  # whose recognition in the prompt also matches this guideline
+                                  # whose recognition in the prompt also matches this guideline;
+                                  # their triggers and co-occurrences become this guideline's
+                                  # when loaded (`derived_triggers`), so an emergency's wording is
+                                  # kept in one place, the red-flag definition
         context: [...]            # optional: at least one must ALSO occur in the prompt
         urgency: emergency        # emergency | urgent | routine | self_care
         supersedes: [...]         # optional: guideline ids dropped when this one matches (an
@@ -58,6 +62,8 @@ from typing import Any, Literal
 import yaml
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.knowledge.loader import load_knowledge
+from clinical_rlhf.knowledge.model import RedFlag
 from clinical_rlhf.knowledge.prompt_reading import (  # noqa: F401  (re-exported)
     PhraseFinder,
     PromptReading,
@@ -187,8 +193,8 @@ def _windows(raw: Any, path: Path, where: str) -> tuple[WordWindow, ...]:
             raise _fail(path, here, f"`within` must be a whole number of words from 1 to 12 (got {within!r})")
         groups = []
         for group in words:
-            cleaned = tuple(normalize_text(w) for w in group if isinstance(w, str))
-            bad = [w for w in group if not isinstance(w, str) or not _WINDOW_WORD_RE.match(normalize_text(w))]
+            cleaned = tuple(canonical_prompt(w) for w in group if isinstance(w, str))
+            bad = [w for w in group if not isinstance(w, str) or not _WINDOW_WORD_RE.match(canonical_prompt(w))]
             if bad:
                 raise _fail(path, here, f"{bad[0]!r} is not one plain word (letters, digits, ' or -, "
                                         f"optional trailing *)")
@@ -234,8 +240,8 @@ _GUIDELINE_KEYS = {"id", "presentation", "triggers", "near", "red_flags", "conte
                    "supersedes", "must_advise", "must_not", "source"}
 
 
-def _guideline(item: Any, index: int, path: Path,
-               phrase_sets: Mapping[str, tuple[str, ...]]) -> Guideline:
+def _guideline(item: Any, index: int, path: Path, phrase_sets: Mapping[str, tuple[str, ...]],
+               red_flags: Mapping[str, RedFlag]) -> Guideline:
     where = f"guidelines[{index}]"
     if not isinstance(item, dict):
         raise _fail(path, where, "must be a mapping")
@@ -255,17 +261,41 @@ def _guideline(item: Any, index: int, path: Path,
     must_not = _advice_points(item.get("must_not"), path, f"{where}.must_not", phrase_sets)
     if not must_advise and not must_not:
         raise _fail(path, where, "needs at least one must_advise or must_not point")
+    flag_ids = _red_flag_ids(item.get("red_flags"), path, f"{where}.red_flags")
+    unknown_flags = [flag for flag in flag_ids if flag not in red_flags]
+    if unknown_flags:
+        raise _fail(path, f"{where}.red_flags", f"unknown red flag(s) {unknown_flags}; ids are in red_flags.yaml")
+    own = _phrases(item.get("triggers"), path, f"{where}.triggers", allow_empty=bool(flag_ids))
+    flags = [red_flags[flag] for flag in flag_ids]
+    conditional = [flag.id for flag in flags if flag.requires_any]
+    if conditional and not item.get("context"):
+        raise _fail(path, f"{where}.red_flags", f"red flag(s) {conditional} count only with one of their "
+                                                f"`requires_any` phrases; give the guideline a `context` that asks the same")
     return Guideline(
         id=gid, presentation=item["presentation"].strip(),
-        triggers=tuple(canonical_prompt(p) for p in _phrases(item.get("triggers"), path, f"{where}.triggers")),
+        triggers=tuple(dict.fromkeys(canonical_prompt(p) for p in (*own, *derived_triggers(flags)))),
         urgency=item["urgency"], must_advise=must_advise, must_not=must_not,
         source=item["source"].strip(),
         context=tuple(canonical_prompt(p) for p in _phrases(item.get("context"), path, f"{where}.context",
                                                           allow_empty=True)),
         supersedes=tuple(item.get("supersedes") or ()),
-        near=_windows(item.get("near"), path, f"{where}.near"),
-        red_flags=_red_flag_ids(item.get("red_flags"), path, f"{where}.red_flags"),
+        near=_windows(item.get("near"), path, f"{where}.near") + derived_windows(flags),
+        red_flags=flag_ids,
     )
+
+
+def derived_triggers(flags: Collection[RedFlag]) -> tuple[str, ...]:
+    """The triggers a guideline takes from the red flags it lists: every red-flag trigger. (A flag
+    that counts only with one of its `requires_any` phrases, such as an infant's age, is listed
+    only by a guideline whose `context` asks the same: the loader checks it.)"""
+    return tuple(trigger for flag in flags for trigger in flag.triggers)
+
+
+def derived_windows(flags: Collection[RedFlag]) -> tuple[WordWindow, ...]:
+    """The co-occurrences a guideline takes from the red flags it lists (those that need no
+    `requires_any` phrase: a co-occurrence has no place for one)."""
+    return tuple(WordWindow(tuple(tuple(sorted(words)) for words in rule.word_sets), rule.within)
+                 for flag in flags if not flag.requires_any for rule in flag.near)
 
 
 def _red_flag_ids(raw: Any, path: Path, where: str) -> tuple[str, ...]:
@@ -293,11 +323,14 @@ def _read(path: Path) -> dict[str, Any]:
 
 def _parse(path: Path) -> tuple[tuple[Guideline, ...], dict[str, tuple[str, ...]]]:
     data = _read(path)
+    # the red flags of the same knowledge directory (the shipped ones for the shipped guidelines)
+    knowledge = load_knowledge(None if path.parent == DEFAULT_DIRECTORY else path.parent)
+    red_flags = {flag.id: flag for flag in knowledge.red_flags}
     raw_sets = data.get("phrase_sets") or {}
     if not isinstance(raw_sets, dict):
         raise _fail(path, "phrase_sets", "must be a mapping of name -> list of phrases")
     phrase_sets = {name: _phrases(value, path, f"phrase_sets.{name}") for name, value in raw_sets.items()}
-    guidelines = tuple(_guideline(item, i, path, phrase_sets) for i, item in enumerate(data["guidelines"]))
+    guidelines = tuple(_guideline(item, i, path, phrase_sets, red_flags) for i, item in enumerate(data["guidelines"]))
     ids = [g.id for g in guidelines]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:

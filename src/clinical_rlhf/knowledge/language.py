@@ -9,7 +9,6 @@ clinician adds a phrase by editing YAML, and no phrase list is written in code.
     language.phrases("negation_before")      # tuple of phrases, in the file's order
     language.words("stopwords")              # frozenset of single words
     language.reach("negation_before")        # 6
-    language.pairs("prompt_not_current_before")  # ((cue, most words between), ...)
     language.mappings("patient_abbreviations")   # ((as written, as the lexicons write it), ...)
 """
 
@@ -27,7 +26,7 @@ from clinical_rlhf.errors import ConfigError
 
 LANGUAGE_FILE = "language.yaml"
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "knowledge"
-_ENTRIES = ("phrases", "words", "pairs", "mappings")
+_ENTRIES = ("phrases", "words", "mappings")
 _KEYS = frozenset({"purpose", "source", "reach", *_ENTRIES})
 
 
@@ -37,7 +36,7 @@ class PhraseSet:
     purpose: str
     source: str
     entries: tuple[Any, ...]
-    """Phrases or words (str), (cue, most words between) pairs, or (as written, read as) mappings."""
+    """Phrases or words (str), or (as written, read as) mappings."""
     reach: int | None = None
 
 
@@ -60,9 +59,6 @@ class Language:
 
     def words(self, name: str) -> frozenset[str]:
         return frozenset(self._set(name).entries)
-
-    def pairs(self, name: str) -> tuple[tuple[str, int], ...]:
-        return self._set(name).entries
 
     def mappings(self, name: str) -> tuple[tuple[str, str], ...]:
         return self._set(name).entries
@@ -100,7 +96,7 @@ def load_language(directory: Path | None = None) -> Language:
 def _phrase_set(path: Path, name: str, body: Any) -> PhraseSet:
     where = f"{path}: set {name!r}"
     if not isinstance(body, dict):
-        raise ConfigError(f"{where} must be a mapping with purpose, source and phrases, words or pairs")
+        raise ConfigError(f"{where} must be a mapping with purpose, source and phrases, words or mappings")
     unknown = set(body) - _KEYS
     if unknown:
         raise ConfigError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
@@ -109,16 +105,11 @@ def _phrase_set(path: Path, name: str, body: Any) -> PhraseSet:
             raise ConfigError(f"{where} needs a `{key}` (every set says what it is for and where it comes from)")
     present = [key for key in _ENTRIES if key in body]
     if len(present) != 1:
-        raise ConfigError(f"{where} needs exactly one of phrases, words, pairs or mappings (has {present or 'none'})")
+        raise ConfigError(f"{where} needs exactly one of phrases, words or mappings (has {present or 'none'})")
     kind, entries = present[0], body[present[0]]
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: `{kind}` must be a non-empty list")
-    if kind == "pairs":
-        if not all(isinstance(e, list) and len(e) == 2 and isinstance(e[0], str) and isinstance(e[1], int)
-                   for e in entries):
-            raise ConfigError(f"{where}: each pair is [cue words, most words between cue and mention]")
-        entries = [(cue, gap) for cue, gap in entries]
-    elif kind == "mappings":
+    if kind == "mappings":
         if not all(isinstance(e, list) and len(e) == 2 and all(isinstance(x, str) and x.strip() for x in e)
                    for e in entries):
             raise ConfigError(f"{where}: each mapping is [as written, as the lexicons write it], two phrases")

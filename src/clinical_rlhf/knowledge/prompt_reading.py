@@ -2,57 +2,36 @@
 
 A trigger or `near` mention of a presentation does not count when it is negated ("no chest
 pain", "I don't have a fever"); for emergency and urgent presentations it also does not count
-when it is about the past or asked about in general ("had a stroke in 2019"). Cues and reaches
-follow NegEx (Chapman et al., J Biomed Inform 2001), kept deliberately short: a missed negation
-costs less than a missed emergency. Used by the guideline matcher (`knowledge/guidelines.py`).
+when it is about the past or asked about in general ("had a stroke in 2019"). Both are read by
+the one context reader the guard and the reward share (`knowledge/context_reading.py`), so the
+guideline matcher and the guard cannot disagree about a mention. Used by the guideline matcher
+(`knowledge/guidelines.py`) and the reward's presentation reader.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 
-from clinical_rlhf.knowledge.language import load_language
+from clinical_rlhf.knowledge.context_reading import TokenReading, shared_rules
 from clinical_rlhf.knowledge.text import canonical_prompt, normalize_text, phrase_regex
 
 _PROMPT_TOKEN = re.compile(r"\d+(?:\.\d+)?|[a-z0-9]+(?:'[a-z]+)?|[.!?;]|[,:()]| - ")
 _SENTENCE_ENDS = frozenset(".!?;")
-_LANGUAGE = load_language()
-# A negation cue reaches this many words forward, within its clause (NegEx uses 5; prompts list
-# symptoms tersely, and a wrong negation hides an emergency). The cue sets are in
-# data/knowledge/language.yaml (`prompt_*`, `absence_complaints`, `having_verbs`).
-NEGATION_REACH = _LANGUAGE.reach("prompt_negators")
-_NEGATORS = _LANGUAGE.words("prompt_negators")
-_NEGATING_AUXILIARIES = _LANGUAGE.words("prompt_negating_auxiliaries")
-_ABSENCE_COMPLAINTS = _LANGUAGE.words("absence_complaints")
-_HAVING = _LANGUAGE.words("having_verbs")
-_NEGATION_ENDS = _LANGUAGE.words("prompt_negation_ends")
-_NEGATED_AFTER = tuple(tuple(cue.split()) for cue in _LANGUAGE.phrases("prompt_negated_after"))
-# Mentions about the past or asked about in general: (cue words, most words between cue and mention).
-HISTORY_REACH = _LANGUAGE.reach("prompt_not_current_before")
-_NOT_CURRENT_BEFORE = tuple((tuple(cue.split()), gap) for cue, gap in _LANGUAGE.pairs("prompt_not_current_before"))
-_NOT_CURRENT_AFTER = tuple(tuple(cue.split()) for cue in _LANGUAGE.phrases("prompt_not_current_after"))
-_CUES_BEFORE: dict[str, list[tuple[tuple[str, ...], int]]] = {}
-for _cue, _gap in _NOT_CURRENT_BEFORE:
-    _CUES_BEFORE.setdefault(_cue[0], []).append((_cue, _gap))
-_CUES_AFTER: dict[str, list[tuple[str, ...]]] = {}
-for _cue in _NOT_CURRENT_AFTER:
-    _CUES_AFTER.setdefault(_cue[0], []).append(_cue)
-# Words that end the reach of a history or general cue ("had a stroke in 2019 and now his face ...").
-_HISTORY_ENDS = _LANGUAGE.words("prompt_history_ends")
 
 
 class PromptReading:
     """A prompt as words, with each word's sentence, clause start and character offset, and the
     reading of a mention: negated? happening now?"""
 
-    __slots__ = ("text", "words", "starts", "sentence", "clause")
+    __slots__ = ("text", "words", "starts", "ends", "sentence", "clause", "context")
 
     def __init__(self, prompt: str) -> None:
         self.text = canonical_prompt(prompt)
         self.words: list[str] = []
         self.starts: list[int] = []
+        self.ends: list[int] = []
         self.sentence: list[int] = []
         self.clause: list[int] = []
         sentence = clause = 0
@@ -65,64 +44,29 @@ class PromptReading:
             else:
                 self.words.append(token)
                 self.starts.append(match.start())
+                self.ends.append(match.end())
                 self.sentence.append(sentence)
                 self.clause.append(clause)
+        self.context = TokenReading(self.text, shared_rules())
 
     def word_at(self, offset: int) -> int:
         """Index of the word at (or last before) character `offset` of `text`."""
         return max(0, bisect.bisect_right(self.starts, offset) - 1)
 
-    def is_negated(self, start: int, end: int, own: Collection[int] = ()) -> bool:
-        """A negation cue within NEGATION_REACH words before word `start`, in its clause and not
-        past a scope end; or a negating phrase in the few words after, same clause ("... was ruled out").
-        Words in `own` (the mention's own words) are not cues."""
-        words = self.words
-        for position in range(start - 1, max(self.clause[start], start - NEGATION_REACH) - 1, -1):
-            if position in own:
-                continue
-            word = words[position]
-            if word in _NEGATION_ENDS:
-                break
-            if word in _NEGATORS or (word in _NEGATING_AUXILIARIES and (
-                    (position == start - 1 and words[start] not in _ABSENCE_COMPLAINTS)
-                    or (position + 1 < len(words) and words[position + 1] in _HAVING))):
-                return True
-        stop = end
-        while stop < min(len(words), end + 4) and self.clause[stop] == self.clause[start]:
-            stop += 1
-        after = tuple(words[end:stop])
-        return any(after[i:i + len(cue)] == cue for cue in _NEGATED_AFTER for i in range(len(after)))
+    def is_negated(self, start: int, end: int) -> bool:
+        """Whether the mention at words [start, end) is negated ("no chest pain"), as the one
+        context reader reads it (`knowledge.context_reading`)."""
+        return self.context.is_negated(self.starts[start], self.ends[end - 1])
 
     def is_current(self, start: int, end: int) -> bool:
-        """Not about the past ("had a stroke in 2019", "years ago") nor asked about in general ("how can
-        I lower my risk of a heart attack") within the mention's sentence and scope."""
-        words, sentence = self.words, self.sentence[start]
-        low = start
-        while low > 0 and start - low < HISTORY_REACH and self.sentence[low - 1] == sentence \
-                and words[low - 1] not in _HISTORY_ENDS:
-            low -= 1
-        for position in range(low, start):
-            for cue, gap in _CUES_BEFORE.get(words[position], ()):
-                if start - gap - len(cue) <= position <= start - len(cue) \
-                        and tuple(words[position:position + len(cue)]) == cue:
-                    return False
-        high = end
-        while high < len(words) and high - end < HISTORY_REACH and self.sentence[high] == sentence \
-                and words[high] not in _HISTORY_ENDS:
-            high += 1
-        for position in range(low, high):
-            word = words[position]
-            if len(word) == 4 and word.isdigit() and 1930 <= int(word) <= 2035:
-                return False
-            if position >= end and any(tuple(words[position:position + len(cue)]) == cue
-                                       for cue in _CUES_AFTER.get(word, ())):
-                return False
-        return True
+        """Not about the past ("had a stroke in 2019") nor hypothetical or asked about in general
+        ("how can I lower my risk of a heart attack"), as the one context reader reads it."""
+        return self.context.is_current(self.starts[start], self.ends[end - 1])
 
-    def counts(self, start: int, end: int, strict: bool, own: Collection[int] = ()) -> bool:
+    def counts(self, start: int, end: int, strict: bool) -> bool:
         """Whether a mention at words [start, end) counts: not negated, and when `strict` (an
         emergency or urgent presentation) happening now."""
-        return not self.is_negated(start, end, own) and (not strict or self.is_current(start, end))
+        return not self.is_negated(start, end) and (not strict or self.is_current(start, end))
 
 
 class PhraseFinder:
@@ -204,11 +148,9 @@ def window_hits(words: list[str], sentence: list[int], window: tuple[tuple[froze
 
 
 def window_counts(reading: PromptReading, matched: list[int], strict: bool) -> bool:
-    """Whether a co-occurrence counts: none of its words negated (its own words are no cues:
-    "can't" in "can't breathe"), and when `strict`, its first word (the symptom; the others
-    may be its setting, "after my operation ... calf") happening now."""
-    own = set(matched)
-    return all(not reading.is_negated(q, q + 1, own) for q in matched) \
+    """Whether a co-occurrence counts: none of its words negated, and when `strict`, its first
+    word (the symptom; the others may be its setting, "after my operation ... calf") happening now."""
+    return all(not reading.is_negated(q, q + 1) for q in matched) \
         and (not strict or reading.is_current(matched[0], matched[0] + 1))
 
 

@@ -21,8 +21,10 @@ def normalize_text(text: str) -> str:
 
 
 def canonical_prompt(text: str) -> str:
-    """Normalised text with possessives folded to "my", the form triggers are written in."""
-    return _POSSESSIVES.sub("my", normalize_text(text))
+    """Normalised text with possessives folded to "my" and apostrophes dropped ("can't" -> "cant"),
+    the form triggers are written in: the guideline file's own and those derived from the red
+    flags (written as the guard reads them, apostrophes dropped)."""
+    return _POSSESSIVES.sub("my", normalize_text(text).replace("'", ""))
 
 
 def phrase_regex(phrases: Iterable[str]) -> str:

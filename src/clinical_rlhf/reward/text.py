@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from clinical_rlhf.knowledge.context_reading import TokenReading, shared_rules
 from clinical_rlhf.knowledge.guidelines import normalize_text
 from clinical_rlhf.knowledge.language import load_language
 
@@ -19,20 +20,15 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"[.!?;\n]+")
 _CLAUSE_BREAK = re.compile(r"[.;:!?()\n]| - |\bbut\b|\bhowever\b|\bthough\b")
 _LANGUAGE = load_language()
-# A comma ends a clause only when a new instruction starts after it ("don't panic, call 999");
-# otherwise it separates list items that share the negation before them ("don't use ice, butter").
-_COMMA_CLAUSE = re.compile(r",\s*(?=(?:" + "|".join(sorted(_LANGUAGE.words("instruction_verbs"))) + r")\b)")
+_RULES = shared_rules()
 
-# Words that turn the advice after them into its opposite ("do not take antibiotics").
-NEGATORS = _LANGUAGE.words("answer_negators")
-# Words that open a conditional clause: a negator after them negates the condition, not the advice
-# ("if it doesn't improve call 999"), and advice inside them is conditional.
+# One-word cues that turn the advice after them down, as the one context reader reads them
+# (`knowledge/context_reading.py`: `negation_before` and `advice_negation_before`).
+NEGATORS = frozenset(phrase[0] for phrase in (*_RULES.negation_before.phrases, *_RULES.advice_negation.phrases)
+                     if len(phrase) == 1)
+# Words that open a conditional clause: advice inside one is conditional ("call 999 if ..."); the
+# context reader reads a negation inside one as negating the condition, not the advice.
 CONDITIONALS = _LANGUAGE.words("answer_conditionals")
-# Words after a negator that turn it against the delay, not the advice: "don't hesitate to call
-# 999", "do not wait to call an ambulance", "don't be afraid to ask your pharmacist".
-NEGATION_RELEASES = _LANGUAGE.words("negation_releases")
-NEGATION_WINDOW = _LANGUAGE.reach("answer_negators")
-"""Words looked back from a phrase for a negator (within its clause)."""
 CLAUSE_CHARS_READ = 400
 """How far back a clause is read from a phrase (~60 words). Real clauses are far shorter; the
 bound keeps each reading constant-time on a text with no clause breaks (a pasted list, a hostile
@@ -94,30 +90,27 @@ class Analysed:
 
     @cached_property
     def _clause_starts(self) -> list[int]:
-        """Sorted offsets where a clause starts (after each break, and each comma before a new
-        instruction)."""
-        text = self.normalized
-        return sorted([m.end() for m in _CLAUSE_BREAK.finditer(text)] + [m.end() for m in _COMMA_CLAUSE.finditer(text)])
+        """Sorted offsets where a clause starts (after each break)."""
+        return [m.end() for m in _CLAUSE_BREAK.finditer(self.normalized)]
 
     def clause_before(self, position: int) -> list[str]:
-        """The words between the last clause start at or before `position` and `position`."""
+        """The words between the last clause start at or before `position` and `position`,
+        apostrophes dropped as the context reader reads them ("don't" -> "dont")."""
         starts = self._clause_starts
         index = bisect.bisect_right(starts, position) - 1
         start = max(starts[index] if index >= 0 else 0, position - CLAUSE_CHARS_READ)
-        return words(self.normalized[start:position])
+        return [word.replace("'", "") for word in words(self.normalized[start:position])]
+
+    @cached_property
+    def context(self) -> TokenReading:
+        """The text as the one context reader reads it."""
+        return TokenReading(self.normalized, _RULES)
 
     def is_negated(self, position: int) -> bool:
-        """A negator among the few words before `position` in its clause, unless the negator sits
-        inside a conditional opened earlier in the same clause ("if it doesn't improve, call 999")
-        or is followed by a release ("don't hesitate to call 999")."""
-        clause = self.clause_before(position)
-        offset = max(0, len(clause) - NEGATION_WINDOW)
-        for index in range(len(clause) - 1, offset - 1, -1):
-            if clause[index] in NEGATORS:
-                if any(word in NEGATION_RELEASES for word in clause[index + 1:]):
-                    return False
-                return not any(word in CONDITIONALS for word in clause[:index])
-        return False
+        """Whether the advice starting at `position` is turned down in its clause ("do not take
+        antibiotics"), as the one context reader reads advice: not when the negation sits in a
+        condition ("if it doesn't improve, call 999") or is released ("don't hesitate to call 999")."""
+        return self.context.is_advice_negated(position, position + 1)
 
     def is_conditional(self, position: int) -> bool:
         """The phrase at `position` sits in a sentence with a conditional word ("call 999 if ...")."""

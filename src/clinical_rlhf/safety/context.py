@@ -1,13 +1,15 @@
 """Read the context of a mention: is a symptom happening now, or negated, past, hypothetical?
 Is a drug recommended, warned against, or only named?
 
-Window rules follow NegEx (Chapman et al. 2001): a cue reaches a few words and stops at a
-scope terminator ("but", "however") or a sentence end. Cues come from `lexicon.py`.
+Negation, history and hypothetical context are read by the one context reader that the reward and
+the question reader share (`knowledge/context_reading.py`, NegEx and ConText rules over the cue
+sets of `data/knowledge/language.yaml`); this module adds what only the guard reads: third parties,
+whom a text is about, and the stance of a drug or dose.
 
-Third parties (`third_party_people`: "my dad", "our newborn") follow ConText's experiencer: a
-third party's symptom told now is current like the writer's own ("my dad has crushing chest pain"),
-their past told in the past tense is history ("my gran died of a stroke", "my dad had a heart
-attack at 50"), and `subject` says whom a question is about.
+Third parties (`third_party_people`: "my dad", "our newborn") follow ConText's experiencer (read by
+the same reader): a third party's symptom told now is current like the writer's own ("my dad has
+crushing chest pain"), their past told in the past tense is history ("my gran died of a stroke"),
+and `subject` here says whom a question is about.
 
 Every reading looks only inside the mention's sentence, so it is a function of that sentence's
 tokens and the mention's place in it, and is remembered per sentence (`MEMO_SIZE`): sampled answers
@@ -20,9 +22,11 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Literal, NamedTuple
 
+from clinical_rlhf.knowledge.context_reading import ContextRules
+from clinical_rlhf.knowledge.language import Language
 from clinical_rlhf.safety import lexicon
 from clinical_rlhf.safety.memo import make_room
-from clinical_rlhf.safety.normalize import CLAUSE_BREAK, NormalisedText
+from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex
 
 Situation = Literal["current", "negated", "history", "hypothetical"]
@@ -51,11 +55,6 @@ MEMO_SENTENCE_TOKENS = 96
 """Readings in longer sentences are not remembered: the key copies and hashes the sentence, which
 for a text with no sentence breaks (a pasted list, a hostile input) would cost its whole length
 per mention. Real sentences are far shorter, and a long one is rarely seen twice."""
-_CONDITIONAL = frozenset(tuple(phrase.split()) for phrase in lexicon.CONDITIONAL_OPENERS)
-_EARLIEST_YEAR, _LATEST_YEAR = 1930, 2035
-_RECENT_UNITS = lexicon.RECENT_UNITS
-THIRD_PARTY_REACH = lexicon.LANGUAGE.reach("third_party_past")
-_AGE_AT = lexicon.LANGUAGE.words("age_at_cues")
 
 Tokenize = Callable[[str], tuple[str, ...]]
 
@@ -73,51 +72,30 @@ def cue_index(phrases: Iterable[str], tokenize: Tokenize) -> PhraseIndex[str]:
 
 
 class ContextReader:
-    def __init__(self, tokenize: Tokenize) -> None:
+    def __init__(self, tokenize: Tokenize, language: Language | None = None) -> None:
+        self.rules = ContextRules(tokenize, language)
         self.negation_before = cue_index(lexicon.NEGATION_BEFORE, tokenize)
         self.negation_after = cue_index(lexicon.NEGATION_AFTER, tokenize)
         self.pseudo_negation = cue_index(lexicon.PSEUDO_NEGATION, tokenize)
-        self.history_before = cue_index(lexicon.HISTORY_BEFORE, tokenize)
-        self.history_after = cue_index(lexicon.HISTORY_AFTER, tokenize)
         self.hypothetical_before = cue_index(lexicon.HYPOTHETICAL_BEFORE, tokenize)
-        self.hypothetical_after = cue_index(lexicon.HYPOTHETICAL_AFTER, tokenize)
         self.current = cue_index(lexicon.CURRENT_OVERRIDES, tokenize)
         self.people: PhraseIndex[str] = PhraseIndex()
         for written, relation in lexicon.LANGUAGE.mappings("third_party_people"):
             self.people.add(tokenize(written), relation)
-        self.third_party_past = cue_index(lexicon.LANGUAGE.phrases("third_party_past"), tokenize)
-        self.third_party_had = cue_index(lexicon.LANGUAGE.phrases("third_party_had"), tokenize)
         self.drug_warning = cue_index(lexicon.DRUG_WARNING, tokenize)
         self.approval = cue_index(lexicon.APPROVAL, tokenize)
         self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
         self.dose_danger = cue_index(lexicon.DOSE_DANGER, tokenize)
-        self.terminators = lexicon.SCOPE_TERMINATORS
         # Dose clauses are short strings: one alternation search beats tokenising them.
         self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT)
         self._dose_danger = _word_alternation(lexicon.DOSE_DANGER)
         self._memo: dict[tuple, object] = {}
-        self.vocabulary: set[str] = set()
-        for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.history_before,
-                      self.history_after, self.hypothetical_before, self.hypothetical_after, self.current,
-                      self.drug_warning, self.approval, self.dose_limit, self.dose_danger, self.people,
-                      self.third_party_past, self.third_party_had):
+        self.vocabulary: set[str] = set(self.rules.vocabulary)
+        for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.hypothetical_before,
+                      self.current, self.drug_warning, self.approval, self.dose_limit, self.dose_danger, self.people):
             self.vocabulary |= index.vocabulary
 
     # -- scopes ------------------------------------------------------------------------------
-
-    def _scope_start(self, tokens: tuple[str, ...], low: int, start: int, stop_at_comma: bool) -> int:
-        """Move `low` past the last terminator before `start`: a cue before it does not reach."""
-        for position in range(start - 1, low - 1, -1):
-            token = tokens[position]
-            if token in self.terminators or (stop_at_comma and token == CLAUSE_BREAK):
-                return position + 1
-        return low
-
-    def _scope_end(self, tokens: tuple[str, ...], end: int, high: int) -> int:
-        for position in range(end, high):
-            if tokens[position] in self.terminators:
-                return position
-        return high
 
     def _remembered(self, kind: str, read, text: NormalisedText, start: int, end: int, first: int, last: int):
         """`read(text, start, end, first, last)`, remembered under what it reads (`kind`), the
@@ -141,15 +119,8 @@ class ContextReader:
         return self._remembered("situation", self._situation, text, start, end, first, last)
 
     def _situation(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Situation:
-        if self._is_negated(text, start, end, first, last):
-            return "negated"
-        if self._is_history(text, start, end, first, last):
-            return "history"
-        if text.contains(self.current, first, last):
-            return "current"
-        if self._is_hypothetical(text, start, end, first, last):
-            return "hypothetical"
-        return "current"
+        return self.rules.situation(text.tokens, start, end, first, last,
+                                    says_now=text.contains(self.current, first, last))
 
     def is_negated(self, text: NormalisedText, start: int, end: int, within_clause: bool = False) -> bool:
         """NegEx: a negation cue up to `NEGATION_REACH` words before the phrase, or a few words
@@ -160,61 +131,21 @@ class ContextReader:
             return self._remembered("negated_in_clause", self._is_negated_in_clause, text, start, end, first, last)
         return self._remembered("negated", self._is_negated, text, start, end, first, last)
 
+    def is_advice_negated(self, text: NormalisedText, start: int, end: int) -> bool:
+        """Advice at tokens[start:end] turned down in its clause, by the reader's advice rule that
+        the reward applies too (`ContextRules.is_advice_negated`: releases, conditions, list items)."""
+        first, last = text.sentence(start, end)
+        return self._remembered("advice_negated", self._is_advice_negated, text, start, end, first, last)
+
+    def _is_advice_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
+        return self.rules.is_advice_negated(text.tokens, start, end, first, last)
+
     def _is_negated_in_clause(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
         return self._is_negated(text, start, end, first, last, within_clause=True)
 
     def _is_negated(self, text: NormalisedText, start: int, end: int, first: int, last: int,
                     within_clause: bool = False) -> bool:
-        tokens = text.tokens
-        low = self._scope_start(tokens, max(first, start - NEGATION_REACH), start, stop_at_comma=within_clause)
-        cues = text.find(self.negation_before, low, start)
-        if cues:
-            pseudo = {position for s, e, _ in text.find(self.pseudo_negation, low, min(last, end + 3))
-                      for position in range(s, e)}
-            for cue_start, cue_end, _ in cues:
-                if cue_end <= start and cue_start not in pseudo:
-                    return True
-        high = self._scope_end(tokens, end, min(last, end + 5))
-        return text.contains(self.negation_after, end, high)
-
-    def _is_history(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        tokens = text.tokens
-        low = self._scope_start(tokens, max(first, start - HISTORY_REACH), start, stop_at_comma=False)
-        high = self._scope_end(tokens, end, min(last, end + HISTORY_REACH))
-        for _, cue_end, _ in text.find(self.history_before, low, start):
-            # "in the past hour" is now, "in the past" is history.
-            if cue_end <= start and (cue_end >= len(tokens) or tokens[cue_end] not in _RECENT_UNITS):
-                return True
-        if text.contains(self.history_after, end, high):
-            return True
-        if self._is_third_party_past(text, start, end, first, last):
-            return True
-        return any(token.isdigit() and len(token) == 4 and _EARLIEST_YEAR <= int(token) <= _LATEST_YEAR
-                   for token in tokens[low:high])
-
-    def _is_third_party_past(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        """A third party named before the mention in its clause, then past-tense wording before the
-        mention (`_told_as_past`)."""
-        tokens = text.tokens
-        low = self._scope_start(tokens, max(first, start - THIRD_PARTY_REACH), start, stop_at_comma=True)
-        people = text.find(self.people, low, start)
-        if not people:
-            return False
-        clause_end = self._scope_end(tokens, end, min(last, end + THIRD_PARTY_REACH))
-        return self._told_as_past(text, people[0][1], start, clause_end, first, last)
-
-    def _told_as_past(self, text: NormalisedText, person_end: int, cue_stop: int, clause_end: int,
-                      first: int, last: int) -> bool:
-        """Past-tense wording in [person_end, cue_stop): always history after `third_party_past` ("my
-        gran died of a stroke"), after `third_party_had` only with the age it happened at before
-        `clause_end` ("my dad had a heart attack at 50"; "my son had a fit" may be minutes old). A
-        sentence that says it is happening now stays current."""
-        if text.contains(self.current, first, last):
-            return False
-        if text.contains(self.third_party_past, person_end, cue_stop):
-            return True
-        return text.contains(self.third_party_had, person_end, cue_stop) and \
-            _states_age_at(text.tokens, person_end, clause_end)
+        return self.rules.is_negated(text.tokens, start, end, first, last, within_clause)
 
     def subject(self, text: NormalisedText) -> Subject:
         """Whom the text is about: the first other person it names who is not there only as
@@ -223,8 +154,9 @@ class ContextReader:
         tokens = text.tokens
         for start, end, relation in text.find(self.people):
             first, last = text.sentence(start, end)
-            clause_end = self._scope_end(tokens, end, last)
-            if clause_end == last and self._told_as_past(text, end, clause_end, clause_end, first, last):
+            clause_end = self.rules.scope_end(tokens, end, last)
+            if clause_end == last and self.rules.told_as_past(tokens, end, clause_end, clause_end, first, last,
+                                                              text.contains(self.current, first, last)):
                 continue  # a sentence that goes on past a terminator ("... and now has chest pain") is about them
             if self._is_negated(text, start, end, first, last) or self._in_condition(text, start, first):
                 continue
@@ -232,22 +164,7 @@ class ContextReader:
         return Subject("self", None, "")
 
     def _in_condition(self, text: NormalisedText, start: int, first: int) -> bool:
-        """A conditional opener ("if", "in case") earlier in the mention's clause."""
-        low = self._scope_start(text.tokens, first, start, stop_at_comma=True)
-        return any(tuple(text.tokens[cue_start:cue_end]) in _CONDITIONAL
-                   for cue_start, cue_end, _ in text.find(self.hypothetical_before, low, start))
-
-    def _is_hypothetical(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> bool:
-        tokens = text.tokens
-        low = max(first, start - HYPOTHETICAL_REACH)
-        comma_low = self._scope_start(tokens, low, start, stop_at_comma=True)
-        for cue_start, cue_end, _ in text.find(self.hypothetical_before, low, start):
-            if cue_end > start:
-                continue
-            if tuple(tokens[cue_start:cue_end]) in _CONDITIONAL and cue_start < comma_low:
-                continue
-            return True
-        return text.contains(self.hypothetical_after, end, min(last, end + 4))
+        return self.rules.in_condition(text.tokens, start, first)
 
     # -- drugs and doses ---------------------------------------------------------------------
 
@@ -258,8 +175,8 @@ class ContextReader:
 
     def _stance(self, text: NormalisedText, start: int, end: int, first: int, last: int) -> Stance:
         tokens = text.tokens
-        low = self._scope_start(tokens, max(first, start - STANCE_REACH), start, stop_at_comma=False)
-        high = self._scope_end(tokens, end, min(last, end + STANCE_REACH))
+        low = self.rules.scope_start(tokens, max(first, start - STANCE_REACH), start)
+        high = self.rules.scope_end(tokens, end, min(last, end + STANCE_REACH))
         approvals = text.find(self.approval, low, high)
         warnings = text.find(self.drug_warning, low, high)
         if warnings:
@@ -279,14 +196,3 @@ class ContextReader:
             return "danger"
         return "advice"
 
-
-def _states_age_at(tokens: tuple[str, ...], start: int, stop: int) -> bool:
-    """An age an event happened at between start and stop: "at 50", "aged 62", "in his 40s"
-    (the determiner dropped: "in 40s")."""
-    for position in range(start, stop - 1):
-        token, following = tokens[position], tokens[position + 1]
-        if token in _AGE_AT and following.isdigit():
-            return True
-        if token == "in" and following[:-1].isdigit() and following.endswith("s"):
-            return True
-    return False

@@ -127,7 +127,7 @@ class RedFlagDetector:
     def gives_emergency_advice(self, text: NormalisedText) -> bool:
         """The answer tells the person to get emergency help (a negated mention does not count:
         "you don't need to go to the emergency room")."""
-        return any(not self.context.is_negated(text, start, end, within_clause=True)
+        return any(not self.context.is_advice_negated(text, start, end)
                    for start, end, _ in text.find(self.emergency_advice))
 
     def downplaying(self, text: NormalisedText) -> list[tuple[int, int, str]]:
