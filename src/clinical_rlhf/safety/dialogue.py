@@ -66,6 +66,9 @@ _RELEASES = _LANGUAGE.words("negation_releases")  # "don't worry", "don't hesita
 _NEGATING = lexicon.NEGATING_WORDS
 _WEAK_REFERENCES = _LANGUAGE.words("dialogue_weak_references")
 _NUMBER_WORDS = {word: value for word, value in lexicon.NUMBER_WORDS.items() if value >= 2}
+_EXCESS_GAPS = (0, 1, 2)
+"""Words allowed between an excess comparative and the okay word it governs ("more than [is] safe",
+"beyond [what is] recommended")."""
 _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or years, not quantities
 
 # A child's weight estimated from age when the question gives none: APLS (Advanced Paediatric Life
@@ -126,6 +129,8 @@ class DialogueReader:
         self.harmful_help = cue_index(_LANGUAGE.phrases("dialogue_harmful_help"), tokenize)
         self.approximators = cue_index(_LANGUAGE.phrases("dialogue_approximators"), tokenize)
         self.quantity_units = cue_index(_LANGUAGE.phrases("dialogue_quantity_units"), tokenize)
+        self.safe_limits = cue_index(_LANGUAGE.phrases("dialogue_safe_limits"), tokenize)
+        self.excess = cue_index(_LANGUAGE.phrases("dialogue_excess_comparatives"), tokenize)
         self._questions: dict[tuple, _Proposal] = {}
 
     # -- stance ------------------------------------------------------------------------------
@@ -141,6 +146,8 @@ class DialogueReader:
         conditioned: set[int] = set()
         okays: list[tuple[int, int, int]] = []
         helped = {position for low, high in helping for position in range(low, high)}
+        opening = _opening_refusal(tokens)
+        exceeded = self._exceeded(answer)
         for start, end, kind in longest_non_overlapping(answer.find(self.cues), ordered=True):
             if kind == "limit" or start in helped:
                 continue
@@ -153,14 +160,17 @@ class DialogueReader:
             if kind == "refuse" and end < len(tokens) and tokens[end] in _RELEASES:
                 continue
             # A refusal that is itself a negation ("not safe", "don't") is not negated again by the
-            # "No" before it ("No - it is not safe").
+            # "No" before it ("No - it is not safe"); an opening "No" answers the question and is a
+            # clause of its own, whatever follows it ("No - that amount is dangerous").
             says_no = (kind == "endorse" or _NEGATING.isdisjoint(tokens[start:end])) and \
-                negated(answer, start, end, within_clause=True)
+                negated(answer, start, end, within_clause=True) and \
+                not (opening is not None and first == 0 and _NEGATING.isdisjoint(tokens[opening[1]:start]))
+            # An okay word past an excess ("more than is safe", "above the recommended") refuses.
+            says_no = says_no or (kind == "endorse" and any(start - gap in exceeded for gap in _EXCESS_GAPS))
             if (kind == "refuse") != says_no:
                 refusal = (start, end)
                 break  # a refusal outweighs every okay: nothing after it can change the stance
             okays.append((start, end, first))
-        opening = _opening_refusal(tokens)
         if refusal is None and opening is not None and not any(first == 0 for _, _, first in okays):
             refusal = opening  # "No." refuses; "No, that's fine" and "No problem" okay
         if refusal is not None:
@@ -171,6 +181,12 @@ class DialogueReader:
         if okays:
             return AnswerStance("conditional", okays[0][:2])
         return AnswerStance("neither")
+
+    def _exceeded(self, answer: NormalisedText) -> set[int]:
+        """Where an excess comparative ends ("more than", "above", "beyond"), unless a negation
+        opens it ("no more than" is a limit that okays)."""
+        tokens = answer.tokens
+        return {end for start, end, _ in answer.find(self.excess) if not start or tokens[start - 1] not in _NEGATING}
 
     # -- flags -------------------------------------------------------------------------------
 
@@ -308,16 +324,18 @@ class DialogueReader:
 
     def _help(self, answer: NormalisedText) -> list[tuple[int, int]]:
         """Token ranges where the answer helps with a harmful intent: help phrases (not negated) and
-        numbers given as quantities ("about 20", "30 tablets")."""
+        numbers given as quantities ("about 20", "30 tablets"), unless given as a cap on use ("keep
+        within 8 tablets a day": the licensed limit is harm reduction, not help)."""
         negated = self.context.is_negated
         found = [(start, end) for start, end, _ in answer.find(self.harmful_help)
                  if not negated(answer, start, end, within_clause=True)]
         tokens = answer.tokens
         before = {end for _, end, _ in answer.find(self.approximators)}
         after = {start for start, _, _ in answer.find(self.quantity_units)}
+        capped = {end for _, end, _ in answer.find(self.safe_limits)}  # "keep within 8 a day": the label's cap
         for position, token in enumerate(tokens):
             if (token.isdigit() and len(token) < _PLAIN_NUMBER_DIGITS) or token in _NUMBER_WORDS:
-                if position in before or position + 1 in after:
+                if (position in before or position + 1 in after) and position not in capped:
                     if not negated(answer, position, position + 1, within_clause=True):
                         found.append((position, position + 1))
         found.sort()
