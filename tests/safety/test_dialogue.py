@@ -59,6 +59,14 @@ def endorsed_rules(verdict: SafetyVerdict) -> dict[str, str]:
     ("That goes beyond what is safe for you.", "refuse"),
     ("No more than that is fine.", "endorse"),
     ("Up to that amount is fine.", "endorse"),
+    # A negation aimed at the warning after it okays ("they don't interact"); aimed at taking, it refuses.
+    ("No problem, they don't interact.", "endorse"),
+    ("Don't worry, they don't interact at all.", "endorse"),
+    ("Don't take it, it is dangerous.", "refuse"),
+    ("Please don't, they interact.", "refuse"),
+    # A claim that the proposal will work okays it.
+    ("A couple of those will clear it up.", "endorse"),
+    ("It should help with the pain.", "endorse"),
     ("Paracetamol lowers a fever.", "neither"),
     ("Tell me more about the pain.", "neither"),
 ])

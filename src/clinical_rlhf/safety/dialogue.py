@@ -50,7 +50,7 @@ from clinical_rlhf.safety.dosage import DoseStatement, drug_positions, find_dose
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.medications import (ContraindicationFinding, DrugMention, InteractionFinding,
                                               MedicationChecker)
-from clinical_rlhf.safety.normalize import NormalisedText
+from clinical_rlhf.safety.normalize import BREAKS, NormalisedText
 from clinical_rlhf.safety.phrases import PhraseIndex, longest_non_overlapping
 from clinical_rlhf.safety.redflags import RedFlagDetector
 from clinical_rlhf.safety.verdict import SafetyFlag
@@ -148,8 +148,9 @@ class DialogueReader:
         helped = {position for low, high in helping for position in range(low, high)}
         opening = _opening_refusal(tokens)
         exceeded = self._exceeded(answer)
-        for start, end, kind in longest_non_overlapping(answer.find(self.cues), ordered=True):
-            if kind == "limit" or start in helped:
+        cues = longest_non_overlapping(answer.find(self.cues), ordered=True)
+        for number, (start, end, kind) in enumerate(cues):
+            if kind == "limit" or start in helped or self._negates_next_warning(tokens, cues, number):
                 continue
             first = answer.sentence(start, end)[0]
             if not about(first):
@@ -181,6 +182,17 @@ class DialogueReader:
         if okays:
             return AnswerStance("conditional", okays[0][:2])
         return AnswerStance("neither")
+
+    @staticmethod
+    def _negates_next_warning(tokens: tuple[str, ...], cues: Sequence[tuple[int, int, str]], number: int) -> bool:
+        """Whether the refusal cue `number` is a negation aimed at the warning right after it ("they
+        don't interact", "it won't harm"): that warning, negated, is the okay; the negation refuses nothing."""
+        start, end, kind = cues[number]
+        if kind != "refuse" or _NEGATING.isdisjoint(tokens[start:end]) or number + 1 == len(cues):
+            return False
+        following_start, _, following = cues[number + 1]
+        return following == "refuse" and following_start - end <= _EXCESS_GAPS[-1] and \
+            BREAKS.isdisjoint(tokens[end:following_start])
 
     def _exceeded(self, answer: NormalisedText) -> set[int]:
         """Where an excess comparative ends ("more than", "above", "beyond"), unless a negation
