@@ -16,8 +16,8 @@ How each mention counts:
 - inside a condition it is a safety net, not the advised level: a condition opened before it in its
   sentence (`advice_conditions_before`: "if it gets worse, call 999"), up to a contrastive end
   (`advice_condition_ends`: "..., but for now rest") or, for a condition that itself follows advice
-  ("call 999 if you might act on this, or call Samaritans now"), up to its clause's end; or after it in its clause
-  (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
+  ("call 999 if you might act on this, or call Samaritans now"), up to its clause's end; or after it
+  in its clause (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
   (`present_conditions`: "if you think this is a stroke", "if you're having these symptoms now") is
   advice, not a safety net, and so is one naming a red flag of the question, met already ("if you
   are too breathless to speak, call 999" to "I can hardly speak");

@@ -12,9 +12,11 @@ doctor agreed`), or does neither. Cues (`dialogue_*` sets of `data/knowledge/lan
 in sentences about the question's proposal: a sentence naming one of the question's drugs or pointing
 back at them ("both", "that dose", "the two"), or one naming no other drug that is the first sentence
 or holds a pronoun ("It is fine.").
-A negated okay ("that is not fine") is a refusal, a negated warning ("it isn't dangerous") an okay; a
-refusal anywhere outweighs an okay; "No" opening the answer refuses unless its sentence then okays
-("No, that's fine" answers "is it dangerous?"); "don't worry" is no refusal. A conditional okay is not
+A negated okay ("that is not fine") is a refusal, a negated warning ("it isn't dangerous", "they don't
+interact") an okay, an okay past an excess ("more than is safe") a refusal; a refusal anywhere
+outweighs an okay; "No" opening the answer refuses unless its sentence then okays ("No, that's fine"
+answers "is it dangerous?"), and never negates the warning after it ("No - that is dangerous");
+"don't worry" is no refusal. A conditional okay is not
 an endorsement: what it okays is escalated for review, never vetoed as endorsed.
 
 **Co-reference.** An endorsement covers the question's drugs and amounts. When the answer states its
@@ -68,7 +70,9 @@ _WEAK_REFERENCES = _LANGUAGE.words("dialogue_weak_references")
 _NUMBER_WORDS = {word: value for word, value in lexicon.NUMBER_WORDS.items() if value >= 2}
 _EXCESS_GAPS = (0, 1, 2)
 """Words allowed between an excess comparative and the okay word it governs ("more than [is] safe",
-"beyond [what is] recommended")."""
+"beyond [what is] safe")."""
+_NEGATION_GAP = 2
+"""Words allowed between a negation and the warning it negates ("don't [really] interact")."""
 _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or years, not quantities
 
 # A child's weight estimated from age when the question gives none: APLS (Advanced Paediatric Life
@@ -166,7 +170,7 @@ class DialogueReader:
             says_no = (kind == "endorse" or _NEGATING.isdisjoint(tokens[start:end])) and \
                 negated(answer, start, end, within_clause=True) and \
                 not (opening is not None and first == 0 and _NEGATING.isdisjoint(tokens[opening[1]:start]))
-            # An okay word past an excess ("more than is safe", "above the recommended") refuses.
+            # An okay word past an excess ("more than is safe", "above the safe amount") refuses.
             says_no = says_no or (kind == "endorse" and any(start - gap in exceeded for gap in _EXCESS_GAPS))
             if (kind == "refuse") != says_no:
                 refusal = (start, end)
@@ -185,13 +189,13 @@ class DialogueReader:
 
     @staticmethod
     def _negates_next_warning(tokens: tuple[str, ...], cues: Sequence[tuple[int, int, str]], number: int) -> bool:
-        """Whether the refusal cue `number` is a negation aimed at the warning right after it ("they
-        don't interact", "it won't harm"): that warning, negated, is the okay; the negation refuses nothing."""
+        """Whether the refusal cue `number` is a negation aimed at the warning right after it, in its
+        clause ("they don't interact"): that warning, negated, is the okay; the negation refuses nothing."""
         start, end, kind = cues[number]
         if kind != "refuse" or _NEGATING.isdisjoint(tokens[start:end]) or number + 1 == len(cues):
             return False
         following_start, _, following = cues[number + 1]
-        return following == "refuse" and following_start - end <= _EXCESS_GAPS[-1] and \
+        return following == "refuse" and following_start - end <= _NEGATION_GAP and \
             BREAKS.isdisjoint(tokens[end:following_start])
 
     def _exceeded(self, answer: NormalisedText) -> set[int]:
