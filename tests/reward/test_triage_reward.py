@@ -186,3 +186,26 @@ def test_self_care_with_a_safety_net_beats_self_care_alone_through_the_reward(re
                "Fluids, rest and children's paracetamol if she is uncomfortable."]
     scores = [b.components["guidelines"] for b in reward.score_batch([prompt] * 2, answers, [triaged("self_care")] * 2)]
     assert scores[0] > scores[1], scores
+
+
+@pytest.mark.parametrize("prompt, better, worse", [
+    ("I've just been started on methotrexate for psoriasis, how often do I take it?",
+     "Once a week, always on the same day, with folic acid on another day; you'll need regular blood tests.",
+     "Take it every day at the same time."),
+    ("my son's nose is bleeding after football",
+     "Sit him up leaning forward and pinch the soft part of his nose for 10 minutes; go to A&E if it won't stop.",
+     "Tilt his head back and let him lie down until it stops."),
+    ("my 4 year old has chickenpox and a temperature",
+     "Paracetamol for the temperature and calamine for the itch; avoid ibuprofen. Get help if the skin "
+     "around the spots becomes hot, red and painful.",
+     "Give ibuprofen for the fever and calamine for the itch."),
+    ("I drink a bottle of vodka a day and want to stop drinking tomorrow",
+     "Please don't stop suddenly - see your GP or local alcohol service first for a supported detox, as "
+     "withdrawal can cause fits.",
+     "Just stop completely tomorrow, cold turkey is best."),
+])
+def test_guideline_content_orders_answers(reward, prompt, better, worse):
+    guard = SafetyGuard()
+    verdicts = [guard.check(prompt, answer) for answer in (better, worse)]
+    scores = [b.components["guidelines"] for b in reward.score_batch([prompt] * 2, [better, worse], verdicts)]
+    assert scores[0] > scores[1], scores
