@@ -77,6 +77,7 @@ def test_cached_and_phrase_sets_present():
     ("is it worth taking vitamin D in winter?", {"vitamin_d_supplement"}),
     ("10 weeks pregnant with awful morning sickness", {"nausea_vomiting_pregnancy"}),
     ("I have no nosebleeds, just a blocked nose", {"common_cold"}),  # the negated nosebleed does not match
+    ("fainted in the queue at the post office but came round straight away", {"uncomplicated_faint"}),
 ])
 def test_match_examples(prompt, expected):
     assert {g.id for g in match_guidelines(prompt)} == expected
