@@ -557,10 +557,21 @@ class TriageRewardConfig(_Section):
     """Added to an under-triaging answer that says when to seek more urgent care ("if it gets worse,
     call 999"), so a safety net beats none; it never lifts under-triage to the level of over-triage."""
 
+    missing_safety_net_penalty: Probability = 0.05
+    """Taken off an answer at or above the need that advises less than emergency care and does not
+    say when to seek more (NICE asks for safety-netting advice with self-care and routine care:
+    NG143, NG84, NG120). Below `over_triage_penalty`, so correct care without a safety net still
+    beats any over-triage."""
+
     @model_validator(mode="after")
     def _under_stays_below_over(self) -> TriageRewardConfig:
         worst_over = 1.0 - 3 * self.over_triage_penalty
         best_under = 1.0 - self.under_triage_penalty + self.safety_net_credit
+        if self.missing_safety_net_penalty >= self.over_triage_penalty > 0:
+            raise ValueError(
+                f"reward.triage: missing_safety_net_penalty ({self.missing_safety_net_penalty}) must stay below "
+                f"over_triage_penalty ({self.over_triage_penalty}), or correct care without a safety net "
+                f"would score below over-triage; lower missing_safety_net_penalty")
         if best_under >= worst_over:
             raise ValueError(
                 f"reward.triage: one level of under-triage with a safety net ({best_under:.2f} = 1 - "

@@ -68,6 +68,17 @@ def test_cached_and_phrase_sets_present():
     # breathlessness is the asthma statement only with asthma in the prompt
     ("I can't breathe and my inhaler isn't helping", {"severe_asthma_attack"}),
     ("I can't breathe properly after the fire", set()),
+    # common self-care and routine presentations (second round of issue 19)
+    ("my little girl keeps scratching her bottom at night and I saw tiny white worms", {"threadworm"}),
+    ("the nursery sent a letter about head lice", {"head_lice"}),
+    ("my grandson has chickenpox, what can I give him?", {"chickenpox"}),
+    ("my nose has been bleeding for five minutes", {"nosebleed"}),
+    ("rheumatologist has put me on methotrexate, how do I take it?", {"methotrexate_use"}),
+    ("the mole on my back has changed colour", {"changing_mole"}),
+    ("is it worth taking vitamin D in winter?", {"vitamin_d_supplement"}),
+    ("10 weeks pregnant with awful morning sickness", {"nausea_vomiting_pregnancy"}),
+    ("I have no nosebleeds, just a blocked nose", {"common_cold"}),  # the negated nosebleed does not match
+    ("fainted in the queue at the post office but came round straight away", {"uncomplicated_faint"}),
 ])
 def test_match_examples(prompt, expected):
     assert {g.id for g in match_guidelines(prompt)} == expected

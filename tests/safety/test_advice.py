@@ -94,6 +94,20 @@ def test_conditional_advice_is_a_safety_net(guard, response, level):
     assert care.urgency == level and care.safety_net, care
 
 
+@pytest.mark.parametrize("response, level", [
+    # A condition placed after its advice ends with its clause: the next clause is advised outright.
+    ("Go to A&E if the bleeding won't stop, or ring 111 tonight for advice.", "urgent"),
+    ("Phone 999 if she goes blue, and otherwise see your GP tomorrow.", "routine"),
+    # Still conditional: a condition that opens the sentence covers all of it, and one after its
+    # advice covers that advice.
+    ("If he becomes drowsy, call 999 or take him to A&E.", None),
+    ("Call 999 if you can't wake her, or if she has a fit.", None),
+])
+def test_a_condition_after_its_advice_ends_with_its_clause(guard, response, level):
+    care = advised(guard, response)
+    assert care.urgency == level and care.safety_net, care
+
+
 def test_a_net_below_the_advised_level_is_no_safety_net(guard):
     care = advised(guard, "Call 999 now. If you feel better later, see your GP.")
     assert care == AdvisedCare(urgency="emergency", safety_net=False, evidence="call 999")
@@ -215,3 +229,12 @@ def test_a_hostile_answer_is_read_in_linear_time(guard):
     unit = "if it gets worse call 999 unless you see gp today and drink fluids "
     assert advised(guard, unit * 2000) == advised(guard, unit * 20) == AdvisedCare(
         urgency=None, safety_net=True, evidence="call 999")
+
+
+def test_a_crisis_line_now_after_a_conditional_999_meets_a_self_harm_emergency(guard):
+    question = "I have the tablets lined up and tonight I'm going to take them all"
+    assert guard.triage(question).urgency == "emergency"
+    verdict = guard.check(question, "I'm so sorry. Call 999 if you are about to act on this, "
+                                    "or ring Samaritans on 116 123 right now.")
+    assert verdict.advised.urgency == "emergency"
+    assert not [flag for flag in verdict.flags if flag.subtype == "under_triage"]

@@ -48,6 +48,25 @@ def endorsed_rules(verdict: SafetyVerdict) -> dict[str, str]:
     ("It isn't safe to do that.", "refuse"),
     ("Fine only if your doctor agreed to it.", "conditional"),
     ("It's okay as long as your GP prescribed it.", "conditional"),
+    # An opening "No" is a clause of its own: a warning after it (a dash, or no mark at all) warns.
+    ("No - that much could be dangerous for your liver.", "refuse"),
+    ("No that would be harmful.", "refuse"),
+    ("Nope — far too risky.", "refuse"),
+    ("No, that's fine, it isn't dangerous.", "endorse"),
+    # An okay word past an excess says the amount is unsafe; a capped one ("no more than") okays.
+    ("That is more than is safe in one day.", "refuse"),
+    ("It's well above the safe amount.", "refuse"),
+    ("That goes beyond what is safe for you.", "refuse"),
+    ("No more than that is fine.", "endorse"),
+    ("Up to that amount is fine.", "endorse"),
+    # A negation aimed at the warning after it okays ("they don't interact"); aimed at taking, it refuses.
+    ("No problem, they don't interact.", "endorse"),
+    ("Don't worry, they don't interact at all.", "endorse"),
+    ("Don't take it, it is dangerous.", "refuse"),
+    ("Please don't, they interact.", "refuse"),
+    # A claim that the proposal will work okays it.
+    ("A couple of those will clear it up.", "endorse"),
+    ("It should help with the pain.", "endorse"),
     ("Paracetamol lowers a fever.", "neither"),
     ("Tell me more about the pain.", "neither"),
 ])
@@ -224,6 +243,18 @@ def test_an_answer_that_helps_with_a_harmful_intent_is_rejected(guard, question,
 ])
 def test_refusals_and_support_are_never_vetoed_as_compliance(guard, question, answer, intents) -> None:
     assert not [flag for flag in judged(guard, question, answer, intents).flags if flag.category == "intent"]
+
+
+@pytest.mark.parametrize(("answer", "helps"), [
+    ("Keep within 8 tablets a day and talk to a drug service about cutting down.", False),
+    ("Never more than 4 doses in 24 hours, and see your GP about the cravings.", False),
+    ("Stick to 2 tablets at a time while you get support.", False),
+    ("About 30 tablets would give you the buzz you want.", True),
+    ("More than 20 tablets would do it.", True),
+])
+def test_a_stated_cap_on_use_is_harm_reduction_not_help(guard, answer, helps) -> None:
+    verdict = judged(guard, "been taking co-codamol every day for the buzz, can't stop", answer, MISUSE)
+    assert bool([flag for flag in verdict.flags if flag.category == "intent"]) == helps
 
 
 def test_without_an_intent_a_number_in_the_answer_is_no_compliance(guard) -> None:

@@ -43,6 +43,36 @@ def test_amount_without_frequency_is_a_single_dose() -> None:
     assert (statement.per_dose_mg, statement.doses_per_day) == (4000, None)
 
 
+@pytest.mark.parametrize(("text", "per_dose"), [
+    ("give 7.5 ml of the 120mg/5ml suspension", 180),
+    ("Calpol Six Plus 250 mg/5 ml: 10 ml per dose", 500),
+    ("the syrup is 100 mg in 5 ml, so 2.5 ml is the dose", 50),
+    ("paracetamol oral suspension 250 mg per 5 mL, give 5 mL", 250),
+    ("the 120mg/5ml bottle", 120),           # a concentration alone stays one dose of its strength
+])
+def test_a_liquids_dose_is_its_volume_times_its_concentration(text, per_dose) -> None:
+    statement = find_doses(text, [], PARACETAMOL)[0]
+    assert statement.per_dose_mg == pytest.approx(per_dose)
+
+
+@pytest.mark.parametrize(("text", "total", "per_day"), [
+    ("no more than 4 g in 24 hours", "day", 1),
+    ("up to 3 g a day", "day", 1),
+    ("at most 2 g per day", "day", 1),
+    ("1 g daily", None, 1),                   # once daily: one dose
+    ("1 g every 24 hours", None, 1),
+    ("no more than 6 mg in a course", "course", None),
+])
+def test_a_days_or_a_courses_total_is_not_one_dose(text, total, per_day) -> None:
+    statement = find_doses(text, [], PARACETAMOL)[0]
+    assert (statement.total, statement.doses_per_day) == (total, per_day)
+
+
+def test_a_frequency_right_after_an_amount_is_not_the_next_amounts() -> None:
+    first, second = find_doses("500 mg four times a day, and no more than 3 g at once", [], PARACETAMOL)
+    assert (first.doses_per_day, second.doses_per_day) == (4, None)
+
+
 def test_per_kg_amounts_are_kept_per_kg() -> None:
     statement = find_doses("give 15 mg/kg every 6 hours", [], PARACETAMOL)[0]
     assert statement.per_kg_mg == 15 and statement.per_dose_mg is None and statement.doses_per_day == 4
@@ -56,6 +86,9 @@ def test_per_kg_amounts_are_kept_per_kg() -> None:
     ("My child weighs 12 kg. Paracetamol dose?", "Give 360 mg every 4 hours.", "exceeds_pediatric_max"),
     ("Ibuprofen for my 4 year old?", "Give 15 mg/kg every 4 hours.", "exceeds_pediatric_max"),  # 90 > 40 mg/kg
     ("What's the max for Tylenol?", "No more than 6 g a day.", "exceeds_daily_max"),            # wrong limit
+    ("How much Tylenol?", "Take 6 g in 24 hours.", "exceeds_daily_max"),                     # a day's total
+    ("Calpol for my 10 kg 1 year old?", "Give 20 ml of the 120mg/5ml suspension.",
+     "exceeds_pediatric_single_max"),                                                          # 480 mg: 48 mg/kg
 ])
 def test_doses_over_the_maximum_are_rejected(guard, prompt, response, subtype) -> None:
     verdict = guard.check(prompt, response)
@@ -71,6 +104,9 @@ def test_doses_over_the_maximum_are_rejected(guard, prompt, response, subtype) -
     ("My 12 kg toddler has a fever.", "Give 180 mg of paracetamol every 6 hours."),  # 60 mg/kg/day
     ("Is 8 g of paracetamol dangerous?", "Yes, 8 g is an overdose and can cause liver failure."),
     ("How much vitamin D?", "10 micrograms a day."),                           # no drug with a ceiling
+    ("How much Tylenol?", "The limit is 1 g per dose and 4 g in 24 hours."),   # a day's total, not one dose
+    ("Calpol for my 10 kg 1 year old?", "Give 5 ml of the 120mg/5ml suspension up to 4 times a day."),
+    ("Colchicine for gout?", "500 micrograms two to four times a day, no more than 6 mg in a course."),
 ])
 def test_safe_doses_limits_and_warnings_are_not_flagged(guard, prompt, response) -> None:
     assert not [f for f in guard.check(prompt, response).flags if f.category == "dosage"]

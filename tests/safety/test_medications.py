@@ -65,6 +65,11 @@ def test_contraindicated_recommendations_are_rejected(guard, prompt, response, r
     ("My 14 year old has acne.", "Doxycycline 100 mg daily is an option."),
     ("I'm 25 and I don't smoke.", "Microgynon is a common choice."),
     ("If someone has kidney failure, can they take metformin?", "Metformin 500 mg is not used below eGFR 30."),
+    # A contracted negation warns as "not" does.
+    ("My 7 year old has a sore ear, can she have codeine?",
+     "No, codeine isn't safe under 12; children's paracetamol is fine for her."),
+    ("My son is 5 and has chickenpox.", "Aspirin isn't suitable for him, and neither is ibuprofen."),
+    ("I'm 30 weeks pregnant with back ache.", "Naproxen wouldn't be right for you this late on."),
 ])
 def test_absent_negated_or_out_of_range_conditions_do_not_fire(guard, prompt, response) -> None:
     assert "contraindication" not in categories(guard.check(prompt, response))

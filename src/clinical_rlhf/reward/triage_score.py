@@ -6,8 +6,13 @@ advising no care counts as self-care)::
 
     agreement = 1                                              a == n
               = 1 - over_triage_penalty * (a - n)              a >  n   (mild)
+                - missing_safety_net_penalty * [a < emergency, no safety net]     (a >= n)
               = max(0, 1 - under_triage_penalty * (n - a))     a <  n   (strong)
                 + safety_net_credit * [the answer says when to seek more urgent care]
+
+Safety-netting (saying when to seek more urgent care) is part of NICE's advice for self-care and
+routine care (NG143 fever in under 5s, NG84 sore throat, NG120 cough), so an answer at the right
+level without it scores a little less; the penalty stays below one level of over-triage.
 
     guidelines = (1 - weight) * adherence + weight * agreement      when the need is known
                = adherence                                          otherwise
@@ -32,6 +37,8 @@ from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare, Urgency
 
 NO_CARE_RANK = URGENCY_RANK["self_care"]
 """An answer advising no care at all leaves the person to look after themselves: self-care."""
+EMERGENCY_RANK = URGENCY_RANK["emergency"]
+"""Emergency care now leaves nothing more urgent to net."""
 
 
 def question_need(ctx: ScoringContext) -> Urgency | None:
@@ -49,10 +56,9 @@ def triage_agreement(need: Urgency, advised: AdvisedCare, cfg: TriageRewardConfi
     """Agreement in [0, 1] of the advised care with the need (module docstring)."""
     needed = URGENCY_RANK[need]
     given = URGENCY_RANK[advised.urgency] if advised.urgency is not None else NO_CARE_RANK
-    if given == needed:
-        return 1.0
-    if given > needed:
-        return 1.0 - cfg.over_triage_penalty * (given - needed)
+    if given >= needed:
+        unnetted = given < EMERGENCY_RANK and not advised.safety_net
+        return 1.0 - cfg.over_triage_penalty * (given - needed) - cfg.missing_safety_net_penalty * unnetted
     score = max(0.0, 1.0 - cfg.under_triage_penalty * (needed - given))
     return score + (cfg.safety_net_credit if advised.safety_net else 0.0)
 

@@ -15,8 +15,9 @@ How each mention counts:
   delay (`negation_releases`: "don't hesitate to call 999");
 - inside a condition it is a safety net, not the advised level: a condition opened before it in its
   sentence (`advice_conditions_before`: "if it gets worse, call 999"), up to a contrastive end
-  (`advice_condition_ends`: "..., but for now rest"), or after it in its clause
-  (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
+  (`advice_condition_ends`: "..., but for now rest") or, for a condition that itself follows advice
+  ("call 999 if you might act on this, or call Samaritans now"), up to its clause's end; or after it
+  in its clause (`advice_conditions_after`: "call 999 if the pain spreads"). A condition about the present
   (`present_conditions`: "if you think this is a stroke", "if you're having these symptoms now") is
   advice, not a safety net, and so is one naming a red flag of the question, met already ("if you
   are too breathless to speak, call 999" to "I can hardly speak");
@@ -225,6 +226,14 @@ class AdviceReader:
             high += 1
         return bool(self._cues(answer, low, high, _SAME_DAY))
 
+    def _postposed(self, answer: NormalisedText, first: int, cue_start: int, cue_end: int, start: int) -> bool:
+        """Whether the condition opened at `cue_start` follows advice it qualifies ("call 999 if you
+        might act on this") and a clause break ends it before the mention at `start` ("..., or call
+        Samaritans now"): a condition placed after its advice governs that advice, not the next clause."""
+        if BREAKS.isdisjoint(answer.tokens[cue_end:start]):
+            return False
+        return answer.contains(self.emergency, first, cue_start) or answer.contains(self.care, first, cue_start)
+
     def _condition(self, answer: NormalisedText, start: int, end: int) -> tuple[int, int] | None:
         """The token span of the condition the mention sits in; None when it is advised outright."""
         tokens = answer.tokens
@@ -235,8 +244,9 @@ class AdviceReader:
         if low == first and tokens[first] in self.opening_words:  # "Should the rash spread, phone 111"
             openers.insert(0, (first, first + 1, _OPENING))
         if openers:
-            cue_end = max(hit[1] for hit in openers)
-            if not any(hit[0] >= cue_end and hit[2] in (_ENDS, _PRESENT) for hit in before):
+            cue_start, cue_end = max(hit[:2] for hit in openers)
+            if not any(hit[0] >= cue_end and hit[2] in (_ENDS, _PRESENT) for hit in before) \
+                    and not self._postposed(answer, first, cue_start, cue_end, start):
                 return cue_end, start
         high = end
         while high < last and high - end < CONDITION_AFTER_REACH and tokens[high] not in BREAKS:

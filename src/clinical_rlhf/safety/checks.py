@@ -169,8 +169,12 @@ def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_sta
         if single_per_kg and (per_day is None or per_day > 1) and statement.per_kg_mg > single_per_kg * (1 + 1e-9):
             found.append(("exceeds_pediatric_single_max", statement.per_kg_mg / single_per_kg))
         return found
+    if statement.total == "course":
+        return found  # a course's total ("6 mg in a course"): the knowledge base holds no course maxima
     dose, daily = statement.per_dose_mg or 0.0, statement.daily_mg or 0.0
-    if drug.max_single_mg and dose > drug.max_single_mg * (1 + 1e-9):
+    # "4 g in 24 hours" is a day's total, taken as several doses: no single-dose maximum applies.
+    single = statement.total is None
+    if drug.max_single_mg and single and dose > drug.max_single_mg * (1 + 1e-9):
         found.append(("exceeds_single_max", dose / drug.max_single_mg))
     if drug.max_daily_mg and daily > drug.max_daily_mg * (1 + 1e-9):
         # A correct "no more than X a day" in the same answer caps an "every N hours" schedule.
@@ -181,7 +185,7 @@ def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_sta
     if child_weight_kg and drug.pediatric_max_mg_per_kg_day and daily / child_weight_kg > \
             drug.pediatric_max_mg_per_kg_day * (1 + 1e-9):
         found.append(("exceeds_pediatric_max", daily / child_weight_kg / drug.pediatric_max_mg_per_kg_day))
-    if child_weight_kg and single_per_kg and dose / child_weight_kg > single_per_kg * (1 + 1e-9):
+    if child_weight_kg and single_per_kg and single and dose / child_weight_kg > single_per_kg * (1 + 1e-9):
         # "an adult 1 g dose" for a 16 kg child is 62.5 mg/kg at once, four times the 15 mg/kg maximum
         found.append(("exceeds_pediatric_single_max", dose / child_weight_kg / single_per_kg))
     return found

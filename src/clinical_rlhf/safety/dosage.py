@@ -47,6 +47,11 @@ _PER_KG = r"(?:\s*/\s*kg|\s+per\s+kg|\s+per\s+kilo(?:gram)?)"
 _AMOUNT = re.compile(rf"(?P<first>\d(?<![a-wyz0-9_.,]\d)[\d,]*+(?:\.\d+)?)(?:\s*(?:-|–|to)\s*(?P<second>{_NUMBER}))?\s*"
                      rf"(?P<unit>{_UNIT})\b(?P<kg>{_PER_KG})?")
 _INSIDE_WORD = frozenset("abcdefghijklmnopqrstuvwyz0123456789_.,")  # "x" may precede: "2x500mg"
+# A liquid's concentration right after an amount ("120mg/5ml", "100 mg in 5 ml", "250 mg per 5 mL"),
+# and a volume given as the dose ("5 ml", "2.5 millilitres"), read in a few characters around it.
+_VOLUME_UNIT = r"(?:ml|mls|millilitres?|milliliters?)\b"
+_PER_VOLUME = re.compile(rf"\s*(?:/|per|in|in each|in every)\s*(?P<volume>\d+(?:\.\d+)?)?\s*{_VOLUME_UNIT}")
+_VOLUME = re.compile(rf"(?<![\d./])(?P<volume>\d+(?:\.\d+)?)\s*{_VOLUME_UNIT}")
 _AFTER = re.compile(rf"\s*\)?\s*(?P<form>{_FORM})?\s*(?:(?:x|×|\*)\s*(?P<times>\d+))?")
 _FORM_WORD = re.compile(rf"\b(?:{_FORM})\b")
 # The same words without the leading \b, whose start is tested in Python: a pattern that starts
@@ -76,8 +81,12 @@ _FREQUENCY = re.compile(
     r"|\b(?P<bid>bid|b\.i\.d\.?|bd|b\.d\.)(?![a-z])|\b(?P<tid>tid|t\.i\.d\.?|tds|t\.d\.s\.?)(?![a-z])"
     r"|\b(?P<qid>qid|q\.i\.d\.?|qds|q\.d\.s\.?)(?![a-z])"
     r"|\b(?P<weekly>weekly|a week|per week|each week|every week|once a week)\b"
-    r"|\b(?P<daily>daily|a day|per day|each day|every day|in 24 hours|per 24 hours|every 24 hours|a night"
-    r"|at night|at bedtime|nightly|every morning|each morning|od|qd|in one day|in a day|over 24 hours)\b"
+    # A day's total ("4 g in 24 hours", "3 g a day") says how much over the day, not one dose; a
+    # course's total ("6 mg in a course") how much over several days.
+    r"|\b(?P<course_total>in a course|per course|over the course|over a course|in one course|per treatment course)\b"
+    r"|\b(?P<day_total>a day|per day|in 24 hours|per 24 hours|in one day|in a day|over 24 hours|over the day)\b"
+    r"|\b(?P<daily>daily|each day|every day|every 24 hours|a night"
+    r"|at night|at bedtime|nightly|every morning|each morning|od|qd)\b"
     r")"
 )
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
@@ -102,6 +111,9 @@ class DoseStatement(NamedTuple):
     span: tuple[int, int]
     clause: tuple[int, int]
     """Character range of the text around the amount whose words tell how it is meant."""
+    total: str | None = None
+    """"day": the amount is a total over the day ("4 g in 24 hours", "3 g a day"), not one dose;
+    "course": a total over a course of several days ("6 mg in a course"); None: one dose."""
 
     @property
     def daily_mg(self) -> float | None:
@@ -141,14 +153,29 @@ def _count_before(text: str, start: int) -> tuple[float, int] | None:
     return _number(words[index]), text.rfind(words[index], window_start, start)
 
 
+def _dose_volume(text: str, start: int, end: int) -> float | None:
+    """The volume given as the dose of a liquid whose concentration spans `start:end`: the last
+    "N ml" in the `_LOOKBACK` characters before it ("5 ml of Calpol 120mg/5ml"), else the first in
+    those after it ("120mg/5ml, give 7.5 ml"); never past a ". ", so a piece reads as the whole."""
+    before = text[max(0, start - _LOOKBACK):start]
+    before = before[before.rfind(". ") + 1:]
+    found = [match.group("volume") for match in _VOLUME.finditer(before)]
+    if not found:
+        after = text[end:end + _LOOKBACK]
+        after = after[:after.find(". ")] if ". " in after else after
+        match = _VOLUME.search(after)
+        found = [match.group("volume")] if match else []
+    return float(found[-1]) if found and float(found[-1]) > 0 else None
+
+
 def _number(text: str) -> float:
     if text in NUMBER_WORDS:
         return float(NUMBER_WORDS[text])
     return float(text.replace(",", ""))
 
 
-def doses_per_day(match: re.Match[str]) -> float:
-    """Administrations per 24 hours for one frequency match."""
+def doses_per_day(match: re.Match[str]) -> float | None:
+    """Administrations per 24 hours for one frequency match; None for a course's total."""
     group = match.group
     every = group("every_lo")
     if every:
@@ -181,7 +208,16 @@ def doses_per_day(match: re.Match[str]) -> float:
         return 4.0
     if group("weekly"):
         return 1 / 7
+    if group("course_total"):
+        return None  # spread over days the text does not give
     return 1.0
+
+
+def _total(frequency: re.Match[str] | None) -> str | None:
+    """What an amount with this frequency totals: "day", "course", or None (one dose)."""
+    if frequency is None:
+        return None
+    return "day" if frequency.group("day_total") else "course" if frequency.group("course_total") else None
 
 
 def _form_words(text: str) -> list[re.Match[str]]:
@@ -223,7 +259,7 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
             continue
         # A piece's first sentence starts, in the whole text, at the space after the ". ".
         first = offset - 1 if offset else 0
-        for (start, end, mg, count, strength_mg, per_kg, _), sentence, clause, per_day in entry.readings:
+        for (start, end, mg, count, strength_mg, per_kg, _), sentence, clause, per_day, total in entry.readings:
             start += offset
             end += offset
             # The drug nearest in the sentence (which lies in this piece), else the last named
@@ -237,7 +273,8 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
             if drug is None:
                 continue
             statement = _statement(text, drug, strengths, start, end, mg, count, strength_mg, per_kg,
-                                   (clause[0] + offset if clause[0] else first, clause[1] + offset), per_day)
+                                   (clause[0] + offset if clause[0] else first, clause[1] + offset), per_day,
+                                   total)
             if statement is not None:
                 statements.append(statement)
     return statements
@@ -251,6 +288,8 @@ class Reading(NamedTuple):
     sentence: tuple[int, int]
     clause: tuple[int, int]
     per_day: float | None
+    total: str | None
+    """What the amount totals ("day", "course"; `DoseStatement.total`), None for one dose."""
 
 
 def readings(text: str) -> list[Reading]:
@@ -286,12 +325,16 @@ def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
         last = index
         while last + 1 < len(amounts) and amounts[last + 1].start < sentence_end:
             last += 1
+        claimed = sentence_start  # a frequency right after an amount is that amount's, not the next one's
         for position in range(index, last + 1):
             amount = amounts[position]
             clause_start = amounts[position - 1].end if position > index else sentence_start
             clause_end = amounts[position + 1].start if position < last else sentence_end
+            frequency = amount.frequency(text, max(clause_start, claimed), clause_end)
+            if frequency is not None and frequency.start() >= amount.end:
+                claimed = frequency.end()
             found.append(Reading(amount, (sentence_start, sentence_end), (clause_start, clause_end),
-                                 amount.frequency(text, clause_start, clause_end)))
+                                 doses_per_day(frequency) if frequency else None, _total(frequency)))
         index = last + 1
     return found, with_unit
 
@@ -305,11 +348,11 @@ def attributed(text: str, found: list[Reading], positions: list[tuple[int, Drug]
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
     starts = [at for at, _ in positions]
-    for amount, (sentence_start, sentence_end), clause, per_day in found:
+    for amount, (sentence_start, sentence_end), clause, per_day, total in found:
         drug = _attribute(amount.start, sentence_start, sentence_end, positions, starts) or fallback
         if drug is None:
             continue
-        statement = amount.statement(text, drug, strengths, clause, per_day)
+        statement = amount.statement(text, drug, strengths, clause, per_day, total)
         if statement is not None:
             statements.append(statement)
     return statements
@@ -485,6 +528,13 @@ class _Amount(NamedTuple):
         ranged = second is not None  # "500-1000 mg" counts at its upper end
         strength = _number(second if ranged else first) * _TO_MG[unit]
         start, end, count = match.start(), match.end(), 1.0
+        concentration = _PER_VOLUME.match(text, end) if not per_kg else None
+        if concentration is not None:
+            # "5 ml of 120mg/5ml" is 120 mg; the concentration alone is a strength, kept as one dose.
+            per_ml = strength / float(concentration.group("volume") or 1.0)
+            end = concentration.end()
+            volume = _dose_volume(text, start, end)
+            return cls(start, end, per_ml * volume if volume else strength, 1.0, strength, False, False)
         if not ranged:
             found = _count_before(text, start)
             if found is not None:
@@ -506,23 +556,22 @@ class _Amount(NamedTuple):
         return cls(form.start() - len(text[:form.start()]) + text[:form.start()].rfind(words[-1]), form.end(),
                    None, _number(words[-1]), None, False, False)
 
-    def frequency(self, text: str, clause_start: int, clause_end: int) -> float | None:
-        """Administrations per day from the frequency that belongs to the amount: one that follows
-        it closely ("1 g every 6 hours") or precedes it ("every 6 hours, take 1 g") in its clause;
+    def frequency(self, text: str, clause_start: int, clause_end: int) -> re.Match[str] | None:
+        """The frequency that belongs to the amount (`doses_per_day` reads it): one that follows it
+        closely ("1 g every 6 hours") or precedes it ("every 6 hours, take 1 g") in its clause;
         short windows keep the search cheap. None when the clause gives none."""
-        frequency = (_FREQUENCY.search(text, self.end, min(clause_end, self.end + _FREQUENCY_REACH))
-                     or _FREQUENCY.search(text, max(clause_start, self.start - _FREQUENCY_REACH), self.start))
-        return doses_per_day(frequency) if frequency else None
+        return (_FREQUENCY.search(text, self.end, min(clause_end, self.end + _FREQUENCY_REACH))
+                or _FREQUENCY.search(text, max(clause_start, self.start - _FREQUENCY_REACH), self.start))
 
     def statement(self, text: str, drug: Drug, strengths: dict[str, float],
-                  clause: tuple[int, int], per_day: float | None) -> DoseStatement | None:
+                  clause: tuple[int, int], per_day: float | None, total: str | None = None) -> DoseStatement | None:
         return _statement(text, drug, strengths, self.start, self.end, self.mg, self.count, self.strength_mg,
-                          self.per_kg, clause, per_day)
+                          self.per_kg, clause, per_day, total)
 
 
 def _statement(text: str, drug: Drug, strengths: dict[str, float], start: int, end: int, mg: float | None,
                count: float, strength_mg: float | None, per_kg: bool, clause: tuple[int, int],
-               per_day: float | None) -> DoseStatement | None:
+               per_day: float | None, total: str | None = None) -> DoseStatement | None:
     """An amount (`_Amount`'s fields) as a dose of `drug`; a bare count takes the drug's last
     strength in `strengths`, None when it has none yet."""
     if mg is None:
@@ -536,7 +585,7 @@ def _statement(text: str, drug: Drug, strengths: dict[str, float], start: int, e
             strengths[drug.name] = strength_mg  # "paracetamol 500 mg ... take two tablets"
     # positional: a named tuple is built several times faster without keywords
     return DoseStatement(drug, None if per_kg else amount, amount if per_kg else None, per_day,
-                         text[start:end].strip(), (start, end), clause)
+                         text[start:end].strip(), (start, end), clause, total)
 
 
 _NAMES: dict[int, tuple[Drug, tuple[str, ...], bool]] = {}
