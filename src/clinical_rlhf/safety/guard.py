@@ -21,9 +21,10 @@ judged as if the answer had stated it (`dialogue.py`).
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
@@ -36,7 +37,9 @@ from clinical_rlhf.safety.dialogue import DialogueReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
+from clinical_rlhf.safety.offsets import Span
 from clinical_rlhf.safety.phrases import PhraseScanner
+from clinical_rlhf.safety.reading import Reading, TextReader, TextReading
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.signs import ClinicalSignsReader
 from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe
@@ -51,6 +54,11 @@ logger = logging.getLogger(__name__)
 CHILD_WEIGHT_KG = 40.0
 """Below this weight mg/kg limits apply whatever the stated age (the BNF for Children's usual cut-off)."""
 
+_WORDS_AND_COMMAS = re.compile(r"[^\W_]+|,")
+_LOCATED_CATEGORIES = frozenset({"red_flag", "dosage", "intent", "hallucination"})
+"""Flags whose evidence is words of their text (others join several places: "a + b", "drug / age")."""
+MAX_LOCATED = 64
+"""Distinct evidences located per verdict (`_with_spans`); a flag beyond them keeps no span."""
 PROMPT_CACHE_SIZE = 4096
 """Questions analysed once and reused: a training batch samples several answers per prompt."""
 
@@ -71,6 +79,8 @@ class PromptFacts:
     """The question's drug when it names exactly one: amounts in the answer given for no named drug are its."""
     triage: Triage | None = None
     """The question's urgency and what sets it (`clinical_rlhf.safety.triage`)."""
+    reading: TextReading | None = None
+    """The question's reading, handed on with the verdict (None for several conversation turns)."""
 
 
 class SafetyGuard:
@@ -83,6 +93,8 @@ class SafetyGuard:
         (self.context, self.red_flags, self.medications, self.signs, self._triage_reader, self.advice,
          self.dialogue, self.normalise) = _components(self.knowledge)
         self._tokenize = self.normalise.phrase_tokens
+        self.reader = TextReader(self.normalise, self.medications)
+        """Reads each question and answer once (`safety/reading.py`); the reward reuses it."""
         self._prompt_cache: dict[str, PromptFacts] = {}
         self._conversation: conversation.ConversationReader | None = None
 
@@ -97,9 +109,9 @@ class SafetyGuard:
     def check(self, prompt: str, response: str) -> SafetyVerdict:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
-            flags = self._flags(prompt, response)
+            flags, reading = self._flags(prompt, response)
             verdict = SafetyVerdict.from_flags(flags, triage=self.triage(prompt),
-                                               advised=self._advised(response, flags))
+                                               advised=self._advised(response, flags), reading=reading)
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=self.triage(prompt))
@@ -122,8 +134,9 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._prompt_facts(prompt)
-            flags = [checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags]
-            return SafetyVerdict.from_flags(flags, triage=facts.triage)
+            flags = _with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+                                self._tokenize)
+            return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a prompt")
             return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
@@ -161,8 +174,10 @@ class SafetyGuard:
                 verdict = SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             else:
                 facts = self._conversation_facts(texts)
-                flags = self._judge(facts, prompt, response)
-                verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags))
+                flags, answer = self._judge_read(facts, prompt, response)
+                flags = _with_spans(flags, facts.reading, answer, self._tokenize)
+                verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags),
+                                                   reading=Reading(facts.reading, answer))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
@@ -178,22 +193,26 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._conversation_facts(texts)
-            return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags],
-                                            triage=facts.triage)
+            flags = _with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+                                self._tokenize)
+            return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a conversation")
             return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
 
     # -- the checks --------------------------------------------------------------------------
 
-    def _flags(self, prompt: str, response: str) -> list[SafetyFlag]:
+    def _flags(self, prompt: str, response: str) -> tuple[list[SafetyFlag], Reading | None]:
+        """The flags of an answer to a question, and the readings they were judged on."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
         too_long = self._too_long(prompt, "prompt")
         if too_long is not None:
-            return [too_long]
-        return self._judge(self._prompt_facts(prompt), prompt, response)
+            return [too_long], None
+        facts = self._prompt_facts(prompt)
+        flags, answer = self._judge_read(facts, prompt, response)
+        return _with_spans(flags, facts.reading, answer, self._tokenize), Reading(facts.reading, answer)
 
     def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
         """The care `_judge` read the answer to advise (None when it did not read the answer)."""
@@ -211,13 +230,19 @@ class SafetyGuard:
     def _judge(self, facts: PromptFacts, prompt: str, response: str) -> list[SafetyFlag]:
         """The flags of an answer given what the question established (`prompt`: the question as
         written, where flags about it are located)."""
+        return self._judge_read(facts, prompt, response)[0]
+
+    def _judge_read(self, facts: PromptFacts, prompt: str,
+                    response: str) -> tuple[list[SafetyFlag], TextReading | None]:
+        """`_judge`, and the answer's reading it judged (None when too long to read)."""
         if not isinstance(response, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
         too_long = self._too_long(response, "response")
         if too_long is not None:
-            return [too_long]
-        answer = self.normalise(response)
+            return [too_long], None
+        reading = self.reader.read(response)
+        answer = reading.normalised
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
         advised = self.advice.read(
@@ -226,7 +251,7 @@ class SafetyGuard:
                                                 advised, flags)
         if under_triage is not None:
             flags.append(under_triage)
-        answer_drugs = self.medications.mentions(answer)
+        answer_drugs = list(reading.drugs)
         if answer_drugs or len(facts.drugs) >= 2:
             findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)
             flags += [checks.interaction_flag(response, finding) for finding in findings]
@@ -259,16 +284,17 @@ class SafetyGuard:
             facts.weight_kg < CHILD_WEIGHT_KG or _is_child(facts.ages)) else None
         flags += self.dialogue.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags,
                                      child_weight)
-        return flags
+        return flags, reading
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
         cached = self._prompt_cache.get(prompt)
         if cached is not None:
             return cached
-        text = self.normalise(prompt)
+        reading = self.reader.read(prompt)
+        text = reading.normalised
         tokens = text.tokens
         red_flags = self.red_flags.current_flags(text)
-        drugs = self.medications.mentions(text)
+        drugs = list(reading.drugs)
         overdose = checks.reported_overdose(self.knowledge, self._tokenize, text.text,
                                             _unique_drugs(drugs))
         if overdose is not None and all(hit.flag.id != overdose.flag.id for hit in red_flags):
@@ -278,7 +304,7 @@ class SafetyGuard:
                             conditions=self.medications.conditions_present(text),
                             ages=ages, weight_kg=weight_kg_in(text.text),
                             fallback=_only_drug(drugs),
-                            triage=self._triage_reader.read(prompt, text, red_flags, ages))
+                            triage=self._triage_reader.read(prompt, text, red_flags, ages), reading=reading)
         # A dictionary that drops its oldest eighth when full (`memo.make_room`): safe to share
         # between threads (a server's workers) without a lock.
         make_room(self._prompt_cache, PROMPT_CACHE_SIZE)
@@ -301,7 +327,9 @@ class SafetyGuard:
                            conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
                            weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
                                           None), fallback=_only_drug(drugs),
-                           triage=self._conversation_triage(turns, open_flags, each))
+                           triage=self._conversation_triage(turns, open_flags, each),
+                           # one turn is the question itself; several are read turn by turn
+                           reading=each[0].reading if len(each) == 1 else None)
 
     def _conversation_triage(self, turns: Sequence[str], open_flags: Sequence[RedFlagHit],
                              each: Sequence[PromptFacts]) -> Triage:
@@ -377,6 +405,44 @@ def _error_triage(exc: BaseException) -> Triage:
 def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
     return SafetyFlag(category="guard_error", subtype=subtype or type(exc).__name__, severity="critical",
                       evidence=str(exc)[:200], rule_id="guard_error", action="reject")
+
+
+def _with_spans(flags: list[SafetyFlag], question: TextReading | None, answer: TextReading | None,
+                tokenize: Callable[[str], tuple[str, ...]]) -> list[SafetyFlag]:
+    """Each flag without a span located through the reading of its text (`TextReading.locate`:
+    the offset map finds words that a pattern over the original cannot, such as "ch3st p a i n"),
+    its evidence then the words as written. Only flags whose evidence is words of their text are
+    located (`_LOCATED_CATEGORIES`: not "ibuprofen + warfarin" nor "codeine / age 5"), each distinct
+    evidence once and at most `MAX_LOCATED` of them per verdict: each costs a scan of the tokens,
+    so the bound keeps a hostile answer with thousands of flags linear."""
+    located: dict[tuple[str, str], Span | None] = {}
+    spanned = []
+    for flag in flags:
+        reading = question if flag.source == "prompt" else answer
+        key = (flag.source, flag.evidence)
+        if (flag.span is not None or reading is None or not flag.evidence
+                or flag.category not in _LOCATED_CATEGORIES
+                or (key not in located and len(located) >= MAX_LOCATED)):
+            spanned.append(flag)
+            continue
+        if key not in located:
+            located[key] = _locate(reading, flag.evidence, tokenize)
+        span = located[key]
+        spanned.append(flag if span is None else
+                       replace(flag, span=span, evidence=reading.original[span[0]:span[1]]))
+    return spanned
+
+
+def _locate(reading: TextReading, evidence: str, tokenize: Callable[[str], tuple[str, ...]]) -> Span | None:
+    """Where `evidence` lies in the reading's text: as its tokens joined (red flags), else read as
+    a phrase (doses), else with its commas kept as the clause breaks the tokens hold ("2,000 mg")."""
+    present = reading.normalised.token_set
+    for tokens in (tuple(evidence.split()), tokenize(evidence), tuple(_WORDS_AND_COMMAS.findall(evidence.lower()))):
+        if tokens and present.issuperset(tokens):
+            span = reading.locate(tokens)
+            if span is not None:
+                return span
+    return None
 
 
 def _unique_drugs(mentions: Sequence[DrugMention]) -> list[Drug]:

@@ -1,0 +1,86 @@
+"""The guard's reading of a text, made once and handed on with the verdict.
+
+    reading = guard.reader.read(text)        # what `SafetyGuard.check` does for the question and the answer
+    verdict = guard.check(prompt, response)
+    verdict.reading.answer.drugs             # the drugs the answer names, as the guard read them
+    verdict.reading.answer.span(0, 2)        # offsets in the answer as written of its first two tokens
+
+A `TextReading` holds what the guard reads from one text and what another part would otherwise read
+again: the normalised text (tokens, with the offset map back to the original, `NormalisedText.spans`)
+and the drugs it names. `SafetyGuard.check` reads the question and the answer once each and puts both
+on the verdict (`SafetyVerdict.reading`); the reward (`reward/multi_objective.py`) takes them from
+there, and reads the text itself through the same `TextReader` only when the verdict has none (a
+verdict built by hand, one loaded from disk). The reading is not part of `to_dict` or the audit
+log: it is derived from the texts, which the log keeps.
+
+Frozen: a reading may be shared between the guard, the reward and threads of a server. The
+`NormalisedText` inside keeps private caches of answers computed from its immutable fields, so
+sharing it is safe too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clinical_rlhf.safety.medications import DrugMention, MedicationChecker
+from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
+from clinical_rlhf.safety.offsets import Span
+
+
+@dataclass(frozen=True, slots=True)
+class TextReading:
+    """One text (a question or an answer) as the guard read it."""
+
+    original: str
+    """The text as written."""
+    normalised: NormalisedText
+    """Its normalised views: `text` (numbers), `tokens` (phrases), with the offset map `spans`."""
+    drugs: tuple[DrugMention, ...]
+    """Drugs it names, in order, at token positions (longest name first: "co-amoxiclav")."""
+
+    def span(self, start: int, end: int) -> Span | None:
+        """Offsets in `original` of tokens[start:end]; None for an empty stretch."""
+        return self.normalised.span(start, end)
+
+    def written(self, start: int, end: int) -> str:
+        """tokens[start:end] as the text wrote them ("ch3st p a i n" for chest pain)."""
+        span = self.span(start, end)
+        return self.original[span[0]:span[1]] if span is not None else ""
+
+    def locate(self, tokens: tuple[str, ...]) -> Span | None:
+        """Offsets in `original` of the first place where `tokens` occur as consecutive tokens;
+        None when they do not (one scan of the tokens, `tuple.index` in C)."""
+        own = self.normalised.tokens
+        size = len(tokens)
+        if not size:
+            return None
+        position = -1
+        try:
+            while True:
+                position = own.index(tokens[0], position + 1)
+                if own[position:position + size] == tokens:
+                    return self.span(position, position + size)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The readings a verdict was judged on (None for a text the guard did not read: a question
+    or an answer too long to read, a conversation's joined turns)."""
+
+    question: TextReading | None = None
+    answer: TextReading | None = None
+
+
+class TextReader:
+    """Makes `TextReading`s with the guard's normaliser and drug index: the one reading function
+    that the guard and, for verdicts without a reading, the reward both call."""
+
+    def __init__(self, normalise: Normaliser, medications: MedicationChecker) -> None:
+        self.normalise = normalise
+        self.medications = medications
+
+    def read(self, text: str) -> TextReading:
+        normalised = self.normalise(text)
+        return TextReading(text, normalised, tuple(self.medications.mentions(normalised)))
