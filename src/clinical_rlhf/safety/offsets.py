@@ -23,11 +23,12 @@ costs their product.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Sequence
 from functools import lru_cache
 
-from clinical_rlhf.safety.lexicon import HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
+from clinical_rlhf.safety.lexicon import DETERMINERS, HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
 from clinical_rlhf.safety.spelling import Respelling
 
 Span = tuple[int, int]
@@ -36,6 +37,9 @@ RESYNC_WORDS = 4
 _SENTENCE_MARKS = frozenset("!?;\n|")
 _CLAUSE_MARKS = frozenset(",:")
 _BREAK_WORDS = frozenset({"|", ","})
+# A word (letters, digits, @ and $, joined across apostrophes), or a break mark.
+_ASCII_PIECE = re.compile(r"[A-Za-z0-9@$]+(?:'+[A-Za-z0-9@$]+)*|[!?;\n|,:]|\.(?=\s|$)")
+_ASCII_MARKS = {**dict.fromkeys("!?;\n|.", "|"), ",": ",", ":": ","}
 _DROPPED = frozenset({"'", "\u2019", "\u2018", "\u02bc"}) | INVISIBLE
 
 
@@ -58,14 +62,19 @@ def _is_word_char(char: str) -> bool:
 
 def written_words(text: str) -> list[tuple[str, int, int]]:
     """(word or break mark, start, end) of `text` folded character by character, offsets into
-    `text`: words of letters and digits, "|" for a sentence end ("!?;", a newline, a full stop
-    before a space or the end), "," for a comma or colon."""
+    `text`: words of letters and digits (apostrophes and invisible characters inside a word
+    dropped), "|" for a sentence end ("!?;", a newline, a full stop before a space or the end), ","
+    for a comma or colon. ASCII text takes one regular expression (`_ASCII_PIECE`), the same cut."""
+    if text.isascii():
+        marks = _ASCII_MARKS
+        return [(marks.get(piece) or piece.replace("'", ""), match.start(), match.end())
+                for match in _ASCII_PIECE.finditer(text.lower()) for piece in (match.group(),)]
     found: list[tuple[str, int, int]] = []
     letters: list[str] = []
     start = end = 0
     size = len(text)
     for position, char in enumerate(text):
-        folded = char.lower() if char.isascii() else _fold_char(char)
+        folded = char.lower() if char.isascii() and char != "'" else _fold_char(char)
         if folded and all(_is_word_char(c) for c in folded):
             if not letters:
                 start = position
@@ -115,6 +124,11 @@ def token_spans(text: str, tokens: Sequence[str], respellings: Sequence[Respelli
     token with no word of its own (an expansion) gets the words skipped before the next matched
     one, or an empty span where the last matched word ends."""
     words = written_words(text)
+    if not respellings:
+        # The common case: the words less determiners are the tokens, one for one.
+        kept = [word for word in words if word[0] not in DETERMINERS]
+        if len(kept) == len(tokens) and all(word[0] == token for word, token in zip(kept, tokens)):
+            return tuple((start, end) for _, start, end in kept)
     # Each respelled stretch is matched through the words it was written as: units of
     # (word to find, first token, last token).
     units: list[tuple[str, int, int]] = []
