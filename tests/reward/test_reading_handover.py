@@ -114,5 +114,6 @@ def test_a_reading_of_another_text_is_not_trusted(guard, reward):
 def test_reading_mentions_sit_where_the_normalised_text_names_the_drug(guard):
     text = "  Take\n\n  IBUPROFEN 400 mg,   then   paracetamol."
     normalized = Analysed(text).normalized
-    found = [(m.drug.name, normalized[m.span[0]:m.span[1]]) for m in reading_mentions(guard.reader.read(text), normalized)]
-    assert found == [("ibuprofen", "ibuprofen"), ("paracetamol", "paracetamol")]
+    mentions = reading_mentions(guard.reader.read(text), normalized)
+    assert [(m.drug.name, normalized[m.span[0]:m.span[1]]) for m in mentions] == \
+        [("ibuprofen", "ibuprofen"), ("paracetamol", "paracetamol")]

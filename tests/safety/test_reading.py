@@ -5,7 +5,12 @@ written, obfuscation included."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import statistics
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +19,9 @@ from hypothesis import strategies as st
 from clinical_rlhf.safety.evaluation import load_cases, obfuscated_variant
 from clinical_rlhf.safety.offsets import token_spans
 from clinical_rlhf.safety.reading import Reading, TextReading
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+from guard_worst_case import FAMILIES, build_text  # noqa: E402  (benchmarks/ is not a package)
 
 QUESTION = "I have crushing chest pain spreading to my left arm. Can I take ibuprofen?"
 ANSWER = "Take ibuprofen 400 mg and rest."
@@ -130,3 +138,32 @@ def test_a_text_reading_is_built_by_the_reader(guard):
     assert isinstance(reading, TextReading)
     assert reading.written(0, 1) == "Take"
     assert reading.span(3, 3) is None
+
+
+@pytest.mark.cost_shape
+@pytest.mark.parametrize("family_name", sorted(FAMILIES))
+def test_the_offset_map_costs_linear_time(guard, family_name):
+    """The SHAPE of the map's cost on the worst-case families (as `test_linear_shape.py` does for
+    the check): at 8x the length the CPU time of `spans` may grow 16x at most (quadratic: 64x)."""
+    def seconds(size: int) -> float:
+        """Median over three texts of the CPU time of one map, each the fastest of repeated calls
+        until 0.02 s are spent (a pure function: nothing is cached between calls), the garbage
+        collector paused: its full passes scale with every object alive, not with this text."""
+        measurements = []
+        for seed in range(3):
+            normalised = guard.normalise(build_text(FAMILIES[family_name], size, seed=seed))
+            fastest, spent = float("inf"), 0.0
+            gc.disable()
+            try:
+                while spent < 0.02:
+                    started = time.thread_time()
+                    token_spans(normalised.original, normalised.tokens, normalised.respellings)
+                    took = time.thread_time() - started
+                    fastest, spent = min(fastest, took), spent + took
+            finally:
+                gc.enable()
+            measurements.append(fastest)
+        return statistics.median(measurements)
+
+    ratio = seconds(8 * 16384) / seconds(16384)
+    assert ratio <= 16.0, f"{family_name}: 8x the length cost {ratio:.1f}x the CPU time"

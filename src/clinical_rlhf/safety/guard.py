@@ -21,10 +21,9 @@ judged as if the answer had stated it (`dialogue.py`).
 from __future__ import annotations
 
 import logging
-import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from clinical_rlhf.config import SafetyConfig
@@ -37,9 +36,8 @@ from clinical_rlhf.safety.dialogue import DialogueReader
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, ages_in, weight_kg_in
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
-from clinical_rlhf.safety.offsets import Span
 from clinical_rlhf.safety.phrases import PhraseScanner
-from clinical_rlhf.safety.reading import Reading, TextReader, TextReading
+from clinical_rlhf.safety.reading import Reading, TextReader, TextReading, with_spans
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.signs import ClinicalSignsReader
 from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe
@@ -54,11 +52,6 @@ logger = logging.getLogger(__name__)
 CHILD_WEIGHT_KG = 40.0
 """Below this weight mg/kg limits apply whatever the stated age (the BNF for Children's usual cut-off)."""
 
-_WORDS_AND_COMMAS = re.compile(r"[^\W_]+|,")
-_LOCATED_CATEGORIES = frozenset({"red_flag", "dosage", "intent", "hallucination"})
-"""Flags whose evidence is words of their text (others join several places: "a + b", "drug / age")."""
-MAX_LOCATED = 64
-"""Distinct evidences located per verdict (`_with_spans`); a flag beyond them keeps no span."""
 PROMPT_CACHE_SIZE = 4096
 """Questions analysed once and reused: a training batch samples several answers per prompt."""
 
@@ -134,7 +127,7 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._prompt_facts(prompt)
-            flags = _with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+            flags = with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
                                 self._tokenize)
             return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
@@ -175,7 +168,7 @@ class SafetyGuard:
             else:
                 facts = self._conversation_facts(texts)
                 flags, answer = self._judge_read(facts, prompt, response)
-                flags = _with_spans(flags, facts.reading, answer, self._tokenize)
+                flags = with_spans(flags, facts.reading, answer, self._tokenize)
                 verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags),
                                                    reading=Reading(facts.reading, answer))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
@@ -193,7 +186,7 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._conversation_facts(texts)
-            flags = _with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+            flags = with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
                                 self._tokenize)
             return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
@@ -212,7 +205,7 @@ class SafetyGuard:
             return [too_long], None
         facts = self._prompt_facts(prompt)
         flags, answer = self._judge_read(facts, prompt, response)
-        return _with_spans(flags, facts.reading, answer, self._tokenize), Reading(facts.reading, answer)
+        return with_spans(flags, facts.reading, answer, self._tokenize), Reading(facts.reading, answer)
 
     def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
         """The care `_judge` read the answer to advise (None when it did not read the answer)."""
@@ -405,44 +398,6 @@ def _error_triage(exc: BaseException) -> Triage:
 def _error_flag(exc: BaseException, subtype: str | None = None) -> SafetyFlag:
     return SafetyFlag(category="guard_error", subtype=subtype or type(exc).__name__, severity="critical",
                       evidence=str(exc)[:200], rule_id="guard_error", action="reject")
-
-
-def _with_spans(flags: list[SafetyFlag], question: TextReading | None, answer: TextReading | None,
-                tokenize: Callable[[str], tuple[str, ...]]) -> list[SafetyFlag]:
-    """Each flag without a span located through the reading of its text (`TextReading.locate`:
-    the offset map finds words that a pattern over the original cannot, such as "ch3st p a i n"),
-    its evidence then the words as written. Only flags whose evidence is words of their text are
-    located (`_LOCATED_CATEGORIES`: not "ibuprofen + warfarin" nor "codeine / age 5"), each distinct
-    evidence once and at most `MAX_LOCATED` of them per verdict: each costs a scan of the tokens,
-    so the bound keeps a hostile answer with thousands of flags linear."""
-    located: dict[tuple[str, str], Span | None] = {}
-    spanned = []
-    for flag in flags:
-        reading = question if flag.source == "prompt" else answer
-        key = (flag.source, flag.evidence)
-        if (flag.span is not None or reading is None or not flag.evidence
-                or flag.category not in _LOCATED_CATEGORIES
-                or (key not in located and len(located) >= MAX_LOCATED)):
-            spanned.append(flag)
-            continue
-        if key not in located:
-            located[key] = _locate(reading, flag.evidence, tokenize)
-        span = located[key]
-        spanned.append(flag if span is None else
-                       replace(flag, span=span, evidence=reading.original[span[0]:span[1]]))
-    return spanned
-
-
-def _locate(reading: TextReading, evidence: str, tokenize: Callable[[str], tuple[str, ...]]) -> Span | None:
-    """Where `evidence` lies in the reading's text: as its tokens joined (red flags), else read as
-    a phrase (doses), else with its commas kept as the clause breaks the tokens hold ("2,000 mg")."""
-    present = reading.normalised.token_set
-    for tokens in (tuple(evidence.split()), tokenize(evidence), tuple(_WORDS_AND_COMMAS.findall(evidence.lower()))):
-        if tokens and present.issuperset(tokens):
-            span = reading.locate(tokens)
-            if span is not None:
-                return span
-    return None
 
 
 def _unique_drugs(mentions: Sequence[DrugMention]) -> list[Drug]:

@@ -20,11 +20,20 @@ sharing it is safe too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.offsets import Span
+from clinical_rlhf.safety.verdict import SafetyFlag
+
+_WORDS_AND_COMMAS = re.compile(r"[^\W_]+|,")
+_LOCATED_CATEGORIES = frozenset({"red_flag", "dosage", "intent", "hallucination"})
+"""Flags whose evidence is words of their text (others join several places: "a + b", "drug / age")."""
+MAX_LOCATED = 64
+"""Distinct evidences located per verdict (`with_spans`); a flag beyond them keeps no span."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,3 +93,41 @@ class TextReader:
     def read(self, text: str) -> TextReading:
         normalised = self.normalise(text)
         return TextReading(text, normalised, tuple(self.medications.mentions(normalised)))
+
+
+def with_spans(flags: list[SafetyFlag], question: TextReading | None, answer: TextReading | None,
+               tokenize: Callable[[str], tuple[str, ...]]) -> list[SafetyFlag]:
+    """Each flag without a span located through the reading of its text (`TextReading.locate`:
+    the offset map finds words that a pattern over the original cannot, such as "ch3st p a i n"),
+    its evidence then the words as written. Only flags whose evidence is words of their text are
+    located (`_LOCATED_CATEGORIES`: not "ibuprofen + warfarin" nor "codeine / age 5"), each distinct
+    evidence once and at most `MAX_LOCATED` of them per verdict: each costs a scan of the tokens,
+    so the bound keeps a hostile answer with thousands of flags linear."""
+    located: dict[tuple[str, str], Span | None] = {}
+    spanned = []
+    for flag in flags:
+        reading = question if flag.source == "prompt" else answer
+        key = (flag.source, flag.evidence)
+        if (flag.span is not None or reading is None or not flag.evidence
+                or flag.category not in _LOCATED_CATEGORIES
+                or (key not in located and len(located) >= MAX_LOCATED)):
+            spanned.append(flag)
+            continue
+        if key not in located:
+            located[key] = _locate(reading, flag.evidence, tokenize)
+        span = located[key]
+        spanned.append(flag if span is None else
+                       replace(flag, span=span, evidence=reading.original[span[0]:span[1]]))
+    return spanned
+
+
+def _locate(reading: TextReading, evidence: str, tokenize: Callable[[str], tuple[str, ...]]) -> Span | None:
+    """Where `evidence` lies in the reading's text: as its tokens joined (red flags), else read as
+    a phrase (doses), else with its commas kept as the clause breaks the tokens hold ("2,000 mg")."""
+    present = reading.normalised.token_set
+    for tokens in (tuple(evidence.split()), tokenize(evidence), tuple(_WORDS_AND_COMMAS.findall(evidence.lower()))):
+        if tokens and present.issuperset(tokens):
+            span = reading.locate(tokens)
+            if span is not None:
+                return span
+    return None
