@@ -117,3 +117,17 @@ def test_reading_mentions_sit_where_the_normalised_text_names_the_drug(guard):
     mentions = reading_mentions(guard.reader.read(text), normalized)
     assert [(m.drug.name, normalized[m.span[0]:m.span[1]]) for m in mentions] == \
         [("ibuprofen", "ibuprofen"), ("paracetamol", "paracetamol")]
+
+
+@pytest.mark.parametrize("text", ["Dexibuprofen is not ibuprofen.  Take\u200b ibuprofen",
+                                  "Take 1bupr0fen 400 mg, then   paracetamol.", "St John's wort and sertraline"])
+def test_the_fast_placement_equals_the_offset_map(guard, text):
+    """`reading_mentions` finds most names by `str.find`; its naive equivalent places every one
+    through the reading's offset map."""
+    from clinical_rlhf.reward.drug_mentions import _normalised_offset
+
+    reading = guard.reader.read(text)
+    normalized = Analysed(text).normalized
+    to_normalised = _normalised_offset(text, len(normalized))
+    naive = [(m.drug.name, tuple(to_normalised(o) for o in reading.span(m.start, m.end))) for m in reading.drugs]
+    assert [(m.drug.name, m.span) for m in reading_mentions(reading, normalized)] == naive

@@ -83,18 +83,43 @@ class DrugIndex:
 
 def reading_mentions(reading: TextReading, normalized: str) -> list[Mention]:
     """The drugs of the guard's reading of a text (`TextReading.drugs`, token positions), each at
-    the offsets of `normalized` (`normalize_text` of the same text) where it was written: the
-    reading's offset map gives the original offsets, `_normalised_offset` moves them past the
-    whitespace that normalising collapses."""
+    the offsets of `normalized` (`normalize_text` of the same text) where it was written.
+
+    Naive equivalent: the reading's offset map (`TextReading.span`) gives each mention's original
+    offsets and `_normalised_offset` moves them past the whitespace that normalising collapses.
+    Faster for the common case: a mention whose words stand as a whole word in `normalized` after
+    the previous one is found there by `str.find`; the first that does not (a name behind
+    leetspeak or look-alikes, "st johns wort") switches the rest to the map. The search only moves
+    forward and gives up at most once, so the cost stays linear in the text's length."""
     if not reading.drugs:
         return []
-    to_normalised = _normalised_offset(reading.original, len(normalized))
-    found = []
+    found: list[Mention] = []
+    cursor = 0
+    to_normalised = None
     for mention in reading.drugs:
+        if to_normalised is None:
+            at = _whole_word(normalized, mention.evidence, cursor)
+            if at >= 0:
+                cursor = at + len(mention.evidence)
+                found.append(Mention(mention.drug, (at, cursor)))
+                continue
+            to_normalised = _normalised_offset(reading.original, len(normalized))
         span = reading.span(mention.start, mention.end)
         if span is not None:
             found.append(Mention(mention.drug, (to_normalised(span[0]), to_normalised(span[1]))))
     return found
+
+
+def _whole_word(text: str, words: str, start: int) -> int:
+    """Where `words` first stand in `text` at or after `start` with no letter or digit either
+    side ("ibuprofen", not the end of "dexibuprofen"); -1 when nowhere."""
+    at = text.find(words, start)
+    while at >= 0:
+        end = at + len(words)
+        if (at == 0 or not text[at - 1].isalnum()) and (end == len(text) or not text[end].isalnum()):
+            return at
+        at = text.find(words, at + 1)
+    return -1
 
 
 def _normalised_offset(original: str, size: int):
