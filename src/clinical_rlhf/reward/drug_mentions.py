@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clinical_rlhf.knowledge import Drug, KnowledgeBase, normalise_term
@@ -122,7 +123,7 @@ def _whole_word(text: str, words: str, start: int) -> int:
     return -1
 
 
-def _normalised_offset(original: str, size: int):
+def _normalised_offset(original: str, size: int) -> Callable[[int], int]:
     """Offset in `original` -> offset in `normalize_text(original)` (of length `size`), which
     lower-cases, maps quotes one for one and turns each run of whitespace into one space, less
     the runs at either end. Naive equivalent: count the characters normalising keeps before the

@@ -11,7 +11,8 @@ determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for comma
 patient shorthand, sound-alike spellings and one-letter slips are read as the lexicons' words
 (`spelling.Respeller`: "SOB" -> "short of breath", "chest pian" -> "chest pain"), and
 `NormalisedText.written` gives any stretch of tokens back as the text wrote it, so that evidence
-is found in the original text.
+is found in the original text; `NormalisedText.spans` maps each token to the offsets where the
+original wrote it, obfuscation included (`offsets.py`).
 
 Plain ASCII text (no sign of leetspeak or spaced letters) is read one ". "-separated piece at a
 time, and each piece's tokens and phrase hits are kept from its second sighting on
