@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from clinical_rlhf.safety.medications import DrugMention, MedicationChecker
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.offsets import Span
+from clinical_rlhf.safety.redflags import locate
 from clinical_rlhf.safety.verdict import SafetyFlag
 
 _WORDS_AND_COMMAS = re.compile(r"[^\W_]+|,")
@@ -122,8 +123,14 @@ def with_spans(flags: list[SafetyFlag], question: TextReading | None, answer: Te
 
 
 def _locate(reading: TextReading, evidence: str, tokenize: Callable[[str], tuple[str, ...]]) -> Span | None:
-    """Where `evidence` lies in the reading's text: as its tokens joined (red flags), else read as
-    a phrase (doses), else with its commas kept as the clause breaks the tokens hold ("2,000 mg")."""
+    """Where `evidence` lies in the reading's text: found as written by the pattern the flags use
+    (`redflags.locate`: plain text, no map needed), else through the offset map as its tokens joined
+    (red flags), read as a phrase (doses), or with its commas kept as the clause breaks the tokens
+    hold ("2,000 mg")."""
+    if not reading.normalised.obfuscated:
+        span = locate(reading.original, evidence)[1]
+        if span is not None:
+            return span
     present = reading.normalised.token_set
     for tokens in (tuple(evidence.split()), tokenize(evidence), tuple(_WORDS_AND_COMMAS.findall(evidence.lower()))):
         if tokens and present.issuperset(tokens):
