@@ -11,7 +11,8 @@ and the drugs it names. `SafetyGuard.check` reads the question and the answer on
 on the verdict (`SafetyVerdict.reading`); the reward (`reward/multi_objective.py`) takes them from
 there, and reads the text itself through the same `TextReader` only when the verdict has none (a
 verdict built by hand, one loaded from disk). The reading is not part of `to_dict` or the audit
-log: it is derived from the texts, which the log keeps.
+log: it is derived from the texts, which the log keeps. `with_spans` gives the guard's flags that
+lack one an evidence span through the reading.
 
 Frozen: a reading may be shared between the guard, the reward and threads of a server. The
 `NormalisedText` inside keeps private caches of answers computed from its immutable fields, so
