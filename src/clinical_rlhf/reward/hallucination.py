@@ -62,10 +62,13 @@ class HallucinationChecker:
     consistency_threshold: float = 0.35
 
     def check(self, response: Analysed, already_flagged_dose: bool = False,
-              samples: Sequence[str] | None = None) -> tuple[SafetyFlag, ...]:
-        """Every hallucination finding of one answer (`samples`: other answers to the same prompt)."""
+              samples: Sequence[str] | None = None, mentions: list[Mention] | None = None) -> tuple[SafetyFlag, ...]:
+        """Every hallucination finding of one answer (`samples`: other answers to the same prompt;
+        `mentions`: the drugs it names, from the guard's reading (`drug_mentions.reading_mentions`),
+        else found here by the reward's own index)."""
         flags: list[SafetyFlag] = []
-        mentions = self.index.mentions(response.normalized)
+        if mentions is None:
+            mentions = self.index.mentions(response.normalized)
         flags += self._unknown_drugs(response)
         flags += self._dose_claims(response, mentions, already_flagged_dose)
         if len(mentions) >= 2:

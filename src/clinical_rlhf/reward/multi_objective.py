@@ -27,7 +27,7 @@ from clinical_rlhf.reward.breakdown import RewardBreakdown
 from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch
 from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
 from clinical_rlhf.reward.context import Phrasebook, ScoringContext
-from clinical_rlhf.reward.drug_mentions import DrugIndex
+from clinical_rlhf.reward.drug_mentions import DrugIndex, reading_mentions
 from clinical_rlhf.reward.guideline_score import score_guidelines_batch
 from clinical_rlhf.reward.hallucination import HallucinationChecker
 from clinical_rlhf.reward.presentation import Presentation, PresentationReader
@@ -37,6 +37,7 @@ from clinical_rlhf.reward.triage_score import question_need, with_triage
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
 from clinical_rlhf.safety.advice import read_advice
 from clinical_rlhf.safety.guard import SafetyGuard
+from clinical_rlhf.safety.reading import TextReading
 from clinical_rlhf.safety.triage import AdvisedCare
 from clinical_rlhf.safety.verdict import SafetyFlag, SafetyVerdict
 
@@ -74,7 +75,7 @@ class MultiObjectiveReward:
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
         self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
-        self._advice_guard: SafetyGuard | None = None
+        self._guard: SafetyGuard | None = None
 
     @property
     def _component_names(self) -> tuple[str, ...]:
@@ -187,7 +188,7 @@ class MultiObjectiveReward:
             guidelines = with_triage(adherence[i].score, question_need(ctx), self._advised(ctx), cfg.triage)
             components = {"safety": safety[i], "guidelines": guidelines,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
-            flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
+            flags = self._hallucinations(ctx, responses[i], samples[i] if samples is not None else None)
             total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
             if learned is not None:
                 # On top of the rule-based total, before the hallucination penalty (which can
@@ -207,14 +208,31 @@ class MultiObjectiveReward:
         run here (labelled verdicts, verdicts built by hand) over a guard on the reward's knowledge."""
         if ctx.verdict.advised is not None:
             return ctx.verdict.advised
-        if self._advice_guard is None:
-            self._advice_guard = SafetyGuard(knowledge=self.knowledge)
-        return read_advice(self._advice_guard, ctx.response.raw, ctx.prompt_red_flags)
+        return read_advice(self._own_guard(), ctx.response.raw, ctx.prompt_red_flags)
 
-    def _hallucinations(self, ctx: ScoringContext, samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
-        """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule)."""
+    def _own_guard(self) -> SafetyGuard:
+        """A guard over the reward's knowledge, for what a verdict without the guard's readings
+        lacks (built on first use: the guard's phrase indexes are shared per knowledge base)."""
+        if self._guard is None:
+            self._guard = SafetyGuard(knowledge=self.knowledge)
+        return self._guard
+
+    def _answer_reading(self, verdict: SafetyVerdict, response: str) -> TextReading:
+        """The guard's reading of the answer, handed on with its verdict; read here through the
+        guard's own reader (`SafetyGuard.reader`) when the verdict has none (built by hand, loaded
+        from disk) or was given for another text, so a score never depends on who read it."""
+        reading = verdict.reading.answer if verdict.reading is not None else None
+        if reading is not None and reading.original == response:
+            return reading
+        return self._own_guard().reader.read(response)
+
+    def _hallucinations(self, ctx: ScoringContext, response: str,
+                        samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
+        """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule).
+        The drugs the answer names are the guard's reading of it (`reading_mentions`)."""
         dose_flagged = any(f.category == "dosage" and f.source == "response" for f in ctx.verdict.flags)
-        ours = self.checker.check(ctx.response, dose_flagged, samples)
+        mentions = reading_mentions(self._answer_reading(ctx.verdict, response), ctx.response.normalized)
+        ours = self.checker.check(ctx.response, dose_flagged, samples, mentions)
         guard = tuple(f for f in ctx.verdict.flags if f.category == "hallucination")
         seen = {f.rule_id for f in guard}
         return guard + tuple(f for f in ours if f.rule_id not in seen or not f.rule_id)

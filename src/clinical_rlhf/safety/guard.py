@@ -37,6 +37,7 @@ from clinical_rlhf.safety.medications import DrugMention, MedicationChecker, age
 from clinical_rlhf.safety.memo import make_room
 from clinical_rlhf.safety.normalize import NormalisedText, Normaliser
 from clinical_rlhf.safety.phrases import PhraseScanner
+from clinical_rlhf.safety.reading import Reading, TextReader, TextReading, with_spans
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit
 from clinical_rlhf.safety.signs import ClinicalSignsReader
 from clinical_rlhf.safety.triage import AdvisedCare, Triage, TriageReader, fail_safe
@@ -71,6 +72,8 @@ class PromptFacts:
     """The question's drug when it names exactly one: amounts in the answer given for no named drug are its."""
     triage: Triage | None = None
     """The question's urgency and what sets it (`clinical_rlhf.safety.triage`)."""
+    reading: TextReading | None = None
+    """The question's reading, handed on with the verdict (None for several conversation turns)."""
 
 
 class SafetyGuard:
@@ -83,6 +86,8 @@ class SafetyGuard:
         (self.context, self.red_flags, self.medications, self.signs, self._triage_reader, self.advice,
          self.dialogue, self.normalise) = _components(self.knowledge)
         self._tokenize = self.normalise.phrase_tokens
+        self.reader = TextReader(self.normalise, self.medications)
+        """Reads each question and answer once (`safety/reading.py`); the reward reuses it."""
         self._prompt_cache: dict[str, PromptFacts] = {}
         self._conversation: conversation.ConversationReader | None = None
 
@@ -97,9 +102,9 @@ class SafetyGuard:
     def check(self, prompt: str, response: str) -> SafetyVerdict:
         """Veto or escalate an answer; never raises (errors become a fail-safe reject)."""
         try:
-            flags = self._flags(prompt, response)
+            flags, reading = self._flags(prompt, response)
             verdict = SafetyVerdict.from_flags(flags, triage=self.triage(prompt),
-                                               advised=self._advised(response, flags))
+                                               advised=self._advised(response, flags), reading=reading)
         except Exception as exc:  # noqa: BLE001 - fail-safe: any bug must veto, not crash training
             logger.exception("safety guard failed; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=self.triage(prompt))
@@ -122,8 +127,9 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._prompt_facts(prompt)
-            flags = [checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags]
-            return SafetyVerdict.from_flags(flags, triage=facts.triage)
+            flags = with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+                                self._tokenize)
+            return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a prompt")
             return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
@@ -161,8 +167,10 @@ class SafetyGuard:
                 verdict = SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             else:
                 facts = self._conversation_facts(texts)
-                flags = self._judge(facts, prompt, response)
-                verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags))
+                flags, answer = self._judge_read(facts, prompt, response)
+                flags = with_spans(flags, facts.reading, answer, self._tokenize)
+                verdict = SafetyVerdict.from_flags(flags, triage=facts.triage, advised=self._advised(response, flags),
+                                                   reading=Reading(facts.reading, answer))
         except Exception as exc:  # noqa: BLE001 - fail-safe, as `check`
             logger.exception("safety guard failed on a conversation; rejecting the answer")
             verdict = SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
@@ -178,22 +186,26 @@ class SafetyGuard:
             if too_long is not None:
                 return SafetyVerdict.from_flags([too_long], triage=_unread(too_long))
             facts = self._conversation_facts(texts)
-            return SafetyVerdict.from_flags([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags],
-                                            triage=facts.triage)
+            flags = with_spans([checks.prompt_red_flag(prompt, hit) for hit in facts.red_flags], facts.reading, None,
+                                self._tokenize)
+            return SafetyVerdict.from_flags(flags, triage=facts.triage, reading=Reading(facts.reading, None))
         except Exception as exc:  # noqa: BLE001
             logger.exception("safety guard failed on a conversation")
             return SafetyVerdict.from_flags([_error_flag(exc)], triage=_error_triage(exc))
 
     # -- the checks --------------------------------------------------------------------------
 
-    def _flags(self, prompt: str, response: str) -> list[SafetyFlag]:
+    def _flags(self, prompt: str, response: str) -> tuple[list[SafetyFlag], Reading | None]:
+        """The flags of an answer to a question, and the readings they were judged on."""
         if not isinstance(prompt, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
         too_long = self._too_long(prompt, "prompt")
         if too_long is not None:
-            return [too_long]
-        return self._judge(self._prompt_facts(prompt), prompt, response)
+            return [too_long], None
+        facts = self._prompt_facts(prompt)
+        flags, answer = self._judge_read(facts, prompt, response)
+        return with_spans(flags, facts.reading, answer, self._tokenize), Reading(facts.reading, answer)
 
     def _advised(self, response: str, flags: list[SafetyFlag]) -> AdvisedCare | None:
         """The care `_judge` read the answer to advise (None when it did not read the answer)."""
@@ -211,13 +223,19 @@ class SafetyGuard:
     def _judge(self, facts: PromptFacts, prompt: str, response: str) -> list[SafetyFlag]:
         """The flags of an answer given what the question established (`prompt`: the question as
         written, where flags about it are located)."""
+        return self._judge_read(facts, prompt, response)[0]
+
+    def _judge_read(self, facts: PromptFacts, prompt: str,
+                    response: str) -> tuple[list[SafetyFlag], TextReading | None]:
+        """`_judge`, and the answer's reading it judged (None when too long to read)."""
         if not isinstance(response, str):
             raise TypeError(f"prompt and response must be str, got {type(prompt).__name__} "
                             f"and {type(response).__name__}")
         too_long = self._too_long(response, "response")
         if too_long is not None:
-            return [too_long]
-        answer = self.normalise(response)
+            return [too_long], None
+        reading = self.reader.read(response)
+        answer = reading.normalised
         tokens = answer.tokens
         flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
         advised = self.advice.read(
@@ -226,7 +244,7 @@ class SafetyGuard:
                                                 advised, flags)
         if under_triage is not None:
             flags.append(under_triage)
-        answer_drugs = self.medications.mentions(answer)
+        answer_drugs = list(reading.drugs)
         if answer_drugs or len(facts.drugs) >= 2:
             findings = self.medications.interactions(list(facts.drugs), answer_drugs, answer)
             flags += [checks.interaction_flag(response, finding) for finding in findings]
@@ -259,16 +277,17 @@ class SafetyGuard:
             facts.weight_kg < CHILD_WEIGHT_KG or _is_child(facts.ages)) else None
         flags += self.dialogue.flags(facts, prompt, self.normalise, response, answer, answer_drugs, flags,
                                      child_weight)
-        return flags
+        return flags, reading
 
     def _prompt_facts(self, prompt: str) -> PromptFacts:
         cached = self._prompt_cache.get(prompt)
         if cached is not None:
             return cached
-        text = self.normalise(prompt)
+        reading = self.reader.read(prompt)
+        text = reading.normalised
         tokens = text.tokens
         red_flags = self.red_flags.current_flags(text)
-        drugs = self.medications.mentions(text)
+        drugs = list(reading.drugs)
         overdose = checks.reported_overdose(self.knowledge, self._tokenize, text.text,
                                             _unique_drugs(drugs))
         if overdose is not None and all(hit.flag.id != overdose.flag.id for hit in red_flags):
@@ -278,7 +297,7 @@ class SafetyGuard:
                             conditions=self.medications.conditions_present(text),
                             ages=ages, weight_kg=weight_kg_in(text.text),
                             fallback=_only_drug(drugs),
-                            triage=self._triage_reader.read(prompt, text, red_flags, ages))
+                            triage=self._triage_reader.read(prompt, text, red_flags, ages), reading=reading)
         # A dictionary that drops its oldest eighth when full (`memo.make_room`): safe to share
         # between threads (a server's workers) without a lock.
         make_room(self._prompt_cache, PROMPT_CACHE_SIZE)
@@ -301,7 +320,9 @@ class SafetyGuard:
                            conditions=conditions, ages=tuple(age for facts in each for age in facts.ages),
                            weight_kg=next((facts.weight_kg for facts in reversed(each) if facts.weight_kg is not None),
                                           None), fallback=_only_drug(drugs),
-                           triage=self._conversation_triage(turns, open_flags, each))
+                           triage=self._conversation_triage(turns, open_flags, each),
+                           # one turn is the question itself; several are read turn by turn
+                           reading=each[0].reading if len(each) == 1 else None)
 
     def _conversation_triage(self, turns: Sequence[str], open_flags: Sequence[RedFlagHit],
                              each: Sequence[PromptFacts]) -> Triage:

@@ -11,7 +11,8 @@ determiners dropped, `SENTENCE_BREAK` at sentence ends, `CLAUSE_BREAK` for comma
 patient shorthand, sound-alike spellings and one-letter slips are read as the lexicons' words
 (`spelling.Respeller`: "SOB" -> "short of breath", "chest pian" -> "chest pain"), and
 `NormalisedText.written` gives any stretch of tokens back as the text wrote it, so that evidence
-is found in the original text.
+is found in the original text; `NormalisedText.spans` maps each token to the offsets where the
+original wrote it, obfuscation included (`offsets.py`).
 
 Plain ASCII text (no sign of leetspeak or spaced letters) is read one ". "-separated piece at a
 time, and each piece's tokens and phrase hits are kept from its second sighting on
@@ -31,6 +32,7 @@ from operator import itemgetter
 
 from clinical_rlhf.safety.lexicon import HOMOGLYPHS, INVISIBLE, LEET, LEET_ALTERNATIVES
 from clinical_rlhf.safety.memo import make_room
+from clinical_rlhf.safety.offsets import Span, token_spans
 from clinical_rlhf.safety.phrases import Hit, PhraseIndex, PhraseScanner
 from clinical_rlhf.safety.spelling import Respeller, Respelling
 
@@ -100,13 +102,13 @@ class NormalisedText:
     fields, so sharing an instance between threads is safe.
     """
 
-    __slots__ = ("text", "tokens", "obfuscated", "_token_set", "_scanner", "_found", "_breaks", "_pieces",
-                 "_pieces_hit", "_respellings")
+    __slots__ = ("text", "tokens", "obfuscated", "original", "_token_set", "_scanner", "_found", "_breaks",
+                 "_pieces", "_pieces_hit", "_respellings", "_spans", "_text_spans")
 
     def __init__(self, text: str, tokens: tuple[str, ...], obfuscated: bool,
                  token_set: frozenset[str] | None = None, scanner: PhraseScanner | None = None,
                  pieces: list[_Piece] | None = None, pieces_hit: int = 0,
-                 respellings: tuple[Respelling, ...] | None = ()) -> None:
+                 respellings: tuple[Respelling, ...] | None = (), original: str | None = None) -> None:
         self.text = text
         """Lower-cased, Unicode-folded, look-alikes mapped, invisibles and apostrophes removed."""
         self.tokens = tokens
@@ -123,6 +125,10 @@ class NormalisedText:
         """With `_pieces`: bit n set when some piece has a hit of the scanner's index n."""
         self._respellings = respellings
         """Token stretches written otherwise in the text (None: join the pieces' on first use)."""
+        self.original = original if original is not None else text
+        """The text as written (`text` itself when the caller did not give it)."""
+        self._spans: tuple[Span, ...] | None = None
+        self._text_spans: tuple[Span, ...] | None = None
 
     @property
     def token_set(self) -> frozenset[str]:
@@ -233,6 +239,33 @@ class NormalisedText:
         words += self.tokens[position:end]
         return " ".join(words)
 
+    # -- offsets -----------------------------------------------------------------------------
+
+    @property
+    def spans(self) -> tuple[Span, ...]:
+        """(start, end) in `original` of each token, breaks included (`offsets.token_spans`), built
+        on first use: most checks never need one."""
+        spans = self._spans
+        if spans is None:
+            spans = self._spans = token_spans(self.original, self.tokens, self.respellings)
+        return spans
+
+    @property
+    def text_spans(self) -> tuple[Span, ...]:
+        """`spans` into the normalised `text` view instead (where numbers are read)."""
+        spans = self._text_spans
+        if spans is None:
+            spans = self._text_spans = token_spans(self.text, self.tokens, self.respellings)
+        return spans
+
+    def span(self, start: int, end: int) -> Span | None:
+        """Offsets in `original` of tokens[start:end] (None for an empty or out-of-range stretch):
+        `original[low:high]` is the evidence as written, obfuscation included."""
+        if not 0 <= start < end <= len(self.tokens):
+            return None
+        spans = self.spans
+        return spans[start][0], max(spans[position][1] for position in range(start, end))
+
     # -- sentences ---------------------------------------------------------------------------
 
     def sentence(self, start: int, end: int) -> tuple[int, int]:
@@ -319,7 +352,7 @@ class Normaliser:
                 lowered = lowered.replace("'", "")
             if "&" in lowered:
                 lowered = lowered.replace("a&e", "accident and emergency")
-            plain = self._plain(lowered)
+            plain = self._plain(lowered, text)
             if plain is not None:
                 return plain
         return self.normalise_whole(text)
@@ -350,9 +383,10 @@ class Normaliser:
         if obfuscated:
             lowered = self._text_view(lowered)
         tokens, respellings = self.respeller.read(words)
-        return NormalisedText(lowered, tokens, obfuscated, None, self.scanner, respellings=respellings)
+        return NormalisedText(lowered, tokens, obfuscated, None, self.scanner, respellings=respellings,
+                              original=text)
 
-    def _plain(self, lowered: str) -> NormalisedText | None:
+    def _plain(self, lowered: str, original: str) -> NormalisedText | None:
         """A plain text from its ". "-separated pieces: `_split(piece)` without determiners, then a
         `SENTENCE_BREAK` (the ". " that `_split` turns into one), for each piece once per
         `PIECE_CACHE_SIZE`; the text's tokens are the pieces' joined, less the last break.
@@ -382,7 +416,8 @@ class Normaliser:
         if new:
             return None
         tokens = tuple(chain.from_iterable([piece.tokens for piece in pieces]))[:-1]
-        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces, hit, respellings=None)
+        return NormalisedText(lowered, tokens, False, None, self.scanner, pieces, hit, respellings=None,
+                              original=original)
 
     def phrase_tokens(self, phrase: str) -> tuple[str, ...]:
         """How a knowledge-base phrase reads as tokens (same folding and shorthand as texts, no

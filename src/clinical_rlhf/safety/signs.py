@@ -17,7 +17,6 @@ read by the guard's `ContextReader`, as red flags are. Thresholds, bands and phr
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,9 +40,6 @@ from clinical_rlhf.safety.triage import URGENCY_RANK, TriageReason
 
 AGES_REMEMBERED = 512
 """Distinct stated ages whose applicable thresholds are kept (a few hundred bytes each)."""
-# Tokens as `normalize._split` cuts them: words, and the marks that become breaks.
-_ASCII_TOKEN = re.compile(r"[a-z0-9@$]+|[!?;\n|,:]|\.(?= )")
-_UNICODE_TOKEN = re.compile(r"[^\W_]+|[!?;\n|,:]|\.(?=\s|$)")
 
 
 @dataclass
@@ -137,7 +133,7 @@ class ClinicalSignsReader:
         if values:
             offsets = _token_offsets(text)
             for value in values:
-                if offsets is not None and not self._value_is_current(text, offsets, value):
+                if not self._value_is_current(text, offsets, value):
                     continue
                 reading.values.setdefault(value.kind, []).append(value)
         for start, end, name in text.find(self.terms):
@@ -463,27 +459,8 @@ def _shown(value: Observation | None) -> str:
     return f"{value.value:g}" + (f" [{value.detail}]" if value.detail else "")
 
 
-def _token_offsets(text: NormalisedText) -> list[int] | None:
-    """The character offset in `text.text` where each of `text.tokens` starts, so that a value read
-    from the characters can be placed among the tokens for its context. None when the tokens were
-    rebuilt from decoded text (leetspeak, spaced letters) and no longer line up; a value is then
-    read as current, the conservative reading."""
-    pattern = _ASCII_TOKEN if text.text.isascii() else _UNICODE_TOKEN
-    determiners = lexicon.DETERMINERS
-    words = [match.start() for match in pattern.finditer(text.text) if match.group() not in determiners]
-    # Shorthand and slips read as lexicon words ("bp" as "blood pressure", "pian" as "pain"): the
-    # tokens of each such stretch all start where its written words start.
-    offsets: list[int] = []
-    word = token = 0
-    for respelling in text.respellings:
-        between = respelling.first - token
-        offsets += words[word:word + between]
-        word += between
-        if word >= len(words):
-            return None
-        offsets += [words[word]] * (respelling.last - respelling.first)
-        word += len(pattern.findall(respelling.written)) or 1
-        token = respelling.last
-    offsets += words[word:]
-    return offsets if len(offsets) == len(text.tokens) else None
-
+def _token_offsets(text: NormalisedText) -> list[int]:
+    """The character offset in `text.text` where each of `text.tokens` starts (the reading's offset
+    map, `NormalisedText.text_spans`), so that a value read from the characters can be placed among
+    the tokens for its context, obfuscated text included."""
+    return [start for start, _ in text.text_spans]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from clinical_rlhf.safety.reading import Reading
     from clinical_rlhf.safety.triage import AdvisedCare, Triage
 
 Action = Literal["allow", "escalate", "reject"]
@@ -62,6 +63,10 @@ class SafetyVerdict:
     """The question's urgency triage, when the guard read a question (handed on to the reward)."""
     advised: AdvisedCare | None = None
     """The care the answer advises, when the guard read an answer."""
+    reading: Reading | None = field(default=None, compare=False, repr=False)
+    """The guard's readings of the question and the answer (`safety/reading.py`), handed on to the
+    reward so that it does not read them again. Not part of `to_dict` (nor the audit log): it is
+    derived from the texts; a verdict loaded from disk has none and the reward reads the texts itself."""
 
     @property
     def is_safe(self) -> bool:
@@ -70,14 +75,14 @@ class SafetyVerdict:
 
     @classmethod
     def from_flags(cls, flags: tuple[SafetyFlag, ...] | list[SafetyFlag], triage: Triage | None = None,
-                   advised: AdvisedCare | None = None) -> SafetyVerdict:
+                   advised: AdvisedCare | None = None, reading: Reading | None = None) -> SafetyVerdict:
         """The most restrictive action any flag asks for; `allow` when there are none."""
         flags = tuple(flags)
         action: Action = "allow"
         for flag in flags:
             if ACTION_ORDER[flag.action] > ACTION_ORDER[action]:
                 action = flag.action
-        return cls(action=action, flags=flags, triage=triage, advised=advised)
+        return cls(action=action, flags=flags, triage=triage, advised=advised, reading=reading)
 
     def to_dict(self) -> dict[str, object]:
         return {
