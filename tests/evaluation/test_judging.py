@@ -8,7 +8,7 @@ import pytest
 
 from clinical_rlhf.evaluation.ab import Answer, PolicyRun, StatsSettings
 from clinical_rlhf.evaluation.items import EvalItem
-from clinical_rlhf.evaluation.judges import JudgeVerdict
+from clinical_rlhf.evaluation.judge_verdict import JudgeVerdict
 from clinical_rlhf.evaluation.judging import agreement, disagreements, judge_comparison, judge_summary, kappa
 
 S, U = "safe", "unsafe"

@@ -1,7 +1,8 @@
 """`clinical-rlhf` (also `python main.py`): wiring only.
 
-Each command group lives in its own module with a `register(app)` function, and imports
-heavy libraries (torch, transformers) inside the command, so `--help` stays instant.
+Each command group lives in its own module with a `register(app)` function. Every one is
+imported for `--help`, so each imports what loads torch, the scientific stack or an optional
+extra inside the command that needs it (docs/architecture.md; tests/foundation/test_cli_stays_light.py).
 """
 
 from __future__ import annotations

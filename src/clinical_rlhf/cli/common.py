@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from clinical_rlhf.config import load_config
+
 ConfigOption = Annotated[
     Path,
     typer.Option("--config", "-c", help="YAML config file.", show_default=True),
@@ -21,6 +23,4 @@ DEFAULT_CONFIG = Path("config/clinical_rlhf_config.yaml")
 
 def load(config: Path, overrides: list[str] | None):
     """Load and validate the config once, at the entry point."""
-    from clinical_rlhf.config import load_config
-
     return load_config(config, overrides or [])

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.corpus import build_corpus
 
 corpus_app = typer.Typer(help="The generated clinical corpus.", no_args_is_help=True)
 console = Console()
@@ -26,8 +27,6 @@ def export(
     overrides: OverrideOption = None,
 ) -> None:
     """Generate the corpus and write its two splits as JSONL (one labelled example per line)."""
-    from clinical_rlhf.corpus import build_corpus
-
     cfg = load(config, overrides)
     demo = cfg.demo_model
     corpus = build_corpus(size=demo.corpus_size, unsafe_fraction=demo.unsafe_fraction,

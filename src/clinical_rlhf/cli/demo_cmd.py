@@ -7,8 +7,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+
+# `models.demo` (torch, numpy) is imported inside the command, so that `--help` and the other
+# commands never load it.
 
 console = Console()
 
@@ -21,8 +25,6 @@ def build_demo_model(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideO
     # Before torch loads OpenMP: idle threads sleep instead of spinning. On a machine whose
     # cores are shared, spinning threads starve each other (measured 3.7 s/step vs 0.75 s).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from clinical_rlhf.models import demo
 
     cfg = load(config, overrides)

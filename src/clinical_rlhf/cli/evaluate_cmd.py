@@ -11,12 +11,27 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import yaml
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.cli.judge_tables import judge_tables
+from clinical_rlhf.cli.train_cmd import training_prompts
 from clinical_rlhf.errors import InputDataError
+from clinical_rlhf.evaluation.conversations import build_conversation_set
+from clinical_rlhf.evaluation.items import EvalItem, load_items_jsonl
+from clinical_rlhf.evaluation.judges import build_judges, llm_judge
+from clinical_rlhf.evaluation.suites import load_suite, parse_suite_spec
+from clinical_rlhf.feedback import load_preferences
+from clinical_rlhf.knowledge.holdout import training_knowledge
+from clinical_rlhf.reward import MultiObjectiveReward
+from clinical_rlhf.safety import SafetyGuard
+
+# The statistics, pages and exports (`evaluation.agreement`, `runner`, `export`: numpy, scipy,
+# scikit-learn), the policies and models (torch) and monitoring are imported inside the commands,
+# so that `--help` and the other commands never load them.
 
 console = Console()
 
@@ -81,7 +96,6 @@ def _preference_path(cfg, given: Path | None) -> tuple[Path, bool]:
 def compute_agreement(cfg, guard, reward, given: Path | None, *, required: bool):
     """The AgreementResult, or None (with the reason) when the shipped file is absent and no file was named."""
     from clinical_rlhf.evaluation.agreement import expert_agreement
-    from clinical_rlhf.feedback import load_preferences
 
     path, explicit = _preference_path(cfg, given)
     if not explicit and not path.is_file():
@@ -98,8 +112,6 @@ def compute_agreement(cfg, guard, reward, given: Path | None, *, required: bool)
 
 def run_agreement(cfg, preferences: Path | None, output: Path | None) -> None:
     from clinical_rlhf.evaluation.runner import write_json
-    from clinical_rlhf.reward import MultiObjectiveReward
-    from clinical_rlhf.safety import SafetyGuard
 
     guard, reward = SafetyGuard.from_config(cfg), MultiObjectiveReward.from_config(cfg)
     result, _ = compute_agreement(cfg, guard, reward, preferences, required=True)
@@ -138,16 +150,12 @@ def _fmt(value) -> str:
 
 def _items(cfg, prompts: Path | None, guard):
     """(items, where they came from)."""
-    from clinical_rlhf.cli.train_cmd import _prompts
-    from clinical_rlhf.evaluation.conversations import build_conversation_set
-    from clinical_rlhf.evaluation.items import EvalItem, load_items_jsonl
-
     if prompts is not None:
         return load_items_jsonl(prompts), str(prompts)
     ev = cfg.evaluation
     size = ev.num_prompts or cfg.training.eval_size
     sized = cfg.model_copy(update={"training": cfg.training.model_copy(update={"eval_size": size})})
-    _, heldout = _prompts(sized)
+    _, heldout = training_prompts(sized)
     items = [EvalItem.single(f"heldout-{index:04d}", prompt, "heldout") for index, prompt in enumerate(heldout)]
     source = str(cfg.training.eval_prompts or "demo corpus held-out split")
     if ev.conversations:
@@ -168,18 +176,9 @@ def _output_dir(cfg, policy_a, policy_b, output: Path | None) -> Path:
 
 def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | None, preferences: Path | None,
                  output: Path | None, judge_names: list[str] | None = None, suite_spec: str | None = None) -> dict:
-    from clinical_rlhf.evaluation.judges import build_judges, llm_judge
     from clinical_rlhf.evaluation.policies import resolve_policy
-    from clinical_rlhf.evaluation.runner import (
-        evaluate_policies,
-        headline_metrics,
-        write_outputs,
-    )
-    from clinical_rlhf.evaluation.suites import load_suite, parse_suite_spec
-    from clinical_rlhf.knowledge.holdout import training_knowledge
+    from clinical_rlhf.evaluation.runner import evaluate_policies, headline_metrics, write_outputs
     from clinical_rlhf.models import build_policy
-    from clinical_rlhf.reward import MultiObjectiveReward
-    from clinical_rlhf.safety import SafetyGuard
 
     # Everything a user can get wrong is checked before the model loads.
     if suite_spec is not None and prompts is not None:
@@ -239,8 +238,6 @@ def run_evaluate(cfg, checkpoint: str, baseline: str | None, prompts: Path | Non
 
 def _warn_if_holdout_differs(cfg, policy) -> None:
     """The guard and holdout judges mean what they say only with the held-out knowledge of training."""
-    import yaml
-
     if policy.payload is None:
         return
     trained = ((yaml.safe_load(policy.payload.config_yaml) or {}).get("safety") or {}).get("holdout_knowledge") or []
@@ -256,14 +253,6 @@ class _Progress:
     (an incompatible checkpoint) is not printed under an empty bar."""
 
     def __init__(self, total: int) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
         self.progress = Progress(TextColumn("[bold]answering"), BarColumn(), MofNCompleteColumn(),
                                  TimeElapsedColumn(), console=console)
         self.task = self.progress.add_task("evaluate", total=total)

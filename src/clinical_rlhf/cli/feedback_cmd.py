@@ -18,11 +18,19 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.errors import InputDataError
+from clinical_rlhf.feedback import load_preferences
+from clinical_rlhf.feedback.builder import build_preference_set
 from clinical_rlhf.feedback.quarantine import read_quarantine
+from clinical_rlhf.reward import MultiObjectiveReward
+from clinical_rlhf.safety import SafetyGuard
+
+# The reward model's training (torch) and the weight fit (numpy) are imported inside their
+# commands, so that `--help` and the other commands never load them.
 
 console = Console()
 preferences_app = typer.Typer(help="Expert preference files: validate them, build the corpus-derived set.",
@@ -32,8 +40,6 @@ preferences_app = typer.Typer(help="Expert preference files: validate them, buil
 @preferences_app.command("validate")
 def validate(files: Annotated[list[Path], typer.Argument(help="Preference JSONL files.")]) -> None:
     """Check preference files line by line; report every bad line of every file, then fail."""
-    from clinical_rlhf.feedback import load_preferences
-
     problems = []
     for path in files:
         try:
@@ -56,8 +62,6 @@ def build(out: Annotated[Path, typer.Option("--out", "-o", help="Directory for t
           seed: Annotated[int, typer.Option(help="Seeds the a/b sides and the optional pairs kept.")] = 0) -> None:
     """Build the corpus-derived preference set from the `demo_model` corpus (the shipped set uses
     the defaults; `--out src/clinical_rlhf/data/preferences` regenerates it)."""
-    from clinical_rlhf.feedback.builder import build_preference_set
-
     cfg = load(config, overrides)
     built = build_preference_set(cfg.demo_model, seed=seed, knowledge_dir=cfg.safety.knowledge_dir)
     train_path, heldout_path = built.write(out)
@@ -113,8 +117,6 @@ def _excerpt(text: object, width: int) -> str:
 def train_reward(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None) -> None:
     """Train the Bradley-Terry reward model (`reward_model:` section); report held-out accuracy."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: see build-demo-model
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from clinical_rlhf.reward.reward_model_training import train_reward_model
 
     cfg = load(config, overrides)
@@ -159,7 +161,6 @@ def fit_weights(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
                 train: TrainFileOption = None, heldout: HeldoutFileOption = None, guard: GuardOption = True,
                 bootstrap: BootstrapOption = 200, as_json: JsonOption = None) -> None:
     """Fit the four objectives' weights to expert preferences and compare them with the config's."""
-    from clinical_rlhf.feedback import load_preferences
     from clinical_rlhf.feedback.objective_weights import (
         OBJECTIVES,
         agreement,
@@ -167,7 +168,6 @@ def fit_weights(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
         fit_objective_weights,
         paste_weights,
     )
-    from clinical_rlhf.reward import MultiObjectiveReward
     from clinical_rlhf.reward.reward_model_training import preference_paths
 
     cfg = load(config, overrides)
@@ -178,8 +178,6 @@ def fit_weights(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
     reward = MultiObjectiveReward(cfg.reward.model_copy(update={"learned_model": None}))
     checker = None
     if guard:
-        from clinical_rlhf.safety import SafetyGuard
-
         checker = SafetyGuard.from_config(cfg)
     fitted, held = (component_differences(records, reward, checker) for records in (train_records, heldout_records))
     fit = fit_objective_weights(fitted.x, bootstrap=bootstrap, seed=cfg.reward_model.seed)

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from clinical_rlhf.models import plan as planning
+from clinical_rlhf.models.hardware import memory_info, resolve_device
+from clinical_rlhf.models.memory import select_precision
+from clinical_rlhf.models.registry import get_model_entry, list_model_entries
+
+# torch is imported only where a GPU's memory is read (`_gpu_gib`): `--help` and `list-models`
+# must run without it.
 
 console = Console()
 
@@ -28,8 +37,6 @@ def _gib(num_bytes: int) -> str:
 
 def _hardware(device: str, free_gib: float | None):
     """(device_type, device name, free bytes) of this machine, or of the hypothetical one asked for."""
-    from clinical_rlhf.models.hardware import memory_info, resolve_device
-
     if free_gib is not None:
         device_type = "cuda" if device == "auto" else device
         return device_type, f"{device_type} (assumed)", int(free_gib * 1024**3)
@@ -38,10 +45,6 @@ def _hardware(device: str, free_gib: float | None):
 
 
 def _entry_record(entry, device_type: str, free_bytes: int) -> dict:
-    from dataclasses import asdict
-
-    from clinical_rlhf.models.memory import select_precision
-
     choice = select_precision(entry, free_bytes, device_type=device_type)
     record = asdict(entry)
     record["lora_target_modules"] = list(entry.lora_target_modules)
@@ -59,8 +62,6 @@ DetailsOption = Annotated[
 def list_models(as_json: JsonOption = False, details: DetailsOption = False, device: DeviceOption = "auto",
                 free_gib: FreeOption = None) -> None:
     """Registered models, their facts, and the memory each needs at every precision on this machine."""
-    from clinical_rlhf.models.registry import list_model_entries
-
     device_type, device_name, free_bytes = _hardware(device, free_gib)
     records = [_entry_record(entry, device_type, free_bytes) for entry in list_model_entries()]
     if as_json:
@@ -157,8 +158,6 @@ def plan(model: Annotated[Optional[str], typer.Argument(help="Registry id, e.g. 
          seq_len: SeqLenOption = 512, batch: BatchOption = None, lora_r: LoraOption = 16) -> None:
     """The best precision for MODEL on this machine; with --gpus/--gpu-memory, the per-GPU memory
     arithmetic on N GPUs and the launch command that fits (exit 1 when nothing does)."""
-    from clinical_rlhf.models.registry import get_model_entry
-
     entry = get_model_entry(_model_id(model, model_option))
     if gpus is None and gpu_memory is None:
         _single_device_plan(entry, device, free_gib)
@@ -189,8 +188,6 @@ def _gpu_gib(gpu_memory: float | None, free_gib: float | None) -> float:
 
 
 def _single_device_plan(entry, device: str, free_gib: float | None) -> None:
-    from clinical_rlhf.models.memory import select_precision
-
     device_type, device_name, free_bytes = _hardware(device, free_gib)
     choice = select_precision(entry, free_bytes, device_type=device_type)
     console.print(f"{entry.id} ({entry.hub_id or 'built locally'}, {entry.nominal_size}) on {device_name}: "
@@ -203,8 +200,6 @@ def _single_device_plan(entry, device: str, free_gib: float | None) -> None:
 
 def _multi_gpu_plan(entry, gpus: int, gpu_gib: float, precision: str | None, seq_len: int, batch: int | None,
                     lora_r: int) -> None:
-    from clinical_rlhf.models import plan as planning
-
     if precision is not None and precision not in planning.PRECISIONS:
         raise typer.BadParameter(f"--precision must be one of {', '.join(planning.PRECISIONS)}, got {precision!r}")
     result = planning.make_plan(entry, gpus=gpus, gpu_gib=gpu_gib, seq_len=seq_len, lora_rank=lora_r,

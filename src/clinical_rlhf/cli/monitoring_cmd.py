@@ -12,6 +12,9 @@ from rich.table import Table
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.errors import ConfigError
 
+# `clinical_rlhf.monitoring` loads numpy, scipy and prometheus_client (about 1 s; its report also
+# matplotlib): imported inside each command, so that `--help` and the other commands never load them.
+
 alerts_app = typer.Typer(help="Alert rules: list them, export them for Prometheus.", no_args_is_help=True)
 tracking_app = typer.Typer(help="MLflow tracking of finished runs.", no_args_is_help=True)
 console = Console()

@@ -11,6 +11,16 @@ from rich.console import Console
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.reward import COMPONENTS, MultiObjectiveReward
+from clinical_rlhf.reward.evaluation import (
+    SPLITS,
+    evaluate_hallucination,
+    evaluate_ordering,
+    load_hallucination_set,
+    load_ordering_set,
+)
+from clinical_rlhf.safety import SafetyGuard
+from clinical_rlhf.safety.verdict import SafetyVerdict
 
 console = Console()
 
@@ -19,8 +29,6 @@ GuardOption = Annotated[bool, typer.Option("--guard/--no-guard",
 
 
 def _reward(config, overrides):
-    from clinical_rlhf.reward import MultiObjectiveReward
-
     cfg = load(config, overrides)
     return cfg, MultiObjectiveReward.from_config(cfg)
 
@@ -28,8 +36,6 @@ def _reward(config, overrides):
 def _guard(cfg, use: bool):
     if not use:
         return None
-    from clinical_rlhf.safety import SafetyGuard
-
     return SafetyGuard.from_config(cfg)
 
 
@@ -40,15 +46,6 @@ def reward_eval(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption
 
     Reported per split (dev and tuned: tuned on; test: studied after its first run; holdout:
     never tuned on) and per file of reward/evalsets."""
-    from clinical_rlhf.reward import COMPONENTS
-    from clinical_rlhf.reward.evaluation import (
-        SPLITS,
-        evaluate_hallucination,
-        evaluate_ordering,
-        load_hallucination_set,
-        load_ordering_set,
-    )
-
     cfg, reward = _reward(config, overrides)
     checker = _guard(cfg, guard)
     scenarios = load_ordering_set()
@@ -104,8 +101,6 @@ def reward_score(prompt: Annotated[str, typer.Option("--prompt", "-p", help="The
 
     Components, weights, total, veto, matched guidelines, missing and forbidden advice,
     hallucination flags."""
-    from clinical_rlhf.safety.verdict import SafetyVerdict
-
     cfg, reward = _reward(config, overrides)
     checker = _guard(cfg, guard)
     verdict = checker.check(prompt, response) if checker else SafetyVerdict(action="allow")

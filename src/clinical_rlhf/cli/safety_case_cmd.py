@@ -9,6 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+# The safety case reads checkpoints (torch) and renders with the evaluation pages (numpy, scipy):
+# imported inside the command, so that `--help` and the other commands never load them.
+
 console = Console()
 
 

@@ -11,9 +11,24 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
 from clinical_rlhf.errors import AuditIntegrityError, InputDataError
+from clinical_rlhf.safety import SafetyGuard, verify_audit_log
+from clinical_rlhf.safety.audit_anchor import anchor_from_options
+from clinical_rlhf.safety.audit_key import load_audit_key, read_key_file
+from clinical_rlhf.safety.conversation import check_jsonl_item, jsonl_problem, triage_jsonl_item
+from clinical_rlhf.safety.evaluation import (
+    CATEGORIES,
+    OBFUSCATION_GAP,
+    PRECISION_TARGET,
+    RECALL_TARGET,
+    RECALL_TARGETED,
+    evaluate,
+    load_cases,
+)
+from clinical_rlhf.safety.explain import explain
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,8 +49,6 @@ class FailOn(str, enum.Enum):
 
 
 def _guard(config: Path | None, overrides: list[str] | None):
-    from clinical_rlhf.safety import SafetyGuard
-
     if config is None:
         return SafetyGuard()
     return SafetyGuard.from_config(load(config, overrides))
@@ -43,9 +56,6 @@ def _guard(config: Path | None, overrides: list[str] | None):
 
 def safety_demo(config: ConfigOption = DEFAULT_CONFIG, overrides: OverrideOption = None) -> None:
     """Walk example question/answer pairs through the guard and show each verdict and why."""
-    from clinical_rlhf.safety.evaluation import load_cases
-    from clinical_rlhf.safety.explain import explain
-
     guard = _guard(config, overrides)
     cases = {case.id: case for case in load_cases()}
     for number, case_id in enumerate(DEMO_CASE_IDS, start=1):
@@ -149,8 +159,6 @@ def _gate(actions: list[str], fail_on: FailOn | None) -> None:
 
 def _check_lines(guard, source: str) -> tuple[int, list[str]]:
     """Check or triage each line; (bad lines, the actions of the answers checked)."""
-    from clinical_rlhf.safety.conversation import check_jsonl_item, triage_jsonl_item
-
     # Bytes, decoded line by line: one line of bad UTF-8 is named and skipped, the rest are checked.
     try:
         stream = sys.stdin.buffer if source == "-" else open(source, "rb")  # noqa: SIM115
@@ -177,8 +185,6 @@ def _check_lines(guard, source: str) -> tuple[int, list[str]]:
 
 
 def _parse_item(raw: bytes) -> tuple[dict, str | None]:
-    from clinical_rlhf.safety.conversation import jsonl_problem
-
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -202,8 +208,6 @@ def safety_eval(
                                               "wrongly flagged cases.")] = False,
 ) -> None:
     """Precision and recall per category on the labelled set, plain and obfuscated."""
-    from clinical_rlhf.safety.evaluation import evaluate, load_cases
-
     guard = _guard(config, overrides)
     report = evaluate(guard, load_cases(cases_file))
     _print_report(report, "Safety guard evaluation", show_errors)
@@ -225,14 +229,6 @@ def _ratio(numerator: int, denominator: int) -> str:
 
 def _target_status(report) -> tuple[list[str], list[str], list[str]]:
     """(met, missed, not measured) targets of one evaluation, each in words."""
-    from clinical_rlhf.safety.evaluation import (
-        CATEGORIES,
-        OBFUSCATION_GAP,
-        PRECISION_TARGET,
-        RECALL_TARGET,
-        RECALL_TARGETED,
-    )
-
     met, missed, unmeasured = [], [], []
     for category in CATEGORIES:
         plain, obfuscated = report.plain[category], report.obfuscated[category]
@@ -266,10 +262,6 @@ def _print_targets(report, label: str) -> None:
 
 
 def _print_report(report, title: str, show_errors: bool) -> None:
-    from rich.table import Table
-
-    from clinical_rlhf.safety.evaluation import CATEGORIES
-
     table = Table(title=f"{title}: {report.cases} cases, each also obfuscated")
     table.add_column("category", no_wrap=True)
     for column in ("positives", "precision", "recall", "obf. prec.", "obf. recall"):
@@ -303,10 +295,6 @@ def audit_verify(
                                                     "anchors the log.")] = None,
 ) -> None:
     """Walk the hash chain; exit 0 with the record count when intact, non-zero at the first problem."""
-    from clinical_rlhf.safety import verify_audit_log
-    from clinical_rlhf.safety.audit_anchor import anchor_from_options
-    from clinical_rlhf.safety.audit_key import load_audit_key, read_key_file
-
     if not path.is_file():
         problem = "is a directory" if path.is_dir() else "does not exist"
         raise InputDataError(f"audit log {path} {problem}; pass the path of an audit.jsonl file")

@@ -14,9 +14,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+import yaml
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.config import ServeApiKeyConfig
 from clinical_rlhf.errors import CheckpointError, ConfigError
+
+# `clinical_rlhf.serve` needs the `serve` extra (fastapi, uvicorn, httpx) and checkpoints load torch:
+# both are imported inside the commands, so that `--help` and the other commands run without them.
 
 logger = logging.getLogger("clinical_rlhf.serve")
 
@@ -41,7 +46,6 @@ def register(app: typer.Typer) -> None:
     @app.command("serve-key")
     def serve_key(key_id: Annotated[str, typer.Option("--id", help="Name of the client, e.g. ward-7.")]) -> None:
         """Create an API key: prints the key once, and the hash that goes into the config."""
-        from clinical_rlhf.config import ServeApiKeyConfig
         from clinical_rlhf.serve.auth import hash_key, new_api_key
 
         key = new_api_key()
@@ -66,8 +70,6 @@ def with_options(cfg, checkpoint: Path | None, host: str | None, port: int | Non
 def adapter_weights(cfg, path: Path) -> dict:
     """The trained adapter (and value head) of a checkpoint directory, verified against its
     checksums, after checking that it was trained on the model this config serves."""
-    import yaml
-
     from clinical_rlhf.rl.checkpoint import load_checkpoint
 
     payload = load_checkpoint(Path(path))

@@ -14,15 +14,28 @@ same code.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from clinical_rlhf.cli.common import DEFAULT_CONFIG, ConfigOption, OverrideOption, load
+from clinical_rlhf.corpus import load_prompts_jsonl
 from clinical_rlhf.errors import ClinicalRLHFError, ConfigError, EmergencyStop
+from clinical_rlhf.knowledge.holdout import training_knowledge
+from clinical_rlhf.reward import MultiObjectiveReward
+from clinical_rlhf.safety import AuditLog, SafetyGuard
+from clinical_rlhf.safety.audit_key import configured_key
+
+# The trainer, the models, the demo corpus's builder (`rl`, `models`: torch), monitoring (numpy,
+# scipy, prometheus_client) and seeding (numpy) are imported inside the command, so that `--help`
+# and the other commands never load them.
 
 console = Console()
 
@@ -81,12 +94,10 @@ def tracking_uri(cfg) -> str:
     return cfg.monitoring.tracking.uri or default_tracking_uri(cfg.training.runs_dir)
 
 
-def _prompts(cfg):
+def training_prompts(cfg):
     """(train prompts, held-out prompts): the configured JSONL files, else the demo corpus splits
     (the same corpus, split and seed the demo model was fine-tuned on, so no held-out prompt was
     seen in SFT)."""
-    from clinical_rlhf.corpus import load_prompts_jsonl
-
     corpus = None
     if cfg.training.prompts is None or cfg.training.eval_prompts is None:
         from clinical_rlhf.models.demo import load_corpus
@@ -104,23 +115,19 @@ def run_training(cfg, resume: str | None, runtime=None):
 
     `runtime` (a `Distributed`; default one process): rank 0 owns the audit log, the tracker,
     the Prometheus exporter and the progress bar; the other ranks get no-op equivalents."""
+    import torch
+
     from clinical_rlhf.models import build_policy
     from clinical_rlhf.monitoring.drift_monitor import DriftMonitor
     from clinical_rlhf.monitoring.memory import MemoryMonitor
-    from clinical_rlhf.monitoring.provenance import provenance_tags
     from clinical_rlhf.monitoring.metrics import TrainingMetrics
+    from clinical_rlhf.monitoring.provenance import provenance_tags
     from clinical_rlhf.monitoring.tracking import RunTracker
-    from clinical_rlhf.reward import MultiObjectiveReward
     from clinical_rlhf.rl.checkpoint import require_new_run
-    from clinical_rlhf.knowledge.holdout import training_knowledge
     from clinical_rlhf.rl.distributed import Distributed, NullTracker
     from clinical_rlhf.rl.dpo import DPOTrainer, load_preference_splits
     from clinical_rlhf.rl.trainer import PPOTrainer
-    from clinical_rlhf.safety import AuditLog, SafetyGuard
-    from clinical_rlhf.safety.audit_key import configured_key
     from clinical_rlhf.seeding import seed_everything
-
-    import torch
 
     runtime = runtime or Distributed.single()
     runtime.check_supported(cfg)
@@ -145,7 +152,7 @@ def run_training(cfg, resume: str | None, runtime=None):
     # also broadcasts rank 0's), then the trainer moves each rank to `seed + rank`.
     seed_everything(cfg.training.seed, cfg.training.deterministic)
     with runtime.main_process_first():  # the demo model and corpus are built once, by rank 0
-        train_prompts, eval_prompts = _prompts(cfg)
+        train_prompts, eval_prompts = training_prompts(cfg)
         train_pairs, eval_pairs = load_preference_splits(cfg) if dpo else ((), ())  # a bad file fails before the model loads
         loading = (console.status("loading the policy (the demo model is built on first use)")
                    if runtime.is_main else contextlib.nullcontext())
@@ -198,9 +205,6 @@ def run_training(cfg, resume: str | None, runtime=None):
 def _data_sources(cfg, dpo: bool, train_prompts: list[str], eval_prompts: list[str]) -> dict:
     """Input files to hash into the run's tags; prompts generated from the corpus (no file) are
     hashed as the text the run used."""
-    import hashlib
-    from pathlib import Path
-
     from clinical_rlhf.rl.dpo import SHIPPED_PREFERENCES
 
     def text_digest(prompts: list[str]) -> str:
@@ -234,8 +238,6 @@ class _ProgressBar:
     """Live bar: iteration, reward, unsafe ratio, KL to the reference, answers per second."""
 
     def __init__(self, total: int, label: str = "PPO") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         self.label = label
         self.progress = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=console)
@@ -274,8 +276,6 @@ class _ProgressBar:
 
 def _show_warnings(is_main: bool = True) -> None:
     """Send the trainer's warnings (micro-batch halved, rollback, corrupt checkpoint) to stderr."""
-    from rich.logging import RichHandler
-
     logger = logging.getLogger("clinical_rlhf")
     if not any(isinstance(handler, RichHandler) for handler in logger.handlers):
         handler = RichHandler(console=Console(stderr=True), show_path=False, show_time=False)

@@ -17,14 +17,14 @@ from html import escape
 
 import numpy as np
 
+from clinical_rlhf.evaluation.html_cells import clipped, estimate_cell, html_table, number_cell
+from clinical_rlhf.evaluation.judge_html import judges_html, suite_html
 from clinical_rlhf.monitoring.plots import PALETTE, RC, SIZE_INCHES, empty_chart, inline_svg, new_figure
 from clinical_rlhf.monitoring.report import STYLE
 
 POLICY_COLORS = {"A": PALETTE[0], "B": PALETTE[3]}
 OUTCOME_COLORS = {"wins": "#2ca02c", "ties": "#b0b7c3", "losses": "#d62728"}
 OUTCOME_LABELS = {"wins": "A wins", "ties": "tie", "losses": "B wins"}
-MAX_TEXT = 400
-"""Characters of a question or answer shown in the per-prompt table (the JSON has all of it)."""
 
 EXTRA_STYLE = ".answer{max-width:38em;white-space:pre-wrap}.bad{color:#c62828;font-weight:600}"
 
@@ -152,27 +152,6 @@ def histogram(title: str, values: Sequence[float], x_label: str, bins: int = 20)
 # ----------------------------------------------------------------------------- tables
 
 
-def _number(value, digits: str = ".3f") -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "—"
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return format(value, digits)
-    return escape(str(value))
-
-
-def _estimate(estimate: dict | None) -> str:
-    if not estimate:
-        return "—"
-    interval = f"[{_number(estimate['low'])}, {_number(estimate['high'])}]"
-    return f'{_number(estimate["value"])} <span class="muted">{interval}</span>'
-
-
-def _table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    rows = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in body)
-    return f"<table><tr>{head}</tr>{rows}</table>"
-
-
 def _summary_table(result: dict) -> str:
     summary, comparison = result.get("summary") or {}, result.get("comparison")
     if not summary:
@@ -184,22 +163,23 @@ def _summary_table(result: dict) -> str:
         header += ["A − B [CI]", "A wins / ties / B wins", f"p ({comparison['total']['test']})"]
     body = []
     for name in names:
-        row = [escape(name), *(_estimate(summary[label]["components"][name]) for label in labels)]
+        row = [escape(name), *(estimate_cell(summary[label]["components"][name]) for label in labels)]
         if comparison:
             c = comparison["components"][name]
-            row += [_estimate(c["mean_difference"]), f"{c['wins']} / {c['ties']} / {c['losses']}",
-                    _number(c["p_value"], ".3g")]
+            row += [estimate_cell(c["mean_difference"]), f"{c['wins']} / {c['ties']} / {c['losses']}",
+                    number_cell(c["p_value"], ".3g")]
         body.append(row)
-    unsafe = ["unsafe ratio", *(_estimate(summary[label]["unsafe_ratio"]) for label in labels)]
+    unsafe = ["unsafe ratio", *(estimate_cell(summary[label]["unsafe_ratio"]) for label in labels)]
     if comparison:
         u = comparison["unsafe_ratio"]
-        unsafe += [_estimate(u["difference"]), f"A worse {u['a_worse']}, B worse {u['b_worse']}",
-                   _number(u["p_value"], ".3g")]
+        unsafe += [estimate_cell(u["difference"]), f"A worse {u['a_worse']}, B worse {u['b_worse']}",
+                   number_cell(u["p_value"], ".3g")]
     body.append(unsafe)
     for key, title in (("kl", "KL to reference (nats)"), ("missing_eos_ratio", "missing EOS ratio"),
                        ("mean_length", "mean answer length (tokens)")):
-        body.append([title, *(_number(summary[label][key]) for label in labels), *([""] * (3 if comparison else 0))])
-    return _table(header, body)
+        body.append([title, *(number_cell(summary[label][key]) for label in labels),
+                     *([""] * (3 if comparison else 0))])
+    return html_table(header, body)
 
 
 def _conversation_table(result: dict) -> str:
@@ -211,20 +191,20 @@ def _conversation_table(result: dict) -> str:
     first = section[labels[0]]
     if "red_flag_earlier" in first:
         body.append(["red flag in an earlier turn", str(first["red_flag_earlier"]["conversations"]), "unsafe ratio",
-                     *(_estimate(section[l]["red_flag_earlier"]["unsafe_ratio"]) for l in labels)])
+                     *(estimate_cell(section[l]["red_flag_earlier"]["unsafe_ratio"]) for l in labels)])
         body.append(["", "", "red flag caught by the guard",
-                     *(_number(section[l]["red_flag_earlier"]["flag_caught_ratio"]) for l in labels)])
+                     *(number_cell(section[l]["red_flag_earlier"]["flag_caught_ratio"]) for l in labels)])
         body.append(["", "", "answer gave emergency advice",
-                     *(_number(section[l]["red_flag_earlier"]["emergency_advice_ratio"]) for l in labels)])
+                     *(number_cell(section[l]["red_flag_earlier"]["emergency_advice_ratio"]) for l in labels)])
     if "red_flag_denied" in first:
         body.append(["red flag denied in an earlier turn", str(first["red_flag_denied"]["conversations"]), "unsafe ratio",
-                     *(_estimate(section[l]["red_flag_denied"]["unsafe_ratio"]) for l in labels)])
+                     *(estimate_cell(section[l]["red_flag_denied"]["unsafe_ratio"]) for l in labels)])
         body.append(["", "", "false alarm (flag raised anyway)",
-                     *(_number(section[l]["red_flag_denied"]["false_alarm_ratio"]) for l in labels)])
+                     *(number_cell(section[l]["red_flag_denied"]["false_alarm_ratio"]) for l in labels)])
     missed = first.get("red_flag_earlier", {}).get("missed", [])
     note = (f'<p class="muted">Red flags the guard missed in A\'s conversations: {escape(", ".join(missed))}</p>'
             if missed else "")
-    return _table(["set", "conversations", "measure", *labels], body) + note
+    return html_table(["set", "conversations", "measure", *labels], body) + note
 
 
 def _agreement_section(agreement: dict | None) -> str:
@@ -235,51 +215,45 @@ def _agreement_section(agreement: dict | None) -> str:
     verdict = "meets" if agreement["meets_target"] else "misses"
     status = "good" if agreement["meets_target"] else "bad"
     head = (f'<div class="cards"><div class="card {status}"><span>expert agreement '
-            f'(target {agreement["target"]:g})</span><b>{_number(agreement["agreement"]["value"])}</b></div>'
-            f'<div class="card"><span>Cohen\'s kappa</span><b>{_number(agreement["kappa"])}</b></div>'
+            f'(target {agreement["target"]:g})</span><b>{number_cell(agreement["agreement"]["value"])}</b></div>'
+            f'<div class="card"><span>Cohen\'s kappa</span><b>{number_cell(agreement["kappa"])}</b></div>'
             f'<div class="card"><span>agreement on decisive pairs</span>'
-            f'<b>{_number(agreement["decisive_agreement"])}</b></div>'
+            f'<b>{number_cell(agreement["decisive_agreement"])}</b></div>'
             f'<div class="card"><span>records</span><b>{agreement["n"]}</b></div></div>'
             f'<p class="muted">{escape(str(agreement.get("preferences")))}: the system {verdict} the target; interval '
-            f'{_estimate(agreement["agreement"])}. A tie matches only a tie.</p>')
+            f'{estimate_cell(agreement["agreement"])}. A tie matches only a tie.</p>')
     groups = []
     for key, title in (("by_source", "source"), ("by_objective", "objective"), ("by_annotator", "annotator")):
         for name, values in (agreement.get(key) or {}).items():
-            groups.append([escape(title), escape(name), str(values["n"]), _number(values["agreement"]),
-                           _number(values["kappa"])])
-    return head + (_table(["by", "group", "records", "agreement", "kappa"], groups) if groups else "")
-
-
-def _clip(text: str) -> str:
-    return escape(text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …")
+            groups.append([escape(title), escape(name), str(values["n"]), number_cell(values["agreement"]),
+                           number_cell(values["kappa"])])
+    return head + (html_table(["by", "group", "records", "agreement", "kappa"], groups) if groups else "")
 
 
 def _rows_table(result: dict) -> str:
     labels = [label for label in ("A", "B") if label in (result.get("policies") or {})]
     body = []
     for row in result.get("rows", []):
-        cells = [escape(row["id"]), _clip(row["question"])]
+        cells = [escape(row["id"]), clipped(row["question"])]
         for label in labels:
             first = row[label][0] if row.get(label) else None
             if first is None:
                 cells += ["", ""]
                 continue
             flag = ' class="bad"' if first["unsafe"] else ""
-            cells += [f'<div class="answer">{_clip(first["response"])}</div>',
-                      f'<span{flag}>{_number(first["total"])} {escape(first["action"])}</span>']
+            cells += [f'<div class="answer">{clipped(first["response"])}</div>',
+                      f'<span{flag}>{number_cell(first["total"])} {escape(first["action"])}</span>']
         if "difference" in row:
-            cells.append(_number(row["difference"], "+.3f"))
+            cells.append(number_cell(row["difference"], "+.3f"))
         body.append(cells)
     header = ["id", "question"] + [h for label in labels for h in (f"{label} answer (first sample)", f"{label} total")]
     if len(labels) == 2:
         header.append("A − B")
-    return _table(header, body)
+    return html_table(header, body)
 
 
 def render_evaluation(result: dict) -> str:
     """The page for an `evaluate_policies` result."""
-    from clinical_rlhf.evaluation.judge_html import judges_html, suite_html
-
     policies = result.get("policies") or {}
     labels = list(policies)
     names = {label: f"{label}: {policies[label]['name']}" for label in labels}
@@ -309,10 +283,10 @@ def render_evaluation(result: dict) -> str:
     headline = ""
     if comparison:
         total = comparison["total"]
-        headline = (f'<p>A wins {total["win_rate"]["value"]:.1%} of prompts [{_number(total["win_rate"]["low"])}, '
-                    f'{_number(total["win_rate"]["high"])}], ties {total["tie_rate"]:.1%}; mean difference '
-                    f'{_estimate(total["mean_difference"])}; {escape(total["test"])} '
-                    f'p = {_number(total["p_value"], ".3g")}.</p>')
+        headline = (f'<p>A wins {total["win_rate"]["value"]:.1%} of prompts [{number_cell(total["win_rate"]["low"])}, '
+                    f'{number_cell(total["win_rate"]["high"])}], ties {total["tie_rate"]:.1%}; mean difference '
+                    f'{estimate_cell(total["mean_difference"])}; {escape(total["test"])} '
+                    f'p = {number_cell(total["p_value"], ".3g")}.</p>')
     subtitle = (f"model {result.get('model')} · {result.get('prompts', {}).get('evaluated', 0)} prompts + "
                 f"{result.get('prompts', {}).get('conversations', 0)} conversations · "
                 f"{settings.get('samples_per_prompt')} answer(s) per prompt · seed {settings.get('seed')} · "

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 
 from clinical_rlhf.config import LLMJudgeConfig, ServeConfig
 from clinical_rlhf.errors import ClinicalRLHFError, ConfigError
+from clinical_rlhf.models.fingerprint import base_model_fingerprint
 from clinical_rlhf.serve.backends.base import GenerationRequest, Message
+from clinical_rlhf.serve.backends.local import LocalBackend
+from clinical_rlhf.serve.backends.remote import RemoteBackend
 from clinical_rlhf.serve.errors import APIError
 
 
@@ -54,9 +57,6 @@ class LocalJudgeBackend:
 
     @classmethod
     def from_config(cls, cfg, judge: LLMJudgeConfig) -> LocalJudgeBackend:
-        from clinical_rlhf.models.fingerprint import base_model_fingerprint
-        from clinical_rlhf.serve.backends.local import LocalBackend
-
         # The judge is a plain model: no value model; the LoRA adapter the factory attaches is
         # freshly initialised (zero update), so the judge generates with its own weights.
         model = cfg.model.model_copy(update={"name": judge.model, "path": judge.path})
@@ -99,8 +99,6 @@ class RemoteJudgeBackend:
 
     @classmethod
     def from_config(cls, judge: LLMJudgeConfig) -> RemoteJudgeBackend:
-        from clinical_rlhf.serve.backends.remote import RemoteBackend
-
         url = judge.remote.base_url or ""
         if not url.startswith(("http://", "https://")):
             raise ConfigError("evaluation.llm_judge.backend openai_compatible needs evaluation.llm_judge.remote."

@@ -5,38 +5,24 @@
              saw: did the policy learn safe behaviour, or the surface of its guard?
     llm      a language model grading the written clinical rubrics (`llm_judge.py`)
 
-Every judge gives each answer a `JudgeVerdict`: `safe`, `unsafe` or `unparsable` (the llm judge's
+Every judge gives each answer a `JudgeVerdict` (`judge_verdict.py`): `safe`, `unsafe` or `unparsable` (the llm judge's
 reply could not be read: counted as such, never as safe), a score in [0, 1] (1 = safe) and the
 reasons. This module imports no torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Sequence
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.evaluation.judge_verdict import JudgeVerdict
+from clinical_rlhf.evaluation.llm_judge import JudgementCache, LLMJudge
+from clinical_rlhf.evaluation.rubrics import load_rubrics
+from clinical_rlhf.knowledge import load_knowledge
+from clinical_rlhf.knowledge.holdout import only_entries
+from clinical_rlhf.safety import SafetyGuard
 
-Label = Literal["safe", "unsafe", "unparsable"]
 JUDGES = ("guard", "holdout", "llm")
-
-
-@dataclass(frozen=True, slots=True)
-class JudgeVerdict:
-    label: Label
-    score: float | None
-    """1 safe, 0 unsafe; the llm judge: share of concerns judged safe; None when nothing was read."""
-    reasons: tuple[str, ...] = ()
-    details: Mapping[str, object] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"label": self.label, "score": self.score, "reasons": list(self.reasons), **self.details}
-
-
-def transcript(messages: Sequence[Mapping[str, str]]) -> str:
-    """A conversation as a judge reads it: every turn as `Role: text`, oldest first."""
-    return "\n".join(f"{turn['role'].capitalize()}: {turn['content'].strip()}" for turn in messages)
 
 
 class GuardJudge:
@@ -100,10 +86,6 @@ def build_judges(cfg, names: Sequence[str], training_guard) -> list:
 
 
 def holdout_judge(cfg) -> GuardJudge:
-    from clinical_rlhf.knowledge import load_knowledge
-    from clinical_rlhf.knowledge.holdout import only_entries
-    from clinical_rlhf.safety import SafetyGuard
-
     if not cfg.safety.holdout_knowledge:
         raise ConfigError("the holdout judge needs safety.holdout_knowledge: the knowledge entries the training "
                           "guard must not see (e.g. --set 'safety.holdout_knowledge=[\"red_flag:stroke\"]'), "
@@ -114,9 +96,6 @@ def holdout_judge(cfg) -> GuardJudge:
 
 
 def llm_judge(cfg):
-    from clinical_rlhf.evaluation.llm_judge import JudgementCache, LLMJudge
-    from clinical_rlhf.evaluation.rubrics import load_rubrics
-
     settings = cfg.evaluation.llm_judge
     rubrics = load_rubrics(settings.rubrics, settings.rubric_dir)
     try:

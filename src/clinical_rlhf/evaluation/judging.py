@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
-from clinical_rlhf.evaluation.judges import JudgeVerdict
+from clinical_rlhf.evaluation.judge_verdict import JudgeVerdict
 from clinical_rlhf.evaluation.stats import agreement_rate, mcnemar_exact
 
 BINARY = ("safe", "unsafe")

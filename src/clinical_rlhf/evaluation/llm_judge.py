@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clinical_rlhf.durable import append_jsonl
-from clinical_rlhf.evaluation.judges import JudgeVerdict, transcript
+from clinical_rlhf.evaluation.judge_verdict import JudgeVerdict, transcript
 from clinical_rlhf.evaluation.rubrics import ParsedReply, Rubric, parse_reply
 
 log = logging.getLogger(__name__)

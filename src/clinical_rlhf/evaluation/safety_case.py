@@ -19,6 +19,7 @@ import yaml
 
 from clinical_rlhf.durable import sha256_file
 from clinical_rlhf.errors import ClinicalRLHFError, InputDataError
+from clinical_rlhf.evaluation.policies import resolve_policy
 from clinical_rlhf.knowledge.loader import FILES, shipped_directory
 from clinical_rlhf.monitoring.runfiles import (
     AUDIT_FILE,
@@ -40,8 +41,6 @@ a 95% interval on a ratio from 20 prompts is still about ±0.2 wide."""
 
 def _policy(run_dir: Path) -> dict[str, Any]:
     """The newest good checkpoint: its adapter's hash (the model fingerprint) and the base's."""
-    from clinical_rlhf.evaluation.policies import resolve_policy
-
     try:
         policy = resolve_policy(str(run_dir), run_dir)
     except ClinicalRLHFError as exc:

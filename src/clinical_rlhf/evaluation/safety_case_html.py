@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from clinical_rlhf.evaluation.html import _table
+from clinical_rlhf.evaluation.html_cells import html_table
 
 STYLE = """
 body{font-family:Georgia,serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222;line-height:1.45}
@@ -45,7 +45,7 @@ def _model(case: dict) -> str:
         rows += [["checkpoint", f"{escape(policy['checkpoint'])} (iteration {policy['iteration']}, {policy['kind']})"],
                  ["adapter fingerprint (SHA-256 of trainable.safetensors)", f"<code>{escape(str(policy['adapter_sha256']))}</code>"],
                  ["base-model fingerprint", f"<code>{escape(str(policy['base_fingerprint']))}</code>"]]
-    return _table(["", ""], rows)
+    return html_table(["", ""], rows)
 
 
 def _evidence_rows(evaluation: dict) -> list[list[str]]:
@@ -95,13 +95,14 @@ def _evidence(case: dict) -> str:
                  for name, value in (before.get("components") or {}).items()]
         rows.append(["KL to the reference (nats)", _n(before.get("kl")), _n(after.get("kl"))])
         html += (f"<h3>During training (the trainer's check on {_n(after.get('prompts'), 'd')} held-out prompts, one "
-                 f"answer each, by the training guard and reward)</h3>" + _table(["measure", "before", "after"], rows))
+                 f"answer each, by the training guard and reward)</h3>"
+                 + html_table(["measure", "before", "after"], rows))
     rows = [row for evaluation in case["evaluations"] for row in _evidence_rows(evaluation)]
     if rows:
         html += ("<h3>Before and after, by every judge and suite</h3><p class=\"muted\">A is the trained policy, B its "
                  "baseline as named in each evaluation; intervals are percentile bootstraps over prompts, p is the "
                  "paired test (exact McNemar for unsafe ratios, Wilcoxon for scores).</p>"
-                 + _table(["evaluation", "measure", "A", "B", "A − B", "p"], rows))
+                 + html_table(["evaluation", "measure", "A", "B", "A − B", "p"], rows))
     else:
         html += ('<p class="bad">No evaluation of this run was found (runs/&lt;name&gt;/evaluation/*/evaluation.json): '
                  "run <code>clinical-rlhf evaluate --checkpoint RUN_DIR --baseline reference --judge guard "
@@ -110,7 +111,7 @@ def _evidence(case: dict) -> str:
         pairs = (evaluation.get("judges") or {}).get("agreement") or []
         if pairs:
             html += (f"<h3>Agreement between judges ({escape(Path(evaluation['path']).parent.name)})</h3>"
-                     + _table(["judges", "answers", "agreement", "Cohen's kappa"],
+                     + html_table(["judges", "answers", "agreement", "Cohen's kappa"],
                               [[escape(" vs ".join(p["judges"])), str(p["n"]), _n(p["agreement"]), _n(p["kappa"])]
                                for p in pairs]))
     return html
@@ -130,13 +131,14 @@ def _vetoes(audit: dict) -> str:
     for category in vetoes["categories"]:
         cells = [sum(vetoes["counts"].get(str(i), {}).get(category, 0) for i in range(s, s + span)) for s in starts]
         rows.append([escape(category), *map(str, cells), str(vetoes["totals"][category])])
-    return "<p class=\"muted\">Vetoed (rejected) training answers per flag category, by iteration.</p>" + _table(header, rows)
+    return ("<p class=\"muted\">Vetoed (rejected) training answers per flag category, by iteration.</p>"
+            + html_table(header, rows))
 
 
 def _events(events: list[dict]) -> str:
     if not events:
         return "<p>No alert, rollback or emergency stop during training.</p>"
-    return _table(["iteration", "kind", "severity", "message"],
+    return html_table(["iteration", "kind", "severity", "message"],
                   [[str(e.get("step")), escape(str(e.get("kind"))), escape(str(e.get("severity"))),
                     escape(str(e.get("message")))] for e in events])
 
@@ -146,13 +148,13 @@ def _audit(audit: dict) -> str:
         return f'<p class="bad">No audit log at {escape(audit["path"])}.</p>'
     status = '<span class="ok">verifies</span>' if audit["intact"] else \
         f'<span class="bad">does not verify: {escape(str(audit["problem"]))}</span>'
-    return _table(["", ""], [["file", escape(audit["path"])], ["records", str(audit["records"])],
+    return html_table(["", ""], [["file", escape(audit["path"])], ["records", str(audit["records"])],
                              ["head hash", f"<code>{escape(audit['head_hash'])}</code>"], ["hash chain", status]])
 
 
 def render_safety_case(case: dict) -> str:
     name = escape(case["run_name"])
-    files = _table(["config key / file", "path", "SHA-256"],
+    files = html_table(["config key / file", "path", "SHA-256"],
                    [[escape(f["key"]), escape(f["path"]), f"<code>{escape(f['sha256'])}</code>"]
                     for f in case["data_files"]])
     limits = "".join(f"<li>{escape(limit)}</li>" for limit in case["known_limits"])

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clinical_rlhf.evaluation.judges import transcript
+from clinical_rlhf.evaluation.judge_verdict import transcript
 from clinical_rlhf.evaluation.llm_judge import Ask
 from clinical_rlhf.evaluation.rubrics import load_rubric
 from clinical_rlhf.evaluation.stats import mcnemar_exact, paired_comparison

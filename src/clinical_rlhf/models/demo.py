@@ -18,10 +18,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import torch
+
 from clinical_rlhf.config import Config, DemoModelConfig
-from clinical_rlhf.errors import ClinicalRLHFError
+from clinical_rlhf.corpus import build_corpus
 from clinical_rlhf.models.hardware import available_cpu_cores
 from clinical_rlhf.models.registry import get_model_entry
+from clinical_rlhf.models.sft import encode_examples, evaluate_answer_loss, train_sft
 from clinical_rlhf.models.tiny import architecture_config, progress_bars_off
 from clinical_rlhf.models.tokenizer import train_bpe_tokenizer
 from clinical_rlhf.seeding import preserved_random_state, seed_everything
@@ -56,11 +59,6 @@ class BuildReport:
 
 def load_corpus(demo: DemoModelConfig):
     """The corpus from `clinical_rlhf.corpus.build_corpus`, sized and seeded by `demo_model`."""
-    try:
-        from clinical_rlhf.corpus import build_corpus
-    except ImportError:
-        raise ClinicalRLHFError("the clinical corpus generator (clinical_rlhf.corpus.build_corpus) is missing "
-                                "from this installation; reinstall the package (pip install -e .)") from None
     return build_corpus(size=demo.corpus_size, unsafe_fraction=demo.unsafe_fraction,
                         heldout_fraction=demo.heldout_fraction, seed=demo.seed)
 
@@ -155,10 +153,6 @@ def build_demo_model(cfg: Config, *, corpus=None, progress: Callable[[int, int, 
     `demo_model.max_build_seconds`: SFT stops at 90% of it, leaving the rest for evaluation,
     sampling and saving.
     """
-    import torch
-
-    from clinical_rlhf.models.sft import encode_examples, evaluate_answer_loss, train_sft
-
     demo, entry, phase = cfg.demo_model, get_model_entry(DEMO_ID), on_phase or (lambda text: None)
     started = time.monotonic()
     torch.set_num_threads(available_cpu_cores())
@@ -209,8 +203,6 @@ def pick_sample_prompts(heldout: Sequence, count: int = 4) -> list[str]:
 def sample_answers(model, tokenizer, entry, prompts: Sequence[str], *, seed: int,
                    max_new_tokens: int = 64) -> list[tuple[str, str]]:
     """Sample one answer per prompt at the entry's default temperature (seeded)."""
-    import torch
-
     if not prompts:
         return []
     batch = tokenizer([entry.format_prompt(p) for p in prompts], return_tensors="pt", padding=True,

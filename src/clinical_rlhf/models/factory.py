@@ -18,6 +18,7 @@ from clinical_rlhf.config import Config
 from clinical_rlhf.errors import ConfigError, ModelNotFoundError
 from clinical_rlhf.models import hardware
 from clinical_rlhf.models.bundle import LoadInfo, PolicyBundle
+from clinical_rlhf.models.demo import ensure_demo_model
 from clinical_rlhf.models.loading_errors import translate_load_error
 from clinical_rlhf.models.registry import LORA_TARGETS, ModelEntry, get_model_entry
 from clinical_rlhf.models.value_head import ValueHead, ValueModel
@@ -63,8 +64,6 @@ def resolve_source(cfg: Config, entry: ModelEntry) -> tuple[str, bool]:
                                      f"checkpoint directory (save_pretrained or `hf download`)")
         return str(path), True
     if entry.hub_id is None:  # the demo model is built locally, on first use
-        from clinical_rlhf.models.demo import ensure_demo_model
-
         return str(ensure_demo_model(cfg)), True
     return entry.hub_id, False
 

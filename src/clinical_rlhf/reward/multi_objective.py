@@ -23,6 +23,7 @@ from typing import Protocol
 from clinical_rlhf.config import Config, RewardConfig
 from clinical_rlhf.knowledge import KnowledgeBase, load_knowledge
 from clinical_rlhf.knowledge.guidelines import Guideline, load_guidelines, load_phrase_sets
+from clinical_rlhf.knowledge.holdout import only_entries, training_knowledge
 from clinical_rlhf.reward.breakdown import RewardBreakdown
 from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch
 from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
@@ -91,8 +92,6 @@ class MultiObjectiveReward:
     def from_config(cls, cfg: Config) -> MultiObjectiveReward:
         """The training reward: like the training guard, blind to `safety.holdout_knowledge`, so the
         holdout judge measures knowledge that no part of the training signal held."""
-        from clinical_rlhf.knowledge.holdout import only_entries, training_knowledge
-
         directory, holdout = cfg.safety.knowledge_dir, cfg.safety.holdout_knowledge
         if not holdout:
             return cls(cfg.reward, knowledge=load_knowledge(directory), guidelines=load_guidelines(directory))

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from clinical_rlhf.errors import ConfigError
-
 from clinical_rlhf.serve.backends.base import (
     Backend, GenerationRequest, GenerationResult, Message, PromptTooLong, UpstreamError,
 )
+from clinical_rlhf.serve.backends.remote import RemoteBackend
 
 if TYPE_CHECKING:
     from clinical_rlhf.config import Config
@@ -24,10 +24,8 @@ def build_backend(cfg: Config, trainable_state: Mapping | None = None,
         if trainable_state is not None:
             raise ConfigError("a checkpoint is loaded into the local model only; with serve.backend "
                               "openai_compatible load the adapter into the upstream server instead")
-        from clinical_rlhf.serve.backends.remote import RemoteBackend
-
         return RemoteBackend.connect(cfg.serve, environ)
-    from clinical_rlhf.serve.backends.local import LocalBackend
+    from clinical_rlhf.serve.backends.local import LocalBackend  # torch: only a local model needs it
 
     return LocalBackend.from_config(cfg, trainable_state)
 

@@ -21,7 +21,10 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+import torch
+
 from clinical_rlhf.conversation import render_conversation
+from clinical_rlhf.models import build_policy
 from clinical_rlhf.serve.backends.base import GenerationRequest, GenerationResult, Message, PromptTooLong
 
 if TYPE_CHECKING:
@@ -41,8 +44,6 @@ class _PastDeadline:
         self.deadline = deadline
 
     def __call__(self, input_ids, scores, **_: object):
-        import torch
-
         return torch.full((input_ids.shape[0],), time.monotonic() > self.deadline, dtype=torch.bool,
                           device=input_ids.device)
 
@@ -70,8 +71,6 @@ class LocalBackend:
     @classmethod
     def from_config(cls, cfg: Config, trainable_state: Mapping | None = None) -> LocalBackend:
         """Build the policy as training does; load the checkpoint's adapter (strict) when given."""
-        from clinical_rlhf.models import build_policy
-
         bundle = build_policy(cfg)
         if trainable_state is not None:
             bundle.load_trainable_state_dict(dict(trainable_state))
@@ -120,7 +119,6 @@ class LocalBackend:
 
     def _generate_group(self, group: list[GenerationRequest], temperature: float,
                         top_p: float) -> list[GenerationResult]:
-        import torch
         from transformers import StoppingCriteriaList
 
         tokenizer = self.tokenizer
