@@ -76,6 +76,7 @@ from clinical_rlhf.knowledge.text import (  # noqa: F401  (re-exported)
     normalize_text,
     phrase_regex,
 )
+from clinical_rlhf.knowledge.yaml_file import parse_yaml
 
 Urgency = Literal["emergency", "urgent", "routine", "self_care"]
 URGENCIES: tuple[str, ...] = ("emergency", "urgent", "routine", "self_care")
@@ -308,7 +309,7 @@ def _red_flag_ids(raw: Any, path: Path, where: str) -> tuple[str, ...]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"guidelines file {path} does not exist; point safety.knowledge_dir "
                           f"at a directory holding {GUIDELINES_FILE}") from None

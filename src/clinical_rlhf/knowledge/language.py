@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.knowledge.yaml_file import parse_yaml
 
 LANGUAGE_FILE = "language.yaml"
 DEFAULT_DIRECTORY = Path(__file__).resolve().parent.parent / "data" / "knowledge"
@@ -78,7 +79,7 @@ def load_language(directory: Path | None = None) -> Language:
     if not path.is_file():
         path = DEFAULT_DIRECTORY / LANGUAGE_FILE
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the language file {path}: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("sets"), dict):

@@ -24,6 +24,7 @@ from clinical_rlhf.knowledge.model import (
     RedFlag,
     normalise_term,
 )
+from clinical_rlhf.knowledge.yaml_file import parse_yaml
 
 FILES = {
     "drugs": "drugs.yaml",
@@ -99,7 +100,7 @@ def read_knowledge_yaml(path: Path) -> Any:
     """A knowledge file's YAML, parsed; a file that cannot be read or parsed is one `ConfigError`
     naming the file (and the line, for a syntax error)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return parse_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"knowledge file {path} cannot be read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -23,6 +23,7 @@ import yaml
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.knowledge.language import DEFAULT_DIRECTORY
 from clinical_rlhf.knowledge.loader import _expand_ranges
+from clinical_rlhf.knowledge.yaml_file import parse_yaml
 
 SIGNS_FILE = "clinical_signs.yaml"
 URGENCY_LEVELS = ("emergency", "urgent", "routine", "self_care")
@@ -195,7 +196,7 @@ def load_clinical_signs(directory: Path | None = None) -> ClinicalSigns:
     if not path.is_file():
         path = DEFAULT_DIRECTORY / SIGNS_FILE
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read the clinical signs file {path}: {exc}") from None
     top = _Entry(path, "the file", raw)
