@@ -107,6 +107,44 @@ class PolicyBundle:
                             use_cache=False, **self._keep(last)).logits
         return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
 
+    @torch.no_grad()
+    def sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               **sampling) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample continuations with the adapter on (`self.model.generate(**sampling)`) and keep
+        what sampling computed anyway: (sequences [B, P + T], logits [B, T, V], values [B, T]).
+
+        `logits[:, t]` are the raw logits (before temperature and top-p) that chose answer token
+        `t`; `values[:, t]` is the critic's value of the same state. Shared critic: the value head
+        reads the hidden states the LM head read while sampling (a forward pre-hook), so no
+        second pass runs. Separate critic: one pass of the value model over the sequences.
+        Naive equivalent, equal up to float rounding (cached vs. full attention):
+            logits, values = self.forward(sequences, mask, last=T + 1); logits[:, :T], values[:, :T]
+        with `mask` the prompt's followed by ones (real answer tokens never attend to later ones).
+        """
+        if self._in_reference:
+            raise RuntimeError("bundle.sample() samples the trainable policy; call it outside bundle.reference()")
+        states: list[torch.Tensor] = []
+        head = self.model.get_output_embeddings()
+        hook = head.register_forward_pre_hook(lambda _, args: states.append(args[0][:, -1]))
+        try:
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, output_logits=True,
+                                      return_dict_in_generate=True, **sampling)
+        finally:
+            hook.remove()
+        sequences = out.sequences
+        steps = sequences.shape[1] - input_ids.shape[1]
+        step_logits = out.logits[:steps]
+        del out  # it holds the KV cache: free it before the logits are stacked
+        logits = torch.stack(step_logits, dim=1)
+        del step_logits
+        if self.value_model is None:
+            # one state per forward; ranks that finished early under `synced_gpus` add more after these
+            values = self.value_head(torch.stack(states[:steps], dim=1))
+        else:
+            mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], steps)], dim=1)
+            values = self.value_model(sequences, mask, position_ids_from_mask(mask))[:, -steps - 1:-1]
+        return sequences, logits, values.float()
+
     def _keep(self, last: int | None) -> dict[str, int]:
         """transformers' `logits_to_keep` where the model's forward takes it (the slice after the
         pass keeps the result the same for one that does not)."""
