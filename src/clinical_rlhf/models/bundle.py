@@ -92,17 +92,18 @@ class PolicyBundle:
         """Policy logits [B, T, V] and values [B, T], adapter on (`last`: of the last `last`
         positions only, as in `logits`).
 
-        Shared critic: one pass, values read from the last hidden state. Separate critic: a
-        second pass through the value model.
+        Shared critic: one pass, values read from the last hidden state (the one the LM head
+        reads). Separate critic: a second pass through the value model.
         """
         if self._in_reference:
             raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
         position_ids = position_ids_from_mask(attention_mask)
         tail = slice(-(last or 0), None)
         if self.value_model is None:
-            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 output_hidden_states=True, use_cache=False, **self._keep(last))
-            return outputs.logits[:, tail], self.value_head(outputs.hidden_states[-1][:, tail])
+            with self._lm_head_inputs() as states:
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                    use_cache=False, **self._keep(last)).logits
+            return logits[:, tail], self.value_head(states[0][:, tail])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                             use_cache=False, **self._keep(last)).logits
         return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
@@ -123,14 +124,9 @@ class PolicyBundle:
         """
         if self._in_reference:
             raise RuntimeError("bundle.sample() samples the trainable policy; call it outside bundle.reference()")
-        states: list[torch.Tensor] = []
-        head = self.model.get_output_embeddings()
-        hook = head.register_forward_pre_hook(lambda _, args: states.append(args[0][:, -1]))
-        try:
+        with self._lm_head_inputs() as states:
             out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, output_logits=True,
                                       return_dict_in_generate=True, **sampling)
-        finally:
-            hook.remove()
         sequences = out.sequences
         steps = sequences.shape[1] - input_ids.shape[1]
         step_logits = out.logits[:steps]
@@ -139,11 +135,25 @@ class PolicyBundle:
         del step_logits
         if self.value_model is None:
             # one state per forward; ranks that finished early under `synced_gpus` add more after these
-            values = self.value_head(torch.stack(states[:steps], dim=1))
+            values = self.value_head(torch.stack([state[:, -1] for state in states[:steps]], dim=1))
         else:
             mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], steps)], dim=1)
             values = self.value_model(sequences, mask, position_ids_from_mask(mask))[:, -steps - 1:-1]
         return sequences, logits, values.float()
+
+    @contextlib.contextmanager
+    def _lm_head_inputs(self) -> Iterator[list[torch.Tensor]]:
+        """The hidden states the LM head reads within the block, one per call: the last layer's
+        output after the final norm, the state the shared value head reads too. A forward
+        pre-hook costs nothing; `output_hidden_states=True` would hand back every layer's (and
+        costs about 3-9% of a tiny model's forward and backward, benchmarks/ppo_update_parts.py)."""
+        states: list[torch.Tensor] = []
+        hook = self.model.get_output_embeddings().register_forward_pre_hook(
+            lambda _, args: states.append(args[0]))
+        try:
+            yield states
+        finally:
+            hook.remove()
 
     def _keep(self, last: int | None) -> dict[str, int]:
         """transformers' `logits_to_keep` where the model's forward takes it (the slice after the
