@@ -145,8 +145,9 @@ class PolicyBundle:
     def _lm_head_inputs(self) -> Iterator[list[torch.Tensor]]:
         """The hidden states the LM head reads within the block, one per call: the last layer's
         output after the final norm, the state the shared value head reads too. A forward
-        pre-hook costs nothing; `output_hidden_states=True` would hand back every layer's (and
-        costs about 3-9% of a tiny model's forward and backward, benchmarks/ppo_update_parts.py)."""
+        pre-hook costs nothing; `output_hidden_states=True` would hand back every layer's, at a
+        few percent of a small model's forward and backward (`value-hook` in
+        benchmarks/ppo_update_parts.py)."""
         states: list[torch.Tensor] = []
         hook = self.model.get_output_embeddings().register_forward_pre_hook(
             lambda _, args: states.append(args[0]))
