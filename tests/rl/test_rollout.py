@@ -64,6 +64,7 @@ def test_sampling_log_probs_and_values_equal_the_update_pass(tiny_model_dir, arc
     architecture and model layout, in float32 (measured: <= 1.5e-6 apart, cached vs. full
     attention; NF4 bases up to 2.4e-5: bitsandbytes' CPU kernels round differently per shape)."""
     bundle = perturbed(build_policy(tiny_model_config(tiny_model_dir(architecture), model_loading=LAYOUTS[layout])))
+    bundle.model.generation_config.prefill_chunk_size = 4  # a checkpoint's chunked prefill must not shift the values
     rollout = rollout_with_early_ends(bundle)
     with torch.no_grad():
         logprobs, values, _ = R.policy_pass(bundle, rollout, temperature=0.7)

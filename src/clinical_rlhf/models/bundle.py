@@ -125,8 +125,10 @@ class PolicyBundle:
         if self._in_reference:
             raise RuntimeError("bundle.sample() samples the trainable policy; call it outside bundle.reference()")
         with self._lm_head_inputs() as states:
+            # no chunked prefill, whatever the checkpoint's generation config says: the LM head
+            # must run once per sampled token for the states to line up with the tokens
             out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, output_logits=True,
-                                      return_dict_in_generate=True, **sampling)
+                                      return_dict_in_generate=True, prefill_chunk_size=None, **sampling)
         sequences = out.sequences
         steps = sequences.shape[1] - input_ids.shape[1]
         step_logits = out.logits[:steps]
