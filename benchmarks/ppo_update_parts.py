@@ -7,7 +7,9 @@ Changes (rl/update.py, rl/rollout.py, rl/losses.py, models/bundle.py):
 - entropy:   no vocabulary-wide entropy pass when `entropy_coef` is 0 (the default);
 - logprobs:  `logsumexp(row / T)` per row and `logit[token] / T`, no `[B, T, V]` copy of `logits / T`;
 - lm-head:   logits of the answer's columns only (`logits_to_keep`), not of the prompt's;
-- padding:   micro-batches cut longest first, each without its all-padding columns.
+- padding:   micro-batches cut longest first, each without its all-padding columns;
+- value-hook: the value head reads the LM head's input (a forward pre-hook) instead of asking
+             the model for every layer's hidden states (`output_hidden_states=True`).
 
 Two settings on the tiny GPT-2 of benchmarks/ppo_vs_trl.py (4 layers, hidden 128, vocabulary
 2048, LoRA r=8, one thread): the benchmark's (8 answers of 32 tokens in one micro-batch, no EOS,
@@ -20,6 +22,7 @@ same in every variant (tests/rl/test_update_equivalence.py checks loss and gradi
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -33,13 +36,14 @@ from ppo_vs_trl import LORA_R, PROMPTS, TEMPERATURE, build_model  # noqa: E402 -
 
 from clinical_rlhf.config import config_from_mapping  # noqa: E402
 from clinical_rlhf.models import build_policy  # noqa: E402
+from clinical_rlhf.models.bundle import position_ids_from_mask  # noqa: E402
 from clinical_rlhf.rl import losses  # noqa: E402
 from clinical_rlhf.rl.distributed import Distributed  # noqa: E402
 from clinical_rlhf.rl.experience import make_experience  # noqa: E402
 from clinical_rlhf.rl.rollout import generate, score  # noqa: E402
 from clinical_rlhf.rl.update import RankMiniBatches  # noqa: E402
 
-CHANGES = ("entropy", "logprobs", "lm-head", "padding")
+CHANGES = ("entropy", "logprobs", "lm-head", "padding", "value-hook")
 
 
 def previous_logprobs(logits, tokens, temperature):
@@ -49,15 +53,25 @@ def previous_logprobs(logits, tokens, temperature):
     return picked - torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
 
 
+def previous_forward(bundle, input_ids, attention_mask, last=None):
+    """The previous `PolicyBundle.forward` (shared critic): values from `output_hidden_states`."""
+    outputs = bundle.model(input_ids=input_ids, attention_mask=attention_mask,
+                           position_ids=position_ids_from_mask(attention_mask), output_hidden_states=True,
+                           use_cache=False, **({"logits_to_keep": last} if last else {}))
+    tail = slice(-(last or 0), None)
+    return outputs.logits[:, tail], bundle.value_head(outputs.hidden_states[-1][:, tail])
+
+
 def variant_loss(bundle, batch, ppo, on: set[str]):
     """The update's loss with the changes in `on` applied and the others as they were before."""
     rollout, mask = batch.rollout, batch.rollout.response_mask
     width, steps = rollout.query_ids.shape[1], rollout.response_ids.shape[1]
+    forward = bundle.forward if "value-hook" in on else functools.partial(previous_forward, bundle)
     if "lm-head" in on:
-        logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask, last=steps + 1)
+        logits, values = forward(rollout.input_ids, rollout.attention_mask, last=steps + 1)
         logits, values = logits[:, :steps], values[:, :steps].float()
     else:
-        logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask)
+        logits, values = forward(rollout.input_ids, rollout.attention_mask)
         logits, values = logits[:, width - 1: width - 1 + steps], values[:, width - 1: width - 1 + steps].float()
     logprob_of = losses.logprobs_of_tokens if "logprobs" in on else previous_logprobs
     logprobs = logprob_of(logits, rollout.response_ids, TEMPERATURE)

@@ -10,8 +10,11 @@ random weights), 32-token answers sampled at temperature 0.7, LoRA r=8 on c_attn
 the reference policy through the disabled adapter, one CPU thread.
 
 PPO table: 8 prompts per update, 4 PPO epochs over one mini-batch.
-- raw:     the passes an update needs, timed on our bundle: generate, one policy and one
-           reference forward without grad, then 4 x (forward, backward, optimizer step).
+- raw:     the passes an update needs, timed on our bundle: sampling that keeps its logits and
+           the hidden states the LM head read (`PolicyBundle.sample`: the old log-probs and
+           values), one reference forward without grad, then 4 x (forward, backward, optimizer
+           step). (Before the rollout kept what sampling computed, raw also held a policy forward
+           without grad: the scoring pass.)
 - ours:    `PPOTrainer` with the real safety guard and multi-objective reward; a null tracker
            and no audit log (TRL logs nothing either).
 - trl:     `trl.experimental.ppo.PPOTrainer` (TRL 1.12.0, the last release with PPO), its own
@@ -248,15 +251,11 @@ def raw_passes(model_dir: Path, updates: int, pace: Pacer) -> None:
     query_ids, query_mask = encode_prompts(bundle, PROMPTS, 200)
     pace()
     for _ in range(updates):
-        with torch.no_grad():
-            sequences = bundle.model.generate(input_ids=query_ids, attention_mask=query_mask, do_sample=True,
-                                              temperature=TEMPERATURE, top_k=0, max_new_tokens=ANSWER_TOKENS,
-                                              pad_token_id=bundle.tokenizer.pad_token_id)
+        sequences, _, _ = bundle.sample(query_ids, query_mask, do_sample=True, temperature=TEMPERATURE, top_k=0,
+                                        max_new_tokens=ANSWER_TOKENS, pad_token_id=bundle.tokenizer.pad_token_id)
         mask = torch.cat([query_mask, torch.ones_like(sequences[:, query_ids.shape[1]:])], dim=1)
-        with torch.no_grad():
-            bundle.forward(sequences, mask)
-            with bundle.reference():
-                bundle.logits(sequences, mask)
+        with bundle.reference():
+            bundle.logits(sequences, mask)
         for _ in range(PPO_EPOCHS):
             logits, values = bundle.forward(sequences, mask)
             (logits.float().mean() + values.mean()).backward()

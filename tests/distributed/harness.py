@@ -4,7 +4,7 @@ the launch of N gloo processes.
 Imported as `distributed.harness` by pytest and as `harness` by `worker.py` (run as a script).
 
 Answers are made a function of (prompt, iteration) alone (`answer_per_prompt`): the real
-`generate` runs once per prompt, unpadded, under a seed derived from the prompt's token ids and
+`PolicyBundle.sample` runs once per prompt, unpadded, under a seed derived from the prompt's token ids and
 the iteration. Each rank samples from its own RNG stream (`seed + rank`), so without this the
 one-process and two-process runs would train on different answers and could not be compared;
 with it they train on the same answers, and any difference left comes from the distributed
@@ -55,27 +55,32 @@ def config(model_dir: str | Path, runs_dir: str | Path, run_name: str, iteration
 
 
 def answer_per_prompt(bundle, iteration_of) -> None:
-    """Replace `bundle.model.generate` by one real `generate` call per prompt (left padding
-    removed) seeded from the prompt's token ids and `iteration_of()`, re-padded to the batch."""
-    real_generate = bundle.model.generate
+    """Replace `bundle.sample` by one real `sample` call per prompt (left padding removed) seeded
+    from the prompt's token ids and `iteration_of()`; its answers, logits and values re-padded to
+    the batch (zeros after an answer that ended early: its mask ends at its EOS)."""
+    real_sample = bundle.sample
     pad = bundle.tokenizer.pad_token_id
 
-    def generate(*, input_ids, attention_mask, **kwargs):
+    def sample(input_ids, attention_mask, **kwargs):
         answers = []
         for ids, mask in zip(input_ids, attention_mask):
             prompt = ids[mask.bool()].unsqueeze(0)
             seed = zlib.crc32(prompt.cpu().numpy().tobytes()) + 1_000_003 * iteration_of()
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                out = real_generate(input_ids=prompt, attention_mask=torch.ones_like(prompt), **kwargs)
-            answers.append(out[0, prompt.shape[1]:])
-        width = max(len(answer) for answer in answers)
-        padded = torch.full((len(answers), width), pad, dtype=input_ids.dtype, device=input_ids.device)
-        for row, answer in enumerate(answers):
-            padded[row, :len(answer)] = answer
-        return torch.cat([input_ids, padded], dim=1)
+                sequences, logits, values = real_sample(prompt, torch.ones_like(prompt), **kwargs)
+            answers.append((sequences[0, prompt.shape[1]:], logits[0], values[0]))
+        rows, width = len(answers), max(len(answer) for answer, _, _ in answers)
+        tokens = torch.full((rows, width), pad, dtype=input_ids.dtype, device=input_ids.device)
+        logits = torch.zeros(rows, width, answers[0][1].shape[-1], device=input_ids.device)
+        values = torch.zeros(rows, width, device=input_ids.device)
+        for row, (answer, answer_logits, answer_values) in enumerate(answers):
+            tokens[row, :len(answer)] = answer
+            logits[row, :len(answer)] = answer_logits
+            values[row, :len(answer)] = answer_values
+        return torch.cat([input_ids, tokens], dim=1), logits, values
 
-    bundle.model.generate = generate
+    bundle.sample = sample
 
 
 def run_trainer(cfg, distributed=None, resume=None):

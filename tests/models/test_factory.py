@@ -86,6 +86,25 @@ def test_registry_lora_targets_exist_in_each_architecture(tiny_model_dir, archit
     assert set(LORA_TARGETS[architecture]) <= _adaptable_module_names(model)
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_values_read_what_the_lm_head_reads_the_last_hidden_state(tiny_model_dir, architecture) -> None:
+    """`forward` takes the value head's input from the LM head's (a pre-hook) rather than from
+    `output_hidden_states`: the same tensor, so the same values bit for bit, with and without
+    `last` (BioGPT's forward has no `logits_to_keep`; the bundle slices after the pass)."""
+    bundle = build_policy(tiny_model_config(tiny_model_dir(architecture)))
+    with torch.no_grad():
+        bundle.value_head.summary.weight.normal_()
+    batch = _batch(bundle.tokenizer)
+    position_ids = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    for last in (None, 3):
+        logits, values = bundle.forward(batch["input_ids"], batch["attention_mask"], last=last)
+        with torch.no_grad():
+            outputs = bundle.model(**batch, position_ids=position_ids, output_hidden_states=True, use_cache=False)
+        tail = slice(-(last or 0), None)
+        assert torch.equal(values, bundle.value_head(outputs.hidden_states[-1][:, tail]))
+        assert logits.shape[:2] == values.shape
+
+
 def test_left_padding_does_not_change_the_logits(tiny_model_dir) -> None:
     bundle = build_policy(tiny_model_config(tiny_model_dir("gpt2")))
     tokenizer = bundle.tokenizer

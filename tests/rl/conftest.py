@@ -57,6 +57,42 @@ def trainer_config(model_dir: Path, runs_dir: Path, *, ppo: dict | None = None, 
 
 PROMPTS = tuple(f"question number {i} about chest pain" for i in range(40))
 
+PROMPTS_OF_MANY_LENGTHS = ["chest pain and sweating", "a mild headache since this morning after a long flight", "fever"]
+"""Prompts of different lengths: a batch of them is left-padded."""
+
+
+def perturbed(bundle):
+    """`bundle` with every trainable weight moved (a fresh adapter is the identity, a fresh value
+    head gives 0), so that policy, reference and critic all differ from their start."""
+    import torch
+
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in bundle.trainable_parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator).to(parameter.dtype) * 0.1)
+    return bundle
+
+
+def rollout_with_early_ends(bundle, temperature: float = 0.7):
+    """A rollout with left-padded prompts and answers that end at different columns: a random
+    tiny model hardly ever samples its EOS, so two tokens it sampled become extra EOS ids of the
+    bundle's generation config and the same draw is repeated (the same seed gives the same tokens
+    up to each new end)."""
+    import torch
+
+    from clinical_rlhf.rl.rollout import eos_token_ids, generate
+
+    sampling = {"max_new_tokens": 12, "temperature": temperature, "top_p": 0.9, "max_prompt_tokens": 64}
+    torch.manual_seed(5)
+    first = generate(bundle, PROMPTS_OF_MANY_LENGTHS, **sampling)
+    stops = {int(first.response_ids[0, 3]), int(first.response_ids[1, 7])}
+    bundle.model.generation_config.eos_token_id = sorted(eos_token_ids(bundle) | stops)
+    torch.manual_seed(5)
+    rollout = generate(bundle, PROMPTS_OF_MANY_LENGTHS, **sampling)
+    lengths = rollout.response_mask.sum(1)
+    assert rollout.ended_with_eos.any() and lengths.max() > lengths.min()
+    return rollout
+
 
 @pytest.fixture(scope="session", autouse=True)
 def one_torch_thread():

@@ -165,3 +165,21 @@ def test_memory_monitor_warning_halves_the_micro_batch(learnable_gpt2_dir, tmp_p
     assert "memory monitor reports warning: micro-batch halved to 8" in caplog.text
     assert series(tracker, "system/micro_batch_size") == [8.0, 8.0]  # once per warning episode
     assert series(tracker, "memory/pressure_level") == [1.0, 1.0]
+
+
+def test_the_optimizer_steps_all_adapter_tensors_at_once_with_the_per_tensor_results(tiny_gpt2_dir, tmp_path):
+    """AdamW with `foreach` (one kernel per operation over every adapter tensor) is the trainer's
+    optimizer, and its steps equal the per-tensor implementation's bit for bit."""
+    trainer, _, _ = make_trainer(trainer_config(tiny_gpt2_dir, tmp_path))
+    assert trainer.optimizer.defaults["foreach"] is True
+    parameters = trainer.bundle.trainable_parameters()
+    copies = [torch.nn.Parameter(parameter.detach().clone()) for parameter in parameters]
+    per_tensor = torch.optim.AdamW(copies, lr=trainer.ppo.learning_rate, weight_decay=0.0, foreach=False)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        for parameter, copy in zip(parameters, copies):
+            parameter.grad = torch.randn(parameter.shape, generator=generator)
+            copy.grad = parameter.grad.clone()
+        trainer.optimizer.step()
+        per_tensor.step()
+    assert all(torch.equal(parameter, copy) for parameter, copy in zip(parameters, copies))

@@ -1,10 +1,12 @@
 """The faster update computes the previous update's maths: loss and gradients equal to 1e-6.
 
-The previous implementation is written out here as it was: one forward over the whole,
-padded mini-batch, logits of every column sliced to the answer, log-probs through a full
-`log_softmax(logits / T)`, the vocabulary-wide entropy on every pass. The current one cuts
-the mini-batch into length-sorted micro-batches without all-padding columns, runs the LM head
-on the answer's columns only, and skips the entropy pass when its coefficient is 0.
+The previous implementation is written out here as it was: the rollout's old log-probs and
+values from a scoring pass (one policy forward without grad after sampling), one forward over
+the whole, padded mini-batch, logits of every column sliced to the answer, log-probs through a
+full `log_softmax(logits / T)`, the vocabulary-wide entropy on every pass. The current one keeps
+the old log-probs and values that sampling computed, cuts the mini-batch into length-sorted
+micro-batches without all-padding columns, runs the LM head on the answer's columns only, and
+skips the entropy pass when its coefficient is 0.
 """
 
 from __future__ import annotations
@@ -19,10 +21,26 @@ from clinical_rlhf.rl.rollout import generate, score
 from clinical_rlhf.rl.update import LocalStep, RankMiniBatches, accumulate_gradients, micro_batch_loss
 from clinical_rlhf.seeding import seed_everything
 
+from .conftest import perturbed, rollout_with_early_ends
+
 TEMPERATURE = 0.7
 PROMPTS = ["fever", "a mild headache since this morning after a long flight", "chest pain and sweating at rest",
            "rash", "my child has a fever and a rash that does not fade under a glass", "cough for three weeks",
            "is ibuprofen safe with warfarin", "dizzy"]
+
+
+@torch.no_grad()
+def previous_score(bundle, rollout, temperature):
+    """The rollout's log-probs, values and reference log-probs before sampling kept its own
+    (rl/rollout.py at 2011dbc): a policy and a reference pass over [prompt | answer]."""
+    steps, mask = rollout.response_ids.shape[1], rollout.response_mask
+    logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask, last=steps + 1)
+    rollout.logprobs = losses.logprobs_of_tokens(logits[:, :steps], rollout.response_ids, temperature) * mask
+    rollout.values = values[:, :steps].float() * mask
+    with bundle.reference():
+        ref_logits = bundle.logits(rollout.input_ids, rollout.attention_mask, last=steps + 1)[:, :steps]
+    rollout.ref_logprobs = losses.logprobs_of_tokens(ref_logits, rollout.response_ids, temperature) * mask
+    return rollout
 
 
 def previous_micro_batch_loss(bundle, batch, ppo, temperature):
@@ -47,7 +65,7 @@ def experience_and_bundle(bundle, tiny_gpt2_config):
     rollout = generate(bundle, PROMPTS, max_new_tokens=8, temperature=TEMPERATURE, top_p=1.0, max_prompt_tokens=64)
     lengths = torch.tensor([3, 8, 1, 5, 2, 7, 4, 6]).unsqueeze(1)
     rollout.response_mask = (torch.arange(rollout.response_mask.shape[1]) < lengths).float()
-    score(bundle, rollout, TEMPERATURE, 8)
+    previous_score(bundle, rollout, TEMPERATURE)  # the old tensors of the answers as re-cut
     with torch.no_grad():  # move the policy off the rollout's, so ratios, clipping and value clipping all act
         for parameter in bundle.trainable_parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
@@ -122,3 +140,32 @@ def test_dropping_padding_columns_keeps_every_real_value(experience_and_bundle):
         full, _ = bundle.forward(part.rollout.input_ids, part.rollout.attention_mask)
         cut, _ = bundle.forward(trimmed.rollout.input_ids, trimmed.rollout.attention_mask, last=4)
     assert torch.allclose(cut[:, :3], full[:, -part.rollout.response_ids.shape[1] - 1:][:, :3], atol=1e-5)
+
+
+def test_an_update_on_what_sampling_kept_equals_one_on_the_previous_scoring_pass(bundle, tiny_gpt2_config):
+    """The rollout no longer runs a policy pass after sampling: its old log-probs and values are
+    those sampling computed. The loss, statistics and gradients of an update's mini-batch on them
+    equal those on the previous scoring pass's tensors to 1e-6 (answers ending at different
+    columns, left-padded prompts, a moved adapter and value head)."""
+    rollout = rollout_with_early_ends(perturbed(bundle), TEMPERATURE)
+    kept = score(bundle, rollout, TEMPERATURE, 2)
+    rescored = previous_score(bundle, kept.select(range(len(kept))), TEMPERATURE)
+    torch.testing.assert_close(kept.ref_logprobs, rescored.ref_logprobs, atol=0, rtol=0)
+    with torch.no_grad():  # the update's policy differs from the rollout's, so ratios and clipping act
+        for parameter in bundle.trainable_parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    ppo = tiny_gpt2_config.training.ppo.model_copy(update={"mini_batch_size": 3, "ppo_epochs": 1})
+    results = []
+    for source in (kept, rescored):
+        experience, _ = make_experience(source, torch.tensor([1.0, -0.5, 0.2]), torch.zeros(3), kl_coef=0.05,
+                                        multiplier=None, ppo=ppo)
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.value_head.zero_grad(set_to_none=True)
+        loss, stats = micro_batch_loss(bundle, experience.without_padding_columns(), ppo, TEMPERATURE)
+        loss.backward()
+        results.append((loss.item(), stats, gradients(bundle)))
+    (loss, stats, grads), (previous_loss, previous_stats, previous_grads) = results
+    assert loss == pytest.approx(previous_loss, abs=1e-6)
+    assert all(stats[key].item() == pytest.approx(previous_stats[key].item(), abs=1e-6) for key in stats)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, previous_grads)) < 1e-6
+    assert max(g.abs().max().item() for g in previous_grads) > 1e-3  # the comparison is not between zeros

@@ -92,20 +92,71 @@ class PolicyBundle:
         """Policy logits [B, T, V] and values [B, T], adapter on (`last`: of the last `last`
         positions only, as in `logits`).
 
-        Shared critic: one pass, values read from the last hidden state. Separate critic: a
-        second pass through the value model.
+        Shared critic: one pass, values read from the last hidden state (the one the LM head
+        reads). Separate critic: a second pass through the value model.
         """
         if self._in_reference:
             raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
         position_ids = position_ids_from_mask(attention_mask)
         tail = slice(-(last or 0), None)
         if self.value_model is None:
-            outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 output_hidden_states=True, use_cache=False, **self._keep(last))
-            return outputs.logits[:, tail], self.value_head(outputs.hidden_states[-1][:, tail])
+            with self._lm_head_inputs() as states:
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                    use_cache=False, **self._keep(last)).logits
+            return logits[:, tail], self.value_head(states[0][:, tail])
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                             use_cache=False, **self._keep(last)).logits
         return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
+
+    @torch.no_grad()
+    def sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               **sampling) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample continuations with the adapter on (`self.model.generate(**sampling)`) and keep
+        what sampling computed anyway: (sequences [B, P + T], logits [B, T, V], values [B, T]).
+
+        `logits[:, t]` are the raw logits (before temperature and top-p) that chose answer token
+        `t`; `values[:, t]` is the critic's value of the same state. Shared critic: the value head
+        reads the hidden states the LM head read while sampling (a forward pre-hook), so no
+        second pass runs. Separate critic: one pass of the value model over the sequences.
+        Naive equivalent, equal up to float rounding (cached vs. full attention):
+            logits, values = self.forward(sequences, mask, last=T + 1); logits[:, :T], values[:, :T]
+        with `mask` the prompt's followed by ones (real answer tokens never attend to later ones).
+        """
+        if self._in_reference:
+            raise RuntimeError("bundle.sample() samples the trainable policy; call it outside bundle.reference()")
+        with self._lm_head_inputs() as states:
+            # no chunked prefill, whatever the checkpoint's generation config says: the LM head
+            # must run once per sampled token for the states to line up with the tokens
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, output_logits=True,
+                                      return_dict_in_generate=True, prefill_chunk_size=None, **sampling)
+        sequences = out.sequences
+        steps = sequences.shape[1] - input_ids.shape[1]
+        step_logits = out.logits[:steps]
+        del out  # it holds the KV cache: free it before the logits are stacked
+        logits = torch.stack(step_logits, dim=1)
+        del step_logits
+        if self.value_model is None:
+            # one state per forward; ranks that finished early under `synced_gpus` add more after these
+            values = self.value_head(torch.stack([state[:, -1] for state in states[:steps]], dim=1))
+        else:
+            mask = torch.cat([attention_mask, attention_mask.new_ones(attention_mask.shape[0], steps)], dim=1)
+            values = self.value_model(sequences, mask, position_ids_from_mask(mask))[:, -steps - 1:-1]
+        return sequences, logits, values.float()
+
+    @contextlib.contextmanager
+    def _lm_head_inputs(self) -> Iterator[list[torch.Tensor]]:
+        """The hidden states the LM head reads within the block, one per call: the last layer's
+        output after the final norm, the state the shared value head reads too. A forward
+        pre-hook costs nothing; `output_hidden_states=True` would hand back every layer's, at a
+        few percent of a small model's forward and backward (`value-hook` in
+        benchmarks/ppo_update_parts.py)."""
+        states: list[torch.Tensor] = []
+        hook = self.model.get_output_embeddings().register_forward_pre_hook(
+            lambda _, args: states.append(args[0]))
+        try:
+            yield states
+        finally:
+            hook.remove()
 
     def _keep(self, last: int | None) -> dict[str, int]:
         """transformers' `logits_to_keep` where the model's forward takes it (the slice after the

@@ -20,8 +20,10 @@ way of spreading the model over GPUs, so `clinical-rlhf plan --model meditron-70
                      Plus the logits: 3 x b·s·V x 4 B (fp32 logits, their softmax for the
                      entropy and log-probs, and their gradient).
     rollout          KV cache while sampling: 2 (K and V) x layers x KV heads x head size x
-                     b x s x 2 B (16 bit whatever the weights), or the scoring pass's logits
-                     (2 x b·s·V x 4 B), whichever is larger; rollout and update never overlap.
+                     b x s x 2 B (16 bit whatever the weights) beside the fp32 logits of every
+                     step that sampling keeps for the old log-probs (b·s·V x 4 B); or those
+                     logits stacked, or the reference pass's (2 x b·s·V x 4 B), whichever is
+                     larger; rollout and update never overlap.
     runtime          1 GiB: CUDA context, kernels, allocator (memory.FIXED_OVERHEAD_BYTES).
 
     per GPU = weights + trainable + runtime + max(activations, rollout)
@@ -240,10 +242,11 @@ def activation_bytes(architecture: Architecture, micro_batch: int, seq_len: int,
 
 
 def rollout_bytes(architecture: Architecture, micro_batch: int, seq_len: int) -> int:
-    """Sampling (KV cache) or scoring (logits) one micro-batch, whichever needs more."""
+    """Sampling (KV cache and kept logits) or scoring (logits) one micro-batch, whichever needs more."""
     a = architecture
     kv_cache = 2 * a.layers * a.kv_heads * a.head_dim * micro_batch * seq_len * HALF
-    return max(kv_cache, 2 * micro_batch * seq_len * a.vocab * 4)
+    logits = micro_batch * seq_len * a.vocab * 4
+    return max(kv_cache + logits, 2 * logits)
 
 
 def option(entry: ModelEntry, architecture: Architecture, strategy: Strategy, precision: str, *, gpus: int,
@@ -351,7 +354,7 @@ def arithmetic_lines(plan: Plan, option: Option) -> list[str]:
         ("activations", f"{layers} s·b·(17h + {mlp}i) + logits 3·b·s·V x 4 B "
                         f"(s={s}, b={b}, h={a.hidden}, i={a.intermediate}, V={a.vocab})", option.activations),
         ("rollout", f"KV cache 2 x {a.layers} layers x {a.kv_heads} KV heads x {a.head_dim} x b x s x 2 B, "
-                    f"or scoring logits 2·b·s·V x 4 B", option.rollout),
+                    f"+ logits b·s·V x 4 B, or 2·b·s·V x 4 B", option.rollout),
         ("runtime", "CUDA context, kernels, allocator", option.runtime),
         ("per GPU", "weights + LoRA + runtime + max(activations, rollout)", option.total),
     ]

@@ -30,15 +30,22 @@ the few extra steps that asks for.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 
 from clinical_rlhf.errors import ConfigError
+from clinical_rlhf.models.sharded import is_sharded
+from clinical_rlhf.rl.sharding import fsdp_options
+from clinical_rlhf.rl.zero import zero_options
 
 STRATEGIES = ("single", "ddp", "deepspeed", "fsdp")
 """single: one process; ddp: replicas with gradient all-reduce (accelerate MULTI_CPU/MULTI_GPU);
@@ -79,9 +86,6 @@ def world_size_from_env(environ: dict[str, str] | None = None) -> int:
 
 def require_deepspeed(config_hint: str = "the DeepSpeed accelerate config") -> None:
     """Raise ConfigError when deepspeed is not importable (it is the optional `distributed` extra)."""
-    import importlib.metadata
-    import importlib.util
-
     if importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"{config_hint} needs DeepSpeed, which is not installed; install it with "
                           f"{DISTRIBUTED_EXTRA}, or launch with config/accelerate/ddp.yaml")
@@ -167,15 +171,11 @@ class Distributed:
         if self.strategy not in ("fsdp", "deepspeed"):
             return
         if self.strategy == "fsdp":
-            from clinical_rlhf.rl.sharding import fsdp_options
-
             fsdp_options()
             launcher, instead = "config/accelerate/fsdp.yaml", "sharding bitsandbytes weights (QLoRA-FSDP) needs " \
                 "bnb_4bit_quant_storage and a GPU, which this trainer does not support"
         else:
             require_deepspeed()
-            from clinical_rlhf.rl.zero import zero_options
-
             training = getattr(cfg, "training", None)
             zero_options(max_grad_norm=training.ppo.max_grad_norm if training is not None else None)
             launcher, instead = "a DeepSpeed config", "DeepSpeed would cast or partition the bitsandbytes weights"
@@ -317,8 +317,6 @@ class Distributed:
         """
         if not self.is_distributed:
             return
-        from clinical_rlhf.rl.sharding import is_sharded
-
         parameters = [p for p in parameters if not is_sharded(p)]
         if not parameters:
             return
@@ -345,8 +343,6 @@ class Distributed:
         bytes): the invariant of data-parallel training, checked at each checkpoint."""
         if not self.is_distributed:
             return True
-        import hashlib
-
         digest = hashlib.sha256()
         for tensor in tensors:
             digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
@@ -366,8 +362,6 @@ def rank_seed(seed: int, rank: int) -> int:
 def derived_seed(seed: int, *keys: int) -> int:
     """A seed for the stream named by `keys` within run `seed` (numpy's SeedSequence: distinct
     keys give statistically independent streams, unlike `seed + k` which collide across runs)."""
-    import numpy as np
-
     return int(np.random.SeedSequence([seed % 2**63, *keys]).generate_state(1)[0])
 
 

@@ -1,12 +1,17 @@
-"""Rollout: sample answers for a batch of prompts, then score them with the policy, the
-reference policy and the critic.
+"""Rollout: sample answers for a batch of prompts, keeping the policy's log-probs and the
+critic's values that sampling computed, then score them with the reference policy.
 
 Layout. Prompts are tokenised with left padding (every prompt ends at the same column, which
-batched generation needs); answers are right-padded after their first EOS. The scoring pass
-runs on `[prompt | answer]` with the attention mask of both, so logits at column `P - 1 + t`
-predict answer token `t`. Positions come from the attention mask (the bundle derives them
-exactly as `generate` does), so the log-probs of the scoring pass are those of the sampling
-pass. Log-probs use `logits / temperature`: the distribution the answer was sampled from.
+batched generation needs); answers are right-padded after their first EOS. Sampling already
+ran the policy over every answer token: the raw logits that chose token `t` give its old
+log-prob, and the hidden state the LM head read at that step gives its value through the value
+head (`PolicyBundle.sample`), so no second policy pass runs. The reference pass runs on
+`[prompt | answer]` with the attention mask of both, so logits at column `P - 1 + t` predict
+answer token `t`; the update's passes (`policy_pass`) do the same with the adapter on.
+Positions come from the attention mask (the bundle derives them exactly as `generate` does), so
+those passes reproduce the sampling pass's log-probs up to float rounding (cached vs. full
+attention: about 1e-6 in float32, tests/rl/test_rollout.py). Log-probs use `logits /
+temperature`: the distribution the answer was sampled from.
 """
 
 from __future__ import annotations
@@ -36,8 +41,11 @@ class Rollout:
     ended_with_eos: Tensor
     """False for an answer cut off at `max_new_tokens` (it gets the missing-EOS penalty)."""
     logprobs: Tensor | None = None
+    """log pi_old(a_t): the policy's log-probs (at the sampling temperature) while sampling."""
     ref_logprobs: Tensor | None = None
+    """The reference policy's log-probs (`score`)."""
     values: Tensor | None = None
+    """V_old(s_t): the critic's values of the states that chose each answer token."""
 
     def __len__(self) -> int:
         return self.response_ids.shape[0]
@@ -84,7 +92,8 @@ class Rollout:
 
 
 def concat_rollouts(parts: Sequence[Rollout], pad_token_id: int) -> Rollout:
-    """Stack rollouts whose prompt and answer widths may differ (left-pad prompts, right-pad answers)."""
+    """Stack sampled rollouts whose prompt and answer widths may differ (left-pad prompts,
+    right-pad answers and their log-probs and values)."""
     width_q = max(part.query_ids.shape[1] for part in parts)
     width_r = max(part.response_ids.shape[1] for part in parts)
 
@@ -103,6 +112,8 @@ def concat_rollouts(parts: Sequence[Rollout], pad_token_id: int) -> Rollout:
         response_ids=torch.cat([pad(p.response_ids, width_r, pad_token_id, False) for p in parts]),
         response_mask=torch.cat([pad(p.response_mask, width_r, 0, False) for p in parts]),
         ended_with_eos=torch.cat([p.ended_with_eos for p in parts]),
+        logprobs=torch.cat([pad(p.logprobs, width_r, 0.0, False) for p in parts]),
+        values=torch.cat([pad(p.values, width_r, 0.0, False) for p in parts]),
     )
 
 
@@ -157,34 +168,37 @@ def encode_prompts(bundle, prompts: Sequence[str], max_prompt_tokens: int) -> tu
 @torch.no_grad()
 def generate(bundle, prompts: Sequence[str], *, max_new_tokens: int, temperature: float, top_p: float,
              max_prompt_tokens: int, should_stop: Callable[[], bool] | None = None) -> Rollout:
-    """Sample one answer per prompt with the adapter on (pure temperature/top-p sampling: no
-    top-k and no repetition penalty, so the scoring pass can reproduce the sampling log-probs)."""
+    """Sample one answer per prompt with the adapter on, with its log-probs and values (pure
+    temperature/top-p sampling: no top-k and no repetition penalty, so the log-probs at the
+    temperature are those of the distribution the update's passes compute)."""
     from transformers import StoppingCriteriaList
 
     tokenizer = bundle.tokenizer
     query_ids, query_mask = encode_prompts(bundle, prompts, max_prompt_tokens)
     stopping = StoppingCriteriaList([_StopWhen(should_stop)]) if should_stop else None
     eos_ids = eos_token_ids(bundle)
-    sequences = bundle.model.generate(
-        input_ids=query_ids, attention_mask=query_mask, do_sample=True, temperature=temperature,
+    sequences, logits, values = bundle.sample(
+        query_ids, query_mask, do_sample=True, temperature=temperature,
         top_p=top_p, top_k=0, repetition_penalty=1.0, max_new_tokens=max_new_tokens,
         pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos_ids), stopping_criteria=stopping,
     )
     response_ids = sequences[:, query_ids.shape[1]:]
     response_mask, ended = response_mask_after_eos(response_ids, eos_ids)
+    logprobs = logprobs_of_tokens(logits, response_ids, temperature).float() * response_mask
     response_ids = response_ids.masked_fill(response_mask == 0, tokenizer.pad_token_id)
     text_ids = response_ids.masked_fill(_is_any(response_ids, eos_ids), tokenizer.pad_token_id)
     responses = [text.strip() for text in tokenizer.batch_decode(text_ids, skip_special_tokens=True)]
-    return Rollout(list(prompts), responses, query_ids, query_mask, response_ids, response_mask, ended)
+    return Rollout(list(prompts), responses, query_ids, query_mask, response_ids, response_mask, ended,
+                   logprobs=logprobs, values=values * response_mask)
 
 
 def policy_pass(bundle, rollout: Rollout, temperature: float) -> tuple[Tensor, Tensor, Tensor]:
     """(logprobs, values, logits) of the answer tokens under the trainable policy, with grad.
 
-    The one forward pass per micro-batch of the update; the rollout's old log-probs and values
-    come from the same function under `no_grad`. Logits at column `P - 1 + t` predict answer
-    token `t`, so only the last `T + 1` columns are computed (`bundle.forward(last=...)`) and
-    the final one, which predicts past the answer, is dropped.
+    The one forward pass per micro-batch of the update (the rollout's old log-probs and values
+    are those of sampling, `generate`). Logits at column `P - 1 + t` predict answer token `t`,
+    so only the last `T + 1` columns are computed (`bundle.forward(last=...)`) and the final
+    one, which predicts past the answer, is dropped.
     """
     steps = rollout.response_ids.shape[1]
     logits, values = bundle.forward(rollout.input_ids, rollout.attention_mask, last=steps + 1)
@@ -195,19 +209,14 @@ def policy_pass(bundle, rollout: Rollout, temperature: float) -> tuple[Tensor, T
 
 @torch.no_grad()
 def score(bundle, rollout: Rollout, temperature: float, micro_batch_size: int) -> Rollout:
-    """Fill `logprobs`, `values` (adapter on) and `ref_logprobs` (adapter disabled), in micro-batches."""
+    """Fill `ref_logprobs`: the reference policy's (adapter disabled) log-probs of the answer
+    tokens, in micro-batches. The policy's log-probs and the values came with the sampling."""
     steps = rollout.response_ids.shape[1]
-    logprobs, values, ref_logprobs = [], [], []
+    ref_logprobs = []
     for start in range(0, len(rollout), micro_batch_size):
         part = rollout.select(range(start, min(start + micro_batch_size, len(rollout))))
-        part_logprobs, part_values, _ = policy_pass(bundle, part, temperature)
-        logprobs.append(part_logprobs.float())
-        values.append(part_values)
         with bundle.reference():
             ref_logits = bundle.logits(part.input_ids, part.attention_mask, last=steps + 1)[:, :steps]
         ref_logprobs.append(logprobs_of_tokens(ref_logits, part.response_ids, temperature).float())
-    mask = rollout.response_mask
-    rollout.logprobs = torch.cat(logprobs) * mask
-    rollout.values = torch.cat(values) * mask
-    rollout.ref_logprobs = torch.cat(ref_logprobs) * mask
+    rollout.ref_logprobs = torch.cat(ref_logprobs) * rollout.response_mask
     return rollout

@@ -34,13 +34,16 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from clinical_rlhf.errors import ConfigError
 from clinical_rlhf.models.sharded import full_tensor, is_sharded, shard_like
-from clinical_rlhf.rl.distributed import Distributed
+
+if TYPE_CHECKING:  # rl.distributed imports this module (fsdp_options) to check a launch
+    from clinical_rlhf.rl.distributed import Distributed
 
 QUANTIZED = ("int8", "nf4", "fp4")
 
