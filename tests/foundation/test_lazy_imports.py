@@ -35,8 +35,6 @@ LAZY_IMPORTS = {
                             "and torch; the guard and holdout judges need neither",
     "reward/__init__.py": "reward.uncertainty_estimation loads torch; the rule-based reward imports without it",
     "reward/multi_objective.py": "reward.learned loads torch, only when reward.learned_model is set",
-    "rl/distributed.py": "rl.sharding imports Distributed from this module (a cycle, left to the rl/ rework of "
-                         "issue 18)",
     "serve/backends/__init__.py": "the local backend loads torch; a server in front of a remote model runs "
                                   "without it",
 }
