@@ -75,6 +75,22 @@ def test_sampling_log_probs_and_values_equal_the_update_pass(tiny_model_dir, arc
     torch.testing.assert_close(rollout.values, values * mask, atol=tolerance, rtol=0)
 
 
+def test_sampling_inside_reference_samples_the_reference_policy(bundle):
+    """An evaluation's baseline samples with the adapter disabled: the kept log-probs are then the
+    reference's, equal to what `score` computes for it."""
+    bundle = perturbed(bundle)  # a trained adapter, so that policy and reference differ
+    torch.manual_seed(4)
+    with bundle.reference():
+        rollout = R.generate(bundle, PROMPTS_OF_MANY_LENGTHS, max_new_tokens=6, temperature=0.7, top_p=1.0,
+                             max_prompt_tokens=64)
+    kept = rollout.logprobs.clone()
+    R.score(bundle, rollout, temperature=0.7, micro_batch_size=2)
+    torch.testing.assert_close(kept, rollout.ref_logprobs, atol=1e-5, rtol=0)
+    with torch.no_grad():
+        policy, _, _ = R.policy_pass(bundle, rollout, temperature=0.7)
+    assert (policy * rollout.response_mask - kept).abs().max() > 1e-3
+
+
 def test_concat_rollouts_pads_both_sides(bundle):
     torch.manual_seed(2)
     parts = [R.generate(bundle, [p], max_new_tokens=steps, temperature=1.0, top_p=1.0, max_prompt_tokens=64)

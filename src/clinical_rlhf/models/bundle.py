@@ -111,7 +111,7 @@ class PolicyBundle:
     @torch.no_grad()
     def sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                **sampling) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Sample continuations with the adapter on (`self.model.generate(**sampling)`) and keep
+        """Sample continuations (`self.model.generate(**sampling)`, adapter on) and keep
         what sampling computed anyway: (sequences [B, P + T], logits [B, T, V], values [B, T]).
 
         `logits[:, t]` are the raw logits (before temperature and top-p) that chose answer token
@@ -121,9 +121,9 @@ class PolicyBundle:
         Naive equivalent, equal up to float rounding (cached vs. full attention):
             logits, values = self.forward(sequences, mask, last=T + 1); logits[:, :T], values[:, :T]
         with `mask` the prompt's followed by ones (real answer tokens never attend to later ones).
+        Inside `reference()` it samples the reference policy (an evaluation's baseline), and the
+        logits and values it keeps are the reference's.
         """
-        if self._in_reference:
-            raise RuntimeError("bundle.sample() samples the trainable policy; call it outside bundle.reference()")
         with self._lm_head_inputs() as states:
             # no chunked prefill, whatever the checkpoint's generation config says: the LM head
             # must run once per sampled token for the states to line up with the tokens
