@@ -36,6 +36,9 @@ _LOCATED_CATEGORIES = frozenset({"red_flag", "dosage", "intent", "hallucination"
 """Flags whose evidence is words of their text (others join several places: "a + b", "drug / age")."""
 MAX_LOCATED = 64
 """Distinct evidences located per verdict (`with_spans`); a flag beyond them keeps no span."""
+MAX_LOCATED_CHARS = 100_000
+"""Flags of a longer text keep no span: its offset map and the scans would cost more than the
+guard's whole reading of it (a pasted record; hostile input up to `safety.max_text_chars`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +107,15 @@ def with_spans(flags: list[SafetyFlag], question: TextReading | None, answer: Te
     its evidence then the words as written. Only flags whose evidence is words of their text are
     located (`_LOCATED_CATEGORIES`: not "ibuprofen + warfarin" nor "codeine / age 5"), each distinct
     evidence once and at most `MAX_LOCATED` of them per verdict: each costs a scan of the tokens,
-    so the bound keeps a hostile answer with thousands of flags linear."""
+    so the bound keeps a hostile answer with thousands of flags linear; none in a text longer than
+    `MAX_LOCATED_CHARS`."""
     located: dict[tuple[str, str], Span | None] = {}
     spanned = []
     for flag in flags:
         reading = question if flag.source == "prompt" else answer
         key = (flag.source, flag.evidence)
         if (flag.span is not None or reading is None or not flag.evidence
+                or len(reading.original) > MAX_LOCATED_CHARS
                 or flag.category not in _LOCATED_CATEGORIES
                 or (key not in located and len(located) >= MAX_LOCATED)):
             spanned.append(flag)
