@@ -34,8 +34,10 @@ from clinical_rlhf.safety.verdict import SafetyFlag
 _WORDS_AND_COMMAS = re.compile(r"[^\W_]+|,")
 _LOCATED_CATEGORIES = frozenset({"red_flag", "dosage", "intent", "hallucination"})
 """Flags whose evidence is words of their text (others join several places: "a + b", "drug / age")."""
-MAX_LOCATED = 64
-"""Distinct evidences located per verdict (`with_spans`); a flag beyond them keeps no span."""
+MAX_LOCATED = 8
+"""Distinct evidences located per verdict (`with_spans`); a flag beyond them keeps no span. Each
+costs a scan of the tokens, so while a text's distinct flags grow with its length the cost grows
+with flags x tokens: a small bound keeps that short of the cost's shape (tests/safety/test_linear_shape.py)."""
 MAX_LOCATED_CHARS = 100_000
 """Flags of a longer text keep no span: its offset map and the scans would cost more than the
 guard's whole reading of it (a pasted record; hostile input up to `safety.max_text_chars`)."""
