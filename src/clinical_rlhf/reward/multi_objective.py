@@ -187,7 +187,7 @@ class MultiObjectiveReward:
             guidelines = with_triage(adherence[i].score, question_need(ctx), self._advised(ctx), cfg.triage)
             components = {"safety": safety[i], "guidelines": guidelines,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
-            flags = self._hallucinations(ctx, responses[i], samples[i] if samples is not None else None)
+            flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
             total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
             if learned is not None:
                 # On top of the rule-based total, before the hallucination penalty (which can
@@ -225,12 +225,11 @@ class MultiObjectiveReward:
             return reading
         return self._own_guard().reader.read(response)
 
-    def _hallucinations(self, ctx: ScoringContext, response: str,
-                        samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
+    def _hallucinations(self, ctx: ScoringContext, samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
         """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule).
         The drugs the answer names are the guard's reading of it (`reading_mentions`)."""
         dose_flagged = any(f.category == "dosage" and f.source == "response" for f in ctx.verdict.flags)
-        mentions = reading_mentions(self._answer_reading(ctx.verdict, response), ctx.response.normalized)
+        mentions = reading_mentions(self._answer_reading(ctx.verdict, ctx.response.raw), ctx.response.normalized)
         ours = self.checker.check(ctx.response, dose_flagged, samples, mentions)
         guard = tuple(f for f in ctx.verdict.flags if f.category == "hallucination")
         seen = {f.rule_id for f in guard}
