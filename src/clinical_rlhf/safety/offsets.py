@@ -144,10 +144,17 @@ def token_spans(text: str, tokens: Sequence[str], respellings: Sequence[Respelli
     pending: list[tuple[int, int]] = []  # token ranges still waiting for a word
     cursor = 0
     last_end = 0
+    size = len(words)
     for word, first, last in units:
+        if last == first + 1 and starts[first] < 0 and not pending and cursor < size and words[cursor][0] == word:
+            # The common step, taken inline: one token, the next word as written.
+            _, starts[first], last_end = words[cursor]
+            ends[first] = last_end
+            cursor += 1
+            continue
         found = 0
         at = cursor
-        for at in range(cursor, min(cursor + RESYNC_WORDS + 1, len(words))):
+        for at in range(cursor, min(cursor + RESYNC_WORDS + 1, size)):
             found = _match(words, at, word)
             if found:
                 break
