@@ -34,8 +34,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
-COMPILED_MODULES = ("memo", "phrases", "spelling", "normalize", "context", "redflags", "medications", "dosage",
-                    "observations", "signs", "triage", "advice", "dialogue", "checks", "verdict", "guard")
+COMPILED_MODULES = ("memo", "phrases", "spelling", "normalize", "offsets", "context", "redflags", "medications",
+                    "dosage", "observations", "signs", "triage", "advice", "dialogue", "checks", "verdict", "reading",
+                    "guard")
 """The guard's modules on the path of every check (`setup.py` reads this tuple)."""
 PACKAGE = "clinical_rlhf.safety"
 PURE_PYTHON_VARIABLE = "CLINICAL_RLHF_PURE_PYTHON"
