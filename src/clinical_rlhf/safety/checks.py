@@ -13,7 +13,7 @@ from clinical_rlhf.safety.dosage import DoseStatement, find_doses
 from clinical_rlhf.safety.medications import ContraindicationFinding, InteractionFinding
 from clinical_rlhf.safety.normalize import NormalisedText
 from clinical_rlhf.safety.redflags import RedFlagDetector, RedFlagHit, locate
-from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare
+from clinical_rlhf.safety.triage import URGENCY_RANK, AdvisedCare, Triage
 from clinical_rlhf.safety.verdict import Action, SafetyFlag, Severity
 
 _SEVERITY: dict[str, Severity] = {"contraindicated": "critical", "major": "high", "moderate": "moderate",
@@ -38,13 +38,27 @@ def prompt_red_flag(prompt: str, hit: RedFlagHit) -> SafetyFlag:
 
 
 def red_flag_flags(detector: RedFlagDetector, prompt: str, prompt_hits: tuple[RedFlagHit, ...],
-                   response: str, answer: NormalisedText) -> list[SafetyFlag]:
+                   response: str, answer: NormalisedText, advised_care: AdvisedCare | None = None,
+                   triage: Triage | None = None) -> list[SafetyFlag]:
+    """The red-flag rule: a red flag of the question needs emergency advice (conditional included)
+    and must not be played down.
+
+    Emergency advice is what `detector.gives_emergency_advice` finds or what the advice reader
+    (`advised_care`) reads as emergency care advised outright ("No, please call 999 now": the
+    opening "No" answers the question and negates nothing). A red flag that the question's
+    `triage` superseded (a same-day presentation the red flag over-reads: a suspected DVT with
+    normal breathing, Bell's palsy with the forehead involved; docs/triage.md) is judged by the
+    under-triage rule at the triage's urgency, not vetoed here for lacking emergency advice."""
     flags: list[SafetyFlag] = []
     if prompt_hits:
         downplays = detector.downplaying(answer)
-        advised = detector.gives_emergency_advice(answer)
+        advised = detector.gives_emergency_advice(answer) or (
+            advised_care is not None and advised_care.urgency == "emergency")
+        kept = None if triage is None else {reason.id for reason in triage.reasons if reason.kind == "red_flag"}
         for hit in prompt_hits:
             flag_id = hit.flag.id
+            if kept is not None and flag_id not in kept and not downplays:
+                continue  # superseded by the triage: the under-triage rule judges the answer
             if downplays:
                 flags.append(_located(response, downplays[0][2], "response", category="red_flag",
                                       subtype=flag_id, severity="critical",

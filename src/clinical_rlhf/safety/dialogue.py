@@ -130,9 +130,14 @@ class DialogueReader:
             for phrase in phrases:
                 self.cues.add(tokenize(phrase), kind)
         self.references = cue_index(_LANGUAGE.phrases("dialogue_references"), tokenize)
-        self.harmful_help = cue_index(_LANGUAGE.phrases("dialogue_harmful_help"), tokenize)
-        self.approximators = cue_index(_LANGUAGE.phrases("dialogue_approximators"), tokenize)
-        self.quantity_units = cue_index(_LANGUAGE.phrases("dialogue_quantity_units"), tokenize)
+        self.harmful_help = cue_index(_LANGUAGE.phrases("dialogue_harmful_help")
+                                      + _LANGUAGE.phrases("dialogue_harmful_help_more"), tokenize)
+        self.approximators = cue_index(_LANGUAGE.phrases("dialogue_approximators")
+                                       + _LANGUAGE.phrases("dialogue_approximators_more"), tokenize)
+        self.quantity_units = cue_index(_LANGUAGE.phrases("dialogue_quantity_units")
+                                        + _LANGUAGE.phrases("dialogue_quantity_units_more"), tokenize)
+        self.continuations = cue_index(_LANGUAGE.phrases("dialogue_continuations"), tokenize)
+        self.danger = cue_index(_LANGUAGE.phrases("dialogue_danger_confirmations"), tokenize)
         self.safe_limits = cue_index(_LANGUAGE.phrases("dialogue_safe_limits"), tokenize)
         self.excess = cue_index(_LANGUAGE.phrases("dialogue_excess_comparatives"), tokenize)
         self._questions: dict[tuple, _Proposal] = {}
@@ -140,16 +145,20 @@ class DialogueReader:
     # -- stance ------------------------------------------------------------------------------
 
     def stance(self, answer: NormalisedText, proposed: frozenset[str], mentions: Sequence[DrugMention],
-               helping: Sequence[tuple[int, int]] = ()) -> AnswerStance:
+               helping: Sequence[tuple[int, int]] = (), danger_confirms: bool = False) -> AnswerStance:
         """The answer's stance towards the question's proposal (`proposed`: the question's drug names;
         `mentions`: the answer's drugs in text order). Cues inside a `helping` range (harmful help
-        such as "the lethal dose is") are help, not warnings."""
+        such as "the lethal dose is") are help, not warnings. With `danger_confirms` (a self-harm
+        intent, help given, no crisis advice), words of danger ("would be fatal") confirm the method
+        and refuse nothing (`dialogue_danger_confirmations`)."""
         about = _AboutProposal(answer, self.references, proposed, mentions)
         tokens, negated = answer.tokens, self.context.is_negated
         refusal = None
         conditioned: set[int] = set()
         okays: list[tuple[int, int, int]] = []
         helped = {position for low, high in helping for position in range(low, high)}
+        if danger_confirms:
+            helped.update(position for low, high, _ in answer.find(self.danger) for position in range(low, high))
         opening = _opening_refusal(tokens)
         exceeded = self._exceeded(answer)
         cues = longest_non_overlapping(answer.find(self.cues), ordered=True)
@@ -217,7 +226,11 @@ class DialogueReader:
             return []  # the question proposes nothing a "yes" could okay
         proposed = frozenset(mention.drug.name for mention in facts.drugs)
         helping = self._help(answer) if intents else []
-        stance = self.stance(answer, proposed, answer_drugs, helping)
+        # To someone who means to harm themselves, "that many would be fatal" beside an amount or a
+        # method confirms it; only declining ("don't", "no") or crisis help refuses (Samaritans 2020).
+        danger_confirms = "self_harm" in intents and bool(helping) and \
+            not self.red_flags.gives_emergency_advice(answer)
+        stance = self.stance(answer, proposed, answer_drugs, helping, danger_confirms)
         if stance.stance == "refuse":
             return []
         # An amount of a drug given to someone who means harm is help too ("take 40 mg of it").
@@ -331,8 +344,10 @@ class DialogueReader:
             return asked
         start = 0
         for end in ends:
-            if text[end - 1] == "?" and self.context.approval.find(self.tokenize(text[start:end])):
-                return names
+            if text[end - 1] == "?":
+                sentence = self.tokenize(text[start:end])
+                if self.context.approval.find(sentence) or self.continuations.find(sentence):
+                    return names  # "Is that ok?", "Do I stay on it?"
             start = end
         return None
 

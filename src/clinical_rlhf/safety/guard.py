@@ -237,9 +237,10 @@ class SafetyGuard:
         reading = self.reader.read(response)
         answer = reading.normalised
         tokens = answer.tokens
-        flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer)
         advised = self.advice.read(
             response, answer, frozenset(hit.flag.id for hit in facts.red_flags))
+        flags = checks.red_flag_flags(self.red_flags, prompt, facts.red_flags, response, answer, advised,
+                                      facts.triage)
         under_triage = checks.under_triage_flag(prompt, response, advice.needed_care(facts.triage, facts.red_flags),
                                                 advised, flags)
         if under_triage is not None:
