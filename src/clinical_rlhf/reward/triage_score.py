@@ -15,7 +15,7 @@ routine care (NG143 fever in under 5s, NG84 sore throat, NG120 cough), so an ans
 level without it scores a little less; the penalty stays below one level of over-triage.
 
     guidelines = (1 - weight) * adherence + weight * agreement      when the need is known
-               = adherence - weight * missing_safety_net_penalty * [advised < emergency, no safety net]
+               = adherence + weight * missing_safety_net_penalty * [says when to seek more care]
                                                                     otherwise (round three)
 
 The config checks that one level of under-triage with a safety net stays below three levels of
@@ -66,14 +66,13 @@ def triage_agreement(need: Urgency, advised: AdvisedCare, cfg: TriageRewardConfi
 
 def with_triage(adherence: float, need: Urgency | None, advised: AdvisedCare, cfg: TriageRewardConfig) -> float:
     """The guidelines objective: adherence blended with triage agreement when the need is known;
-    when it is not, adherence less the agreement's safety-net share (`weight ×
-    missing_safety_net_penalty`) for an answer short of emergency care that says nothing of when to
-    seek more care: safety-netting is advised whatever the urgency (NICE NG143, NG84, NG120;
-    Royal College of GPs' safety-netting guidance), and the level itself is not judged."""
+    when it is not, adherence plus the agreement's safety-net share (`weight ×
+    missing_safety_net_penalty`) for an answer that says when to seek more care: safety-netting is
+    advised whatever the urgency (NICE NG143, NG84, NG120). A credit, not a charge on the answers
+    without one: with the need unknown the level is not judged, and a charge that emergency advice
+    escapes (it has nothing more urgent to net) would teach over-triage of whatever is not recognised."""
     if cfg.weight == 0.0:
         return adherence
     if need is None:
-        given = URGENCY_RANK[advised.urgency] if advised.urgency is not None else NO_CARE_RANK
-        unnetted = given < EMERGENCY_RANK and not advised.safety_net
-        return max(0.0, adherence - cfg.weight * cfg.missing_safety_net_penalty * unnetted)
+        return min(1.0, adherence + cfg.weight * cfg.missing_safety_net_penalty * advised.safety_net)
     return (1.0 - cfg.weight) * adherence + cfg.weight * triage_agreement(need, advised, cfg)
