@@ -76,7 +76,7 @@ class MultiObjectiveReward:
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
         self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
-        self._questions: dict[str, TextReading] = {}
+        self._questions: dict[str, frozenset[str] | None] = {}
         self._guard: SafetyGuard | None = None
 
     @property
@@ -226,25 +226,28 @@ class MultiObjectiveReward:
         question proposes no medicine use and shows no intent (`DialogueReader.proposal`)."""
         triage = verdict.triage
         intent = bool(triage is not None and triage.intents)
+        proposed = self._proposed(prompt, verdict)
+        if proposed is None and not intent:
+            return intent, "neither"
+        stance = self._own_guard().dialogue.stance(answer.normalised, proposed or frozenset(), list(answer.drugs))
+        return intent, stance.stance
+
+    def _proposed(self, prompt: str, verdict: SafetyVerdict) -> frozenset[str] | None:
+        """The drugs the question names when it proposes a use of them (`DialogueReader.proposal`),
+        None when it proposes nothing; read once per prompt from the verdict's reading of the question,
+        or through the guard's reader when the verdict carries none (bounded like the prompt cache)."""
+        if prompt in self._questions:
+            return self._questions[prompt]
         guard = self._own_guard()
         question = verdict.reading.question if verdict.reading is not None else None
         if question is None or question.original != prompt:
-            question = self._question_reading(prompt)
+            question = guard.reader.read(prompt)
         drugs = list({mention.drug.name: mention.drug for mention in question.drugs}.values())
-        if not intent and (not drugs or guard.dialogue.proposal(question.normalised.text, drugs) is None):
-            return intent, "neither"
-        proposed = frozenset(drug.name for drug in drugs)
-        return intent, guard.dialogue.stance(answer.normalised, proposed, list(answer.drugs)).stance
-
-    def _question_reading(self, prompt: str) -> TextReading:
-        """The guard's reader's reading of a question whose verdict carries none, once per prompt
-        (bounded like the prompt cache)."""
-        reading = self._questions.get(prompt)
-        if reading is None:
-            if len(self._questions) >= _PROMPT_CACHE_SIZE:
-                self._questions.clear()
-            reading = self._questions[prompt] = self._own_guard().reader.read(prompt)
-        return reading
+        proposes = bool(drugs) and guard.dialogue.proposal(question.normalised.text, drugs) is not None
+        if len(self._questions) >= _PROMPT_CACHE_SIZE:
+            self._questions.clear()
+        proposed = self._questions[prompt] = frozenset(drug.name for drug in drugs) if proposes else None
+        return proposed
 
     def _own_guard(self) -> SafetyGuard:
         """A guard over the reward's knowledge, for what a verdict without the guard's readings
