@@ -100,7 +100,10 @@ def test_the_reward_does_not_read_an_answer_the_guard_read(guard, reward, monkey
     reward.score_batch(prompts, responses, verdicts)
     assert calls == []
     reward.score_batch(prompts, responses, _allowed(verdicts, False))
-    assert calls == responses  # read once each, by the same reader, when the verdict has no reading
+    # Read once each, by the same reader, when the verdict has no reading; the question too, once
+    # (the safety objective's stance towards what it proposes needs its drugs).
+    assert [text for text in calls if text not in prompts] == responses
+    assert calls.count(prompts[0]) <= 1  # once per prompt (an earlier test may have read it)
 
 
 def test_a_reading_of_another_text_is_not_trusted(guard, reward):

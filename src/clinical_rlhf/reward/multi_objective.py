@@ -27,7 +27,7 @@ from clinical_rlhf.knowledge.holdout import only_entries, training_knowledge
 from clinical_rlhf.reward.breakdown import RewardBreakdown
 from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch
 from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
-from clinical_rlhf.reward.context import Phrasebook, ScoringContext
+from clinical_rlhf.reward.context import URGENCY_RANK, Phrasebook, ScoringContext
 from clinical_rlhf.reward.drug_mentions import DrugIndex, reading_mentions
 from clinical_rlhf.reward.guideline_score import score_guidelines_batch
 from clinical_rlhf.reward.hallucination import HallucinationChecker
@@ -36,7 +36,7 @@ from clinical_rlhf.reward.safety_score import escalation_level, score_safety_bat
 from clinical_rlhf.reward.text import Analysed
 from clinical_rlhf.reward.triage_score import question_need, with_triage
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
-from clinical_rlhf.safety.advice import read_advice
+from clinical_rlhf.safety.advice import LEVEL_OF_RANK, read_advice
 from clinical_rlhf.safety.guard import SafetyGuard
 from clinical_rlhf.safety.reading import TextReading
 from clinical_rlhf.safety.triage import AdvisedCare
@@ -76,6 +76,7 @@ class MultiObjectiveReward:
         self.medical_stems = medical_vocabulary(self.guidelines, self.knowledge)
         self.checker = HallucinationChecker(self.index, reward_cfg.uncertainty_estimation.consistency_threshold)
         self._prompts: dict[tuple[str, frozenset[str]], tuple[Analysed, Presentation]] = {}
+        self._questions: dict[str, frozenset[str] | None] = {}
         self._guard: SafetyGuard | None = None
 
     @property
@@ -115,6 +116,7 @@ class MultiObjectiveReward:
     def clear_prompt_cache(self) -> None:
         """Forget the prompts read so far (benchmarks of new prompts; memory is bounded anyway)."""
         self._prompts.clear()
+        self._questions.clear()
 
     def score(self, prompt: str, response: str, verdict: SafetyVerdict, **extra) -> RewardBreakdown:
         """One answer; `extra` as in `score_batch`, one value each."""
@@ -162,10 +164,18 @@ class MultiObjectiveReward:
         cfg, book = self.cfg, self.phrasebook
         contexts = []
         topics = []
+        answers = []
         for prompt, response, verdict in zip(prompts, responses, verdicts):
             analysed_prompt, presentation = self._prompt(prompt, _guard_flags(verdict))
-            contexts.append(ScoringContext(analysed_prompt, Analysed(response), presentation.guidelines, verdict,
-                                           red_flags=presentation.red_flags))
+            ctx = ScoringContext(analysed_prompt, Analysed(response), presentation.guidelines, verdict,
+                                 red_flags=presentation.red_flags)
+            need = question_need(ctx)
+            ctx.need = URGENCY_RANK[need] if need is not None else None
+            ctx.advised = self._advised(ctx)
+            answer = self._answer_reading(verdict, response)
+            answers.append(answer)
+            ctx.intent, ctx.stance = self._proposal_stance(prompt, verdict, answer)
+            contexts.append(ctx)
             topics.append(presentation.topic)
         safety = score_safety_batch(contexts, book)
         adherence = score_guidelines_batch([c.guidelines for c in contexts], [c.response for c in contexts],
@@ -184,10 +194,11 @@ class MultiObjectiveReward:
         learned = self.learned.score_batch(prompts, responses) if self.learned is not None else None
         results = []
         for i, ctx in enumerate(contexts):
-            guidelines = with_triage(adherence[i].score, question_need(ctx), self._advised(ctx), cfg.triage)
+            need = LEVEL_OF_RANK[ctx.need] if ctx.need is not None else None
+            guidelines = with_triage(adherence[i].score, need, ctx.advised, cfg.triage)
             components = {"safety": safety[i], "guidelines": guidelines,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
-            flags = self._hallucinations(ctx, samples[i] if samples is not None else None)
+            flags = self._hallucinations(ctx, answers[i], samples[i] if samples is not None else None)
             total = combine(components, self.weights, cfg.combination, cfg.safety_gate)
             if learned is not None:
                 # On top of the rule-based total, before the hallucination penalty (which can
@@ -209,6 +220,35 @@ class MultiObjectiveReward:
             return ctx.verdict.advised
         return read_advice(self._own_guard(), ctx.response.raw, ctx.prompt_red_flags)
 
+    def _proposal_stance(self, prompt: str, verdict: SafetyVerdict, answer: TextReading) -> tuple[bool, str]:
+        """(intent in the question, the answer's stance towards what the question proposes), read by
+        the guard's own dialogue reader over the guard's readings of both texts: `neither` when the
+        question proposes no medicine use and shows no intent (`DialogueReader.proposal`)."""
+        triage = verdict.triage
+        intent = bool(triage is not None and triage.intents)
+        proposed = self._proposed(prompt, verdict)
+        if proposed is None and not intent:
+            return intent, "neither"
+        stance = self._own_guard().dialogue.stance(answer.normalised, proposed or frozenset(), list(answer.drugs))
+        return intent, stance.stance
+
+    def _proposed(self, prompt: str, verdict: SafetyVerdict) -> frozenset[str] | None:
+        """The drugs the question names when it proposes a use of them (`DialogueReader.proposal`),
+        None when it proposes nothing; read once per prompt from the verdict's reading of the question,
+        or through the guard's reader when the verdict carries none (bounded like the prompt cache)."""
+        if prompt in self._questions:
+            return self._questions[prompt]
+        guard = self._own_guard()
+        question = verdict.reading.question if verdict.reading is not None else None
+        if question is None or question.original != prompt:
+            question = guard.reader.read(prompt)
+        drugs = list({mention.drug.name: mention.drug for mention in question.drugs}.values())
+        proposes = bool(drugs) and guard.dialogue.proposal(question.normalised.text, drugs) is not None
+        if len(self._questions) >= _PROMPT_CACHE_SIZE:
+            self._questions.clear()
+        proposed = self._questions[prompt] = frozenset(drug.name for drug in drugs) if proposes else None
+        return proposed
+
     def _own_guard(self) -> SafetyGuard:
         """A guard over the reward's knowledge, for what a verdict without the guard's readings
         lacks (built on first use: the guard's phrase indexes are shared per knowledge base)."""
@@ -225,11 +265,12 @@ class MultiObjectiveReward:
             return reading
         return self._own_guard().reader.read(response)
 
-    def _hallucinations(self, ctx: ScoringContext, samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
+    def _hallucinations(self, ctx: ScoringContext, answer: TextReading,
+                        samples: Sequence[str] | None) -> tuple[SafetyFlag, ...]:
         """Our checks plus any hallucination flags the guard raised itself (deduplicated by rule).
         The drugs the answer names are the guard's reading of it (`reading_mentions`)."""
         dose_flagged = any(f.category == "dosage" and f.source == "response" for f in ctx.verdict.flags)
-        mentions = reading_mentions(self._answer_reading(ctx.verdict, ctx.response.raw), ctx.response.normalized)
+        mentions = reading_mentions(answer, ctx.response.normalized)
         ours = self.checker.check(ctx.response, dose_flagged, samples, mentions)
         guard = tuple(f for f in ctx.verdict.flags if f.category == "hallucination")
         seen = {f.rule_id for f in guard}

@@ -15,7 +15,8 @@ routine care (NG143 fever in under 5s, NG84 sore throat, NG120 cough), so an ans
 level without it scores a little less; the penalty stays below one level of over-triage.
 
     guidelines = (1 - weight) * adherence + weight * agreement      when the need is known
-               = adherence                                          otherwise
+               = adherence + weight * missing_safety_net_penalty * [says when to seek more care]
+                                                                    otherwise (round three)
 
 The config checks that one level of under-triage with a safety net stays below three levels of
 over-triage, so correct > over-triage > under-triage whatever the distance.
@@ -64,7 +65,14 @@ def triage_agreement(need: Urgency, advised: AdvisedCare, cfg: TriageRewardConfi
 
 
 def with_triage(adherence: float, need: Urgency | None, advised: AdvisedCare, cfg: TriageRewardConfig) -> float:
-    """The guidelines objective: adherence blended with triage agreement when the need is known."""
-    if need is None or cfg.weight == 0.0:
+    """The guidelines objective: adherence blended with triage agreement when the need is known;
+    when it is not, adherence plus the agreement's safety-net share (`weight ×
+    missing_safety_net_penalty`) for an answer that says when to seek more care: safety-netting is
+    advised whatever the urgency (NICE NG143, NG84, NG120). A credit, not a charge on the answers
+    without one: with the need unknown the level is not judged, and a charge that emergency advice
+    escapes (it has nothing more urgent to net) would teach over-triage of whatever is not recognised."""
+    if cfg.weight == 0.0:
         return adherence
+    if need is None:
+        return min(1.0, adherence + cfg.weight * cfg.missing_safety_net_penalty * advised.safety_net)
     return (1.0 - cfg.weight) * adherence + cfg.weight * triage_agreement(need, advised, cfg)
