@@ -55,6 +55,12 @@ class Drug:
     """Children's maximum single dose per kg of body weight, in mg/kg; `None` where the source
     gives none. An adult-sized single dose for a small child can stay under the daily per-kg
     limit and still be several times the safe single dose."""
+    max_single_units: float | None = None
+    """Most tablets, capsules, sachets or measured doses at one time, for products whose label
+    states its limits in units rather than milligrams (co-codamol: 2 tablets; Imodium: 2 capsules);
+    read when a text counts units without a strength ("12 Imodium capsules")."""
+    max_daily_units: float | None = None
+    """Most units in 24 hours, as the label states it (co-codamol 8 tablets, Lemsip Max 4 sachets)."""
 
     @property
     def terms(self) -> tuple[str, ...]:
