@@ -87,7 +87,7 @@ class ContextReader:
         self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
         self.dose_danger = cue_index(lexicon.DOSE_DANGER, tokenize)
         # Dose clauses are short strings: one alternation search beats tokenising them.
-        self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT)
+        self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT + lexicon.DOSE_CAPS)
         self._dose_danger = _word_alternation(lexicon.DOSE_DANGER)
         self._dose_excess = _word_alternation(lexicon.DOSE_EXCESS)
         self._dose_increase = _word_alternation(lexicon.DOSE_INCREASE)

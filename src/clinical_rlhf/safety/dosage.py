@@ -99,8 +99,8 @@ _BARE_COUNT = re.compile(r"(?<![\w.,/£$#%-])(?P<count>\d{1,2}|one|two|three|fou
                          r"|eleven|twelve|fifteen|twenty)\s+")
 _COUNT_USE = re.compile(r"(?:at a time|at once|in one go|in a single go|together|of them|of those|of these|tonight"
                         r"|today)\b")
-_NOT_A_COUNT_BEFORE = frozenset({"the", "these", "those", "both", "every", "for", "q", "than", "last", "past",
-                                 "next", "about", "after", "over", "in", "within", "aged", "age", "is", "was"})
+_NOT_A_COUNT_BEFORE = frozenset({"the", "these", "those", "both", "every", "for", "q", "last", "past",
+                                 "next", "after", "in", "within", "aged", "age"})
 # A word between a count and its form is the product's name or a word about the units ("12 Imodium
 # capsules", "2 more tablets"), unless it measures time ("2 days tablets").
 _NOT_A_NAME = frozenset({"of", "day", "days", "week", "weeks", "hour", "hours", "month", "months", "year", "years",
@@ -164,7 +164,7 @@ def _count_before(text: str, start: int) -> tuple[float, int] | None:
     elif words[index] == "the" and index >= 1 and words[index - 1] == "of":
         index -= 2  # "8 of the 500 mg tablets"
     if index >= 1 and not _is_count(words[index]) and words[index] not in _FORMS \
-            and words[index - 1] in _FORMS_OR_OF:
+            and words[index - 1] in _FORMS_OR_OF and any(char.isalpha() for char in words[index]):
         index -= 1  # "tablets of paracetamol 500 mg": skip the drug name
     if index >= 0 and words[index] == "of":
         index -= 1
@@ -336,12 +336,12 @@ def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
     amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)]
     with_unit = len(amounts)
     if amounts or counts_alone:
-        taken = [(a.start, a.end) for a in amounts]
         if any(form in text for form in _FORM_CUES):
-            counted = (_Amount.count_only(text, m) for m in _form_words(text)
-                       if not any(start <= m.start() < end for start, end in taken))
+            taken = _Taken(amounts)
+            counted = (_Amount.count_only(text, m) for m in _form_words(text) if m.start() not in taken)
             amounts += [amount for amount in counted if amount is not None]
-        amounts += _Amount.bare_counts(text, [(a.start, a.end) for a in amounts])
+            amounts.sort(key=lambda amount: amount.start)
+        amounts += _Amount.bare_counts(text, _Taken(amounts))
         amounts.sort(key=lambda amount: amount.start)
     if not amounts:
         return [], with_unit
@@ -544,6 +544,26 @@ def _reads_past_start(text: str, start: int) -> bool:
     return not words or (len(words) == 1 and words[0] in ("x", "of"))
 
 
+class _Taken:
+    """Whether a position lies inside one of the amounts already read (sorted by start): one
+    bisection per question, so a text with many amounts and counts stays linear in its length.
+    Naive equivalent: `any(amount.start <= position < amount.end for amount in amounts)`."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, amounts: list[_Amount]) -> None:
+        self.starts = [amount.start for amount in amounts]
+        ends, reach = [], -1
+        for amount in amounts:  # the furthest end of any amount starting at or before this one
+            reach = max(reach, amount.end)
+            ends.append(reach)
+        self.ends = ends
+
+    def __contains__(self, position: int) -> bool:
+        index = bisect_right(self.starts, position) - 1
+        return index >= 0 and position < self.ends[index]
+
+
 class _Amount(NamedTuple):
     start: int
     end: int
@@ -595,13 +615,13 @@ class _Amount(NamedTuple):
                    False, False)
 
     @classmethod
-    def bare_counts(cls, text: str, taken: list[tuple[int, int]]) -> list[_Amount]:
+    def bare_counts(cls, text: str, taken: _Taken) -> list[_Amount]:
         """Counts with no form word whose use follows them ("take two every 4 hours", "4 at a time"):
         a count of the strength named earlier, like "take 2 tablets"."""
         found = []
         for match in _BARE_COUNT.finditer(text):
             start, end = match.start(), match.end()
-            if any(low <= start < high for low, high in taken):
+            if start in taken:
                 continue
             before = text[max(0, start - 12):start].split()
             if before and before[-1] in _NOT_A_COUNT_BEFORE:
