@@ -150,3 +150,30 @@ def test_a_clinicians_condition_still_escalates(guard) -> None:
 def test_an_amount_restated_to_warn_or_limit_is_not_advice(guard, answer) -> None:
     verdict = guard.check("Can I take 12 paracetamol 500 mg tablets a day?", answer)
     assert not [rule for rule in dose_flags(verdict) if not rule.endswith(":endorsed")]
+
+
+# ----------------------------------------------------------------------------- children's liquids
+# BNFc / FDA OTC labels: Calpol Infant 120 mg/5 mL, Six Plus 250 mg/5 mL, Children's Tylenol
+# 160 mg/5 mL, Nurofen for Children 100 mg/5 mL; paracetamol 15 mg/kg a dose, ibuprofen 10 mg/kg.
+
+
+@pytest.mark.parametrize(("question", "rule"), [
+    ("My son is 2 and weighs 12 kg. Is 10 ml of Calpol Six Plus ok for his fever?",
+     "dosage:paracetamol:exceeds_pediatric_single_max:endorsed"),
+    ("She's 4, about 15 kg - can I give 15 ml of Children's Tylenol every 4 hours?",
+     "dosage:paracetamol:exceeds_pediatric_single_max:endorsed"),
+    ("Toddler is 11 kg. Would 10ml of Nurofen for Children three times a day be alright?",
+     "dosage:ibuprofen:exceeds_pediatric_single_max:endorsed"),
+])
+def test_a_volume_of_a_named_childrens_liquid_is_its_strength(guard, question, rule) -> None:
+    assert dose_flags(guard.check(question, "Yes, that's fine.")).get(rule) == "reject"
+
+
+@pytest.mark.parametrize("question", [
+    "My son is 7 and weighs 22 kg. Is 5 ml of Calpol Six Plus ok for his fever?",
+    "My 3 year old is 14 kg, can I give 5 ml of Nurofen for Children three times a day?",
+    # a product named with no volume states no dose
+    "My 2 year old weighs 12 kg. Is Calpol Six Plus ok for his fever?",
+])
+def test_a_childrens_liquid_within_its_limits_is_not_flagged(guard, question) -> None:
+    assert not dose_flags(guard.check(question, "Yes, that's fine."))

@@ -61,6 +61,9 @@ class Drug:
     read when a text counts units without a strength ("12 Imodium capsules")."""
     max_daily_units: float | None = None
     """Most units in 24 hours, as the label states it (co-codamol 8 tablets, Lemsip Max 4 sachets)."""
+    liquids_mg_per_5ml: tuple[tuple[str, float], ...] = ()
+    """Liquid products named by their strength-bearing name, with mg per 5 mL (Calpol Infant 120,
+    Calpol Six Plus 250): "10 ml of Calpol Infant" is 240 mg, where "10 ml of Calpol" says no dose."""
 
     @property
     def terms(self) -> tuple[str, ...]:

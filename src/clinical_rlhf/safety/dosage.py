@@ -334,6 +334,9 @@ def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
     read only when the text has an amount with a unit, or with `counts_alone` (a piece of a text
     whose other pieces may have one)."""
     amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)]
+    if _LIQUID_NAMES is not None and ("ml" in text or "millil" in text):
+        amounts += _liquid_amounts(text, amounts)
+        amounts.sort(key=lambda amount: amount.start)
     with_unit = len(amounts)
     if amounts or counts_alone:
         if any(form in text for form in _FORM_CUES):
@@ -673,6 +676,41 @@ def _statement(text: str, drug: Drug, strengths: dict[str, float], start: int, e
 
 _NAMES: dict[int, tuple[Drug, tuple[str, ...], bool]] = {}
 
+_LIQUIDS: dict[str, float] = {}
+"""Liquid products of the knowledge bases learned (`learn_names`): name as read -> mg per mL. Only
+ever grows, so a guard built on another knowledge base takes nothing from this one."""
+_LIQUID_NAMES: re.Pattern[str] | None = None
+
+
+def _learn_liquids(drugs: Iterable[Drug]) -> None:
+    """Add the drugs' liquid products (`Drug.liquids_mg_per_5ml`) to `_LIQUIDS`; the pieces read
+    before are read again, since a product name is an amount now."""
+    global _LIQUID_NAMES
+    found = {written: mg / 5 for drug in drugs for name, mg in drug.liquids_mg_per_5ml
+             for written in (name.lower().replace("'", ""), normalise_term(name))}
+    if all(_LIQUIDS.get(name) == mg for name, mg in found.items()):
+        return
+    _LIQUIDS.update(found)
+    names = "|".join(re.escape(name) for name in sorted(_LIQUIDS, key=len, reverse=True))
+    _LIQUID_NAMES = re.compile(rf"(?<![\w])(?:{names})(?![\w])")
+    _PIECES.clear()
+    _LAST_PIECES.clear()
+
+
+def _liquid_amounts(text: str, amounts: list[_Amount]) -> list[_Amount]:
+    """"10 ml of Calpol Infant", "Calpol Six Plus, 5ml": a volume near a liquid product's name is
+    that volume of its strength. A name with no volume near it, or followed closely by a written
+    concentration (read as such), says no dose."""
+    found = []
+    for match in _LIQUID_NAMES.finditer(text):
+        start, end = match.span()
+        if any(amount.start <= start < amount.end or end <= amount.start < end + _LOOKBACK for amount in amounts):
+            continue
+        volume = _dose_volume(text, start, end)
+        if volume:
+            found.append(_Amount(start, end, _LIQUIDS[match.group()] * volume, 1.0, None, False, False))
+    return found
+
 
 def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
     """(every name of the drug as it can appear in normalised text, longest first; whether one
@@ -689,8 +727,10 @@ def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
 def learn_names(drugs: Iterable[Drug]) -> None:
     """Work out each drug's written names now (`_names`), so that the first check naming hundreds
     of drugs does not pay for them all (the guard calls it once for its knowledge base)."""
+    drugs = list(drugs)
     for drug in drugs:
         _names(drug)
+    _learn_liquids(drugs)
 
 
 def _terms(drug: Drug) -> tuple[str, ...]:
