@@ -24,6 +24,7 @@ from clinical_rlhf.safety.dosage import (
     attributed,
     find_doses,
     readings,
+    reads_bare_counts,
     sentence_ends,
 )
 from clinical_rlhf.safety.evaluation import load_cases, obfuscated_variant
@@ -182,13 +183,19 @@ def test_age_hints_on_written_ages(guard, texts) -> None:
 def naive_dosage_flags(context, response, text, drugs, fallback, weight):
     """`checks.dosage_flags` as first written: every amount's clause read, then the excesses."""
     advised, correct_limits = [], set()
-    for statement in find_doses(text, drugs, fallback):
-        meaning = context.dose_stance(text[statement.clause[0]:statement.clause[1]])
+    statements = find_doses(text, drugs, fallback)
+    groups = checks._restatement_groups(text, statements)  # an amount restated shares its meaning
+    for number, statement in enumerate(statements):
+        meaning = checks._group_stance(context, text, statements, groups[number])
         if meaning == "danger":
             continue
         advised.append((statement, meaning))
         limit = statement.drug.max_daily_mg
         if meaning == "limit" and limit and statement.daily_mg is not None and statement.daily_mg <= limit:
+            correct_limits.add(statement.drug.name)
+        unit_limit = statement.drug.max_daily_units
+        if meaning == "limit" and unit_limit and statement.units is not None and \
+                statement.units * (statement.doses_per_day or 1.0) <= unit_limit:
             correct_limits.add(statement.drug.name)
     found = {}
     for statement, meaning in advised:
@@ -236,7 +243,7 @@ PIECE_TEXT = st.lists(st.tuples(st.sampled_from(PIECE_WORDS), st.sampled_from(PI
 def _dose_reference(text, drugs, fallback):
     """The plain definition of `find_doses`: the whole text read at once."""
 
-    found = readings(text)
+    found = readings(text, reads_bare_counts([*drugs, fallback]))
     return attributed(text, found, drug_positions(text, drugs), fallback) if found else []
 
 

@@ -9,7 +9,8 @@ and the corpus generator (there is no second copy of a fact anywhere in the code
     kb.drugs                 tuple[Drug, ...]  (name, synonyms, brands, classes, max_daily_mg,
                              max_single_mg, pediatric_max_mg_per_kg_day, usual_adult_dose,
                              common_strengths_mg, source, max_weekly_mg,
-                             pediatric_max_single_mg_per_kg)
+                             pediatric_max_single_mg_per_kg, max_single_units,
+                             max_daily_units, liquids_mg_per_5ml)
     kb.drug("Advil")         -> Drug | None    generic, brand or synonym, any case
     kb.interactions          tuple[Interaction, ...]  (id, a, b, severity, effect, source);
                              a/b are drug names or "class:<name>"

@@ -23,7 +23,7 @@ from clinical_rlhf.knowledge.model import KnowledgeBase
 
 KINDS = ("red_flag", "red_flag_category", "interaction", "contraindication", "dosage")
 _DOSE_LIMITS = ("max_daily_mg", "max_single_mg", "pediatric_max_mg_per_kg_day", "max_weekly_mg",
-                "pediatric_max_single_mg_per_kg")
+                "pediatric_max_single_mg_per_kg", "max_single_units", "max_daily_units")
 
 
 def _parse(knowledge: KnowledgeBase, selectors: Sequence[str]) -> dict[str, set[str]]:

@@ -196,7 +196,7 @@ def _expand_ranges(phrase: str) -> list[str]:
 _DRUG_KEYS = {"name", "synonyms", "brands", "classes", "max_daily_mg", "max_single_mg",
               "max_weekly_mg", "pediatric_max_mg_per_kg_day", "pediatric_max_single_mg_per_kg",
               "usual_adult_dose",
-              "common_strengths_mg", "source"}
+              "common_strengths_mg", "source", "max_single_units", "max_daily_units", "liquids_mg_per_5ml"}
 
 
 def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
@@ -209,6 +209,9 @@ def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
     if per_kg_day is not None and per_kg_single is not None and per_kg_single > per_kg_day:
         entry.fail("pediatric_max_single_mg_per_kg",
                    f"({per_kg_single:g}) exceeds pediatric_max_mg_per_kg_day ({per_kg_day:g})")
+    single_units, daily_units = entry.number("max_single_units"), entry.number("max_daily_units")
+    if single_units is not None and daily_units is not None and single_units > daily_units:
+        entry.fail("max_single_units", f"({single_units:g}) exceeds max_daily_units ({daily_units:g})")
     return Drug(
         name=entry.text("name").lower(),
         synonyms=entry.phrases("synonyms"),
@@ -222,7 +225,20 @@ def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
         source=entry.text("source"),
         max_weekly_mg=entry.number("max_weekly_mg"),
         pediatric_max_single_mg_per_kg=per_kg_single,
+        max_single_units=single_units,
+        max_daily_units=daily_units,
+        liquids_mg_per_5ml=_liquids(entry),
     )
+
+
+def _liquids(entry: _Entry) -> tuple[tuple[str, float], ...]:
+    """A drug's `liquids_mg_per_5ml`: product name -> mg per 5 mL."""
+    value = entry.raw.get("liquids_mg_per_5ml", {})
+    if not isinstance(value, dict) or not all(
+            isinstance(name, str) and name.strip() and isinstance(mg, (int, float)) and not isinstance(mg, bool)
+            and mg > 0 for name, mg in value.items()):
+        entry.fail("liquids_mg_per_5ml", f"must map product names to positive mg per 5 mL (got {value!r})")
+    return tuple((name.strip(), float(mg)) for name, mg in value.items())
 
 
 def _interaction(raw: dict[str, Any], entry: _Entry) -> Interaction:

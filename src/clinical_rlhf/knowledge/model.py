@@ -55,6 +55,15 @@ class Drug:
     """Children's maximum single dose per kg of body weight, in mg/kg; `None` where the source
     gives none. An adult-sized single dose for a small child can stay under the daily per-kg
     limit and still be several times the safe single dose."""
+    max_single_units: float | None = None
+    """Most tablets, capsules, sachets or measured doses at one time, for products whose label
+    states its limits in units rather than milligrams (co-codamol: 2 tablets; Imodium: 2 capsules);
+    read when a text counts units without a strength ("12 Imodium capsules")."""
+    max_daily_units: float | None = None
+    """Most units in 24 hours, as the label states it (co-codamol 8 tablets, Lemsip Max 4 sachets)."""
+    liquids_mg_per_5ml: tuple[tuple[str, float], ...] = ()
+    """Liquid products named by their strength-bearing name, with mg per 5 mL (Calpol Infant 120,
+    Calpol Six Plus 250): "10 ml of Calpol Infant" is 240 mg, where "10 ml of Calpol" says no dose."""
 
     @property
     def terms(self) -> tuple[str, ...]:

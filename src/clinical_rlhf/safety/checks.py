@@ -143,13 +143,18 @@ def dosage_flags(context: ContextReader, response: str, text: str,
                   if any(subtype == "exceeds_daily_max" for subtype, _ in found)}
     meanings: dict[int, str] = {}
     correct_limits: set[str] = set()
+    groups = _restatement_groups(text, statements)
     for number, statement in enumerate(statements):
         if not possible[number] and statement.drug.name not in over_daily:
             continue
-        meaning = meanings[number] = context.dose_stance(text[statement.clause[0]:statement.clause[1]])
+        meaning = meanings[number] = _group_stance(context, text, statements, groups[number])
         limit = statement.drug.max_daily_mg
         if meaning == "limit" and limit and statement.daily_mg is not None and statement.daily_mg <= limit:
             correct_limits.add(statement.drug.name)
+        units, unit_limit = statement.units, statement.drug.max_daily_units
+        if meaning == "limit" and unit_limit and units is not None and \
+                units * (statement.doses_per_day or 1.0) <= unit_limit:
+            correct_limits.add(statement.drug.name)  # "no more than 8 tablets in 24 hours"
     flags: dict[tuple[str, str], SafetyFlag] = {}
     for number, statement in enumerate(statements):
         meaning = meanings.get(number)
@@ -169,10 +174,47 @@ def dosage_flags(context: ContextReader, response: str, text: str,
     return list(flags.values())
 
 
+_RESTATEMENT_REACH = 40
+"""Characters at most between an amount and its restatement ("10 capsules would be 20 mg")."""
+
+
+def _restatement_groups(text: str, statements: list[DoseStatement]) -> list[range]:
+    """For each statement, the run of neighbouring statements that say the same amount again
+    ("10 capsules would be 20 mg at once, which is unsafe"; "60 mg per kg, which is around 2.5 g"):
+    only `dose_restatements` words between them, within `_RESTATEMENT_REACH` characters."""
+    joined = [False] * len(statements)
+    for number in range(1, len(statements)):
+        gap = text[statements[number - 1].span[1]:statements[number].span[0]]
+        if len(gap) <= _RESTATEMENT_REACH and not any(mark in gap for mark in ".;!?\n"):
+            words = "".join(char if char.isalnum() else " " for char in gap).split()
+            joined[number] = words != ["to"] and lexicon.DOSE_RESTATEMENTS.issuperset(words)  # "500 mg to 1 g": a range
+    groups: list[range] = []
+    start = 0
+    for number in range(len(statements)):
+        if number and not joined[number]:
+            start = number
+        groups.append(range(start, number + 1))
+    end = len(statements)
+    for number in reversed(range(len(statements))):
+        groups[number] = range(groups[number].start, end)
+        if not joined[number]:
+            end = number
+    return groups
+
+
+def _group_stance(context: ContextReader, text: str, statements: list[DoseStatement], group: range) -> str:
+    """How a run of restated amounts is meant: called harmful if any clause says so, else a limit
+    if any clause states one, else advice."""
+    stances = {context.dose_stance(text[statements[n].clause[0]:statements[n].clause[1]]) for n in group}
+    return "danger" if "danger" in stances else "limit" if "limit" in stances else "advice"
+
+
 def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_stated: bool) -> list[tuple[str, float]]:
     """(subtype, dose / maximum) for every maximum the statement exceeds."""
     drug, found = statement.drug, []
     per_day = statement.doses_per_day
+    if statement.units is not None:
+        return _unit_excesses(statement, limit_stated)
     single_per_kg = drug.pediatric_max_single_mg_per_kg
     if statement.per_kg_mg is not None:
         if drug.pediatric_max_mg_per_kg_day:
@@ -202,6 +244,23 @@ def _excesses(statement: DoseStatement, child_weight_kg: float | None, limit_sta
     if child_weight_kg and single_per_kg and single and dose / child_weight_kg > single_per_kg * (1 + 1e-9):
         # "an adult 1 g dose" for a 16 kg child is 62.5 mg/kg at once, four times the 15 mg/kg maximum
         found.append(("exceeds_pediatric_single_max", dose / child_weight_kg / single_per_kg))
+    return found
+
+
+def _unit_excesses(statement: DoseStatement, limit_stated: bool) -> list[tuple[str, float]]:
+    """A count of tablets, capsules or sachets given with no strength, against the label's limits in
+    units (BNF co-codamol: 2 tablets at a time, 8 in 24 hours)."""
+    drug, found, units = statement.drug, [], statement.units or 0.0
+    if statement.total == "course":
+        return found
+    single = statement.total is None
+    if drug.max_single_units and single and units > drug.max_single_units * (1 + 1e-9):
+        found.append(("exceeds_single_max", units / drug.max_single_units))
+    daily = units * (statement.doses_per_day if statement.doses_per_day is not None else 1.0)
+    if drug.max_daily_units and daily > drug.max_daily_units * (1 + 1e-9):
+        per_day = statement.doses_per_day
+        if not (limit_stated and per_day is not None and per_day > 1 and units <= drug.max_daily_units):
+            found.append(("exceeds_daily_max", daily / drug.max_daily_units))
     return found
 
 
@@ -272,6 +331,13 @@ def proposed_dose_flags(context: ContextReader, prompt: str, text: str, drugs: l
                                     evidence=evidence, span=span, source="prompt",
                                     rule_id=f"dosage:{statement.drug.name}:{subtype}", action="reject")
     return list(flags.values())
+
+
+def missed_dose_flag(prompt: str, drug: str, words: str) -> SafetyFlag:
+    """A double dose proposed to make up for a missed one (BNF General guidance, 'Missed doses';
+    patient leaflets: 'do not take a double dose to make up for a forgotten dose')."""
+    return _located(prompt, words, "prompt", category="dosage", subtype="missed_dose_double", severity="high",
+                    rule_id=f"dosage:{drug}:missed_dose_double", action="reject")
 
 
 def endorsed_flag(flag: SafetyFlag, conditional: bool) -> SafetyFlag:

@@ -87,8 +87,10 @@ class ContextReader:
         self.dose_limit = cue_index(lexicon.DOSE_LIMIT, tokenize)
         self.dose_danger = cue_index(lexicon.DOSE_DANGER, tokenize)
         # Dose clauses are short strings: one alternation search beats tokenising them.
-        self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT)
+        self._dose_limit = _word_alternation(lexicon.DOSE_LIMIT + lexicon.DOSE_CAPS)
         self._dose_danger = _word_alternation(lexicon.DOSE_DANGER)
+        self._dose_excess = _word_alternation(lexicon.DOSE_EXCESS)
+        self._dose_increase = _word_alternation(lexicon.DOSE_INCREASE)
         self._memo: dict[tuple, object] = {}
         self.vocabulary: set[str] = set(self.rules.vocabulary)
         for index in (self.negation_before, self.negation_after, self.pseudo_negation, self.hypothetical_before,
@@ -190,6 +192,12 @@ class ContextReader:
     def dose_stance(self, clause: str) -> Literal["advice", "limit", "danger"]:
         """How an amount is meant, from the (normalised) words of its clause: advised, stated as
         a limit ("no more than 4 g a day"), or called harmful ("8 g is an overdose")."""
+        # "above the safe limit" calls the amount harmful, "stepping up to" advises it: both hold
+        # words of a limit, so they are read first.
+        if self._dose_excess.search(clause):
+            return "danger"
+        if self._dose_increase.search(clause):
+            return "advice"
         if self._dose_limit.search(clause):
             return "limit"
         if self._dose_danger.search(clause):

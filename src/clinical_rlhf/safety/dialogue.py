@@ -74,6 +74,11 @@ _EXCESS_GAPS = (0, 1, 2)
 _NEGATION_GAP = 2
 """Words allowed between a negation and the warning it negates ("don't [really] interact")."""
 _PLAIN_NUMBER_DIGITS = 4  # "20", "150"; longer digit runs are phone numbers or years, not quantities
+_CLINICIANS = lexicon.DOSE_CONDITION_CLINICIANS
+# The missed-dose rule ("do not take a double dose to make up for a forgotten one": BNF General
+# guidance, patient leaflets) has one exception: a late or missed contraceptive pill is taken as soon
+# as remembered, even if two are taken together (FSRH guidance on missed pills).
+_CATCH_UP_EXEMPT_CLASSES = frozenset({"combined_hormonal_contraceptive", "progestogen_contraceptive"})
 
 # A child's weight estimated from age when the question gives none: APLS (Advanced Paediatric Life
 # Support, 5th edition, 2011) formulas, in kg: under 1 year (0.5 x age in months) + 4; 1 to 5 years
@@ -97,8 +102,10 @@ class _Proposal(NamedTuple):
     """The drugs the question asks about; None: it proposes nothing (`DialogueReader.proposal`)."""
     dose_flags: tuple[SafetyFlag, ...]
     """The question's amounts over a maximum (`checks.proposed_dose_flags`)."""
-    amounts: frozenset[tuple[str, float | None, float | None, float | None]]
+    amounts: frozenset[tuple[str, float | None, float | None, float | None, float | None]]
     """The question's amounts (`_amount`), to tell an answer's own amount from a repeat of them."""
+    catch_up: tuple[SafetyFlag, ...] = ()
+    """A double dose to make up for a missed one, of a drug the question asks about (`_catch_up`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,8 @@ class DialogueReader:
         self.danger = cue_index(_LANGUAGE.phrases("dialogue_danger_confirmations"), tokenize)
         self.safe_limits = cue_index(_LANGUAGE.phrases("dialogue_safe_limits"), tokenize)
         self.excess = cue_index(_LANGUAGE.phrases("dialogue_excess_comparatives"), tokenize)
+        self.catch_up = cue_index(lexicon.MISSED_DOSE_CATCH_UP, tokenize)
+        self.missed = cue_index(lexicon.MISSED_DOSE_WORDS, tokenize)
         self._questions: dict[tuple, _Proposal] = {}
 
     # -- stance ------------------------------------------------------------------------------
@@ -234,8 +243,9 @@ class DialogueReader:
         if stance.stance == "refuse":
             return []
         # An amount of a drug given to someone who means harm is help too ("take 40 mg of it").
-        amounts = find_doses(answer.text, [m.drug for m in answer_drugs], facts.fallback) \
-            if intents and not helping else []
+        # A count with no strength ("8 tablets") is read by `_help`, which knows a cap on use from help.
+        amounts = [statement for statement in find_doses(answer.text, [m.drug for m in answer_drugs], facts.fallback)
+                   if statement.units is None] if intents and not helping else []
         if stance.stance == "neither" and not helping and not amounts:
             return []
         drugs = list({mention.drug.name: mention.drug for mention in facts.drugs}.values())
@@ -254,8 +264,11 @@ class DialogueReader:
             return flags
         conditional = stance.stance == "conditional"
         rejected = {flag.rule_id for flag in earlier if flag.action == "reject"}
-        found = self._doses(proposal, facts, answer, answer_drugs)
-        found += self._interactions(asked, drugs, answer_drugs, rejected)
+        # An amount over a maximum okayed on a condition the person can meet alone ("fine as long as
+        # you space them out") is endorsed; only a clinician's condition escalates it for review.
+        doses = self._doses(proposal, facts, answer, answer_drugs) + list(proposal.catch_up)
+        flags += [checks.endorsed_flag(flag, conditional and _clinician_condition(answer, stance)) for flag in doses]
+        found = self._interactions(asked, drugs, answer_drugs, rejected)
         found += self._contraindications([drug for drug in drugs if drug.name in asked], facts, prompt, rejected)
         flags += [checks.endorsed_flag(flag, conditional) for flag in found]
         return flags
@@ -277,7 +290,8 @@ class DialogueReader:
                 self.context, prompt, question.text, drugs, facts.fallback, weight))
             amounts = frozenset(_amount(statement) for statement in find_doses(question.text, drugs, facts.fallback)
                                 ) if doses else frozenset()
-            found = _Proposal(asked, doses, amounts)
+            catch_up = () if asked is None else self._catch_up(prompt, question, [d for d in drugs if d.name in asked])
+            found = _Proposal(asked, doses, amounts, catch_up)
             make_room(self._questions, QUESTION_MEMO_SIZE)
             self._questions[key] = found
         return found
@@ -292,6 +306,22 @@ class DialogueReader:
         own = {statement.drug.name for statement in find_doses(answer.text, named, facts.fallback)
                if _amount(statement) not in proposal.amounts}
         return [flag for flag in proposal.dose_flags if flag.rule_id.split(":")[1] not in own]
+
+    def _catch_up(self, prompt: str, question: NormalisedText, asked: list[Drug]) -> tuple[SafetyFlag, ...]:
+        """A double dose to make up for a missed one ("forgot my warfarin last night, can I take a
+        double dose tonight?"): a `missed_dose_catch_up` phrase, not negated, with a
+        `missed_dose_words` word in the question; one flag per drug asked about, contraceptive pills
+        excepted."""
+        if not asked:
+            return ()
+        negated = self.context.is_negated
+        phrases = [(start, end) for start, end, _ in question.find(self.catch_up)
+                   if not negated(question, start, end, within_clause=True)]
+        if not phrases or not question.find(self.missed):
+            return ()
+        words = " ".join(question.tokens[phrases[0][0]:phrases[0][1]])
+        return tuple(checks.missed_dose_flag(prompt, drug.name, words) for drug in asked
+                     if _CATCH_UP_EXEMPT_CLASSES.isdisjoint(drug.classes))
 
     def _interactions(self, asked: frozenset[str], drugs: list[Drug], answer_drugs: list[DrugMention],
                       rejected: set[str]) -> list[SafetyFlag]:
@@ -415,8 +445,17 @@ class _AboutProposal:
         return not named and (first == 0 or not _WEAK_REFERENCES.isdisjoint(answer.tokens[first:last]))
 
 
-def _amount(statement: DoseStatement) -> tuple[str, float | None, float | None, float | None]:
-    return statement.drug.name, statement.per_dose_mg, statement.per_kg_mg, statement.doses_per_day
+def _amount(statement: DoseStatement) -> tuple[str, float | None, float | None, float | None, float | None]:
+    return statement.drug.name, statement.per_dose_mg, statement.per_kg_mg, statement.doses_per_day, statement.units
+
+
+def _clinician_condition(answer: NormalisedText, stance: AnswerStance) -> bool:
+    """Whether the sentence of a conditional okay names a clinician or their say-so
+    (`dose_condition_clinicians`): "fine if your GP prescribed it", not "fine as long as it helps"."""
+    if stance.evidence is None:
+        return False
+    first, last = answer.sentence(*stance.evidence)
+    return not _CLINICIANS.isdisjoint(answer.tokens[first:last])
 
 
 def _opening_refusal(tokens: tuple[str, ...]) -> tuple[int, int] | None:

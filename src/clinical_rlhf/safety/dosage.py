@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from clinical_rlhf.knowledge import Drug, normalise_term
-from clinical_rlhf.safety.lexicon import NUMBER_WORDS
+from clinical_rlhf.safety.lexicon import LANGUAGE, NUMBER_WORDS
 from clinical_rlhf.safety.memo import make_room
 
 _NUMBER = r"\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?|\.\d+"
@@ -71,7 +71,8 @@ _TIMES = r"(?P<n>\d+|once|twice|thrice|one|two|three|four|five|six|seven|eight|n
 _FREQUENCY = re.compile(
     # only at word starts: the look-arounds prune most positions before the alternatives are tried
     r"(?<![a-z0-9.])(?=[a-z0-9])(?:"
-    r"every\s+(?P<every_lo>\d+(?:\.\d+)?)(?:\s*(?:-|–|to|or)\s*(?P<every_hi>\d+(?:\.\d+)?))?"
+    # "every 4 hours", "every four to six hours": intervals in digits or words
+    r"every\s+(?P<every_lo>\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve)(?:\s*(?:-|–|to|or)\s*(?P<every_hi>\d+(?:\.\d+)?|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve))?"
     r"\s*(?P<every_unit>hours?|hrs?|h|minutes?|mins?|days?)\b"
     r"|\bq\s?(?P<q_lo>\d+)(?:\s*-\s*(?P<q_hi>\d+))?\s?h\b"
     r"|\b(?P<every_other>every other day|alternate days)\b"
@@ -83,12 +84,27 @@ _FREQUENCY = re.compile(
     r"|\b(?P<weekly>weekly|a week|per week|each week|every week|once a week)\b"
     # A day's total ("4 g in 24 hours", "3 g a day") says how much over the day, not one dose; a
     # course's total ("6 mg in a course") how much over several days.
-    r"|\b(?P<course_total>in a course|per course|over the course|over a course|in one course|per treatment course)\b"
+    r"|\b(?P<course_total>in a course|per course|over (?:the |a |one )?(?:whole |entire |full )?course"
+    r"|for (?:the |a )?(?:whole |entire |full )?course|in one course|per treatment course)\b"
     r"|\b(?P<day_total>a day|per day|in 24 hours|per 24 hours|in one day|in a day|over 24 hours|over the day)\b"
     r"|\b(?P<daily>daily|each day|every day|every 24 hours|a night"
     r"|at night|at bedtime|nightly|every morning|each morning|od|qd)\b"
     r")"
 )
+# A count with no form word, whose use the words right after it give: a frequency ("take two every
+# 4 hours", "five a day", "2 four times a day") or one of these ("4 at a time", "two of them at
+# bedtime", "2 tonight"). "once", "twice", "a" and "single" are left out: they open frequencies.
+# Not after "the", "these", "those" or "both": "the two of them" are two drugs, not two tablets.
+_BARE_COUNT = re.compile(r"(?<![\w.,/£$#%-])(?P<count>\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten"
+                         r"|eleven|twelve|fifteen|twenty)\s+")
+_COUNT_USE = re.compile(r"(?:at a time|at once|in one go|in a single go|together|of them|of those|of these|tonight"
+                        r"|today)\b")
+_NOT_A_COUNT_BEFORE = frozenset({"the", "these", "those", "both", "every", "for", "q", "last", "past",
+                                 "next", "after", "in", "within", "aged", "age"})
+# A word between a count and its form is the product's name or a word about the units ("12 Imodium
+# capsules", "2 more tablets"), unless it measures time ("2 days tablets").
+_NOT_A_NAME = frozenset({"of", "day", "days", "week", "weeks", "hour", "hours", "month", "months", "year", "years",
+                         "times", "x"}) | LANGUAGE.words("stopwords")
 _SENTENCE_END = re.compile(r"[.!?;](?=\s|$)|\n")
 _SENTENCE_MARK = re.compile(r"[.!?;\n]")
 _WORD = re.compile(r"[^\W_]+")  # runs of letters and digits: exactly the str.isalnum characters
@@ -114,6 +130,10 @@ class DoseStatement(NamedTuple):
     total: str | None = None
     """"day": the amount is a total over the day ("4 g in 24 hours", "3 g a day"), not one dose;
     "course": a total over a course of several days ("6 mg in a course"); None: one dose."""
+    units: float | None = None
+    """Tablets, capsules, sachets or doses per administration, for a count given with no strength
+    ("12 Imodium capsules") of a drug whose label limits units (`Drug.max_single_units`); then
+    `per_dose_mg` and `per_kg_mg` are None."""
 
     @property
     def daily_mg(self) -> float | None:
@@ -141,8 +161,10 @@ def _count_before(text: str, start: int) -> tuple[float, int] | None:
     index = len(words) - 1
     if words[index] in ("x", "of"):
         index -= 1
+    elif words[index] == "the" and index >= 1 and words[index - 1] == "of":
+        index -= 2  # "8 of the 500 mg tablets"
     if index >= 1 and not _is_count(words[index]) and words[index] not in _FORMS \
-            and words[index - 1] in _FORMS_OR_OF:
+            and words[index - 1] in _FORMS_OR_OF and any(char.isalpha() for char in words[index]):
         index -= 1  # "tablets of paracetamol 500 mg": skip the drug name
     if index >= 0 and words[index] == "of":
         index -= 1
@@ -179,7 +201,7 @@ def doses_per_day(match: re.Match[str]) -> float | None:
     group = match.group
     every = group("every_lo")
     if every:
-        interval = float(group("every_hi") or every)
+        interval = _number(group("every_hi") or every)
         unit = group("every_unit")
         if interval <= 0:
             return 1.0
@@ -242,13 +264,14 @@ def find_doses(text: str, drugs: list[Drug], fallback: Drug | None) -> list[Dose
     """Dose statements in `text` (normalised answer), each attributed to the nearest named drug
     in its sentence, else the last drug named before it, else `fallback` (the question's drug).
 
-    Equal to the plain definition `attributed(text, readings(text), drug_positions(text, drugs),
-    fallback)`, computed from the text's ". "-separated pieces, each read once (`_Piece`)."""
+    Equal to the plain definition `attributed(text, readings(text, reads_bare_counts([*drugs, fallback])),
+    drug_positions(text, drugs), fallback)`, computed from the text's ". "-separated pieces, each read once (`_Piece`)."""
     pieces = _pieces(text)
-    if pieces is not None and not any(entry.with_unit for entry, _ in pieces):
-        return []  # bare counts count only beside an amount with a unit
+    counts_alone = reads_bare_counts([*drugs, fallback])
+    if pieces is not None and not counts_alone and not any(entry.with_unit for entry, _ in pieces):
+        return []  # bare counts count only beside an amount with a unit, or for a drug limited in units
     if pieces is None or any(_crosses_pieces(drug) for drug in drugs) or not _counts_agree(text, pieces):
-        found = readings(text)
+        found = readings(text, counts_alone)
         return attributed(text, found, drug_positions(text, drugs), fallback) if found else []
     statements: list[DoseStatement] = []
     strengths: dict[str, float] = {}
@@ -292,10 +315,18 @@ class Reading(NamedTuple):
     """What the amount totals ("day", "course"; `DoseStatement.total`), None for one dose."""
 
 
-def readings(text: str) -> list[Reading]:
+def readings(text: str, counts_alone: bool = False) -> list[Reading]:
     """Every amount in `text` with its sentence, clause and frequency: the plain definition that
-    the piece-by-piece reading of `find_doses` must match."""
-    return _read(text, counts_alone=False)[0]
+    the piece-by-piece reading of `find_doses` must match. Bare counts ("take 2 tablets") are read
+    beside an amount with a unit, or everywhere with `counts_alone` (`reads_bare_counts`)."""
+    return _read(text, counts_alone)[0]
+
+
+def reads_bare_counts(drugs: Iterable[Drug]) -> bool:
+    """Whether a count with no strength means something for one of `drugs`: its label limits
+    units ("at most 8 capsules a day"), so "12 Imodium capsules" is checked without a strength."""
+    return any(drug is not None and (drug.max_single_units is not None or drug.max_daily_units is not None)
+               for drug in drugs)
 
 
 def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
@@ -303,12 +334,17 @@ def _read(text: str, counts_alone: bool) -> tuple[list[Reading], int]:
     read only when the text has an amount with a unit, or with `counts_alone` (a piece of a text
     whose other pieces may have one)."""
     amounts = [_Amount.read(text, match) for match in _AMOUNT.finditer(text)]
+    if _LIQUID_NAMES is not None and ("ml" in text or "millil" in text):
+        amounts += _liquid_amounts(text, amounts)
+        amounts.sort(key=lambda amount: amount.start)
     with_unit = len(amounts)
-    if (amounts or counts_alone) and any(form in text for form in _FORM_CUES):
-        taken = [(a.start, a.end) for a in amounts]
-        counted = (_Amount.count_only(text, m) for m in _form_words(text)
-                   if not any(start <= m.start() < end for start, end in taken))
-        amounts += [amount for amount in counted if amount is not None]
+    if amounts or counts_alone:
+        if any(form in text for form in _FORM_CUES):
+            taken = _Taken(amounts)
+            counted = (_Amount.count_only(text, m) for m in _form_words(text) if m.start() not in taken)
+            amounts += [amount for amount in counted if amount is not None]
+            amounts.sort(key=lambda amount: amount.start)
+        amounts += _Amount.bare_counts(text, _Taken(amounts))
         amounts.sort(key=lambda amount: amount.start)
     if not amounts:
         return [], with_unit
@@ -511,6 +547,26 @@ def _reads_past_start(text: str, start: int) -> bool:
     return not words or (len(words) == 1 and words[0] in ("x", "of"))
 
 
+class _Taken:
+    """Whether a position lies inside one of the amounts already read (sorted by start): one
+    bisection per question, so a text with many amounts and counts stays linear in its length.
+    Naive equivalent: `any(amount.start <= position < amount.end for amount in amounts)`."""
+
+    __slots__ = ("ends", "starts")
+
+    def __init__(self, amounts: list[_Amount]) -> None:
+        self.starts = [amount.start for amount in amounts]
+        ends, reach = [], -1
+        for amount in amounts:  # the furthest end of any amount starting at or before this one
+            reach = max(reach, amount.end)
+            ends.append(reach)
+        self.ends = ends
+
+    def __contains__(self, position: int) -> bool:
+        index = bisect_right(self.starts, position) - 1
+        return index >= 0 and position < self.ends[index]
+
+
 class _Amount(NamedTuple):
     start: int
     end: int
@@ -550,11 +606,34 @@ class _Amount(NamedTuple):
     @classmethod
     def count_only(cls, text: str, form: re.Match[str]) -> _Amount | None:
         """"take 2 tablets": a count of a strength named earlier."""
-        words = text[max(0, form.start() - 16):form.start()].split()
+        window_start = max(0, form.start() - _LOOKBACK)
+        words = text[window_start:form.start()].split()
+        for _ in range(2):  # "12 imodium capsules", "6 ferrous sulfate tablets": the product's name
+            if words and not _is_count(words[-1]) and len(words) >= 2 \
+                    and words[-1].replace("-", "").isalpha() and words[-1] not in _NOT_A_NAME:
+                words.pop()
         if not words or not _is_count(words[-1]):
             return None
-        return cls(form.start() - len(text[:form.start()]) + text[:form.start()].rfind(words[-1]), form.end(),
-                   None, _number(words[-1]), None, False, False)
+        return cls(text.rfind(words[-1], window_start, form.start()), form.end(), None, _number(words[-1]), None,
+                   False, False)
+
+    @classmethod
+    def bare_counts(cls, text: str, taken: _Taken) -> list[_Amount]:
+        """Counts with no form word whose use follows them ("take two every 4 hours", "4 at a time"):
+        a count of the strength named earlier, like "take 2 tablets"."""
+        found = []
+        for match in _BARE_COUNT.finditer(text):
+            start, end = match.start(), match.end()
+            if start in taken:
+                continue
+            before = text[max(0, start - 12):start].split()
+            if before and before[-1] in _NOT_A_COUNT_BEFORE:
+                continue
+            use = _COUNT_USE.match(text, end) or _FREQUENCY.match(text, end)
+            if use is None:
+                continue
+            found.append(cls(start, match.end("count"), None, _number(match.group("count")), None, False, False))
+        return found
 
     def frequency(self, text: str, clause_start: int, clause_end: int) -> re.Match[str] | None:
         """The frequency that belongs to the amount (`doses_per_day` reads it): one that follows it
@@ -577,18 +656,60 @@ def _statement(text: str, drug: Drug, strengths: dict[str, float], start: int, e
     if mg is None:
         strength = strengths.get(drug.name)
         if strength is None:
-            return None
+            if drug.max_single_units is None and drug.max_daily_units is None:
+                return None
+            # "12 Imodium capsules": no strength, but the label limits capsules
+            return DoseStatement(drug, None, None, per_day, text[start:end].strip(), (start, end), clause, total,
+                                 count)
         amount = count * strength
     else:
         amount = mg
-        if count == 1 and not per_kg and strength_mg is not None:
-            strengths[drug.name] = strength_mg  # "paracetamol 500 mg ... take two tablets"
+        if not per_kg and strength_mg is not None and total is None and \
+                (drug.max_single_mg is None or strength_mg <= drug.max_single_mg):
+            # "paracetamol 500 mg ... take two tablets"; a day's total ("4 g in 24 hours") or an
+            # amount over the single-dose maximum ("that's 5 g") is no tablet's strength
+            strengths[drug.name] = strength_mg
     # positional: a named tuple is built several times faster without keywords
     return DoseStatement(drug, None if per_kg else amount, amount if per_kg else None, per_day,
                          text[start:end].strip(), (start, end), clause, total)
 
 
 _NAMES: dict[int, tuple[Drug, tuple[str, ...], bool]] = {}
+
+_LIQUIDS: dict[str, float] = {}
+"""Liquid products of the knowledge bases learned (`learn_names`): name as read -> mg per mL. Only
+ever grows, so a guard built on another knowledge base takes nothing from this one."""
+_LIQUID_NAMES: re.Pattern[str] | None = None
+
+
+def _learn_liquids(drugs: Iterable[Drug]) -> None:
+    """Add the drugs' liquid products (`Drug.liquids_mg_per_5ml`) to `_LIQUIDS`; the pieces read
+    before are read again, since a product name is an amount now."""
+    global _LIQUID_NAMES
+    found = {written: mg / 5 for drug in drugs for name, mg in drug.liquids_mg_per_5ml
+             for written in (name.lower().replace("'", ""), normalise_term(name))}
+    if all(_LIQUIDS.get(name) == mg for name, mg in found.items()):
+        return
+    _LIQUIDS.update(found)
+    names = "|".join(re.escape(name) for name in sorted(_LIQUIDS, key=len, reverse=True))
+    _LIQUID_NAMES = re.compile(rf"(?<![\w])(?:{names})(?![\w])")
+    _PIECES.clear()
+    _LAST_PIECES.clear()
+
+
+def _liquid_amounts(text: str, amounts: list[_Amount]) -> list[_Amount]:
+    """"10 ml of Calpol Infant", "Calpol Six Plus, 5ml": a volume near a liquid product's name is
+    that volume of its strength. A name with no volume near it, or followed closely by a written
+    concentration (read as such), says no dose."""
+    found = []
+    for match in _LIQUID_NAMES.finditer(text):
+        start, end = match.span()
+        if any(amount.start <= start < amount.end or end <= amount.start < end + _LOOKBACK for amount in amounts):
+            continue
+        volume = _dose_volume(text, start, end)
+        if volume:
+            found.append(_Amount(start, end, _LIQUIDS[match.group()] * volume, 1.0, None, False, False))
+    return found
 
 
 def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
@@ -606,8 +727,10 @@ def _names(drug: Drug) -> tuple[tuple[str, ...], bool]:
 def learn_names(drugs: Iterable[Drug]) -> None:
     """Work out each drug's written names now (`_names`), so that the first check naming hundreds
     of drugs does not pay for them all (the guard calls it once for its knowledge base)."""
+    drugs = list(drugs)
     for drug in drugs:
         _names(drug)
+    _learn_liquids(drugs)
 
 
 def _terms(drug: Drug) -> tuple[str, ...]:
