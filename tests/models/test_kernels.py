@@ -1,9 +1,11 @@
 """Cheaper kernels compute the same function (models/kernels.py): GPT-2's `gelu_new` through
-torch's fused tanh-GELU, and LoRA layers merged for sampling. Outputs and gradients equal the
+torch's fused tanh-GELU, LoRA layers merged for sampling and their update added inside the
+low-rank GEMM for the update's passes. Outputs and gradients equal the
 previous implementation's to 1e-6; the base weights are never written."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -13,7 +15,7 @@ from transformers import AutoModelForCausalLM
 from transformers.activations import GELUTanh, NewGELUActivation
 
 from clinical_rlhf.models import build_policy
-from clinical_rlhf.models.kernels import fuse_gelu, merged_lora
+from clinical_rlhf.models.kernels import fuse_gelu, fused_lora, merged_lora
 
 
 def test_the_fused_gelu_is_gpt2s_gelu_new_in_value_and_gradient():
@@ -94,3 +96,24 @@ def test_merged_lora_leaves_passes_with_grad_and_the_reference_to_peft(moved_bun
     with_grad.pow(2).mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0
                for name, p in moved_bundle.model.named_parameters() if "lora_" in name)
+
+
+def test_fused_lora_keeps_the_logits_and_the_adapters_gradients(moved_bundle):
+    ids = torch.randint(0, 400, (3, 9), generator=torch.Generator().manual_seed(4))
+    lora = [p for name, p in moved_bundle.model.named_parameters() if "lora_" in name]
+    results = []
+    for fused in (False, True):
+        moved_bundle.model.zero_grad(set_to_none=True)
+        with fused_lora(moved_bundle.model) if fused else contextlib.nullcontext(0) as count:
+            logits = _logits(moved_bundle, ids)
+            with torch.no_grad(), moved_bundle.model.disable_adapter():
+                reference = _logits(moved_bundle, ids)
+        logits.pow(2).mean().backward()
+        results.append((count, logits.detach(), reference, [p.grad.clone() for p in lora]))
+    (_, expected, expected_reference, expected_grads), (count, logits, reference, grads) = results
+    assert count == 4 * moved_bundle.model.config.n_layer
+    torch.testing.assert_close(logits, expected, atol=1e-6, rtol=0)
+    assert torch.equal(reference, expected_reference)  # adapter disabled: peft's own forward
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected_grads)) < 1e-6
+    assert max(g.abs().max().item() for g in expected_grads) > 1e-3
+    assert not any("forward" in vars(m) for m in moved_bundle.model.modules())

@@ -7,8 +7,8 @@ full `log_softmax(logits / T)`, the vocabulary-wide entropy on every pass. The c
 the old log-probs and values that sampling computed, cuts the mini-batch into length-sorted
 micro-batches without all-padding columns, runs the LM head on the answer's columns only, and
 skips the entropy pass when its coefficient is 0. GPT-2's `gelu_new` runs as torch's fused
-kernel of the same formula, and sampling runs each LoRA layer with its update merged into the base
-matrix (models/kernels.py): the update's loss and gradients, and the rollout's tensors, equal the
+kernel of the same formula, sampling runs each LoRA layer with its update merged into the base
+matrix, and the update's passes add the LoRA update inside the low-rank GEMM (models/kernels.py): the update's loss and gradients, and the rollout's tensors, equal the
 previous ones to 1e-6.
 """
 
@@ -229,5 +229,24 @@ def test_sampling_with_merged_lora_gives_the_previous_rollout_and_update(bundle,
         results.append((loss.item(), gradients(bundle)))
     (previous_loss, expected), (loss, grads) = results
     assert loss == pytest.approx(previous_loss, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3
+
+
+def test_fused_lora_gives_the_previous_loss_and_gradients(experience_and_bundle, monkeypatch):
+    """The update's passes add each LoRA update inside the low-rank GEMM (`kernels.fused_lora`);
+    with peft's forward (scale and add over the output) the loss and gradients are the same to 1e-6."""
+    experience, bundle, ppo = experience_and_bundle
+    part = experience.without_padding_columns()
+    results = []
+    for fuse in (lambda model: contextlib.nullcontext(0), bundle_module.fused_lora):
+        monkeypatch.setattr(bundle_module, "fused_lora", fuse)
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.value_head.zero_grad(set_to_none=True)
+        loss, _ = micro_batch_loss(bundle, part, ppo, TEMPERATURE)
+        loss.backward()
+        results.append((loss.item(), gradients(bundle)))
+    (previous, expected), (current, grads) = results
+    assert current == pytest.approx(previous, abs=1e-6)
     assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
     assert max(g.abs().max().item() for g in expected) > 1e-3

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from clinical_rlhf.errors import CheckpointError
-from clinical_rlhf.models.kernels import merged_lora
+from clinical_rlhf.models.kernels import fused_lora, merged_lora
 from clinical_rlhf.models.registry import ModelEntry
 from clinical_rlhf.models.sharded import full_tensor, shard_like
 from clinical_rlhf.models.value_head import ValueHead, ValueModel
@@ -94,20 +94,24 @@ class PolicyBundle:
         positions only, as in `logits`).
 
         Shared critic: one pass, values read from the last hidden state (the one the LM head
-        reads). Separate critic: a second pass through the value model.
+        reads). Separate critic: a second pass through the value model. LoRA layers add their
+        update inside the low-rank GEMM (`kernels.fused_lora`).
         """
         if self._in_reference:
             raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
         position_ids = position_ids_from_mask(attention_mask)
         tail = slice(-(last or 0), None)
         if self.value_model is None:
-            with self._lm_head_inputs() as states:
+            with self._lm_head_inputs() as states, fused_lora(self.model):
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                     use_cache=False, **self._keep(last)).logits
             return logits[:, tail], self.value_head(states[0][:, tail])
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            use_cache=False, **self._keep(last)).logits
-        return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
+        with fused_lora(self.model):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                use_cache=False, **self._keep(last)).logits
+        with fused_lora(self.value_model):
+            values = self.value_model(input_ids, attention_mask, position_ids)
+        return logits[:, tail], values[:, tail]
 
     @torch.no_grad()
     def sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

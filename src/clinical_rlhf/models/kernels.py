@@ -14,6 +14,10 @@ keep the maths and cut the op count:
   layer runs as one matrix product with W + s * (B A)^T computed once, instead of the base
   product, two low-rank products, a scale and an add per token through peft's Python.
   Equal to peft's forward up to float rounding.
+- `fused_lora`: with grad (the update's passes), the LoRA update is added inside the low-rank
+  product's GEMM (`addmm(base(x), A x, B^T, alpha=s)`) instead of a scale and an add over the
+  `[B, L, out]` output forward and again backward; the scale then falls on the rank-r factors.
+  Equal to peft's forward up to float rounding (bit for bit when s is a power of two).
 """
 
 from __future__ import annotations
@@ -103,6 +107,37 @@ def merged_lora(model: nn.Module) -> Iterator[int]:
         with torch.no_grad():
             for layer in layers:
                 layer.forward = types.MethodType(_merged_forward(*_merged_weight(layer)), layer)
+        yield len(layers)
+    finally:
+        for layer in layers:
+            layer.__dict__.pop("forward", None)
+
+
+def _fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    if self.disable_adapters:  # the reference pass: the base layer alone, as peft does
+        return type(self).forward(self, x, *args, **kwargs)
+    name = self.active_adapters[0]
+    result = self.base_layer(x)
+    low_rank = nn.functional.linear(x.to(self.lora_A[name].weight.dtype), self.lora_A[name].weight)
+    fused = torch.addmm(result.reshape(-1, result.shape[-1]), low_rank.reshape(-1, low_rank.shape[-1]),
+                        self.lora_B[name].weight.t().to(result.dtype), alpha=self.scaling[name])
+    return fused.view(result.shape)
+
+
+@contextlib.contextmanager
+def fused_lora(model: nn.Module) -> Iterator[int]:
+    """Within the block, every mergeable LoRA layer of `model` (see `_mergeable`) adds its update
+    inside the GEMM of the low-rank product: `addmm(base(x), A x, B^T, alpha=s)`. Gradients reach
+    A and B as through peft's forward; a pass with the adapter disabled runs peft's forward.
+    Yields how many layers were fused.
+
+    Naive equivalent, equal up to float rounding (peft's vanilla LoRA forward):
+        base(x) + lora_B(lora_A(x)) * scaling
+    """
+    layers = [module for module in model.modules() if _mergeable(module)]
+    try:
+        for layer in layers:
+            layer.forward = types.MethodType(_fused_forward, layer)
         yield len(layers)
     finally:
         for layer in layers:
