@@ -131,10 +131,15 @@ def fused_lora(model: nn.Module) -> Iterator[int]:
     A and B as through peft's forward; a pass with the adapter disabled runs peft's forward.
     Yields how many layers were fused.
 
+    Not under gradient checkpointing: the backward recomputes the forward after the block has
+    closed, with peft's forward, and torch refuses a recomputation whose graph differs.
+
     Naive equivalent, equal up to float rounding (peft's vanilla LoRA forward):
         base(x) + lora_B(lora_A(x)) * scaling
     """
-    layers = [module for module in model.modules() if _mergeable(module)]
+    modules = list(model.modules())
+    checkpointed = any(getattr(module, "gradient_checkpointing", False) is True for module in modules)
+    layers = [] if checkpointed else [module for module in modules if _mergeable(module)]
     try:
         for layer in layers:
             layer.forward = types.MethodType(_fused_forward, layer)
