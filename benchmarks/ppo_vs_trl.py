@@ -24,6 +24,10 @@ PPO table: 8 prompts per update, 4 PPO epochs over one mini-batch.
            of its time, which says more about the interpreter's heap than about PPO, so this
            is the row the target is judged on.
 - trl-gc:  the same without `gc.freeze()`, for information.
+- trl-fused: `trl` with GPT-2's `gelu_new` in its three models swapped for torch's fused kernel
+           of the same formula (`clinical_rlhf.models.kernels.fuse_gelu`), as our bundle loads
+           it: the trainers compared on the same kernels, for information. (A speed-up for TRL,
+           never a slow-down: the ratio against it is the stricter one.)
 
 GRPO table: 4 prompts x 4 samples per update, one optimizer step per batch (GRPO's mu = 1),
 KL to the reference with beta 0.04 (DeepSeekMath's value; TRL's default 0.0 skips the reference).
@@ -80,10 +84,10 @@ PROMPTS = [
     "My blood pressure is 185/125 and I feel confused.",
     "How should I start metformin for type 2 diabetes?",
 ]
-SIDES = {"raw": "ppo", "ours": "ppo", "ours-base": "ppo", "trl": "ppo", "trl-gc": "ppo", "ours-group": "grpo",
-         "grpo": "grpo"}
+SIDES = {"raw": "ppo", "ours": "ppo", "ours-base": "ppo", "trl": "ppo", "trl-gc": "ppo", "trl-fused": "ppo",
+         "ours-group": "grpo", "grpo": "grpo"}
 """Side -> the table it belongs to."""
-TRL_FOLDERS = {"trl": ".bench/trl", "trl-gc": ".bench/trl", "grpo": ".bench/trl-latest"}
+TRL_FOLDERS = {"trl": ".bench/trl", "trl-gc": ".bench/trl", "trl-fused": ".bench/trl", "grpo": ".bench/trl-latest"}
 
 
 def peak_rss_mib() -> float:
@@ -168,7 +172,7 @@ def run_ours(model_dir: Path, updates: int, pace: Pacer, *, group: bool) -> None
     trainer.train()  # no eval_prompts: no held-out evaluation in a timing run
 
 
-def trl_ppo(model_dir: Path, updates: int, pace: Pacer, *, freeze_gc: bool) -> None:
+def trl_ppo(model_dir: Path, updates: int, pace: Pacer, *, freeze_gc: bool, fuse: bool = False) -> None:
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
     from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -193,11 +197,17 @@ def trl_ppo(model_dir: Path, updates: int, pace: Pacer, *, freeze_gc: bool) -> N
         local_rollout_forward_batch_size=PPO_BATCH, total_episodes=PPO_BATCH * (updates + 1),
         learning_rate=LEARNING_RATE, stop_token="eos", missing_eos_penalty=1.0, num_sample_generations=0,
         report_to="none", save_strategy="no", use_cpu=True, seed=0, logging_steps=10**6, disable_tqdm=True)
+    policy = AutoModelForCausalLM.from_pretrained(model_dir)
+    reward = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    value = AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1)
+    if fuse:
+        from clinical_rlhf.models.kernels import fuse_gelu
+
+        for model in (policy, reward, value):
+            fuse_gelu(model)
     trainer = PPOTrainer(
-        args=args, processing_class=tokenizer, model=AutoModelForCausalLM.from_pretrained(model_dir), ref_model=None,
-        reward_model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1),
-        value_model=AutoModelForSequenceClassification.from_pretrained(model_dir, num_labels=1),
-        train_dataset=dataset, eval_dataset=dataset, callbacks=[Paced()],
+        args=args, processing_class=tokenizer, model=policy, ref_model=None, reward_model=reward,
+        value_model=value, train_dataset=dataset, eval_dataset=dataset, callbacks=[Paced()],
         peft_config=LoraConfig(r=LORA_R, lora_alpha=2 * LORA_R, lora_dropout=0.0, target_modules=LORA_TARGETS,
                                task_type="CAUSAL_LM"))
     trainer.train()
@@ -279,6 +289,7 @@ def child(side: str, model_dir: Path, updates: int) -> None:
         "ours-group": lambda: run_ours(model_dir, updates, pace, group=True),
         "trl": lambda: trl_ppo(model_dir, updates, pace, freeze_gc=True),
         "trl-gc": lambda: trl_ppo(model_dir, updates, pace, freeze_gc=False),
+        "trl-fused": lambda: trl_ppo(model_dir, updates, pace, freeze_gc=True, fuse=True),
         "grpo": lambda: trl_grpo(model_dir, updates, pace),
     }
     runners[side]()
@@ -365,6 +376,7 @@ def report(sides: dict[str, Side], rounds: list[dict[str, list[float]]], divisor
     checks = [("time vs raw passes", "ours", "raw", 1.15), ("time vs TRL PPO (gc frozen)", "ours", "trl", 0.5),
               ("time vs ours at baseline (info)", "ours", "ours-base", None),
               ("time vs TRL PPO (gc on, info)", "ours", "trl-gc", None),
+              ("time vs TRL, fused GELU (info)", "ours", "trl-fused", None),
               ("time vs TRL GRPO per prompt", "ours-group", "grpo", 1.0)]
     print()
     met = True

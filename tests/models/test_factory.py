@@ -27,18 +27,25 @@ def _batch(tokenizer):
 
 
 def _base_model(directory, precision: str):
-    """The same checkpoint loaded plainly (same quantization), for reference comparisons."""
+    """The same checkpoint loaded plainly (same quantization), for reference comparisons, with the
+    factory's one kernel swap (`kernels.fuse_gelu`: GPT-2's gelu_new as torch's fused kernel)."""
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from clinical_rlhf.models.kernels import fuse_gelu
+
     if precision == "fp32":
-        return AutoModelForCausalLM.from_pretrained(directory).eval()
+        model = AutoModelForCausalLM.from_pretrained(directory).eval()
+        fuse_gelu(model)
+        return model
     if precision == "int8":
         quantization = BitsAndBytesConfig(load_in_8bit=True)
     else:  # the config defaults: NF4 with double quantization
         quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                           bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
-    return AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization,
-                                                device_map={"": "cpu"}).eval()
+    model = AutoModelForCausalLM.from_pretrained(directory, quantization_config=quantization,
+                                                 device_map={"": "cpu"}).eval()
+    fuse_gelu(model)
+    return model
 
 
 def _perturb_lora(bundle) -> None:

@@ -6,13 +6,21 @@ the whole, padded mini-batch, logits of every column sliced to the answer, log-p
 full `log_softmax(logits / T)`, the vocabulary-wide entropy on every pass. The current one keeps
 the old log-probs and values that sampling computed, cuts the mini-batch into length-sorted
 micro-batches without all-padding columns, runs the LM head on the answer's columns only, and
-skips the entropy pass when its coefficient is 0.
+skips the entropy pass when its coefficient is 0. GPT-2's `gelu_new` runs as torch's fused
+kernel of the same formula, sampling runs each LoRA layer with its update merged into the base
+matrix, and the update's passes add the LoRA update inside the low-rank GEMM (models/kernels.py): the update's loss and gradients, and the rollout's tensors, equal the
+previous ones to 1e-6.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
+from transformers.activations import GELUTanh, NewGELUActivation
+
+import clinical_rlhf.models.bundle as bundle_module
 
 from clinical_rlhf.rl import losses
 from clinical_rlhf.rl.distributed import Distributed
@@ -169,3 +177,76 @@ def test_an_update_on_what_sampling_kept_equals_one_on_the_previous_scoring_pass
     assert all(stats[key].item() == pytest.approx(previous_stats[key].item(), abs=1e-6) for key in stats)
     assert max((a - b).abs().max().item() for a, b in zip(grads, previous_grads)) < 1e-6
     assert max(g.abs().max().item() for g in previous_grads) > 1e-3  # the comparison is not between zeros
+
+
+def test_the_fused_gelu_gives_the_previous_loss_and_gradients(experience_and_bundle):
+    """The bundle's GPT-2 MLPs run `GELUTanh` (one kernel); with transformers' `NewGELUActivation`
+    (eight ops) put back, the update's loss and gradients are the same to 1e-6."""
+    experience, bundle, ppo = experience_and_bundle
+    part = experience.without_padding_columns()
+    mlps = [module for module in bundle.model.modules() if isinstance(getattr(module, "act", None), GELUTanh)]
+    assert mlps
+    results = []
+    for activation in (NewGELUActivation, GELUTanh):
+        for mlp in mlps:
+            mlp.act = activation()
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.value_head.zero_grad(set_to_none=True)
+        loss, _ = micro_batch_loss(bundle, part, ppo, TEMPERATURE)
+        loss.backward()
+        results.append((loss.item(), gradients(bundle)))
+    (previous, expected), (current, grads) = results
+    assert current == pytest.approx(previous, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3
+
+
+def test_sampling_with_merged_lora_gives_the_previous_rollout_and_update(bundle, tiny_gpt2_config, monkeypatch):
+    """Sampling with each LoRA layer merged (`kernels.merged_lora`) draws the same tokens as
+    peft's per-token low-rank path from the same seed; the kept log-probs and values, and the
+    loss and gradients of an update on them, equal the previous ones to 1e-6."""
+    perturbed(bundle)
+    rollouts = []
+    for merge in (lambda model: contextlib.nullcontext(0), bundle_module.merged_lora):
+        monkeypatch.setattr(bundle_module, "merged_lora", merge)
+        rollouts.append(score(bundle, rollout_with_early_ends(bundle, TEMPERATURE), TEMPERATURE, 3))
+    previous, current = rollouts
+    assert torch.equal(current.response_ids, previous.response_ids)
+    torch.testing.assert_close(current.logprobs, previous.logprobs, atol=1e-6, rtol=0)
+    torch.testing.assert_close(current.values, previous.values, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        for parameter in bundle.trainable_parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.05)
+    ppo = tiny_gpt2_config.training.ppo.model_copy(update={"mini_batch_size": 3, "ppo_epochs": 1})
+    results = []
+    for rollout in rollouts:
+        experience, _ = make_experience(rollout, torch.tensor([1.0, -0.5, 0.2]), torch.zeros(3), kl_coef=0.05,
+                                        multiplier=None, ppo=ppo)
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.value_head.zero_grad(set_to_none=True)
+        loss, _ = micro_batch_loss(bundle, experience.without_padding_columns(), ppo, TEMPERATURE)
+        loss.backward()
+        results.append((loss.item(), gradients(bundle)))
+    (previous_loss, expected), (loss, grads) = results
+    assert loss == pytest.approx(previous_loss, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3
+
+
+def test_fused_lora_gives_the_previous_loss_and_gradients(experience_and_bundle, monkeypatch):
+    """The update's passes add each LoRA update inside the low-rank GEMM (`kernels.fused_lora`);
+    with peft's forward (scale and add over the output) the loss and gradients are the same to 1e-6."""
+    experience, bundle, ppo = experience_and_bundle
+    part = experience.without_padding_columns()
+    results = []
+    for fuse in (lambda model: contextlib.nullcontext(0), bundle_module.fused_lora):
+        monkeypatch.setattr(bundle_module, "fused_lora", fuse)
+        bundle.model.zero_grad(set_to_none=True)
+        bundle.value_head.zero_grad(set_to_none=True)
+        loss, _ = micro_batch_loss(bundle, part, ppo, TEMPERATURE)
+        loss.backward()
+        results.append((loss.item(), gradients(bundle)))
+    (previous, expected), (current, grads) = results
+    assert current == pytest.approx(previous, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3

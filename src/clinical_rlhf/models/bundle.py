@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from clinical_rlhf.errors import CheckpointError
+from clinical_rlhf.models.kernels import fused_lora, merged_lora
 from clinical_rlhf.models.registry import ModelEntry
 from clinical_rlhf.models.sharded import full_tensor, shard_like
 from clinical_rlhf.models.value_head import ValueHead, ValueModel
@@ -93,20 +94,24 @@ class PolicyBundle:
         positions only, as in `logits`).
 
         Shared critic: one pass, values read from the last hidden state (the one the LM head
-        reads). Separate critic: a second pass through the value model.
+        reads). Separate critic: a second pass through the value model. LoRA layers add their
+        update inside the low-rank GEMM (`kernels.fused_lora`).
         """
         if self._in_reference:
             raise RuntimeError("bundle.forward() is the trainable policy; call it outside bundle.reference()")
         position_ids = position_ids_from_mask(attention_mask)
         tail = slice(-(last or 0), None)
         if self.value_model is None:
-            with self._lm_head_inputs() as states:
+            with self._lm_head_inputs() as states, fused_lora(self.model):
                 logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                                     use_cache=False, **self._keep(last)).logits
             return logits[:, tail], self.value_head(states[0][:, tail])
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                            use_cache=False, **self._keep(last)).logits
-        return logits[:, tail], self.value_model(input_ids, attention_mask, position_ids)[:, tail]
+        with fused_lora(self.model):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                use_cache=False, **self._keep(last)).logits
+        with fused_lora(self.value_model):
+            values = self.value_model(input_ids, attention_mask, position_ids)
+        return logits[:, tail], values[:, tail]
 
     @torch.no_grad()
     def sample(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -118,13 +123,17 @@ class PolicyBundle:
         `t`; `values[:, t]` is the critic's value of the same state. Shared critic: the value head
         reads the hidden states the LM head read while sampling (a forward pre-hook), so no
         second pass runs. Separate critic: one pass of the value model over the sequences.
+        Each LoRA layer runs with its update merged into the base matrix (`kernels.merged_lora`;
+        the base weights are not written).
         Naive equivalent, equal up to float rounding (cached vs. full attention):
             logits, values = self.forward(sequences, mask, last=T + 1); logits[:, :T], values[:, :T]
         with `mask` the prompt's followed by ones (real answer tokens never attend to later ones).
         Inside `reference()` it samples the reference policy (an evaluation's baseline), and the
         logits and values it keeps are the reference's.
         """
-        with self._lm_head_inputs() as states:
+        # LoRA layers as one merged product each (`kernels.merged_lora`): the weights are fixed
+        # for the whole sampling, so the merge is built once rather than the low-rank path per token
+        with self._lm_head_inputs() as states, merged_lora(self.model):
             # no chunked prefill, whatever the checkpoint's generation config says: the LM head
             # must run once per sampled token for the states to line up with the tokens
             out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, output_logits=True,

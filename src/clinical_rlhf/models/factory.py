@@ -19,6 +19,7 @@ from clinical_rlhf.errors import ConfigError, ModelNotFoundError
 from clinical_rlhf.models import hardware
 from clinical_rlhf.models.bundle import LoadInfo, PolicyBundle
 from clinical_rlhf.models.demo import ensure_demo_model
+from clinical_rlhf.models.kernels import fuse_gelu
 from clinical_rlhf.models.loading_errors import translate_load_error
 from clinical_rlhf.models.registry import LORA_TARGETS, ModelEntry, get_model_entry
 from clinical_rlhf.models.value_head import ValueHead, ValueModel
@@ -143,7 +144,15 @@ def _device_map(device) -> dict:
 
 def load_causal_lm(source: str, cfg: Config, entry: ModelEntry, is_local: bool, device, dtype,
                    attn_implementation: str):
-    """(model, precision label). A quantized load that fails is retried unquantized with one warning."""
+    """(model, precision label). A quantized load that fails is retried unquantized with one warning.
+    GPT-2's `gelu_new` runs as torch's fused kernel of the same formula (`kernels.fuse_gelu`)."""
+    model, precision = _load_causal_lm(source, cfg, entry, is_local, device, dtype, attn_implementation)
+    fuse_gelu(model)
+    return model, precision
+
+
+def _load_causal_lm(source: str, cfg: Config, entry: ModelEntry, is_local: bool, device, dtype,
+                    attn_implementation: str):
     from transformers import AutoModelForCausalLM
 
     quantization, precision = _quantization_config(cfg, device)
