@@ -196,7 +196,8 @@ def _expand_ranges(phrase: str) -> list[str]:
 _DRUG_KEYS = {"name", "synonyms", "brands", "classes", "max_daily_mg", "max_single_mg",
               "max_weekly_mg", "pediatric_max_mg_per_kg_day", "pediatric_max_single_mg_per_kg",
               "usual_adult_dose",
-              "common_strengths_mg", "source", "max_single_units", "max_daily_units", "liquids_mg_per_5ml"}
+              "common_strengths_mg", "source", "max_single_units", "max_daily_units", "liquids_mg_per_5ml",
+              "highest_label_daily_mg"}
 
 
 def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
@@ -228,6 +229,7 @@ def _drug(raw: dict[str, Any], entry: _Entry) -> Drug:
         max_single_units=single_units,
         max_daily_units=daily_units,
         liquids_mg_per_5ml=_liquids(entry),
+        highest_label_daily_mg=entry.number("highest_label_daily_mg"),
     )
 
 

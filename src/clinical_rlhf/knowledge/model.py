@@ -61,6 +61,10 @@ class Drug:
     read when a text counts units without a strength ("12 Imodium capsules")."""
     max_daily_units: float | None = None
     """Most units in 24 hours, as the label states it (co-codamol 8 tablets, Lemsip Max 4 sachets)."""
+    highest_label_daily_mg: float | None = None
+    """Where `max_daily_mg` follows the stricter of two authoritative sources, the other's daily
+    maximum (ibuprofen: BNF 2.4 g, FDA label 3.2 g under supervision). The guard holds answers to
+    `max_daily_mg`; a text that states the higher source's maximum is not a hallucination."""
     liquids_mg_per_5ml: tuple[tuple[str, float], ...] = ()
     """Liquid products named by their strength-bearing name, with mg per 5 mL (Calpol Infant 120,
     Calpol Six Plus 250): "10 ml of Calpol Infant" is 240 mg, where "10 ml of Calpol" says no dose."""

@@ -162,7 +162,7 @@ def _dose_problem(statement: DoseStatement, is_max: bool, is_daily: bool, is_sin
         single, daily_max = drug.max_single_mg or drug.max_daily_mg, drug.max_daily_mg or drug.max_single_mg
         if single is None or daily_max is None:
             return ""
-        upper = single if is_single else daily_max
+        upper = single if is_single else max(daily_max, drug.highest_label_daily_mg or 0.0)
         lower = daily_max if is_daily else single
         if amount > upper * (1 + DOSE_TOLERANCE):
             return "max_dose_overstated"

@@ -30,20 +30,22 @@ class PhraseIndex(Generic[Payload]):
         # anchor -> (offset of the anchor, phrase length) -> phrase -> payloads, in the order added
         self._by_anchor: dict[str, dict[tuple[int, int], dict[tuple[str, ...], list[Payload]]]] = {}
         self._by_first: dict[str, list[tuple[tuple[str, ...], Payload]]] = {}
-        self._anchors: frozenset[str] = frozenset()
+        self._anchors: frozenset[str] | None = frozenset()
         self.vocabulary: set[str] = set()
         self.phrases: list[tuple[tuple[str, ...], Payload]] = []
+        self._added: set[tuple[tuple[str, ...], Payload]] = set()  # what `phrases` holds, for an O(1) test
 
     def add(self, phrase: tuple[str, ...], payload: Payload) -> None:
-        if not phrase or (phrase, payload) in self.phrases:
+        if not phrase or (phrase, payload) in self._added:
             return
         offset = max(range(len(phrase)), key=lambda i: (len(phrase[i]), i))
         shapes = self._by_anchor.setdefault(phrase[offset], {})
         shapes.setdefault((offset, len(phrase)), {}).setdefault(phrase, []).append(payload)
         self._by_first.setdefault(phrase[0], []).append((phrase, payload))
-        self._anchors = frozenset(self._by_anchor)
+        self._anchors = None  # rebuilt once, on first use: per add it made loading quadratic
         self.vocabulary.update(phrase)
         self.phrases.append((phrase, payload))
+        self._added.add((phrase, payload))
 
     def __len__(self) -> int:
         return len(self.phrases)
@@ -51,6 +53,8 @@ class PhraseIndex(Generic[Payload]):
     @property
     def anchors(self) -> frozenset[str]:
         """The words phrases are indexed under: a text holding none of them has no hit."""
+        if self._anchors is None:
+            self._anchors = frozenset(self._by_anchor)
         return self._anchors
 
     def find(self, tokens: tuple[str, ...], start: int = 0, stop: int | None = None,
@@ -64,9 +68,9 @@ class PhraseIndex(Generic[Payload]):
         if stop - start <= _SHORT_WINDOW:
             return self._scan(tokens, start, stop)
         if token_set is not None and start == 0 and stop == len(tokens):
-            present = self._anchors.intersection(token_set)
+            present = self.anchors.intersection(token_set)
         else:
-            present = self._anchors.intersection(tokens[start:stop])
+            present = self.anchors.intersection(tokens[start:stop])
         if not present:
             return []
         hits: list[Hit] = []
