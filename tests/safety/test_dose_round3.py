@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 
-from clinical_rlhf.safety import SafetyGuard
 from clinical_rlhf.safety.verdict import SafetyVerdict
 
 
