@@ -86,6 +86,23 @@ def experience_and_bundle(bundle, tiny_gpt2_config):
 def gradients(bundle) -> list[torch.Tensor]:
     return [parameter.grad.detach().clone() for parameter in bundle.trainable_parameters()]
 
+def loss_and_gradients(bundle, batch, ppo) -> tuple[float, list[torch.Tensor]]:
+    """The micro-batch loss and the gradients it gives, from zeroed gradients."""
+    bundle.model.zero_grad(set_to_none=True)
+    bundle.value_head.zero_grad(set_to_none=True)
+    loss, _ = micro_batch_loss(bundle, batch, ppo, TEMPERATURE)
+    loss.backward()
+    return loss.item(), gradients(bundle)
+
+
+def assert_same_loss_and_gradients(previous, current) -> None:
+    """Two (loss, gradients) equal to 1e-6, the gradients large enough to mean something."""
+    (previous_loss, expected), (loss, grads) = previous, current
+    assert loss == pytest.approx(previous_loss, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
+    assert max(g.abs().max().item() for g in expected) > 1e-3
+
+
 
 @pytest.mark.parametrize("entropy_coef", [0.0, 0.01])
 def test_micro_batch_loss_and_gradients_equal_the_previous_implementation(experience_and_bundle, entropy_coef):
@@ -190,15 +207,8 @@ def test_the_fused_gelu_gives_the_previous_loss_and_gradients(experience_and_bun
     for activation in (NewGELUActivation, GELUTanh):
         for mlp in mlps:
             mlp.act = activation()
-        bundle.model.zero_grad(set_to_none=True)
-        bundle.value_head.zero_grad(set_to_none=True)
-        loss, _ = micro_batch_loss(bundle, part, ppo, TEMPERATURE)
-        loss.backward()
-        results.append((loss.item(), gradients(bundle)))
-    (previous, expected), (current, grads) = results
-    assert current == pytest.approx(previous, abs=1e-6)
-    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
-    assert max(g.abs().max().item() for g in expected) > 1e-3
+        results.append(loss_and_gradients(bundle, part, ppo))
+    assert_same_loss_and_gradients(*results)
 
 
 def test_sampling_with_merged_lora_gives_the_previous_rollout_and_update(bundle, tiny_gpt2_config, monkeypatch):
@@ -222,15 +232,8 @@ def test_sampling_with_merged_lora_gives_the_previous_rollout_and_update(bundle,
     for rollout in rollouts:
         experience, _ = make_experience(rollout, torch.tensor([1.0, -0.5, 0.2]), torch.zeros(3), kl_coef=0.05,
                                         multiplier=None, ppo=ppo)
-        bundle.model.zero_grad(set_to_none=True)
-        bundle.value_head.zero_grad(set_to_none=True)
-        loss, _ = micro_batch_loss(bundle, experience.without_padding_columns(), ppo, TEMPERATURE)
-        loss.backward()
-        results.append((loss.item(), gradients(bundle)))
-    (previous_loss, expected), (loss, grads) = results
-    assert loss == pytest.approx(previous_loss, abs=1e-6)
-    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
-    assert max(g.abs().max().item() for g in expected) > 1e-3
+        results.append(loss_and_gradients(bundle, experience.without_padding_columns(), ppo))
+    assert_same_loss_and_gradients(*results)
 
 
 def test_fused_lora_gives_the_previous_loss_and_gradients(experience_and_bundle, monkeypatch):
@@ -241,12 +244,5 @@ def test_fused_lora_gives_the_previous_loss_and_gradients(experience_and_bundle,
     results = []
     for fuse in (lambda model: contextlib.nullcontext(0), bundle_module.fused_lora):
         monkeypatch.setattr(bundle_module, "fused_lora", fuse)
-        bundle.model.zero_grad(set_to_none=True)
-        bundle.value_head.zero_grad(set_to_none=True)
-        loss, _ = micro_batch_loss(bundle, part, ppo, TEMPERATURE)
-        loss.backward()
-        results.append((loss.item(), gradients(bundle)))
-    (previous, expected), (current, grads) = results
-    assert current == pytest.approx(previous, abs=1e-6)
-    assert max((a - b).abs().max().item() for a, b in zip(grads, expected)) < 1e-6
-    assert max(g.abs().max().item() for g in expected) > 1e-3
+        results.append(loss_and_gradients(bundle, part, ppo))
+    assert_same_loss_and_gradients(*results)
