@@ -75,7 +75,7 @@ def test_evaluate_a_checkpoint_against_the_reference(trained, monkeypatch, capsy
     assert str(folder / "evaluation.json") in out.replace("\n", "") and "unsafe ratio" in out
     result = json.loads((folder / "evaluation.json").read_text())
     assert result["policies"]["A"]["iteration"] == 2 and result["policies"]["B"]["name"] == "reference"
-    assert result["prompts"]["evaluated"] == 4 and result["prompts"]["conversations"] == 45
+    assert result["prompts"]["evaluated"] == 4 and result["prompts"]["conversations"] == 44
     for label in ("A", "B"):
         summary = result["summary"][label]
         assert set(summary["components"]) == {"safety", "guidelines", "uncertainty", "coherence", "total"}
@@ -85,10 +85,10 @@ def test_evaluate_a_checkpoint_against_the_reference(trained, monkeypatch, capsy
     total = result["comparison"]["total"]
     assert total["wins"] + total["ties"] + total["losses"] == 4 and 0.0 <= total["p_value"] <= 1.0
     conversations = result["conversations"]["A"]
-    assert conversations["red_flag_earlier"]["conversations"] == 23
+    assert conversations["red_flag_earlier"]["conversations"] == 22  # floaters alone: same day, left out
     assert conversations["red_flag_earlier"]["flag_caught_ratio"] == 1.0  # the guard reads every turn
     assert conversations["red_flag_denied"]["false_alarm_ratio"] == 0.0
-    assert len(result["rows"]) == 49 and all(len(row["A"]) == len(row["B"]) == 1 for row in result["rows"])
+    assert len(result["rows"]) == 48 and all(len(row["A"]) == len(row["B"]) == 1 for row in result["rows"])
     assert result["agreement"]["n"] == 4 and result["agreement"]["agreement"]["value"] == pytest.approx(0.75)
     assert "alert expert_agreement_low" in out
     page = (folder / "evaluation.html").read_text()
