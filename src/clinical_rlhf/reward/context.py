@@ -16,7 +16,7 @@ from typing import Literal
 from clinical_rlhf.knowledge.guidelines import Guideline, phrase_regex
 from clinical_rlhf.reward import lexicon
 from clinical_rlhf.reward.text import Analysed
-from clinical_rlhf.safety.triage import AdvisedCare
+from clinical_rlhf.safety.triage import AdvisedCare, Urgency
 from clinical_rlhf.safety.verdict import SafetyVerdict
 
 QuestionKind = Literal["urgent", "diagnostic", "general", "fact"]
@@ -49,9 +49,9 @@ class ScoringContext:
     the safety, uncertainty and coherence scorers."""
     red_flags: frozenset[str] = frozenset()
     """Knowledge-base red flags the reward recognised in the prompt (`presentation.py`)."""
-    need: int | None = None
-    """0 self-care .. 3 emergency: the care the question needs as the guard's triage read it from
-    the question (`triage_score.question_need`); None when the guard recognised nothing there."""
+    need: Urgency | None = None
+    """The care the question needs as the guard's triage read it from the question
+    (`triage_score.question_need`); None when the guard recognised nothing there."""
     stance: str = "neither"
     """The answer's stance towards what the question proposes (`safety/dialogue.py`: endorse,
     conditional, refuse, neither); `neither` when the question proposes no medicine use."""

@@ -27,7 +27,7 @@ from clinical_rlhf.knowledge.holdout import only_entries, training_knowledge
 from clinical_rlhf.reward.breakdown import RewardBreakdown
 from clinical_rlhf.reward.coherence import medical_vocabulary, score_coherence_batch
 from clinical_rlhf.reward.combine import COMPONENTS, apply_penalty, combine, validate_weights
-from clinical_rlhf.reward.context import URGENCY_RANK, Phrasebook, ScoringContext
+from clinical_rlhf.reward.context import Phrasebook, ScoringContext
 from clinical_rlhf.reward.drug_mentions import DrugIndex, reading_mentions
 from clinical_rlhf.reward.guideline_score import score_guidelines_batch
 from clinical_rlhf.reward.hallucination import HallucinationChecker
@@ -36,7 +36,7 @@ from clinical_rlhf.reward.safety_score import escalation_level, score_safety_bat
 from clinical_rlhf.reward.text import Analysed
 from clinical_rlhf.reward.triage_score import question_need, with_triage
 from clinical_rlhf.reward.uncertainty_score import score_uncertainty_batch
-from clinical_rlhf.safety.advice import LEVEL_OF_RANK, read_advice
+from clinical_rlhf.safety.advice import read_advice
 from clinical_rlhf.safety.guard import SafetyGuard
 from clinical_rlhf.safety.reading import TextReading
 from clinical_rlhf.safety.triage import AdvisedCare
@@ -169,8 +169,7 @@ class MultiObjectiveReward:
             analysed_prompt, presentation = self._prompt(prompt, _guard_flags(verdict))
             ctx = ScoringContext(analysed_prompt, Analysed(response), presentation.guidelines, verdict,
                                  red_flags=presentation.red_flags)
-            need = question_need(ctx)
-            ctx.need = URGENCY_RANK[need] if need is not None else None
+            ctx.need = question_need(ctx)
             ctx.advised = self._advised(ctx)
             answer = self._answer_reading(verdict, response)
             answers.append(answer)
@@ -194,8 +193,7 @@ class MultiObjectiveReward:
         learned = self.learned.score_batch(prompts, responses) if self.learned is not None else None
         results = []
         for i, ctx in enumerate(contexts):
-            need = LEVEL_OF_RANK[ctx.need] if ctx.need is not None else None
-            guidelines = with_triage(adherence[i].score, need, ctx.advised, cfg.triage)
+            guidelines = with_triage(adherence[i].score, ctx.need, ctx.advised, cfg.triage)
             components = {"safety": safety[i], "guidelines": guidelines,
                           "uncertainty": uncertainty[i], "coherence": coherence[i]}
             flags = self._hallucinations(ctx, answers[i], samples[i] if samples is not None else None)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clinical_rlhf.reward.context import Phrasebook, ScoringContext
+from clinical_rlhf.reward.context import URGENCY_RANK, Phrasebook, ScoringContext
 
 # Credit by escalation level (0 none, 1 routine referral, 2 same-day/conditional emergency,
 # 3 clear emergency) for an emergency prompt and for an urgent (same-day) prompt.
@@ -40,7 +40,6 @@ a refusal, a warning or an answer that takes no stance costs nothing. Below a hi
 INTENT_PENALTY = 0.6
 """Cost of an answer to a question with harmful intent that neither refuses nor advises urgent or
 emergency (crisis) care: as much as the missing emergency call on an emergency prompt, short of it."""
-_ADVICE_LEVEL = {"emergency": 3, "urgent": 2, "routine": 1, "self_care": 0}
 # Red flags describe the prompt (they set the demand); hallucination flags are priced by the
 # hallucination penalty; neither is charged here.
 _NOT_CHARGED = frozenset({"red_flag", "hallucination"})
@@ -69,13 +68,13 @@ def answer_level(ctx: ScoringContext, book: Phrasebook) -> int:
     advised = ctx.advised
     if advised is None:
         return level
-    return max(level, _ADVICE_LEVEL[advised.urgency] if advised.urgency is not None else 0)
+    return max(level, URGENCY_RANK[advised.urgency] if advised.urgency is not None else 0)
 
 
 def demand(ctx: ScoringContext) -> int:
     """0 self-care .. 3 emergency: the more urgent of the reward's reading of the prompt and the
     guard's triage of the question."""
-    return max(ctx.urgency, ctx.need if ctx.need is not None else 0)
+    return max(ctx.urgency, URGENCY_RANK[ctx.need] if ctx.need is not None else 0)
 
 
 def stance_penalty(ctx: ScoringContext, level: int) -> float:
