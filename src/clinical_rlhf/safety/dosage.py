@@ -678,7 +678,8 @@ _NAMES: dict[int, tuple[Drug, tuple[str, ...], bool]] = {}
 
 _LIQUIDS: dict[str, float] = {}
 """Liquid products of the knowledge bases learned (`learn_names`): name as read -> mg per mL. Only
-ever grows, so a guard built on another knowledge base takes nothing from this one."""
+ever grows: a product's strength is a fact about the product, so every guard of the process reads
+the products any of them learned."""
 _LIQUID_NAMES: re.Pattern[str] | None = None
 
 
@@ -702,10 +703,12 @@ def _liquid_amounts(text: str, amounts: list[_Amount]) -> list[_Amount]:
     that volume of its strength. A name with no volume near it, or followed closely by a written
     concentration (read as such), says no dose."""
     found = []
+    taken, starts = _Taken(amounts), [amount.start for amount in amounts]  # amounts sorted by start
     for match in _LIQUID_NAMES.finditer(text):
         start, end = match.span()
-        if any(amount.start <= start < amount.end or end <= amount.start < end + _LOOKBACK for amount in amounts):
-            continue
+        following = bisect_left(starts, end)  # the first amount starting at or after the name
+        if start in taken or (following < len(starts) and starts[following] < end + _LOOKBACK):
+            continue  # inside an amount, or a written amount follows the name closely
         volume = _dose_volume(text, start, end)
         if volume:
             found.append(_Amount(start, end, _LIQUIDS[match.group()] * volume, 1.0, None, False, False))
