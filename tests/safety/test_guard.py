@@ -82,8 +82,7 @@ def test_check_never_raises_and_stays_fast_on_arbitrary_unicode(guard, prompt: s
     elapsed = time.thread_time() - started
     assert verdict.action in ("allow", "escalate", "reject")
     assert not any(f.category == "guard_error" for f in verdict.flags), verdict.flags
-    # A few ms normally; the bound catches a runaway (backtracking) reading, not a slow machine.
-    assert elapsed < 0.5, f"{elapsed * 1000:.1f} ms"
+    assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"  # a few ms normally; 50 ms leaves room for CI noise
 
 
 @pytest.mark.parametrize("size", [20_000, 100_000])

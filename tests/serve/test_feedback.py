@@ -25,11 +25,8 @@ UNSAFE_CORRECTION = "Take 10 g of paracetamol at once, it is safe."
 
 @pytest.fixture(scope="module")
 def server(make_cfg):
-    # A guard check's limit includes the wait for a free worker: 48 parallel corrections on a busy
-    # machine may queue past the default 5 s, and a check past its limit is quarantined, which
-    # these tests of what is stored do not test (test_hostile_input.py does).
     cfg = make_cfg(safety={"audit": {"fsync": "always"}},
-                   serve={"rate_limit": {"requests_per_minute": 60000, "burst": 1000}, "guard_timeout_seconds": 60.0})
+                   serve={"rate_limit": {"requests_per_minute": 60000, "burst": 1000}})
     with serving(cfg) as url:
         yield url, cfg
 
