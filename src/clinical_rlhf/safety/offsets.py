@@ -124,11 +124,22 @@ def token_spans(text: str, tokens: Sequence[str], respellings: Sequence[Respelli
     token with no word of its own (an expansion) gets the words skipped before the next matched
     one, or an empty span where the last matched word ends."""
     words = written_words(text)
-    if not respellings:
-        # The common case: the words less determiners are the tokens, one for one.
-        kept = [word for word in words if word[0] not in DETERMINERS]
-        if len(kept) == len(tokens) and all(word[0] == token for word, token in zip(kept, tokens)):
-            return tuple((start, end) for _, start, end in kept)
+    spans = None if respellings else one_for_one(words, tokens)
+    return spans if spans is not None else aligned_spans(words, tokens, respellings)
+
+
+def one_for_one(words: Sequence[tuple[str, int, int]], tokens: Sequence[str]) -> tuple[Span, ...] | None:
+    """The common case, in one pass: the written words less determiners are the tokens, one for
+    one; None when they are not (`aligned_spans` then walks them)."""
+    kept = [word for word in words if word[0] not in DETERMINERS]
+    if len(kept) == len(tokens) and all(word[0] == token for word, token in zip(kept, tokens)):
+        return tuple((start, end) for _, start, end in kept)
+    return None
+
+
+def aligned_spans(words: Sequence[tuple[str, int, int]], tokens: Sequence[str],
+                  respellings: Sequence[Respelling] = ()) -> tuple[Span, ...]:
+    """The spans of `token_spans` for any tokens, by the forward walk of the module docstring."""
     # Each respelled stretch is matched through the words it was written as: units of
     # (word to find, first token, last token).
     units: list[tuple[str, int, int]] = []
