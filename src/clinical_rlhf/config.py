@@ -951,10 +951,11 @@ class ServeConfig(_Section):
     """Longest wait (queue + generation, seconds) for an answer before the request ends with 504."""
 
     guard_timeout_seconds: Annotated[float, Field(gt=0.0)] = 5.0
-    """Longest a request's guard check may take (seconds), waiting for a free worker included;
-    past it the check's worker process is killed and replaced, and the check counts as a guard
-    failure, which rejects (fallback answer, flagged feedback). A check takes ~1 ms, a 32,768-character
-    text at most ~0.3 s here: 5 s only stops a pathological input."""
+    """Longest a guard check may run on its worker (seconds); past it the worker process is killed
+    and replaced. The wait for a free worker has the same limit apart (past it nothing is killed), so
+    a burst of requests fails safe without killing healthy workers. Either way the check counts as a
+    guard failure, which rejects (fallback answer, quarantined correction). A check takes ~1 ms, a
+    32,768-character text at most ~0.3 s here: 5 s only stops a pathological input."""
 
     guard_workers: PositiveInt = 2
     """Worker processes running guard checks (each builds its own guard at startup, ~40 MiB). In a

@@ -1,8 +1,8 @@
 """The SHAPE of the guard's cost on hostile input, not its speed: for each worst-case family of
 `benchmarks/guard_worst_case.py` (numbers with commas, repeated dose phrases, repeated red-flag
 phrases, bidi and invisible characters, drug-name soups), as the answer and as the question, the
-CPU time of one check at 8n characters divided by the time at n must stay <= 16. Linear cost
-gives 8 (less where a fixed cost dominates), quadratic cost 64, so the bound is generous and the
+CPU time of one check at 8n characters divided by the time at n must stay within the bound of
+`cost_shape.py` (32x; linear gives 8, less where a fixed cost dominates, quadratic 64), so the
 test does not depend on how fast the machine is. Absolute speed is the benchmarks' business.
 
 Each size is timed as the median of three CPU-time measurements (`time.thread_time`: the check
@@ -31,12 +31,11 @@ from hypothesis import strategies as st
 
 from clinical_rlhf.safety import SafetyGuard
 
+from .cost_shape import assert_linear_shape
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from guard_worst_case import FAMILIES, build_text  # noqa: E402  (benchmarks/ is not a package)
 
-GROWTH = 8
-MAX_RATIO = 16.0
-"""At 8x the length the cost may grow 16x at most: clearly below quadratic (64x)."""
 MIN_MEASURE_SECONDS = 0.01
 BASE_SIZE = 2048
 """n in characters: large enough that the text, not the fixed cost of a check, is measured; small
@@ -80,8 +79,5 @@ def cpu_seconds_per_check(guard: SafetyGuard, family_name: str, side: str, size:
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 2**16), stretch=st.floats(1.0, 1.5))
 def test_cost_grows_at_most_subquadratically(guard, family_name, side, seed, stretch):
-    n = int(BASE_SIZE * stretch)
-    ratio = (cpu_seconds_per_check(guard, family_name, side, GROWTH * n, seed)
-             / cpu_seconds_per_check(guard, family_name, side, n, seed))
-    assert ratio <= MAX_RATIO, (f"{family_name} as the {side}: {GROWTH}x the length ({n:,} -> {GROWTH * n:,} "
-                                f"characters) cost {ratio:.1f}x the CPU time, above {MAX_RATIO:g}x")
+    assert_linear_shape(lambda size: cpu_seconds_per_check(guard, family_name, side, size, seed),
+                        int(BASE_SIZE * stretch), f"{family_name} as the {side}")

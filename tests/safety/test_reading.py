@@ -23,6 +23,8 @@ from clinical_rlhf.safety.reading import Reading, TextReading
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from guard_worst_case import FAMILIES, build_text  # noqa: E402  (benchmarks/ is not a package)
 
+from .cost_shape import assert_linear_shape
+
 QUESTION = "I have crushing chest pain spreading to my left arm. Can I take ibuprofen?"
 ANSWER = "Take ibuprofen 400 mg and rest."
 
@@ -145,19 +147,20 @@ def test_a_text_reading_is_built_by_the_reader(guard):
 @pytest.mark.parametrize("family_name", sorted(FAMILIES))
 def test_the_offset_map_costs_linear_time(guard, family_name, walk):
     """The SHAPE of the map's cost on the worst-case families (as `test_linear_shape.py` does for
-    the check): at 8x the length the CPU time of each of the map's two walks may grow 16x at most
-    (quadratic: 64x), from n = 16,384 characters. The walks are timed apart: `token_spans` takes
-    the cheaper one only when a text's words are its tokens, so timed whole it compared one walk at
-    n with the other, about twice the cost a word, at 8n (17-20x in CI). Below n = 16,384 the share
-    of respelled and unreadable words of a family varies from text to text, and with it the cost
-    a word."""
+    the check), under the bound of `cost_shape.py`. The walks are timed apart: `token_spans` takes
+    the cheaper one only when a text's words are its tokens, so timed whole it compared one walk
+    at n with the other, about twice the cost a word, at 8n. The longer text is copies of the
+    shorter, so both hold the same share of respelled and unreadable words (which sets the cost a
+    word) and `one_for_one` gives up at the same word of both."""
+    n = 16384
+
     def seconds(size: int) -> float:
         """Median over three texts of the CPU time of one walk, each the fastest of at least five
         calls and 0.02 s (a pure function: nothing is cached between calls), the garbage
         collector paused: its full passes scale with every object alive, not with this text."""
         measurements = []
         for seed in range(3):
-            normalised = guard.normalise(build_text(FAMILIES[family_name], size, seed=seed))
+            normalised = guard.normalise(" ".join([build_text(FAMILIES[family_name], n, seed=seed)] * (size // n)))
             words = written_words(normalised.original)
             arguments = (words, normalised.tokens) if walk is one_for_one else \
                 (words, normalised.tokens, normalised.respellings)
@@ -174,5 +177,4 @@ def test_the_offset_map_costs_linear_time(guard, family_name, walk):
             measurements.append(fastest)
         return statistics.median(measurements)
 
-    ratio = seconds(8 * 16384) / seconds(16384)
-    assert ratio <= 16.0, f"{family_name}, {walk.__name__}: 8x the length cost {ratio:.1f}x the CPU time"
+    assert_linear_shape(seconds, n, f"the offset map's {walk.__name__} walk on {family_name}")

@@ -20,6 +20,13 @@ from clinical_rlhf.serve import create_app, hash_key, new_api_key, running_serve
 from .scripted import build_scripted_model
 
 MODEL = "clinical-demo"
+BUSY_GUARD_LIMIT = 30.0
+"""`serve.guard_timeout_seconds` for the tests that send 16 requests at once from this process
+(load, parallel feedback). Each check takes ~1 ms in its worker, but with this process generating
+on the CPU and running the clients too, the server's threads took 0.2-1.2 s to hand each check
+to a worker and read its verdict back (2-core machine): checks queued past the default 5 s and
+answers failed safe. Those tests are about errors and lost records under concurrency;
+`test_guard_pool.py` and `test_hostile_input.py` test the limit itself."""
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -12,11 +12,12 @@ import pytest
 
 from clinical_rlhf.errors import ClinicalRLHFError
 from clinical_rlhf.feedback import load_preferences
+from clinical_rlhf.feedback.quarantine import read_quarantine
 from clinical_rlhf.safety import verify_audit_log
 from clinical_rlhf.serve import create_app
 from clinical_rlhf.serve.feedback import CompletionStore, Rated, RatingIndex, ServedCompletion
 
-from .conftest import MODEL, audit_path, serve_in_foreground, serving
+from .conftest import BUSY_GUARD_LIMIT, MODEL, audit_path, serve_in_foreground, serving
 from .scripted import OVERDOSE, SORE_THROAT, SORE_THROAT_ANSWER
 
 SAFE_CORRECTION = "Rest, drink warm fluids, and see a doctor if it lasts more than a week or you have a high fever."
@@ -26,7 +27,8 @@ UNSAFE_CORRECTION = "Take 10 g of paracetamol at once, it is safe."
 @pytest.fixture(scope="module")
 def server(make_cfg):
     cfg = make_cfg(safety={"audit": {"fsync": "always"}},
-                   serve={"rate_limit": {"requests_per_minute": 60000, "burst": 1000}})
+                   serve={"rate_limit": {"requests_per_minute": 60000, "burst": 1000},
+                          "guard_timeout_seconds": BUSY_GUARD_LIMIT})
     with serving(cfg) as url:
         yield url, cfg
 
@@ -54,6 +56,11 @@ def post_feedback(url: str, key: str | None, body: dict | bytes) -> httpx.Respon
 
 def by_id(cfg) -> dict:
     return {record.id: record for record in load_preferences(preferences_path(cfg))}
+
+
+def quarantine_records(cfg) -> list[dict]:
+    path = cfg.run_dir / "feedback" / "quarantine.jsonl"
+    return read_quarantine(path) if path.exists() else []
 
 
 def audit_events(cfg, event: str = "feedback") -> list[dict]:
@@ -208,9 +215,13 @@ def test_feedback_needs_an_api_key(server):
 
 
 def test_parallel_feedback_appends_whole_lines(server, api_key):
+    """48 corrections from 16 threads: each lands as one whole line in the preference file or, when
+    its guard check failed safe under the burst (past serve.guard_timeout_seconds), in the
+    quarantine file, as its response says; none is lost or torn."""
     url, cfg = server
     ids = [chat(url, api_key, SORE_THROAT)["id"] for _ in range(4)]
-    before = len(by_id(cfg))
+    preferences_before = set(by_id(cfg))
+    quarantined_before = {record["id"] for record in quarantine_records(cfg)}
 
     def send(index: int) -> httpx.Response:
         return post_feedback(url, api_key, {"completion_id": ids[index % 4],
@@ -219,7 +230,14 @@ def test_parallel_feedback_appends_whole_lines(server, api_key):
     with ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(send, range(48)))
     assert [r.status_code for r in responses] == [200] * 48
-    assert len(by_id(cfg)) == before + 48  # every line whole and valid, none lost
+    bodies = [r.json() for r in responses]
+    recorded = {record_id for body in bodies for record_id in body["recorded"]}
+    quarantined = {record_id for body in bodies for record_id in body.get("quarantined", [])}
+    assert len(recorded) + len(quarantined) == 48
+    assert set(by_id(cfg)) - preferences_before == recorded  # every line whole and valid
+    assert {record["id"] for record in quarantine_records(cfg)} - quarantined_before == quarantined
+    assert all(body["correction_safety"]["reason_code"] == "guard_error"  # a safe correction: only a timeout
+               for body in bodies if body["status"] == "quarantined")
 
 
 def test_audit_chain_holds_one_feedback_event_per_request_by_key_id_hashes_only(server, api_key):

@@ -11,7 +11,7 @@ import openai
 
 from clinical_rlhf.safety import verify_audit_log
 
-from .conftest import MODEL, audit_path, serving
+from .conftest import BUSY_GUARD_LIMIT, MODEL, audit_path, serving
 from .scripted import OVERDOSE, SCRIPT, SORE_THROAT, SORE_THROAT_ANSWER
 
 REQUESTS = 64
@@ -46,8 +46,10 @@ async def _load(url: str, api_key: str) -> list[tuple[str, str, str]]:
         await client.close()
 
 
+
 def test_concurrent_load_has_no_errors_and_no_lost_audit_records(make_cfg, api_key):
-    cfg = make_cfg(serve={"rate_limit": {"requests_per_minute": None}, "batching": {"max_wait_ms": 20}},
+    cfg = make_cfg(serve={"rate_limit": {"requests_per_minute": None}, "batching": {"max_wait_ms": 20},
+                          "guard_timeout_seconds": BUSY_GUARD_LIMIT},
                    safety={"audit": {"fsync": "always"}})
     with serving(cfg) as url:
         start = time.monotonic()

@@ -11,9 +11,9 @@
 The gate holds no audit log: the server records each check with the API key's id as the actor.
 The server calls the `async` checks (`prompt`, `answer`, `text`): each runs in one of
 `serve.guard_workers` worker processes (`guard_pool.py`), never on the event loop, so a slow
-check cannot hold up `/health` or other requests, and each is bounded by
-`serve.guard_timeout_seconds` (waiting for a free worker included). A check past its limit is
-killed with its worker and counts as a guard failure (a reject with a `guard_error/timeout`
+check cannot hold up `/health` or other requests. `serve.guard_timeout_seconds` bounds the wait
+for a free worker and, apart, the check on its worker. A check past its limit is killed with its
+worker; either way the check counts as a guard failure (a reject with a `guard_error/timeout`
 flag): it costs the answer, it never lets one through.
 """
 

@@ -8,6 +8,13 @@ a check past its time limit is ended for real: its process is killed and a fresh
 Each worker builds its own guard (`guard_factory()`, e.g. `SafetyGuard.from_config(cfg)`) once,
 then answers `(method, args)` messages one at a time over a pipe. The event loop hands a check to
 an idle worker and waits for it in a helper thread blocked in `poll` (which releases the GIL).
+
+The time limit bounds two waits apart. Waiting for a worker (all busy, or one still building its
+guard) may take the limit: past it the check fails and nothing is killed. The check itself then
+has the whole limit on its worker: only a check that runs past it is a runaway, whose process is
+killed. Were the two one deadline, a burst of requests would hand a check that had queued for
+most of it a few milliseconds on its worker, kill a healthy worker mid-check, and the
+replacement's start-up (building its guard, ~1.5 s) would time out the checks queued behind it.
 """
 
 from __future__ import annotations
@@ -69,9 +76,10 @@ class _Worker:
             self.ready = self.connection.recv() == _READY
         return self.ready
 
-    def call(self, message: tuple[str, tuple], timeout: float) -> Any:
-        """Send a check and wait for its answer; past `timeout` the process is killed and replaced."""
-        if not self.wait_ready(timeout):  # still building its guard (startup, replacement): left to finish
+    def call(self, message: tuple[str, tuple], ready_within: float, timeout: float) -> Any:
+        """Send a check once the worker is ready (within `ready_within`) and wait for its answer;
+        past `timeout` the process is killed and replaced."""
+        if not self.wait_ready(ready_within):  # still building its guard (startup, replacement): left to finish
             raise TimeoutError
         try:
             self.connection.send(message)
@@ -110,7 +118,8 @@ class _Worker:
 
 class GuardPool:
     """`workers` processes each running a guard; `await pool.call("check", prompt, answer)` returns
-    the verdict or raises TimeoutError after `timeout_seconds` (waiting for a free worker included)."""
+    the verdict, or raises TimeoutError when no worker was ready within `timeout_seconds` or the
+    check ran longer than `timeout_seconds` on its worker (the module docstring says why apart)."""
 
     def __init__(self, guard_factory: Callable[[], Any], workers: int, timeout_seconds: float) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a process that runs threads
@@ -143,7 +152,8 @@ class GuardPool:
                 self._idle.put_nowait(worker)
         deadline = loop.time() + self.timeout_seconds
         worker = await asyncio.wait_for(self._idle.get(), self.timeout_seconds)
-        future = loop.run_in_executor(self._threads, worker.call, (method, args), max(0.0, deadline - loop.time()))
+        future = loop.run_in_executor(self._threads, worker.call, (method, args),
+                                      max(0.0, deadline - loop.time()), self.timeout_seconds)
 
         def release(done: asyncio.Future) -> None:
             # Back to the idle queue only once its thread is done with it, even if the request was cancelled.
