@@ -177,8 +177,9 @@ class ContextRules:
         token = tokens[position]
         if token in self.terminators:
             return True
-        return any(tuple(tokens[position:position + len(phrase)]) == phrase
-                   for phrase in self._terminator_phrases.get(token, ()))
+        phrases = self._terminator_phrases.get(token)
+        return phrases is not None and any(tuple(tokens[position:position + len(phrase)]) == phrase
+                                           for phrase in phrases)
 
     def scope_start(self, tokens: Sequence[str], low: int, start: int, commas: bool = False) -> int:
         """Past the last terminator before `start`, or the last place a new clause starts (a comma

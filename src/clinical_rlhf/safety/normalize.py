@@ -481,7 +481,7 @@ class Normaliser:
             if len(word) == 1 and word not in BREAKS:
                 run.append(word)
                 continue
-            if sum(ch.isalpha() for ch in run) >= MIN_SPACED_RUN:
+            if len(run) >= MIN_SPACED_RUN and sum(ch.isalpha() for ch in run) >= MIN_SPACED_RUN:
                 out.extend(self._spell(run))
                 changed = True
             else:
@@ -593,4 +593,6 @@ def _fold_unicode(text: str) -> str:
     if folded.isascii():
         return folded
     decomposed = unicodedata.normalize("NFKD", folded)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    # The marks are looked up once per distinct character, then dropped by one `translate`.
+    marks = {ord(ch): None for ch in set(decomposed) if unicodedata.combining(ch)}
+    return decomposed.translate(marks) if marks else decomposed

@@ -76,6 +76,8 @@ class RedFlagDetector:
         over: set[str] = set()
         now: set[str] = set()
         for start, end, flag_id in self._trigger_hits(text):
+            if flag_id in now:  # happening now: its other mentions cannot make it over
+                continue
             situation = self.context.situation(text, start, end)
             if situation in ("negated", "history"):
                 over.add(flag_id)
@@ -102,22 +104,31 @@ class RedFlagDetector:
                  if not any(group.isdisjoint(token_set) for group in rule.word_sets)]
         if not rules:
             return hits
-        # the positions of every rule's first words, found in one pass over the text
-        firsts = set().union(*(rule.word_sets[0] for _, rule in rules)).intersection(token_set)
+        # The positions of every word the rules name, found in one pass over the text; then, per
+        # word set, its words' positions in order, so the one nearest a first word is a bisection
+        # (not a scan of the reach around each first word).
+        named = set().union(*(group for _, rule in rules for group in rule.word_sets)).intersection(token_set)
         where: dict[str, list[int]] = {}
         for position, token in enumerate(tokens):
-            if token in firsts:
+            if token in named:
                 where.setdefault(token, []).append(position)
+        positions_of: dict[frozenset[str], list[int]] = {}
+
+        def positions(group: frozenset[str]) -> list[int]:
+            found = positions_of.get(group)
+            if found is None:
+                found = positions_of[group] = sorted(q for word in group.intersection(where) for q in where[word])
+            return found
+
         for flag_id, rule in rules:
             first, *others = rule.word_sets
-            for position in sorted(q for word in first.intersection(where) for q in where[word]):
+            for position in positions(first):
                 matched = [position]
                 for group in others:
-                    reach = range(max(0, position - rule.within), min(len(tokens), position + rule.within + 1))
-                    near = [q for q in reach if tokens[q] in group]
-                    if not near:
+                    near = _nearest(positions(group), position, rule.within)
+                    if near is None:
                         break
-                    matched.append(min(near, key=lambda q: abs(q - position)))
+                    matched.append(near)
                 else:
                     start, end = min(matched), max(matched) + 1
                     if SENTENCE_BREAK not in tokens[start:end] and not _word_negated(tokens, matched):
@@ -187,6 +198,19 @@ def _outside(hits: list[tuple[int, int, str]], excluded: list[tuple[int, int, st
 
 
 _NEGATING_WORDS = lexicon.NEGATING_WORDS
+
+
+def _nearest(positions: list[int], position: int, within: int) -> int | None:
+    """The entry of the sorted `positions` nearest `position` and at most `within` from it (the
+    earlier of two as near), or None."""
+    index = bisect_left(positions, position)
+    best = None
+    if index > 0 and position - positions[index - 1] <= within:
+        best = positions[index - 1]
+    if index < len(positions) and positions[index] - position <= within and (
+            best is None or positions[index] - position < position - best):
+        best = positions[index]
+    return best
 
 
 def _word_negated(tokens: tuple[str, ...], matched: list[int]) -> bool:

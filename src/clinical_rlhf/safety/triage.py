@@ -176,9 +176,13 @@ class TriageReader:
         return list(found.values())
 
     def _contexts_present(self, text: NormalisedText) -> set[str]:
-        """Rules whose context is in the text, neither negated nor past ("finished chemo in 2015")."""
-        return {rule_id for start, end, rule_id in text.find(self._contexts)
-                if self.context.situation(text, start, end) not in ("negated", "history")}
+        """Rules whose context is in the text, neither negated nor past ("finished chemo in 2015").
+        A rule's later mentions are not read once one has counted."""
+        present: set[str] = set()
+        for start, end, rule_id in text.find(self._contexts):
+            if rule_id not in present and self.context.situation(text, start, end) not in ("negated", "history"):
+                present.add(rule_id)
+        return present
 
     def _counts(self, rule: TriageRule, text: NormalisedText, start: int, end: int) -> bool:
         situation = self.context.situation(text, start, end)
