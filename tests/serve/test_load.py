@@ -46,7 +46,6 @@ async def _load(url: str, api_key: str) -> list[tuple[str, str, str]]:
         await client.close()
 
 
-
 def test_concurrent_load_has_no_errors_and_no_lost_audit_records(make_cfg, api_key):
     cfg = make_cfg(serve={"rate_limit": {"requests_per_minute": None}, "batching": {"max_wait_ms": 20},
                           "guard_timeout_seconds": BUSY_GUARD_LIMIT},
