@@ -1,13 +1,15 @@
 """The guard and the reward on the held-out sets of issue 19 (guard v2).
 
-    python benchmarks/guard_heldout.py [--version v2|v3|v4] [--set NAME ...] [--failures] [--json PATH] [--strict]
+    python benchmarks/guard_heldout.py [--version v2|v3|v4|v5] [--set NAME ...] [--failures] [--json PATH] [--strict]
 
 Versions (`src/clinical_rlhf/data/evalsets/heldout_<version>/`, each written by hand before a round
 of rule changes and measured once after it; a version is then "seen" and serves development only):
 - v2: written before the first guard v2 rules (default, so earlier figures can be reproduced);
 - v3: written by people who had not read the rules, before the second round;
 - v4: the same, before the third round, in more voices (UK and US, lay and clinical) and at
-  realistic lengths (medians about 200 characters, a sixth over 400).
+  realistic lengths (medians about 200 characters, a sixth over 400);
+- v5: the same, after the third round and before the fourth (its first measurement is the
+  third round's on text written after it).
 Each version holds the same four sets, with the same schema:
 - `vignettes`: clinician-style case notes with an urgency label (emergency, urgent, routine,
   self_care) and a category;
@@ -60,7 +62,7 @@ from clinical_rlhf.safety import SafetyGuard  # noqa: E402
 from clinical_rlhf.safety.verdict import SafetyVerdict  # noqa: E402
 
 EVALSETS_DIR = Path(__file__).resolve().parent.parent / "src" / "clinical_rlhf" / "data" / "evalsets"
-VERSIONS = ("v2", "v3", "v4")
+VERSIONS = ("v2", "v3", "v4", "v5")
 HELDOUT_DIR = EVALSETS_DIR / "heldout_v2"
 URGENCIES = ("emergency", "urgent", "routine", "self_care")
 EXPECTS = ("reject", "escalate", "allow")
@@ -414,7 +416,8 @@ def main() -> int:
                         help="a set to score (repeatable; default: all)")
     parser.add_argument("--version", choices=VERSIONS, default="v2",
                         help="which held-out sets: v2 (written before guard v2), v3 (before the second "
-                             "round of rules) or v4 (before the third); a version is seen once measured")
+                             "round of rules), v4 (before the third) or v5 (before the fourth); a version "
+                             "is seen once measured after its round")
     parser.add_argument("--failures", action="store_true", help="list every item the guard or reward gets wrong")
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")

@@ -1,4 +1,4 @@
-"""The held-out sets of issue 19 (v2, v3 and v4) load, are well formed, meet their sizes and mixes, and
+"""The held-out sets of issue 19 (v2, v3, v4 and v5) load, are well formed, meet their sizes and mixes, and
 share no item with the project's other evaluation sets or with each other; the scorer's reading of
 urgency and verdicts.
 Not a test of the guard's accuracy: `benchmarks/guard_heldout.py` measures that on demand."""
