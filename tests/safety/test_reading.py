@@ -5,11 +5,9 @@ written, obfuscation included."""
 from __future__ import annotations
 
 import dataclasses
-import gc
 import json
-import statistics
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,6 @@ from clinical_rlhf.safety.reading import Reading, TextReading
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 from guard_worst_case import FAMILIES, build_text  # noqa: E402  (benchmarks/ is not a package)
 
-from .cost_shape import assert_linear_shape
 
 QUESTION = "I have crushing chest pain spreading to my left arm. Can I take ibuprofen?"
 ANSWER = "Take ibuprofen 400 mg and rest."
@@ -142,39 +139,45 @@ def test_a_text_reading_is_built_by_the_reader(guard):
     assert reading.span(3, 3) is None
 
 
-@pytest.mark.cost_shape
+class _Counted(Sequence):
+    """A sequence that counts the items read from it (by index, slice or iteration)."""
+
+    def __init__(self, items) -> None:
+        self._items = list(items)
+        self.reads = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __getitem__(self, index):
+        found = self._items[index]
+        self.reads += len(found) if isinstance(index, slice) else 1
+        return found
+
+    def __iter__(self):
+        for item in self._items:
+            self.reads += 1
+            yield item
+
+
 @pytest.mark.parametrize("walk", [one_for_one, aligned_spans], ids=["one_for_one", "aligned"])
 @pytest.mark.parametrize("family_name", sorted(FAMILIES))
-def test_the_offset_map_costs_linear_time(guard, family_name, walk):
-    """The SHAPE of the map's cost on the worst-case families (as `test_linear_shape.py` does for
-    the check), under the bound of `cost_shape.py`. The walks are timed apart: `token_spans` takes
-    the cheaper one only when a text's words are its tokens, so timed whole it compared one walk
-    at n with the other, about twice the cost a word, at 8n. The longer text is copies of the
-    shorter, so both hold the same share of respelled and unreadable words (which sets the cost a
-    word) and `one_for_one` gives up at the same word of both."""
+def test_the_offset_map_reads_each_word_a_bounded_number_of_times(guard, family_name, walk):
+    """The SHAPE of the map's work on the worst-case families, counted, not timed: the items each
+    walk reads from its words, tokens and respellings. At 8x the length (the longer text made of
+    copies of the shorter, so both hold the same share of respelled and unreadable words) the
+    reads may grow 9x at most: linear reads 8x, quadratic 64x. A count does not depend on the
+    machine (timed, one walk read 22x in CI, as its lists outgrew the caches); the time of the
+    whole check, offset map included, is `test_linear_shape.py`'s business."""
     n = 16384
 
-    def seconds(size: int) -> float:
-        """Median over three texts of the CPU time of one walk, each the fastest of at least five
-        calls and 0.02 s (a pure function: nothing is cached between calls), the garbage
-        collector paused: its full passes scale with every object alive, not with this text."""
-        measurements = []
-        for seed in range(3):
-            normalised = guard.normalise(" ".join([build_text(FAMILIES[family_name], n, seed=seed)] * (size // n)))
-            words = written_words(normalised.original)
-            arguments = (words, normalised.tokens) if walk is one_for_one else \
-                (words, normalised.tokens, normalised.respellings)
-            fastest, spent, calls = float("inf"), 0.0, 0
-            gc.disable()
-            try:
-                while spent < 0.02 or calls < 5:
-                    started = time.thread_time()
-                    walk(*arguments)
-                    took = time.thread_time() - started
-                    fastest, spent, calls = min(fastest, took), spent + took, calls + 1
-            finally:
-                gc.enable()
-            measurements.append(fastest)
-        return statistics.median(measurements)
+    def reads(size: int) -> int:
+        normalised = guard.normalise(" ".join([build_text(FAMILIES[family_name], n, seed=1)] * (size // n)))
+        arguments = [_Counted(written_words(normalised.original)), _Counted(normalised.tokens)]
+        if walk is aligned_spans:
+            arguments.append(_Counted(normalised.respellings))
+        walk(*arguments)
+        return sum(argument.reads for argument in arguments)
 
-    assert_linear_shape(seconds, n, f"the offset map's {walk.__name__} walk on {family_name}")
+    ratio = reads(8 * n) / reads(n)
+    assert ratio <= 9.0, f"{family_name}, {walk.__name__}: 8x the length read {ratio:.2f}x the items"
